@@ -1,0 +1,30 @@
+"""The contract every SPU backend fulfils.
+
+A backend is a module with ``NAME`` and a function
+
+    run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun
+
+* ``problem``: a validated DenseProblem / FactoredProblem / GGNProblem (spu.problems).
+* ``t``: analog time in units of tau (>= 0).  ``x0``: start state (float64, length n).
+* ``kappa0``: noise level; the dynamics are dx = -(A x - b) ds + sqrt(2 kappa0) dW with s = time/tau,
+  so the stationary law is N(A^-1 b, kappa0 A^-1).
+* ``seed``: int or None. Same seed -> same noisy run.
+* ``times``: None (final state only) or a 1-D increasing array of times in tau, 0 <= times <= t,
+  at which the trajectory is recorded.
+* ``options``: backend-specific dict (e.g. Euler step, ngspice topology/design/timeout).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class BackendRun:
+    x: np.ndarray
+    times: np.ndarray | None = None
+    trajectory: np.ndarray | None = None  # shape (len(times), n)
+    netlist_path: str | None = None
+    report: dict | None = None
+    extra: dict = field(default_factory=dict)

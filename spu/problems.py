@@ -1,0 +1,210 @@
+"""Problem types: the linear system A x = b that the SPU relaxes towards.
+
+Three ways to give A, all with a right-hand side b:
+
+* ``DenseProblem(A, b)``: any symmetric positive definite A.
+* ``FactoredProblem(U, lam, b)``: A = lam*I + U U^T (U is N x m). Never forms A unless asked.
+* ``GGNProblem(J, H, lam, b)``: A = J^T H J + lam*I, the TNGD system (J is the b*dz x N output
+  Jacobian, H the block-diagonal loss Hessian). ``factored()`` turns it into U = J^T S with
+  S S^T = H.
+
+Validation happens at construction, so every backend can trust what it gets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ProblemError
+
+# Relative asymmetry allowed before a matrix is called non-symmetric (float32 round-off of a GGN
+# built by torch is ~1e-7; anything a user builds by hand that is meant to be symmetric passes).
+SYM_RTOL = 1e-6
+
+
+def as_finite_array(name: str, value, ndim: int) -> np.ndarray:
+    """Convert to a float64 array of the given rank, or raise ProblemError naming `name`."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ProblemError(f"{name} is not numeric: {exc}") from None
+    if arr.ndim != ndim:
+        raise ProblemError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ProblemError(f"{name} is empty (shape {arr.shape})")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        kind = "NaN" if np.isnan(arr[idx]) else "inf"
+        raise ProblemError(f"{name} contains {kind} (first at index {idx if ndim > 1 else idx[0]})")
+    return arr
+
+
+def check_symmetric(name: str, M: np.ndarray) -> None:
+    if M.shape[0] != M.shape[1]:
+        raise ProblemError(f"{name} must be square, got shape {M.shape}")
+    scale = max(float(np.abs(M).max()), np.finfo(float).tiny)
+    asym = float(np.abs(M - M.T).max())
+    if asym > SYM_RTOL * scale:
+        i, j = np.unravel_index(int(np.abs(M - M.T).argmax()), M.shape)
+        raise ProblemError(
+            f"{name} is not symmetric: {name}[{i},{j}]={M[i, j]:.6g} but {name}[{j},{i}]={M[j, i]:.6g}"
+        )
+
+
+def check_lam(lam) -> float:
+    try:
+        lam = float(lam)
+    except (TypeError, ValueError):
+        raise ProblemError(f"damping lam must be a number, got {lam!r}") from None
+    if not np.isfinite(lam) or lam <= 0:
+        raise ProblemError(f"damping lam must be finite and > 0, got {lam}")
+    return lam
+
+
+def check_rhs(b, n: int, what: str) -> np.ndarray:
+    b = as_finite_array("b", b, 1)
+    if b.shape[0] != n:
+        raise ProblemError(f"b has length {b.shape[0]} but {what} needs length {n}")
+    return b
+
+
+@dataclass(frozen=True, eq=False)
+class DenseProblem:
+    A: np.ndarray
+    b: np.ndarray
+    _lam_min: float = field(init=False, repr=False)
+
+    def __post_init__(self):
+        A = as_finite_array("A", self.A, 2)
+        check_symmetric("A", A)
+        A = 0.5 * (A + A.T)
+        b = check_rhs(self.b, A.shape[0], f"A of shape {A.shape}")
+        ev = np.linalg.eigvalsh(A)
+        if ev[0] <= 0:
+            raise ProblemError(
+                f"A is not positive definite: smallest eigenvalue is {ev[0]:.6g}"
+            )
+        object.__setattr__(self, "A", A)
+        object.__setattr__(self, "b", b)
+        object.__setattr__(self, "_lam_min", float(ev[0]))
+
+    @property
+    def n(self) -> int:
+        return self.A.shape[0]
+
+    def matrix(self) -> np.ndarray:
+        return self.A
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        return self.A @ x
+
+    def eig_extremes(self) -> tuple[float, float]:
+        """(smallest, largest) eigenvalue of A: they set the settling time and the stiffness."""
+        ev = np.linalg.eigvalsh(self.A)
+        return float(ev[0]), float(ev[-1])
+
+
+@dataclass(frozen=True, eq=False)
+class FactoredProblem:
+    """A = lam*I + U U^T with U of shape (N, m)."""
+
+    U: np.ndarray
+    lam: float
+    b: np.ndarray
+
+    def __post_init__(self):
+        U = as_finite_array("U", self.U, 2)
+        lam = check_lam(self.lam)
+        b = check_rhs(self.b, U.shape[0], f"U of shape {U.shape} (rows)")
+        object.__setattr__(self, "U", U)
+        object.__setattr__(self, "lam", lam)
+        object.__setattr__(self, "b", b)
+
+    @property
+    def n(self) -> int:
+        return self.U.shape[0]
+
+    @property
+    def m(self) -> int:
+        return self.U.shape[1]
+
+    def matrix(self) -> np.ndarray:
+        return self.lam * np.eye(self.n) + self.U @ self.U.T
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        return self.lam * x + self.U @ (self.U.T @ x)
+
+    def factored(self) -> "FactoredProblem":
+        return self
+
+    def eig_extremes(self) -> tuple[float, float]:
+        s = np.linalg.eigvalsh(self.U.T @ self.U)
+        top = self.lam + float(max(s[-1], 0.0))
+        # With m < N, lam itself is an eigenvalue (the null space of U^T).
+        low = self.lam + (float(max(s[0], 0.0)) if self.m >= self.n else 0.0)
+        return low, top
+
+
+@dataclass(frozen=True, eq=False)
+class GGNProblem:
+    """A = J^T H J + lam*I. J: (m, N) output Jacobian, H: (m, m) symmetric PSD loss Hessian."""
+
+    J: np.ndarray
+    H: np.ndarray
+    lam: float
+    b: np.ndarray
+
+    def __post_init__(self):
+        J = as_finite_array("J", self.J, 2)
+        H = as_finite_array("H", self.H, 2)
+        check_symmetric("H", H)
+        if H.shape[0] != J.shape[0]:
+            raise ProblemError(
+                f"H has shape {H.shape} but J has {J.shape[0]} rows: H must be {J.shape[0]}x{J.shape[0]}"
+            )
+        H = 0.5 * (H + H.T)
+        ev = np.linalg.eigvalsh(H)
+        # H_L of a convex loss is PSD; allow round-off relative to its scale.
+        if ev[0] < -1e-9 * max(abs(ev[-1]), 1.0):
+            raise ProblemError(f"H is not positive semidefinite: smallest eigenvalue is {ev[0]:.6g}")
+        lam = check_lam(self.lam)
+        b = check_rhs(self.b, J.shape[1], f"J of shape {J.shape} (columns)")
+        object.__setattr__(self, "J", J)
+        object.__setattr__(self, "H", H)
+        object.__setattr__(self, "lam", lam)
+        object.__setattr__(self, "b", b)
+
+    @property
+    def n(self) -> int:
+        return self.J.shape[1]
+
+    @property
+    def m(self) -> int:
+        return self.J.shape[0]
+
+    def matrix(self) -> np.ndarray:
+        return self.J.T @ self.H @ self.J + self.lam * np.eye(self.n)
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        return self.lam * x + self.J.T @ (self.H @ (self.J @ x))
+
+    def factor_S(self) -> np.ndarray:
+        """S (m x r) with S S^T = H, from the symmetric eigendecomposition (zero modes dropped)."""
+        w, V = np.linalg.eigh(self.H)
+        keep = w > 1e-12 * max(float(w[-1]), 1e-300)
+        return V[:, keep] * np.sqrt(w[keep])
+
+    def factored(self) -> FactoredProblem:
+        return FactoredProblem(self.J.T @ self.factor_S(), self.lam, self.b)
+
+    def eig_extremes(self) -> tuple[float, float]:
+        return self.factored().eig_extremes()
+
+
+Problem = DenseProblem | FactoredProblem | GGNProblem
+
+
+def kind_of(problem: Problem) -> str:
+    return {DenseProblem: "dense", FactoredProblem: "factored", GGNProblem: "ggn"}[type(problem)]
