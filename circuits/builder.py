@@ -1,0 +1,259 @@
+"""Building blocks shared by every topology: programmed resistor arrays, op-amp stages, cells,
+DACs and noise sources, with the effective (as-built) gains recorded for the component report.
+
+Sign conventions (all positive components; signs come from inverted copies of signals):
+
+* Integrator cell i: op-amp with the capacitor C_i from its summing node s_i to its output x_i.
+  The summing node is a virtual ground, so C_i dV(x_i)/dt = -I(s_i), I(s_i) being the total
+  current the resistors push into s_i. The state is V(x_i) = v_unit * x_i.
+* Inverting summer k: feedback resistor Rf_k from its summing node to its output, so
+  V(out_k) = -Rf_k * I(s_k): every summer flips the sign, and the builders account for it.
+* Inverter: a summer with one input resistor, giving -V (gain -Rf/Rin).
+* A coefficient a from signal v into summing node s is a resistor R0/|a| from v if a > 0 or
+  from the inverted copy -v if a < 0: the current is a*v/R0 either way.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spu.errors import DesignError
+
+from .design import Design
+from .netlist import Netlist
+
+
+@dataclass
+class Stage:
+    """A linear map realised by one resistor array: current into each target = S @ source_voltages,
+    where S holds the as-built signed conductances (siemens)."""
+
+    label: str
+    S: np.ndarray
+
+
+@dataclass
+class BuildRecord:
+    """What the report needs to know about the built circuit."""
+
+    resistors: list[np.ndarray] = field(default_factory=list)  # as-built ohms, per array
+    resistor_roles: list[str] = field(default_factory=list)
+    # Terminals of every resistor, per array, for the power estimate: (node a, node b) names.
+    terminals: list[tuple[list[str], list[str]]] = field(default_factory=list)
+    quant_error: dict[str, float] = field(default_factory=dict)  # label -> max |a_q - a| / max |a|
+    amplifiers: int = 0
+    capacitors: list[float] = field(default_factory=list)
+    noise_sources: int = 0
+    dacs: int = 0
+    dac_volts: np.ndarray | None = None
+
+
+class Builder:
+    """Accumulates one netlist. Topology functions call these methods in order."""
+
+    def __init__(self, design: Design, title: str):
+        self.d = design.check()
+        self.nl = Netlist(title)
+        self.rng = np.random.default_rng(design.component_seed)
+        self.record = BuildRecord()
+        # Total conductance at each summing node: sets its Johnson current.
+        self.node_conductance: dict[str, float] = {}
+        self._opamp_defined = False
+
+    # -- programmed values ----------------------------------------------------------------
+    def quantise(self, label: str, coef: np.ndarray) -> np.ndarray:
+        """Round coefficients to bits_r levels of the array's full scale (its largest |entry|):
+        a designer sizes each array so its largest entry uses the full conductance range."""
+        bits = self.d.bits_r
+        full = float(np.abs(coef).max()) if coef.size else 0.0
+        if bits is None or full == 0.0:
+            return coef
+        lsb = full / (2**bits - 1)
+        q = np.round(coef / lsb) * lsb
+        self.record.quant_error[label] = float(np.abs(q - coef).max() / full)
+        return q
+
+    def ohms(self, label: str, coef: np.ndarray, index_names) -> np.ndarray:
+        """Nominal resistances R0/|a| of the nonzero coefficients, range-checked, with tolerance."""
+        mag = np.abs(coef)
+        with np.errstate(divide="ignore"):
+            R = self.d.R0 / mag
+        bad = (R < self.d.r_min) | (R > self.d.r_max)
+        if bad.any():
+            k = int(np.argmax(bad))
+            side = "below r_min" if R[k] < self.d.r_min else "above r_max"
+            lim = self.d.r_min if R[k] < self.d.r_min else self.d.r_max
+            raise DesignError(
+                f"{label}{index_names(k)} = {coef[k]:.6g} maps to R = R0/|a| = {R[k]:.6g} ohm, {side} "
+                f"({lim:g} ohm); rescale the problem, widen [r_min, r_max] or set bits_r to drop tiny entries"
+            )
+        return self.with_tolerance(R, self.d.tol_r)
+
+    def with_tolerance(self, values: np.ndarray, tol: float) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        if tol == 0:
+            return values
+        # Clip at 4 sigma so a draw can never give a non-positive component.
+        dev = np.clip(self.rng.standard_normal(values.shape), -4, 4)
+        return values * (1.0 + tol * dev)
+
+    # -- op-amps --------------------------------------------------------------------------
+    def opamp(self, name: str, inn: str, out: str, comment: str | None = None) -> None:
+        if not self._opamp_defined:
+            amp = self.d.opamp
+
+            def build(sub: Netlist):
+                if amp.gbw is None:
+                    gain = amp.IDEAL_GAIN if amp.ideal else amp.gain
+                    sub.E("1", "out", "0", "0", "inn", gain)
+                else:
+                    # Single pole: V(p) = -gain*V(inn) rolling off at gbw/gain, then a buffer.
+                    sub.G("1", "p", "0", "inn", "0", 1.0)
+                    sub.R("p", "p", "0", amp.gain)
+                    sub.C("p", "p", "0", 1.0 / (2 * math.pi * amp.gbw))
+                    sub.E("1", "out", "0", "p", "0", 1.0)
+
+            self.nl.subckt("opamp", ("inn", "out"), build)
+            self._opamp_defined = True
+        self.nl.X(name, (inn, out), "opamp", comment)
+        self.record.amplifiers += 1
+
+    # -- resistor arrays ------------------------------------------------------------------
+    def array(self, label: str, coef: np.ndarray, targets: list[str], pos: list[str],
+              neg: list[str | None]) -> Stage:
+        """Resistors realising current(target_i) = sum_j coef[i,j] * v_j / R0.
+
+        pos[j] carries v_j, neg[j] carries -v_j (needed only where a column has negative entries).
+        Returns the as-built signed conductances.
+        """
+        coef = self.quantise(label, np.asarray(coef, dtype=float))
+        rows, cols = np.nonzero(coef)
+        vals = coef[rows, cols]
+        R = self.ohms(label, vals, lambda k: f"[{rows[k]},{cols[k]}]")
+        S = np.zeros(coef.shape)
+        S[rows, cols] = np.sign(vals) / R
+        add = self.nl.R
+        srcs, dsts = [], []
+        for k in range(len(vals)):
+            i, j = int(rows[k]), int(cols[k])
+            src = pos[j] if vals[k] > 0 else neg[j]
+            if src is None:
+                raise DesignError(f"{label}[{i},{j}] is negative but no inverted copy of column {j} exists")
+            add(f"{label}_{i}_{j}", src, targets[i], R[k], comment=f"{label}[{i},{j}]={float(vals[k])!r}")
+            srcs.append(src)
+            dsts.append(targets[i])
+        self.record.terminals.append((srcs, dsts))
+        per_row = np.bincount(rows, weights=1.0 / R, minlength=len(targets))
+        for node, g in zip(targets, per_row):
+            self.node_conductance[node] = self.node_conductance.get(node, 0.0) + float(g)
+        self.record.resistors.append(R)
+        self.record.resistor_roles.append(label)
+        return Stage(label, S)
+
+    def summers(self, label: str, n: int) -> tuple[list[str], list[str], np.ndarray]:
+        """n inverting summing amplifiers with feedback R0. Returns (sum nodes, outputs, Rf)."""
+        sums = [f"s{label}{k}" for k in range(n)]
+        outs = [f"{label}{k}" for k in range(n)]
+        Rf = self.with_tolerance(np.full(n, self.d.R0), self.d.tol_r)
+        for k in range(n):
+            self.nl.R(f"f{label}_{k}", sums[k], outs[k], Rf[k], comment=f"feedback of summer {label}{k}")
+            self.opamp(f"{label}_{k}", sums[k], outs[k])
+            self.node_conductance[sums[k]] = self.node_conductance.get(sums[k], 0.0) + 1.0 / Rf[k]
+        self.record.resistors.append(Rf)
+        self.record.resistor_roles.append(f"feedback {label}")
+        self.record.terminals.append((sums, outs))
+        return sums, outs, Rf
+
+    def inverters(self, label: str, nodes: list[str], needed: np.ndarray) -> tuple[list[str | None], np.ndarray]:
+        """Inverted copies -v of the nodes where `needed`; returns (nodes or None, gain Rf/Rin)."""
+        neg: list[str | None] = [None] * len(nodes)
+        gain = np.zeros(len(nodes))
+        idx = np.flatnonzero(needed)
+        if idx.size == 0:
+            return neg, gain
+        R = self.with_tolerance(np.full((idx.size, 2), self.d.R0), self.d.tol_r)
+        ends: tuple[list[str], list[str]] = ([], [])
+        for k, j in enumerate(idx):
+            s, out = f"si{label}{j}", f"n{nodes[j]}"
+            self.nl.R(f"i{label}_{j}", nodes[j], s, R[k, 0], comment=f"inverter of {nodes[j]}: input")
+            self.nl.R(f"fi{label}_{j}", s, out, R[k, 1], comment=f"inverter of {nodes[j]}: feedback")
+            self.opamp(f"inv{label}_{j}", s, out)
+            self.node_conductance[s] = 1.0 / R[k, 0] + 1.0 / R[k, 1]
+            neg[j] = out
+            gain[j] = R[k, 1] / R[k, 0]
+            ends[0].extend([nodes[j], s])
+            ends[1].extend([s, out])
+        self.record.terminals.append(ends)
+        self.record.resistors.append(R.ravel())
+        self.record.resistor_roles.append(f"inverters {label}")
+        return neg, gain
+
+    # -- cells, DACs, noise ---------------------------------------------------------------
+    def integrator_cells(self, n: int, x0: np.ndarray) -> tuple[list[str], list[str], np.ndarray]:
+        """n op-amp integrators. Returns (summing nodes, state nodes, as-built C)."""
+        sums = [f"s{i}" for i in range(n)]
+        xs = [f"x{i}" for i in range(n)]
+        C = self.with_tolerance(np.full(n, self.d.C), self.d.tol_c)
+        for i in range(n):
+            # ic is V(s_i) - V(x_i) = 0 - v_unit*x0_i across the capacitor.
+            self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=-self.d.v_unit * x0[i], comment=f"cell {i} integrator")
+            self.opamp(f"cell{i}", sums[i], xs[i], comment=f"cell {i}: V(x{i}) = v_unit * x[{i}]")
+            self.node_conductance.setdefault(sums[i], 0.0)
+        self.record.capacitors.extend(C.tolist())
+        return sums, xs, C
+
+    def dac_inputs(self, b: np.ndarray, targets: list[str]) -> np.ndarray:
+        """Inject -b_i*v_unit/R0 into each integrator's summing node (the integrator inverts, so the
+        DAC is loaded with -b). The DAC uses its full scale for max|b|: V = -b_i*v_fs/max|b| through
+        R_b = R0*v_fs/(max|b|*v_unit). Returns the as-built b (after DAC quantisation, tolerance)."""
+        d = self.d
+        bmax = float(np.abs(b).max())
+        if bmax == 0.0:
+            return np.zeros_like(b)  # no current to inject: the DACs sit at 0 V and are left out
+        volts = -b * d.v_fullscale / bmax
+        if d.bits_dac is not None:
+            lsb = 2 * d.v_fullscale / (2**d.bits_dac - 1)
+            volts = np.round(volts / lsb) * lsb
+        Rb = d.R0 * d.v_fullscale / (bmax * d.v_unit)
+        if not d.r_min <= Rb <= d.r_max:
+            raise DesignError(
+                f"b with max |b| = {bmax:.6g} needs DAC input resistors of {Rb:.6g} ohm, outside "
+                f"[{d.r_min:g}, {d.r_max:g}]; change v_unit or v_fullscale"
+            )
+        R = self.with_tolerance(np.full(len(b), Rb), d.tol_r)
+        for i, s in enumerate(targets):
+            self.nl.V(f"dac{i}", f"d{i}", "0", volts[i], comment=f"DAC {i}: -b[{i}] scaled to full scale")
+            self.nl.R(f"b{i}", f"d{i}", s, R[i], comment=f"input resistor for b[{i}]")
+            self.node_conductance[s] = self.node_conductance.get(s, 0.0) + 1.0 / R[i]
+        self.record.resistors.append(R)
+        self.record.resistor_roles.append("DAC inputs")
+        self.record.terminals.append(([f"d{i}" for i in range(len(b))], list(targets)))
+        self.record.dacs = len(b)
+        self.record.dac_volts = volts
+        return -volts / R * d.R0 / d.v_unit
+
+    def noise_sources(self, kappa_nodes: list[str], kappa0: float, johnson: bool = True) -> None:
+        """One seeded Gaussian current source per node: programmable kappa0 noise on the cells,
+        plus the lumped Johnson current of every resistor at each summing node.
+
+        Lumping is exact here: each resistor joins an ideal op-amp output (zero impedance, which
+        swallows the noise current at that end) to a summing node, so only the summing-node end
+        matters, and independent Gaussian currents into one node add in variance."""
+        d = self.d
+        hold = d.noise_dt * d.tau
+        var: dict[str, float] = {}
+        if kappa0 > 0:
+            s2 = d.kappa_to_current_sigma(kappa0) ** 2
+            for node in kappa_nodes:
+                var[node] = var.get(node, 0.0) + s2
+        if johnson and d.temperature:
+            for node, g in self.node_conductance.items():
+                if g > 0:
+                    var[node] = var.get(node, 0.0) + d.johnson_sigma(g) ** 2
+        for k, (node, v) in enumerate(sorted(var.items())):
+            # A value held for `hold` seconds with std sigma/sqrt(hold) integrates to sigma^2*hold.
+            self.nl.I(f"n{k}", "0", node, 0.0, noise=(hold, math.sqrt(v / hold)),
+                      comment=f"noise into {node}: {v:.6g} A^2 s")
+        self.record.noise_sources = len(var)

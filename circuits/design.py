@@ -1,0 +1,136 @@
+"""Design parameters of an SPU circuit: what a hardware designer sets before a run.
+
+All values are SI units. The state variable x is carried as a voltage V = v_unit * x.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+from spu.errors import DesignError
+
+BOLTZMANN = 1.380649e-23  # J/K
+
+
+@dataclass(frozen=True)
+class OpAmp:
+    """Op-amp model. gain=None: ideal (a VCVS with IDEAL_GAIN). gbw: gain-bandwidth product in Hz
+    (a single-pole model: open-loop gain `gain` rolling off from GBW/gain); requires a finite gain."""
+
+    gain: float | None = None
+    gbw: float | None = None
+
+    # An E source stands in for the ideal op-amp. Its finite gain leaves a steady-state error of
+    # about (sum of conductances at the summing node / G0) / gain, so 1e9 keeps it near 1e-8.
+    IDEAL_GAIN = 1e9
+
+    @property
+    def ideal(self) -> bool:
+        return self.gain is None
+
+    def check(self) -> None:
+        if self.gain is not None and not (math.isfinite(self.gain) and self.gain >= 1):
+            raise DesignError(f"op-amp DC gain must be a finite number >= 1, got {self.gain}")
+        if self.gbw is not None:
+            if self.gain is None:
+                raise DesignError("op-amp gain-bandwidth needs a finite DC gain (set gain too)")
+            if not (math.isfinite(self.gbw) and self.gbw > 0):
+                raise DesignError(f"op-amp gain-bandwidth must be > 0 Hz, got {self.gbw}")
+
+
+@dataclass(frozen=True)
+class Design:
+    """Everything about the circuit that is not the matrix.
+
+    R0, C        unit resistance and capacitance: tau = R0*C (default 1 kOhm * 1 nF = 1 us).
+    r_min, r_max usable range of a programmable resistor; a matrix entry a maps to R0/|a|.
+    bits_r       resolution of each programmable resistor (None = continuous). Conductances are
+                 quantised to 2**bits_r - 1 uniform steps of G_max = 1/r_min, so tiny entries round to 0.
+    bits_dac     DAC resolution for b over [-v_fullscale, v_fullscale] (None = exact).
+    bits_adc     ADC resolution for reading the state over [-v_fullscale, v_fullscale] (None = exact).
+    tol_r, tol_c relative standard deviation of each R and C (fabrication tolerance), drawn from
+                 `component_seed`.
+    opamp        op-amp model (ideal by default).
+    temperature  Kelvin for Johnson-Nyquist noise of every resistor; None = no thermal noise.
+    v_unit       volts per unit of x (the state voltage is v_unit * x).
+    v_fullscale  DAC/ADC full scale, volts.
+    rails        supply rails +-rails volts (reported against; ideal op-amps do not clip).
+    noise_dt     hold time of each noise sample, in units of tau. Must be short against the fastest
+                 mode tau/lambda_max or the noise is coloured (the report warns).
+    dt_max       largest ngspice time step, in units of tau.
+    amp_quiescent_w  assumed quiescent power of one op-amp (1 mW, a generic low-power part), used
+                 only by the power estimate of the component report.
+    """
+
+    R0: float = 1e3
+    C: float = 1e-9
+    r_min: float = 10.0
+    r_max: float = 1e8
+    bits_r: int | None = None
+    bits_dac: int | None = None
+    bits_adc: int | None = None
+    tol_r: float = 0.0
+    tol_c: float = 0.0
+    component_seed: int = 0
+    opamp: OpAmp = field(default_factory=OpAmp)
+    temperature: float | None = None
+    v_unit: float = 1.0
+    v_fullscale: float = 10.0
+    rails: float = 15.0
+    noise_dt: float = 0.01
+    dt_max: float = 0.01
+    amp_quiescent_w: float = 1e-3
+
+    @property
+    def tau(self) -> float:
+        return self.R0 * self.C
+
+    def with_(self, **changes) -> "Design":
+        d = replace(self, **changes)
+        d.check()
+        return d
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> "Design":
+        def positive(name, v):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise DesignError(f"{name} must be a finite number > 0, got {v!r}")
+
+        for name in ("R0", "C", "r_min", "r_max", "v_unit", "v_fullscale", "rails", "noise_dt", "dt_max",
+                     "amp_quiescent_w"):
+            positive(name, getattr(self, name))
+        if self.r_min >= self.r_max:
+            raise DesignError(f"r_min ({self.r_min}) must be below r_max ({self.r_max})")
+        if not self.r_min <= self.R0 <= self.r_max:
+            raise DesignError(f"R0 = {self.R0} ohm lies outside the resistor range [{self.r_min}, {self.r_max}]")
+        for name in ("bits_r", "bits_dac", "bits_adc"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and 1 <= v <= 32):
+                raise DesignError(f"{name} must be an integer from 1 to 32 or None, got {v!r}")
+        for name in ("tol_r", "tol_c"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < 0.5):
+                raise DesignError(f"{name} must be a relative tolerance in [0, 0.5), got {v!r}")
+        if self.temperature is not None:
+            t = self.temperature
+            if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 <= t <= 1000):
+                raise DesignError(f"temperature must be in [0, 1000] K, got {t!r}")
+        if not isinstance(self.component_seed, int) or self.component_seed < 0:
+            raise DesignError(f"component_seed must be a non-negative integer, got {self.component_seed!r}")
+        self.opamp.check()
+        return self
+
+    def kappa_to_current_sigma(self, kappa0: float) -> float:
+        """Noise current intensity (A*sqrt(s)) realising dx = ... + sqrt(2*kappa0/tau) dW.
+
+        C dV = ... + sigma dW with V = v_unit*x gives sigma = C*v_unit*sqrt(2*kappa0/tau)."""
+        return self.C * self.v_unit * math.sqrt(2.0 * kappa0 / self.tau)
+
+    def johnson_sigma(self, conductance_sum: float) -> float:
+        """Intensity of the Johnson current of resistors with total conductance G at `temperature`:
+        two-sided PSD 2kT*G, so i dt = sqrt(2kT*G) dW."""
+        if self.temperature is None:
+            return 0.0
+        return math.sqrt(2.0 * BOLTZMANN * self.temperature * conductance_sum)

@@ -1,0 +1,142 @@
+"""Component report: what a hardware designer checks before taping out a solve.
+
+Computed from the as-built circuit (after quantisation and tolerance), never from ngspice, so it
+is cheap and available before any simulation.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from spu.backends.direct import solve as direct_solve
+
+from .topologies import Circuit
+
+SETTLE_TOL = 1e-6  # settling time is the time for the slowest mode to decay to this fraction
+
+
+def component_report(circuit: Circuit, problem, t: float, x0=None) -> dict:
+    """Counts, value ranges, quantisation error, settling time, peak voltages, power and energy.
+
+    problem: the ideal problem the circuit was built from (for quantisation/tolerance error).
+    t: analog time of the solve, in tau (for the energy per solve)."""
+    d = circuit.design
+    rec = circuit.record
+    ab = circuit.as_built
+    n = circuit.n
+    x0 = np.zeros(n) if x0 is None else np.asarray(x0, float)
+
+    counts = dict(sorted(circuit.netlist.counts().items()))
+    kinds = {"R": "resistors", "C": "capacitors", "E": "vcvs", "G": "vccs", "I": "current_sources",
+             "V": "voltage_sources"}
+    count_named = {kinds.get(k, k): v for k, v in counts.items()}
+    count_named["op_amps"] = rec.amplifiers
+    count_named["noise_sources"] = rec.noise_sources
+    count_named["dacs"] = rec.dacs
+    count_named["adcs"] = n
+
+    R_all = np.concatenate(rec.resistors) if rec.resistors else np.zeros(0)
+    ranges = {
+        "resistance_ohm": {"min": float(R_all.min()) if R_all.size else None,
+                           "max": float(R_all.max()) if R_all.size else None,
+                           "allowed": [d.r_min, d.r_max],
+                           "within": bool(R_all.size == 0 or (R_all.min() >= d.r_min and R_all.max() <= d.r_max))},
+        "capacitance_f": {"min": float(min(rec.capacitors)), "max": float(max(rec.capacitors))},
+        "per_array": {role: {"count": int(r.size), "min_ohm": float(r.min()), "max_ohm": float(r.max())}
+                      for role, r in zip(rec.resistor_roles, rec.resistors) if r.size},
+    }
+
+    # Solution error caused by quantisation and tolerance: as-built steady state vs the exact one.
+    x_exact = direct_solve(problem, problem.b)
+    x_built = ab.solve()
+    denom = max(float(np.linalg.norm(x_exact)), np.finfo(float).tiny)
+    quant = {
+        "bits_r": d.bits_r, "bits_dac": d.bits_dac, "bits_adc": d.bits_adc,
+        "max_entry_error_rel_full_scale": rec.quant_error,
+        "steady_state_rel_error": float(np.linalg.norm(x_built - x_exact) / denom),
+        "adc_lsb_v": (2 * d.v_fullscale / (2**d.bits_adc - 1)) if d.bits_adc else None,
+    }
+
+    lam_min, lam_max = problem.eig_extremes()
+    settle_tau = math.log(1 / SETTLE_TOL) / lam_min
+    timing = {
+        "tau_s": d.tau,
+        "lambda_min": lam_min,
+        "lambda_max": lam_max,
+        "condition_number": lam_max / lam_min,
+        "slowest_mode_tau": 1.0 / lam_min,
+        "settling_time_tau": settle_tau,
+        "settling_time_s": settle_tau * d.tau,
+        "settling_tolerance": SETTLE_TOL,
+        "t_tau": t,
+        "residual_at_t": math.exp(-lam_min * t),
+        "fastest_mode_tau": 1.0 / lam_max,
+        "noise_hold_tau": d.noise_dt,
+        # Held noise is white only well below 1/hold; the report flags a hold that is not short
+        # against the fastest mode (it biases the stationary covariance by about lam_max*hold/2).
+        "noise_hold_ok": bool(d.noise_dt * lam_max <= 0.1),
+    }
+
+    # Node voltages at the start and at steady state (in volts): cells plus every driven node.
+    volts = _node_voltages(circuit, x_built, x0)
+    peak = max((abs(v) for v in volts.values()), default=0.0)
+    worst = max(volts, key=lambda k: abs(volts[k])) if volts else None
+    voltages = {"peak_v": peak, "peak_node": worst, "rails_v": d.rails, "within_rails": peak <= d.rails,
+                "adc_fullscale_v": d.v_fullscale, "state_peak_v": float(d.v_unit * max(np.abs(x_built).max(), np.abs(x0).max()))}
+
+    steady = _node_voltages(circuit, x_built, None)
+    p_res = 0.0
+    for (a, b), R in zip(rec.terminals, rec.resistors):
+        va = np.array([steady.get(k, 0.0) for k in a])
+        vb = np.array([steady.get(k, 0.0) for k in b])
+        p_res += float(np.sum((va - vb) ** 2 / R))
+    p_amp = rec.amplifiers * d.amp_quiescent_w
+    power = {"resistive_w": p_res, "amplifier_quiescent_w": p_amp, "total_w": p_res + p_amp,
+             "energy_per_solve_j": (p_res + p_amp) * t * d.tau,
+             "assumption": f"steady-state dissipation, {d.amp_quiescent_w:g} W quiescent per op-amp"}
+    return {"topology": circuit.topology, "n": n, "counts": count_named, "ranges": ranges,
+            "quantisation": quant, "timing": timing, "voltages": voltages, "power": power,
+            "design": d.as_dict()}
+
+
+def _node_voltages(circuit: Circuit, x: np.ndarray, x0: np.ndarray | None) -> dict[str, float]:
+    """Volts on every driven node at state x (and x0 if given, keeping the larger magnitude)."""
+    d = circuit.design
+    out: dict[str, float] = {}
+    states = [x] if x0 is None else [x, x0]
+    for s in states:
+        for name, v in zip(circuit.state_nodes, d.v_unit * s):
+            out[name] = v if abs(v) > abs(out.get(name, 0.0)) else out[name]
+        for names, M in (circuit.as_built.internal or {}).values():
+            vals = d.v_unit * (M @ s)
+            for name, v in zip(names, vals):
+                out[name] = v if abs(v) > abs(out.get(name, 0.0)) else out[name]
+    if circuit.record.dac_volts is not None:
+        for i, v in enumerate(circuit.record.dac_volts):
+            out[f"d{i}"] = float(v)
+    return out
+
+
+def format_report(rep: dict) -> str:
+    """Human-readable text of a report."""
+    c, r, q, t, v, p = (rep[k] for k in ("counts", "ranges", "quantisation", "timing", "voltages", "power"))
+    lines = [f"Component report: topology {rep['topology']}, n = {rep['n']}",
+             "  counts: " + ", ".join(f"{k} {val}" for k, val in c.items()),
+             f"  resistors: {r['resistance_ohm']['min']:.4g} .. {r['resistance_ohm']['max']:.4g} ohm "
+             f"(allowed {r['resistance_ohm']['allowed'][0]:g} .. {r['resistance_ohm']['allowed'][1]:g}: "
+             f"{'ok' if r['resistance_ohm']['within'] else 'OUT OF RANGE'})"
+             if r["resistance_ohm"]["min"] is not None else "  resistors: none",
+             f"  quantisation: bits R/DAC/ADC = {q['bits_r']}/{q['bits_dac']}/{q['bits_adc']}, "
+             f"steady-state relative error from quantisation and tolerance {q['steady_state_rel_error']:.3g}",
+             f"  settling: lambda_min {t['lambda_min']:.4g}, lambda_max {t['lambda_max']:.4g}, "
+             f"condition {t['condition_number']:.4g}; slowest mode {t['slowest_mode_tau']:.4g} tau, "
+             f"settles to {t['settling_tolerance']:g} in {t['settling_time_tau']:.4g} tau = {t['settling_time_s']:.4g} s; "
+             f"residual at t = {t['t_tau']:g} tau: {t['residual_at_t']:.3g}",
+             f"  noise hold {t['noise_hold_tau']:g} tau vs fastest mode {t['fastest_mode_tau']:.3g} tau: "
+             f"{'ok' if t['noise_hold_ok'] else 'TOO LONG (noise coloured)'}",
+             f"  peak node voltage {v['peak_v']:.4g} V at {v['peak_node']} (rails +-{v['rails_v']:g} V: "
+             f"{'ok' if v['within_rails'] else 'EXCEEDS RAILS'})",
+             f"  power: resistive {p['resistive_w']:.4g} W + op-amps {p['amplifier_quiescent_w']:.4g} W = "
+             f"{p['total_w']:.4g} W; energy per solve {p['energy_per_solve_j']:.4g} J ({p['assumption']})"]
+    return "\n".join(lines)

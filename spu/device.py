@@ -1,0 +1,155 @@
+"""The SPU: run a linear system on a backend for analog time t and return the state.
+
+    spu = SPU("ngspice", topology="crossbar", kappa0=0.0)
+    res = spu.run(GGNProblem(J, H, lam, b), t=50.0, x0=x_prev)     # t in units of tau
+    res.x, res.analog_time_s, res.device_time_s, res.report
+
+Backends: "ngspice" (circuit level), "ou" (exact OU transition), "euler" (Euler-Maruyama),
+"direct" (A^-1 b). Every backend gets the same validated problem and the same noise convention:
+dx = -(A x - b) ds + sqrt(2 kappa0) dW, s = time / tau.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from importlib import import_module
+
+import numpy as np
+
+from circuits.design import Design
+
+from .errors import ProblemError, ThermospiceError
+from .problems import DenseProblem, FactoredProblem, GGNProblem
+from .timing import TimingModel, resistor_count
+
+BACKENDS = ("ngspice", "ou", "euler", "direct")
+
+
+def backend_module(name: str):
+    if name not in BACKENDS:
+        raise ThermospiceError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return import_module(f"spu.backends.{name}")
+
+
+@dataclass
+class SPUResult:
+    x: np.ndarray
+    backend: str
+    topology: str | None
+    t: float                      # analog time in tau
+    analog_time_s: float
+    wall_time_s: float
+    device_time_s: float          # modelled time on the physical device (spu.timing)
+    device_time_breakdown: dict
+    times: np.ndarray | None = None
+    trajectory: np.ndarray | None = None
+    netlist_path: str | None = None
+    report: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {"x": self.x.tolist(), "backend": self.backend, "topology": self.topology, "t_tau": self.t,
+               "analog_time_s": self.analog_time_s, "wall_time_s": self.wall_time_s,
+               "device_time_s": self.device_time_s, "device_time_breakdown": self.device_time_breakdown,
+               "netlist_path": self.netlist_path}
+        if self.times is not None:
+            out["times_tau"] = self.times.tolist()
+            out["trajectory"] = self.trajectory.tolist()
+        if self.report is not None:
+            out["report"] = self.report
+        return out
+
+
+def _resistors_for(problem, topology: str | None) -> int:
+    n = problem.n
+    if isinstance(problem, GGNProblem) and topology in (None, "crossbar"):
+        return resistor_count("crossbar", n, problem.m)
+    if isinstance(problem, (FactoredProblem, GGNProblem)) and topology in (None, "factored"):
+        return resistor_count("factored", n, problem.factored().m)
+    return resistor_count("dense", n)
+
+
+class SPU:
+    """A stochastic processing unit on one backend.
+
+    kappa0: noise level. seed: base seed; run k of this SPU uses a seed derived from (seed, k), so
+    repeated solves get fresh noise yet a whole sequence is reproducible. Pass seed= to run() to
+    pin one run. options go to the backend (see each backend's docstring)."""
+
+    def __init__(self, backend: str = "ou", *, topology: str | None = None, design: Design | None = None,
+                 kappa0: float = 0.0, seed: int | None = None, timing: TimingModel | None = None, **options):
+        self.backend = backend
+        self._mod = backend_module(backend)
+        if topology is not None and backend != "ngspice":
+            from circuits.topologies import TOPOLOGIES
+            if topology not in TOPOLOGIES:
+                raise ThermospiceError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
+        self.topology = topology
+        self.design = (design or Design()).check()
+        self.kappa0 = _check_kappa(kappa0)
+        self.seed = seed
+        self.timing = timing or TimingModel(tau=self.design.tau)
+        self.options = options
+        self._runs = 0
+
+    def _next_seed(self, seed):
+        if seed is not None:
+            return int(seed)
+        if self.seed is None:
+            return None
+        # ngspice's seed option is a C int: keep it in [0, 2^31).
+        s = int(np.random.SeedSequence([int(self.seed), self._runs]).generate_state(1)[0]) % (2**31 - 1)
+        return s
+
+    def run(self, problem, t: float, x0=None, *, times=None, seed: int | None = None,
+            kappa0: float | None = None) -> SPUResult:
+        if not isinstance(problem, (DenseProblem, FactoredProblem, GGNProblem)):
+            raise ProblemError(f"expected a DenseProblem, FactoredProblem or GGNProblem, got {type(problem).__name__}")
+        try:
+            t = float(t)
+        except (TypeError, ValueError):
+            raise ProblemError(f"analog time t must be a number (in tau), got {t!r}") from None
+        if math.isnan(t) or t < 0:
+            raise ProblemError(f"analog time t must be >= 0 (in tau), got {t}")
+        if math.isinf(t) and self.backend not in ("ou", "direct"):
+            raise ProblemError(f"t = inf is only possible with the ou or direct backend, not {self.backend}")
+        if x0 is not None:
+            x0 = np.asarray(x0, dtype=float)
+            if x0.shape != (problem.n,):
+                raise ProblemError(f"x0 has shape {x0.shape} but the problem has n = {problem.n}")
+            if not np.isfinite(x0).all():
+                raise ProblemError("x0 contains NaN or inf")
+        else:
+            x0 = np.zeros(problem.n)
+        if times is not None:
+            times = np.asarray(times, dtype=float)
+            if times.ndim != 1 or (times.size and (times[0] < 0 or times[-1] > t or np.any(np.diff(times) < 0))):
+                raise ProblemError(f"times must be increasing and within [0, t={t}]")
+        kappa = self.kappa0 if kappa0 is None else _check_kappa(kappa0)
+        seed = self._next_seed(seed)
+        self._runs += 1
+        options = dict(self.options)
+        if self.backend == "ngspice":
+            options.update(design=self.design, topology=self.topology)
+        start = time.perf_counter()
+        out = self._mod.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times, options=options)
+        wall = time.perf_counter() - start
+        topology = out.extra.get("topology", self.topology)
+        breakdown = self.timing.device_time(problem.n, _resistors_for(problem, topology),
+                                            t if math.isfinite(t) else 0.0)
+        return SPUResult(x=out.x, backend=self.backend, topology=topology, t=t,
+                         analog_time_s=t * self.design.tau, wall_time_s=wall,
+                         device_time_s=breakdown["total"], device_time_breakdown=breakdown,
+                         times=out.times, trajectory=out.trajectory, netlist_path=out.netlist_path,
+                         report=out.report, extra=out.extra)
+
+
+def _check_kappa(kappa0) -> float:
+    try:
+        k = float(kappa0)
+    except (TypeError, ValueError):
+        raise ProblemError(f"kappa0 must be a number, got {kappa0!r}") from None
+    if not math.isfinite(k) or k < 0:
+        raise ProblemError(f"kappa0 must be finite and >= 0, got {kappa0}")
+    return k
