@@ -14,14 +14,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from circuits.design import Design
 
 from .errors import ProblemError, ThermospiceError
 from .problems import DenseProblem, FactoredProblem, GGNProblem
 from .timing import TimingModel, resistor_count
+
+if TYPE_CHECKING:
+    from circuits.design import Design
 
 BACKENDS = ("ngspice", "ou", "euler", "direct")
 
@@ -86,6 +88,9 @@ class SPU:
             if topology not in TOPOLOGIES:
                 raise ThermospiceError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
         self.topology = topology
+        # Imported here, not at module level: circuits/ imports spu.errors, which runs spu/__init__
+        # and so this module; a top-level import made `import circuits` (first) a circular ImportError.
+        from circuits.design import Design
         self.design = (design or Design()).check()
         self.kappa0 = _check_kappa(kappa0)
         self.seed = seed
