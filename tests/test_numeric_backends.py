@@ -65,6 +65,11 @@ def sample_cov_check(X, mean, S):
     # Mean: std of the sample mean is sqrt(S_ii / n).
     zm = np.abs(D.mean(0)) / np.sqrt(d / n)
     assert zm.max() < NSIG, f"sample mean off by {zm.max():.1f} sigma"
+    # Whitened (L^-1 D with S = L L^T has covariance I): weak directions of S, where an error is
+    # invisible next to the large entries, get the same relative resolution sqrt(2/n).
+    Y = linalg.solve_triangular(np.linalg.cholesky(S), D.T, lower=True)
+    zw = np.abs(Y @ Y.T / n - np.eye(len(d))) / np.sqrt((1 + np.eye(len(d))) / n)
+    assert zw.max() < NSIG, f"whitened sample covariance off by {zw.max():.1f} sigma"
     return C, sig
 
 
