@@ -1,0 +1,98 @@
+"""`thermospice solve | netlist | report`: one linear system through the SPU."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from circuits.report import component_report, format_report
+from circuits.topologies import build
+from spu.backends.ngspice import default_topology
+from spu.device import BACKENDS, SPU
+from spu.errors import ThermospiceError
+
+from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("solve", help="run a linear system on the SPU and print the state")
+    add_problem_args(p)
+    add_design_args(p)
+    p.add_argument("--backend", choices=BACKENDS, default="ngspice")
+    _common(p)
+    p.add_argument("--keep", action="store_true", help="keep the ngspice netlist and raw file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("netlist", help="write the SPU netlist, runnable by `ngspice -b`")
+    add_problem_args(p)
+    add_design_args(p)
+    _common(p)
+    p.add_argument("-o", "--output", required=True, help="netlist file to write (.cir)")
+    p.add_argument("--title", help="netlist title line (printable ASCII)")
+    p.set_defaults(func=cmd_netlist)
+
+    p = sub.add_parser("report", help="print the component report of the circuit")
+    add_problem_args(p)
+    add_design_args(p)
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+
+def _common(p) -> None:
+    p.add_argument("--t", type=float, default=50.0, help="analog time in units of tau (default 50)")
+    p.add_argument("--kappa0", type=float, default=0.0, help="noise level kappa0 (default 0: off)")
+    p.add_argument("--seed", type=int, help="noise seed (same seed, same run)")
+
+
+def _build(args):
+    problem = problem_from_args(args)
+    design = design_from_args(args)
+    topology = args.topology or default_topology(problem)
+    x0 = x0_from_args(args, problem.n)
+    circuit = build(problem, topology, design, x0=x0, kappa0=args.kappa0, t=args.t, seed=args.seed,
+                    title=getattr(args, "title", None))
+    return problem, circuit, x0
+
+
+def cmd_solve(args) -> int:
+    problem = problem_from_args(args)
+    design = design_from_args(args)
+    if args.backend != "ngspice" and args.topology is not None:
+        # The numeric backends have no circuit; say so rather than silently ignoring it.
+        raise ThermospiceError(f"--topology only applies to --backend ngspice, not {args.backend}")
+    spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, keep=args.keep)
+    res = spu.run(problem, t=args.t, x0=x0_from_args(args, problem.n), seed=args.seed)
+    if args.json:
+        out = res.to_dict()
+        print(json.dumps(out))
+    else:
+        print(f"backend {res.backend}" + (f", topology {res.topology}" if res.topology else "")
+              + f", t = {res.t:g} tau ({res.analog_time_s:.3g} s analog), wall {res.wall_time_s:.3g} s, "
+              f"modelled device time {res.device_time_s:.3g} s")
+        print("x = " + np.array2string(res.x, precision=8, max_line_width=100))
+        if res.netlist_path:
+            print(f"netlist kept at {res.netlist_path}")
+    return 0
+
+
+def cmd_netlist(args) -> int:
+    _, circuit, _ = _build(args)
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):
+        raise ThermospiceError(f"cannot write {args.output}: folder {folder} does not exist")
+    with open(args.output, "w") as fh:
+        fh.write(circuit.text())
+    c = circuit.netlist.counts()
+    print(f"wrote {args.output}: topology {circuit.topology}, n = {circuit.n}, "
+          + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    return 0
+
+
+def cmd_report(args) -> int:
+    problem, circuit, x0 = _build(args)
+    rep = component_report(circuit, problem, args.t, x0)
+    print(json.dumps(rep) if args.json else format_report(rep))
+    return 0
