@@ -17,6 +17,8 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from spu.errors import DesignError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -142,7 +144,14 @@ class Netlist:
 
     # -- analysis -------------------------------------------------------------------------
     def option(self, key: str, value) -> None:
-        self.options[check_name(key)] = num(value) if not isinstance(value, str) else check_name(value)
+        """`.options key=value`: value is an int (emitted as an integer), a float or a name."""
+        if isinstance(value, str):
+            text = check_name(value)
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            text = str(int(value))  # not num(): ngspice reads `seed=1e+17` as 1, not as 10**17
+        else:
+            text = num(value)
+        self.options[check_name(key)] = text
 
     def transient(self, tstep: float, tstop: float, tmax: float, uic: bool = True) -> None:
         self.tran = (float(num(tstep)), float(num(tstop)), float(num(tmax)))

@@ -207,6 +207,17 @@ def _as_problem_for(topology: str, problem):
     raise DesignError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
 
 
+# ngspice 39 takes `.options seed=N` only for 1 <= N <= 2**31 - 1: it skips 0 and anything larger
+# with a mere warning (so the run is silently NOT reproducible) and reads seed=1e+17 as 1.
+NGSPICE_SEED_MAX = 2**31 - 1
+
+
+def ngspice_seed(seed: int) -> int:
+    """The ngspice seed for a user seed >= 0: itself for 1 .. 2**31-2, otherwise folded into
+    [1, 2**31-1] (0 -> 2**31-1), so every non-negative seed gives a reproducible run."""
+    return seed % NGSPICE_SEED_MAX or NGSPICE_SEED_MAX
+
+
 _BUILDERS = {"ideal": build_ideal, "dense": build_dense, "factored": build_factored, "crossbar": build_crossbar}
 
 
@@ -232,9 +243,9 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
     nl = B.nl
     tau = design.tau
     if seed is not None:
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise DesignError(f"seed must be a non-negative integer, got {seed!r}")
-        nl.option("seed", int(seed))
+        nl.option("seed", ngspice_seed(int(seed)))
     # Linear circuit: Newton converges in one step, so tight tolerances cost little and keep the
     # steady state exact to the LU solve (the time-step error decays with the dynamics).
     nl.option("reltol", 1e-6)
