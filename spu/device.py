@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import ProblemError, ThermospiceError
-from .problems import DenseProblem, FactoredProblem, GGNProblem
+from .problems import DenseProblem, FactoredProblem, GGNProblem, as_finite_array
 from .timing import TimingModel, resistor_count
 
 if TYPE_CHECKING:
@@ -120,11 +120,9 @@ class SPU:
         if math.isinf(t) and self.backend not in ("ou", "direct"):
             raise ProblemError(f"t = inf is only possible with the ou or direct backend, not {self.backend}")
         if x0 is not None:
-            x0 = np.asarray(x0, dtype=float)
+            x0 = as_finite_array("x0", x0, 1)  # also rejects complex and text (no silent casts)
             if x0.shape != (problem.n,):
                 raise ProblemError(f"x0 has shape {x0.shape} but the problem has n = {problem.n}")
-            if not np.isfinite(x0).all():
-                raise ProblemError("x0 contains NaN or inf")
         else:
             x0 = np.zeros(problem.n)
         if times is not None:

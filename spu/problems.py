@@ -26,8 +26,15 @@ SYM_RTOL = 1e-6
 def as_finite_array(name: str, value, ndim: int) -> np.ndarray:
     """Convert to a float64 array of the given rank, or raise ProblemError naming `name`."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
+        if raw.dtype.kind == "c":  # asarray(complex, float64) would silently drop the imaginary part
+            raise ProblemError(f"{name} is complex; the SPU takes real numbers only")
+        if raw.dtype.kind in "USV":  # text or raw bytes (e.g. a .npy of strings): never parse as numbers
+            raise ProblemError(f"{name} holds {raw.dtype} data, not numbers")
+        arr = raw.astype(np.float64, copy=False)
     except (TypeError, ValueError) as exc:
+        if isinstance(exc, ProblemError):
+            raise
         raise ProblemError(f"{name} is not numeric: {exc}") from None
     if arr.ndim != ndim:
         raise ProblemError(f"{name} must be {ndim}-D, got shape {arr.shape}")
