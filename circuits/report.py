@@ -106,12 +106,11 @@ def _node_voltages(circuit: Circuit, x: np.ndarray, x0: np.ndarray | None) -> di
     out: dict[str, float] = {}
     states = [x] if x0 is None else [x, x0]
     for s in states:
-        for name, v in zip(circuit.state_nodes, d.v_unit * s):
-            out[name] = v if abs(v) > abs(out.get(name, 0.0)) else out[name]
-        for names, M in (circuit.as_built.internal or {}).values():
-            vals = d.v_unit * (M @ s)
-            for name, v in zip(names, vals):
-                out[name] = v if abs(v) > abs(out.get(name, 0.0)) else out[name]
+        groups = [(circuit.state_nodes, s)] + [(names, M @ s) for names, M in (circuit.as_built.internal or {}).values()]
+        for names, vals in groups:
+            for name, v in zip(names, d.v_unit * vals):
+                if abs(v) >= abs(out.get(name, 0.0)):
+                    out[name] = float(v)
     if circuit.record.dac_volts is not None:
         for i, v in enumerate(circuit.record.dac_volts):
             out[f"d{i}"] = float(v)

@@ -1,0 +1,86 @@
+"""Theory used by the physics tests: test problems, OU statistics and their sampling errors."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import expm
+
+from spu.problems import DenseProblem, FactoredProblem, GGNProblem
+
+
+def random_spd(n: int, seed: int, lam_min: float = 0.5) -> np.ndarray:
+    """SPD with mixed-sign off-diagonal entries and smallest eigenvalue >= lam_min."""
+    rng = np.random.default_rng(seed)
+    M = rng.normal(size=(n, n))
+    A = M @ M.T / n + lam_min * np.eye(n)
+    if n > 1 and A[0, 1] > 0:
+        # D A D with D = diag(1, -1, 1, ...) keeps A SPD and makes sure a coupling is negative.
+        d = np.ones(n)
+        d[1] = -1
+        A = d[:, None] * A * d[None, :]
+    return A
+
+
+def softmax_hessian(batch: int, dz: int, seed: int) -> np.ndarray:
+    """Block-diagonal H_L of mean softmax cross-entropy: (diag(p) - p p^T) / batch per sample."""
+    rng = np.random.default_rng(seed)
+    H = np.zeros((batch * dz, batch * dz))
+    for s in range(batch):
+        z = rng.normal(size=dz)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        H[s * dz:(s + 1) * dz, s * dz:(s + 1) * dz] = (np.diag(p) - np.outer(p, p)) / batch
+    return H
+
+
+def problem(kind: str, n: int, seed: int, lam: float = 0.5):
+    rng = np.random.default_rng(seed + 1000)
+    b = rng.normal(size=n)
+    if kind == "dense":
+        return DenseProblem(random_spd(n, seed, lam), b)
+    if kind == "factored":
+        return FactoredProblem(rng.normal(size=(n, max(2, n // 4))) / np.sqrt(n) * 2, lam, b)
+    batch, dz = 3, 3
+    J = rng.normal(size=(batch * dz, n))
+    return GGNProblem(J, softmax_hessian(batch, dz, seed) * batch, lam, b)
+
+
+def problem_for(topology: str, n: int, seed: int):
+    kind = {"ideal": "dense", "dense": "dense", "factored": "factored", "crossbar": "ggn"}[topology]
+    return problem(kind, n, seed)
+
+
+def exact_mean(A: np.ndarray, b: np.ndarray, x0: np.ndarray, t: float) -> np.ndarray:
+    xs = np.linalg.solve(A, b)
+    return expm(-A * t) @ (x0 - xs) + xs
+
+
+def trapezoid_bound(A: np.ndarray, x0: np.ndarray, b: np.ndarray, t: float, h: float) -> float:
+    """Bound on the error of a trapezoidal integration with steps <= h, read back by linear
+    interpolation: global error t*h^2/12*|x'''| plus interpolation h^2/8*|x''|, with
+    |x^(k)| <= lam_max^k |x0 - x*|; doubled for ngspice's backward-Euler start step."""
+    lam = np.linalg.eigvalsh(A)[-1]
+    dist = np.linalg.norm(x0 - np.linalg.solve(A, b))
+    return 2 * h**2 * (t * lam**3 / 12 + lam**2 / 8) * dist
+
+
+def sampled_mean_cov_sigma(A: np.ndarray, kappa: float, dt: float, K: int):
+    """Standard errors of the sample mean and sample covariance of K samples spaced dt of the
+    stationary OU process dx = -(Ax-b)ds + sqrt(2 kappa) dW.
+
+    The autocovariance is C(k dt) = V diag(kappa/l e^{-l |k| dt}) V^T, and for large K
+      Var(mean) = (1/K) sum_k C(k dt),
+      Var(C_ij) = (1/K) sum_k [C_ii(k) C_jj(k) + C_ij(k) C_ji(k)],
+    with sum over all integers k of r^|k| = (1+r)/(1-r)."""
+    lam, V = np.linalg.eigh(A)
+    r1 = np.exp(-lam * dt)
+    mean_cov = (V * (kappa / lam * (1 + r1) / (1 - r1))) @ V.T / K
+    rr = np.exp(-(lam[:, None] + lam[None, :]) * dt)
+    S = (kappa / lam)[:, None] * (kappa / lam)[None, :] * (1 + rr) / (1 - rr)  # sum_k for mode pair
+    n = len(lam)
+    var = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            a = np.outer(V[i] ** 2, V[j] ** 2)                      # C_ii C_jj terms
+            c = np.outer(V[i] * V[j], V[i] * V[j])                  # C_ij C_ji terms
+            var[i, j] = np.sum(S * (a + c)) / K
+    return mean_cov, np.sqrt(var)

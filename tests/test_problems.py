@@ -1,0 +1,85 @@
+"""Problem validation and design-range errors: each names the problem."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from circuits.design import Design, OpAmp
+from circuits.topologies import build
+from spu import SPU, DenseProblem, DesignError, FactoredProblem, GGNProblem, ProblemError
+
+
+@pytest.mark.parametrize("A, b, match", [
+    (np.ones((2, 3)), np.ones(2), "must be square"),
+    (np.array([[1.0, 0.5], [0.2, 1.0]]), np.ones(2), r"not symmetric: A\[0,1\]"),
+    (np.array([[1.0, 2.0], [2.0, 1.0]]), np.ones(2), "smallest eigenvalue is -1"),
+    (np.array([[1.0, np.nan], [np.nan, 1.0]]), np.ones(2), "contains NaN"),
+    (np.array([[1.0, 0.0], [0.0, np.inf]]), np.ones(2), "contains inf"),
+    (np.eye(2), np.ones(3), "b has length 3"),
+    (np.eye(2), np.array([1.0, np.inf]), "b contains inf"),
+    (np.ones(3), np.ones(3), "A must be 2-D"),
+])
+def test_dense_problem_errors(A, b, match):
+    with pytest.raises(ProblemError, match=match):
+        DenseProblem(A, b)
+
+
+def test_factored_and_ggn_errors():
+    with pytest.raises(ProblemError, match="lam must be finite and > 0"):
+        FactoredProblem(np.ones((3, 1)), 0.0, np.ones(3))
+    with pytest.raises(ProblemError, match="b has length 2"):
+        FactoredProblem(np.ones((3, 1)), 1.0, np.ones(2))
+    with pytest.raises(ProblemError, match="H has shape"):
+        GGNProblem(np.ones((2, 3)), np.eye(3), 1.0, np.ones(3))
+    with pytest.raises(ProblemError, match="not positive semidefinite"):
+        GGNProblem(np.ones((2, 3)), -np.eye(2), 1.0, np.ones(3))
+
+
+def test_values_outside_resistor_range_name_the_entry():
+    A = np.array([[1.0, 1e-7], [1e-7, 1.0]])
+    with pytest.raises(DesignError, match=r"A\[0,1\] = 1e-07 maps to R = R0/\|a\| = 1e\+10 ohm, above r_max"):
+        build(DenseProblem(A, np.ones(2)), "dense")
+    with pytest.raises(DesignError, match="below r_min"):
+        build(DenseProblem(np.eye(2) * 500.0, np.ones(2)), "dense")
+    # Quantising the resistors drops the tiny coupling instead (it rounds to zero conductance).
+    c = build(DenseProblem(A, np.ones(2)), "dense", Design(bits_r=8))
+    assert c.netlist.counts()["R"] >= 2
+
+
+def test_design_errors():
+    with pytest.raises(DesignError, match="r_min"):
+        Design(r_min=1e6, r_max=1e3).check()
+    with pytest.raises(DesignError, match="bits_r"):
+        Design(bits_r=0).check()
+    with pytest.raises(DesignError, match="gain-bandwidth needs a finite DC gain"):
+        Design(opamp=OpAmp(gbw=1e7)).check()
+    with pytest.raises(DesignError, match="tol_r"):
+        Design(tol_r=-0.1).check()
+
+
+def test_spu_run_errors():
+    p = DenseProblem(np.eye(2), np.ones(2))
+    with pytest.raises(ProblemError, match="t must be >= 0"):
+        SPU("ou").run(p, t=-1.0)
+    with pytest.raises(ProblemError, match="x0 has shape"):
+        SPU("ou").run(p, t=1.0, x0=np.ones(3))
+    with pytest.raises(ProblemError, match="kappa0"):
+        SPU("ou", kappa0=-1.0)
+    with pytest.raises(ProblemError, match="only possible with the ou or direct"):
+        SPU("ngspice").run(p, t=np.inf)
+    with pytest.raises(DesignError, match="crossbar' needs a GGN problem"):
+        SPU("ngspice", topology="crossbar").run(p, t=1.0)
+    with pytest.raises(DesignError, match="factored' needs a factored"):
+        SPU("ngspice", topology="factored").run(p, t=1.0)
+
+
+def test_finite_gain_opamp_error_scales_with_one_over_gain():
+    """A finite-gain op-amp leaves a steady-state error ~1/gain: the op-amp model is really used."""
+    p = DenseProblem(np.array([[2.0, -0.5], [-0.5, 1.0]]), np.array([1.0, -1.0]))
+    xs = np.linalg.solve(p.A, p.b)
+    errs = []
+    for gain in (1e3, 1e4):
+        x = SPU("ngspice", design=Design(opamp=OpAmp(gain=gain))).run(p, t=40.0).x
+        errs.append(np.linalg.norm(x - xs) / np.linalg.norm(xs))
+    assert 1e-5 < errs[0] < 1e-1
+    assert 5 < errs[0] / errs[1] < 20
