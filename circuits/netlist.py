@@ -80,6 +80,7 @@ class Netlist:
         self.tran: tuple[float, float, float] | None = None
         self.uic = False
         self.saves: list[str] = []
+        self.prints: list[str] = []
         self._names: set[str] = set()
 
     # -- elements -------------------------------------------------------------------------
@@ -160,6 +161,12 @@ class Netlist:
     def save(self, nodes) -> None:
         self.saves = [check_name(n) for n in nodes]
 
+    def print_tran(self, nodes) -> None:
+        """`.print tran v(node) ...`: without it, plain `ngspice -b FILE.cir` runs no simulation
+        ("No .plot, .print, or .fourier lines; no simulations run", exit 1). ngspice ignores .print
+        when it writes a raw file (-r), so it costs the runner nothing."""
+        self.prints = [check_name(n) for n in nodes]
+
     # -- emission -------------------------------------------------------------------------
     @staticmethod
     def _line(el: Element) -> str:
@@ -183,6 +190,8 @@ class Netlist:
             # ngspice batch mode accepts long .save lines; wrap anyway to keep the file readable.
             for i in range(0, len(self.saves), 16):
                 out.append(".save " + " ".join(f"v({n})" for n in self.saves[i:i + 16]))
+        for i in range(0, len(self.prints), 16):
+            out.append(".print tran " + " ".join(f"v({n})" for n in self.prints[i:i + 16]))
         if self.tran is not None:
             tstep, tstop, tmax = self.tran
             out.append(f".tran {num(tstep)} {num(tstop)} 0 {num(tmax)}" + (" uic" if self.uic else ""))

@@ -252,5 +252,6 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
     nl.option("abstol", 1e-15)
     nl.option("vntol", 1e-9)
     nl.save(xs)
+    nl.print_tran(xs)  # so that the netlist also runs on its own in `ngspice -b FILE.cir`
     nl.transient(t * tau / points, t * tau, design.dt_max * tau, uic=True)
     return Circuit(topology, nl, xs, design, B.record, as_built, form.n)
