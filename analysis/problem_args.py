@@ -50,8 +50,8 @@ def load_array(path: str, name: str) -> np.ndarray:
         if path.endswith(".npy"):
             return np.load(path, allow_pickle=False)
         return np.loadtxt(path, delimiter="," if path.endswith(".csv") else None, ndmin=1)
-    except (ValueError, OSError) as exc:
-        raise ProblemError(f"--{name}: cannot read {path}: {exc}") from None
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty or truncated .npy
+        raise ProblemError(f"--{name}: cannot read {path}: {exc or type(exc).__name__}") from None
 
 
 def problem_from_args(args):
