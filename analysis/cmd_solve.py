@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="ngspice")
     _common(p)
     p.add_argument("--keep", action="store_true", help="keep the ngspice netlist and raw file")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds before ngspice is killed (backend ngspice; default 600)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_solve)
 
@@ -63,7 +65,10 @@ def cmd_solve(args) -> int:
     if args.backend != "ngspice" and args.topology is not None:
         # The numeric backends have no circuit; say so rather than silently ignoring it.
         raise ThermospiceError(f"--topology only applies to --backend ngspice, not {args.backend}")
-    spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, keep=args.keep)
+    if not (np.isfinite(args.timeout) and args.timeout > 0):
+        raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
+    spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, keep=args.keep,
+              timeout=args.timeout)
     res = spu.run(problem, t=args.t, x0=x0_from_args(args, problem.n), seed=args.seed)
     if args.json:
         out = res.to_dict()
