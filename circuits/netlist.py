@@ -53,7 +53,7 @@ def num(value) -> str:
 
 @dataclass(frozen=True)
 class Element:
-    kind: str  # SPICE letter: R C E G I V X
+    kind: str  # SPICE letter: R C L E G I V X
     name: str
     nodes: tuple[str, ...]
     value: str  # already-checked value text (number, model or source spec)
@@ -109,6 +109,14 @@ class Netlist:
             raise DesignError(f"capacitor C{name} must be > 0 F, got {farads}")
         value = num(farads) + ("" if ic is None else f" ic={num(ic)}")
         return self._add("C", name, (a, b), value, comment)
+
+    def L(self, name, a, b, henries, ic=None, comment=None):
+        """Inductor from a to b; ic is the initial current (A) flowing a -> b (used with uic)."""
+        value = num(henries)
+        if not float(value) > 0:
+            raise DesignError(f"inductor L{name} must be > 0 H, got {henries}")
+        value += "" if ic is None else f" ic={num(ic)}"
+        return self._add("L", name, (a, b), value, comment)
 
     def E(self, name, out_p, out_n, in_p, in_n, gain, comment=None):
         return self._add("E", name, (out_p, out_n, in_p, in_n), num(gain), comment)
