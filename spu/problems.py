@@ -201,6 +201,10 @@ class GGNProblem:
         """S (m x r) with S S^T = H, from the symmetric eigendecomposition (zero modes dropped)."""
         w, V = np.linalg.eigh(self.H)
         keep = w > 1e-12 * max(float(w[-1]), 1e-300)
+        if not keep.any():
+            # H = 0 (e.g. a saturated softmax, p one-hot): A = lam*I. One zero column keeps U = J^T S
+            # a valid (N x 1) factor instead of an empty one that every consumer rejects.
+            return np.zeros((self.H.shape[0], 1))
         return V[:, keep] * np.sqrt(w[keep])
 
     def factored(self) -> FactoredProblem:
