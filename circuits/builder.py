@@ -75,6 +75,13 @@ class Builder:
         self.record.quant_error[label] = float(np.abs(q - coef).max() / full)
         return q
 
+    def scale(self, coef: np.ndarray) -> float:
+        """Full scale of an array: with design.autorange each array is programmed as coef/scale
+        (its largest entry at R0) and a summer's feedback resistor restores the gain, so small
+        arrays (H ~ p/b) keep their resolution and stay inside [r_min, r_max]."""
+        full = float(np.abs(coef).max()) if coef.size else 0.0
+        return full if (self.d.autorange and full > 0) else 1.0
+
     def ohms(self, label: str, coef: np.ndarray, index_names) -> np.ndarray:
         """Nominal resistances R0/|a| of the nonzero coefficients, range-checked, with tolerance."""
         mag = np.abs(coef)
@@ -152,11 +159,17 @@ class Builder:
         self.record.resistor_roles.append(label)
         return Stage(label, S)
 
-    def summers(self, label: str, n: int) -> tuple[list[str], list[str], np.ndarray]:
-        """n inverting summing amplifiers with feedback R0. Returns (sum nodes, outputs, Rf)."""
+    def summers(self, label: str, n: int, gain: float = 1.0) -> tuple[list[str], list[str], np.ndarray]:
+        """n inverting summing amplifiers with feedback gain*R0. Returns (sum nodes, outputs, Rf).
+
+        gain != 1 compensates arrays programmed at a scale (see `scale`)."""
         sums = [f"s{label}{k}" for k in range(n)]
         outs = [f"{label}{k}" for k in range(n)]
-        Rf = self.with_tolerance(np.full(n, self.d.R0), self.d.tol_r)
+        rf = gain * self.d.R0
+        if not self.d.r_min <= rf <= self.d.r_max:
+            raise DesignError(f"summer {label} needs feedback resistors of {rf:.6g} ohm (gain {gain:.6g}), "
+                              f"outside [{self.d.r_min:g}, {self.d.r_max:g}]")
+        Rf = self.with_tolerance(np.full(n, rf), self.d.tol_r)
         for k in range(n):
             self.nl.R(f"f{label}_{k}", sums[k], outs[k], Rf[k], comment=f"feedback of summer {label}{k}")
             self.opamp(f"{label}_{k}", sums[k], outs[k])

@@ -58,6 +58,8 @@ class Design:
     noise_dt     hold time of each noise sample, in units of tau. Must be short against the fastest
                  mode tau/lambda_max or the noise is coloured (the report warns).
     dt_max       largest ngspice time step, in units of tau.
+    autorange    program each array of the crossbar/factored topologies at its own full scale
+                 (largest entry -> R0) and restore the gain in the summers' feedback resistors.
     amp_quiescent_w  assumed quiescent power of one op-amp (1 mW, a generic low-power part), used
                  only by the power estimate of the component report.
     """
@@ -80,6 +82,7 @@ class Design:
     noise_dt: float = 0.01
     dt_max: float = 0.01
     amp_quiescent_w: float = 1e-3
+    autorange: bool = True
 
     @property
     def tau(self) -> float:

@@ -26,7 +26,7 @@ from .builder import Builder, BuildRecord
 from .design import Design
 from .netlist import Netlist
 
-TOPOLOGIES = ("ideal", "dense", "crossbar", "factored")
+TOPOLOGIES = ("ideal", "dense", "crossbar", "factored", "oscillator")  # oscillator: circuits/oscillator.py
 
 
 @dataclass
@@ -144,13 +144,15 @@ def build_factored(B: Builder, p: FactoredProblem, x0: np.ndarray):
     sums, xs, C = B.integrator_cells(n, x0)
     lam_eff = _lam_array(B, p.lam, n, sums, xs)
     xn, gx = B.inverters("x", xs, (U.T < 0).any(axis=0))
+    su = B.scale(U)
+    B.nl.comment(f"arrays Ut and U programmed as U/{su!r}; the y summers' gain {su * su!r} restores it")
     # Stage 1: y = -U^T x (inverting summers), then yn = +U^T x.
-    ysum, ys, Rf1 = B.summers("y", m)
-    s1 = B.array("Ut", U.T, ysum, xs, xn)
+    ysum, ys, Rf1 = B.summers("y", m, gain=su * su)
+    s1 = B.array("Ut", U.T / su, ysum, xs, xn)
     M1 = Rf1[:, None] * _effective(s1.S, np.ones(n), gx)  # V(y) = -M1 V(x)
     yn, gy = B.inverters("y", ys, np.ones(m, bool))
     # Stage 2: U reads +U^T x from yn (positive entries) or -U^T x from y (negative entries).
-    s2 = B.array("U", U, sums, yn, ys)
+    s2 = B.array("U", U / su, sums, yn, ys)
     P = R0 * _effective(s2.S, gy, np.ones(m))
     b_eff = B.dac_inputs(p.b, sums)
     B.noise_nodes = sums
@@ -165,18 +167,21 @@ def build_crossbar(B: Builder, p: GGNProblem, x0: np.ndarray):
     sums, xs, C = B.integrator_cells(n, x0)
     lam_eff = _lam_array(B, p.lam, n, sums, xs)
     xn, gx = B.inverters("x", xs, (J < 0).any(axis=0))
+    sj, sh = B.scale(J), B.scale(H)
+    B.nl.comment(f"arrays programmed as J/{sj!r}, H/{sh!r}, J^T/{sj!r}; summer gains y {sj!r}, z {sh * sj!r}")
     # Stage 1 (array J): V(y) = -J x; yn = +J x.
-    ysum, ys, Rf1 = B.summers("y", m)
-    s1 = B.array("J", J, ysum, xs, xn)
+    ysum, ys, Rf1 = B.summers("y", m, gain=sj)
+    s1 = B.array("J", J / sj, ysum, xs, xn)
     M1 = Rf1[:, None] * _effective(s1.S, np.ones(n), gx)
     yn, gy = B.inverters("y", ys, np.ones(m, bool))
-    # Stage 2 (array H, only its nonzero entries): V(z) = -H J x; zn = +H J x.
-    zsum, zs, Rf2 = B.summers("z", m)
-    s2 = B.array("H", H, zsum, yn, ys)
+    # Stage 2 (array H, only its nonzero entries): V(z) = -sj H J x; zn = +sj H J x (the sj
+    # pre-compensates the J^T array's scale).
+    zsum, zs, Rf2 = B.summers("z", m, gain=sh * sj)
+    s2 = B.array("H", H / sh, zsum, yn, ys)
     M2 = Rf2[:, None] * (_effective(s2.S, gy, np.ones(m)) @ M1)
     zn, gz = B.inverters("z", zs, np.ones(m, bool))
-    # Stage 3 (array J^T): current into cell i = sum_l J_li (H J x)_l / R0.
-    s3 = B.array("Jt", J.T, sums, zn, zs)
+    # Stage 3 (array J^T/sj): current into cell i = sum_l J_li (H J x)_l / R0.
+    s3 = B.array("Jt", J.T / sj, sums, zn, zs)
     P = R0 * _effective(s3.S, gz, np.ones(m))
     b_eff = B.dac_inputs(p.b, sums)
     B.noise_nodes = sums
@@ -223,13 +228,19 @@ _BUILDERS = {"ideal": build_ideal, "dense": build_dense, "factored": build_facto
 
 def build(problem, topology: str, design: Design | None = None, *, x0=None, kappa0: float = 0.0,
           t: float = 50.0, title: str | None = None, seed: int | None = None,
-          points: int = 200) -> Circuit:
+          points: int = 200, **topology_options) -> Circuit:
     """Build the circuit for `problem` and set up a transient of t (in tau) from x0.
 
     kappa0: programmable noise level (0 = off). design.temperature adds Johnson noise.
     seed: ngspice's random seed (TRRANDOM sources); the same seed gives the same run.
     points: output step count (ngspice still writes every internal time point)."""
     design = (design or Design()).check()
+    if topology == "oscillator":  # second-order RLC cells; topology_options: oscillator=, v0=, inductors=
+        from .oscillator import build_oscillator
+        return build_oscillator(problem, design, x0=x0, kappa0=kappa0, t=t, title=title, seed=seed,
+                                points=points, **topology_options)
+    if topology_options:
+        raise DesignError(f"topology {topology!r} takes no options, got {', '.join(sorted(topology_options))}")
     if not (isinstance(kappa0, (int, float)) and np.isfinite(kappa0) and kappa0 >= 0):
         raise DesignError(f"kappa0 must be a finite number >= 0, got {kappa0!r}")
     if not (isinstance(t, (int, float)) and np.isfinite(t) and t > 0):

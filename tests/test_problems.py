@@ -83,3 +83,26 @@ def test_finite_gain_opamp_error_scales_with_one_over_gain():
         errs.append(np.linalg.norm(x - xs) / np.linalg.norm(xs))
     assert 1e-5 < errs[0] < 1e-1
     assert 5 < errs[0] / errs[1] < 20
+
+
+def test_autorange_keeps_small_arrays_in_range_and_exact():
+    """H ~ 1e-6 would need 1e9-ohm resistors at R0/|a|; autoranging programs it at full scale and
+    restores the gain in the z summers, so the steady state stays exact."""
+    from physics import softmax_hessian
+    rng = np.random.default_rng(0)
+    J = rng.normal(size=(6, 5))
+    H = softmax_hessian(2, 3, seed=1) * 1e-5
+    p = GGNProblem(J, H, 0.5, rng.normal(size=5))
+    with pytest.raises(DesignError, match="above r_max"):
+        build(p, "crossbar", Design(autorange=False))
+    x = SPU("ngspice", topology="crossbar").run(p, t=45.0).x
+    xs = np.linalg.solve(p.matrix(), p.b)
+    assert np.linalg.norm(x - xs) / np.linalg.norm(xs) < 1e-6
+
+
+def test_resistor_quantisation_error_shrinks_with_bits():
+    from physics import problem
+    p = problem("ggn", 8, seed=4)
+    errs = [SPU("ngspice", topology="crossbar", design=Design(bits_r=bits)).run(p, t=45.0).report[
+        "quantisation"]["steady_state_rel_error"] for bits in (4, 8, 12)]
+    assert errs[0] > errs[1] > errs[2] > 0
