@@ -65,7 +65,7 @@ def test_spu_run_errors():
         SPU("ou").run(p, t=1.0, x0=np.ones(3))
     with pytest.raises(ProblemError, match="kappa0"):
         SPU("ou", kappa0=-1.0)
-    with pytest.raises(ProblemError, match="only possible with the ou or direct"):
+    with pytest.raises(ProblemError, match="t = inf is only possible"):
         SPU("ngspice").run(p, t=np.inf)
     with pytest.raises(DesignError, match="crossbar' needs a GGN problem"):
         SPU("ngspice", topology="crossbar").run(p, t=1.0)
