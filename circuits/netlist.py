@@ -37,6 +37,9 @@ def check_text(what: str, text: str) -> str:
         raise DesignError(f"{what} must be printable ASCII on one line, got {text!r}")
     if len(text) > MAX_TEXT:
         raise DesignError(f"{what} is longer than {MAX_TEXT} characters")
+    if text.lstrip().startswith("."):
+        # A comment is emitted after '* ' or ' $ ', so this is belt and braces, as the module doc promises.
+        raise DesignError(f"{what} must not start with '.', got {text!r}")
     return text
 
 
@@ -69,10 +72,9 @@ class Subckt:
 
 class Netlist:
     def __init__(self, title: str):
+        # check_text refuses a leading '.': ngspice reads line 1 as the title whatever it holds,
+        # but other tools (or an .include of this file) may not.
         title = check_text("title", title).strip()
-        if title.startswith("."):
-            # ngspice reads line 1 as the title whatever it holds, but other tools may not.
-            raise DesignError(f"title must not start with '.', got {title!r}")
         self.title = title or "thermospice"
         self.elements: list[Element | str] = []  # str entries are (checked) comment lines
         self.subckts: dict[str, Subckt] = {}
@@ -88,10 +90,10 @@ class Netlist:
         full = kind + check_name(name)
         if full.upper() in self._names:
             raise DesignError(f"duplicate element name {full}")
-        self._names.add(full.upper())
         nodes = tuple(check_name(n) for n in nodes)
         if comment is not None:
             check_text("comment", comment)
+        self._names.add(full.upper())  # only once every check passed: a rejected element leaves no trace
         el = Element(kind, full, nodes, value, comment)
         self.elements.append(el)
         return el
@@ -100,14 +102,16 @@ class Netlist:
         self.elements.append(check_text("comment", text))
 
     def R(self, name, a, b, ohms, comment=None):
-        if not float(ohms) > 0:
+        value = num(ohms)  # first: a non-number must raise DesignError, not float()'s ValueError/TypeError
+        if not float(value) > 0:
             raise DesignError(f"resistor R{name} must be > 0 ohm, got {ohms}")
-        return self._add("R", name, (a, b), num(ohms), comment)
+        return self._add("R", name, (a, b), value, comment)
 
     def C(self, name, a, b, farads, ic=None, comment=None):
-        if not float(farads) > 0:
+        value = num(farads)
+        if not float(value) > 0:
             raise DesignError(f"capacitor C{name} must be > 0 F, got {farads}")
-        value = num(farads) + ("" if ic is None else f" ic={num(ic)}")
+        value += "" if ic is None else f" ic={num(ic)}"
         return self._add("C", name, (a, b), value, comment)
 
     def L(self, name, a, b, henries, ic=None, comment=None):
