@@ -363,7 +363,7 @@ def test_values_outside_resistor_range(capsys, tmp_path, files):
 @pytest.mark.parametrize("opt, value, needle", [
     ("--t", "-1", r"t must be >= 0"),
     ("--t", "nan", r"t must be >= 0"),
-    ("--t", "inf", r"only possible with the ou or direct"),
+    ("--t", "inf", r"t = inf is only possible with"),
     ("--kappa0", "-0.1", r"kappa0"),
     ("--kappa0", "inf", r"kappa0"),
     ("--seed", "-3", r"seed must be a non-negative integer"),
