@@ -1,0 +1,150 @@
+"""Cost of the GGN pieces on the digits CNN (N = 16 826) at batch 64, 2 threads, relative to Adam.
+
+Run: python benchmarks/bench_curvature.py [--reps R] [--batch B] [--threads T] [--no-malloc-tuning]
+
+Each case runs in its own child process (a re-exec of this script), so the reported peak RSS
+(resource.getrusage ru_maxrss) belongs to that case alone; "+RSS" subtracts the RSS the child had
+before the case started (Python + torch + data + model). tracemalloc does not see torch's allocator.
+
+Allocator: by default the children run with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824
+(DESIGN.md: glibc mmaps tensors over 32 MB and returns them to the OS on every free, so U^T (43 MB
+here) would pay its page faults on every step). --no-malloc-tuning runs the children with the
+environment unchanged; --both runs both settings.
+
+Cases (median over reps after warm-up):
+  adam          forward + backward + Adam step (the reference)
+  g+J+H         compute_curvature(return_J=True, return_H=True, return_U=False): vmap(jacrev)
+  g+J+H+U       the same plus U^T = bmm(S^T, J)
+  g+U vjp       method="vjp": per-sample vjp with the S columns + gradient cotangent
+  g+U layers    method="layers": hooked forward, one vmapped backward to layer outputs, U^T written
+                in place by broadcast-multiply / bmm
+  g+U layers/out  the same into a reused out= buffer
+  ggn_vp build  make_ggn_vp (forward + vjp closure)
+  ggn_vp        one product with the built operator (jvp + vjp)
+  ggn_vp lin    one product with linearize=True (build cost not included)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere without installing
+
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+CASES = ["adam", "g+J+H", "g+J+H+U", "g+U vjp", "g+U layers", "g+U layers/out", "ggn_vp build",
+         "ggn_vp", "ggn_vp lin"]
+
+
+def maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+
+
+def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from training.curvature import compute_curvature, make_ggn_vp
+    from training.data import batches, load_digits_split
+    from training.models import build_model, count_params
+
+    train, _ = load_digits_split()
+    model = build_model("cnn", seed=0)
+    N = count_params(model)
+    x, y = next(batches(train, batch, seed=0))
+    m = batch * 10
+    rss0 = maxrss_mb()
+
+    if case == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def fn():
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    elif case == "g+J+H":
+        def fn():
+            compute_curvature(model, x, y, return_U=False, return_J=True, return_H=True)
+    elif case == "g+J+H+U":
+        def fn():
+            compute_curvature(model, x, y, return_J=True, return_H=True)
+    elif case == "g+U vjp":
+        def fn():
+            compute_curvature(model, x, y, method="vjp")
+    elif case == "g+U layers":
+        def fn():
+            compute_curvature(model, x, y, method="layers")
+    elif case == "g+U layers/out":
+        buf = torch.empty(m, N)
+
+        def fn():
+            compute_curvature(model, x, y, method="layers", out=buf)
+    elif case == "ggn_vp build":
+        def fn():
+            make_ggn_vp(model, x)
+    elif case in ("ggn_vp", "ggn_vp lin"):
+        op = make_ggn_vp(model, x, linearize=case == "ggn_vp lin")
+        v = torch.randn(N, generator=torch.Generator().manual_seed(0))
+
+        def fn():
+            op(v)
+    else:
+        raise SystemExit(f"unknown case {case!r}")
+
+    for _ in range(max(3, reps // 10)):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    return {"case": case, "median_ms": 1e3 * ts[len(ts) // 2], "min_ms": 1e3 * ts[0],
+            "rss_mb": maxrss_mb(), "rss0_mb": rss0, "N": N, "m": m}
+
+
+def child(case, reps, batch, threads, tuned: bool) -> dict:
+    env = dict(os.environ)
+    for k in MALLOC_ENV:
+        env.pop(k, None)
+    if tuned:
+        env.update(MALLOC_ENV)
+    cmd = [sys.executable, __file__, "--child", case, "--reps", str(reps), "--batch", str(batch),
+           "--threads", str(threads)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc's malloc settings alone")
+    ap.add_argument("--both", action="store_true", help="run with and without the malloc tuning")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_case(args.child, args.reps, args.batch, args.threads)))
+        return
+    settings = [True, False] if args.both else [not args.no_malloc_tuning]
+    for tuned in settings:
+        label = ("MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1GiB" if tuned else "glibc malloc defaults")
+        rows = [child(c, args.reps, args.batch, args.threads, tuned) for c in CASES]
+        adam = rows[0]["median_ms"]
+        print(f"\ndigits CNN N={rows[0]['N']}, batch {args.batch} (m={rows[0]['m']}), "
+              f"{args.threads} threads, {label}")
+        print(f"{'case':<16}{'median ms':>10}{'min ms':>9}{'x Adam':>8}{'peak RSS MB':>13}{'+RSS MB':>9}")
+        for r in rows:
+            print(f"{r['case']:<16}{r['median_ms']:>10.2f}{r['min_ms']:>9.2f}{r['median_ms'] / adam:>8.2f}"
+                  f"{r['rss_mb']:>13.0f}{r['rss_mb'] - r['rss0_mb']:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()
