@@ -1,0 +1,58 @@
+"""`thermospice train`: train the digits classifier with TNGD or a baseline."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from spu.device import BACKENDS
+from training.loop import OPTIMIZERS, TrainConfig, train
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train the digits classifier with TNGD or a baseline",
+                       description="Defaults per optimizer follow the paper where it gives them "
+                                   "(TNGD: lr 0.01, damping 0.01, t 50; Adam: lr 1e-3).")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="tngd")
+    p.add_argument("--backend", choices=BACKENDS, default="ou", help="SPU backend for tngd/tngd-adam")
+    p.add_argument("--topology", choices=["crossbar", "factored", "dense", "ideal"],
+                   help="circuit topology with --backend ngspice (default crossbar)")
+    p.add_argument("--model", choices=["cnn", "mlp"], default="cnn")
+    p.add_argument("--width", type=int, default=32, help="hidden width")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int)
+    g.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--damping", type=float, help="lambda > 0")
+    p.add_argument("--t", type=float, help="analog time per step, in tau")
+    p.add_argument("--td", type=float, default=0.0, help="delay under the stale system, in tau")
+    p.add_argument("--kappa0", type=float, default=0.0, help="SPU noise level")
+    p.add_argument("--beta1", type=float, help="Adam beta1 (tngd-adam default 0)")
+    p.add_argument("--beta2", type=float, help="Adam beta2 (tngd-adam default 0)")
+    p.add_argument("--cg-iters", type=int, help="CG iterations for ngd-cg")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=10, help="steps between test evaluations")
+    p.add_argument("--out", help="output folder (metrics.csv, loss.png, final.json; resumes if present)")
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    betas = None
+    if args.beta1 is not None or args.beta2 is not None:
+        betas = (args.beta1 if args.beta1 is not None else 0.9, args.beta2 if args.beta2 is not None else 0.999)
+    cfg = TrainConfig(optimizer=args.optimizer, backend=args.backend, topology=args.topology, model=args.model,
+                      width=args.width, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
+                      lr=args.lr, damping=args.damping, t=args.t, td=args.td, kappa0=args.kappa0, betas=betas,
+                      cg_iters=args.cg_iters, seed=args.seed, eval_every=args.eval_every)
+    out = args.out or os.path.join("runs", f"train-{args.optimizer}-{args.backend}-seed{args.seed}")
+    final = train(cfg, out, progress=sys.stderr.isatty() or not args.json)
+    if args.json:
+        print(json.dumps({k: v for k, v in final.items() if k != "config"}))
+    else:
+        print(f"{final['optimizer']}: {final['steps']} steps, train loss {final['final_train_loss']:.4f}, "
+              f"test loss {final['final_test_loss']:.4f}, test accuracy {final['final_test_accuracy']:.3f}, "
+              f"wall {final['wall_time_s']:.1f} s, estimated {final['estimated_time_s']:.3g} s")
+        print(f"results in {out}/ (metrics.csv, loss.png, final.json)")
+    return 0

@@ -1,0 +1,273 @@
+"""One training loop for every optimizer: metrics written as it goes, resumable, plotted at the end.
+
+Files in the output folder:
+  config.json    the run's settings (a resume must match them)
+  metrics.csv    one row per step (columns in METRIC_COLUMNS), appended and flushed every step
+  checkpoint.pt  model, optimizer and preconditioner state, saved at every evaluation
+  loss.png       train/test loss and test accuracy against step and estimated time
+  final.json     the final metrics (also returned by `train`)
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from spu.device import SPU
+from spu.errors import ThermospiceError
+
+from .data import batches, load_digits_split, n_batches
+from .models import build_model, count_params
+from .preconditioners import NGD, NGDCG, TNGD, Gradient, NGDWoodbury, TrainingError
+
+OPTIMIZERS = ("tngd", "tngd-adam", "adam", "sgd", "ngd", "ngd-cg", "ngd-woodbury")
+
+# Paper settings where they exist (MNIST: TNGD lr 0.01, t = 50 tau, lambda = 0.01; Adam lr 1e-3;
+# TNGD-Adam with beta1 = beta2 = 0 from the LM runs). SGD's 0.1 and the CG count are ours.
+DEFAULTS = {
+    "tngd": {"lr": 0.01, "damping": 0.01, "t": 50.0},
+    "tngd-adam": {"lr": 1e-3, "damping": 0.01, "t": 50.0, "betas": (0.0, 0.0)},
+    "adam": {"lr": 1e-3, "betas": (0.9, 0.999)},
+    "sgd": {"lr": 0.1},
+    "ngd": {"lr": 0.01, "damping": 0.01},
+    "ngd-cg": {"lr": 0.01, "damping": 0.01, "cg_iters": 20},
+    "ngd-woodbury": {"lr": 0.01, "damping": 0.01},
+}
+
+METRIC_COLUMNS = ("step", "epoch", "train_loss", "test_loss", "test_accuracy", "digital_s", "device_s",
+                  "simulator_s", "estimated_s", "cumulative_estimated_s", "wall_s")
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "tngd"
+    backend: str = "ou"
+    topology: str | None = None
+    model: str = "cnn"
+    width: int = 32
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    lr: float | None = None
+    damping: float | None = None
+    t: float | None = None
+    td: float = 0.0
+    kappa0: float = 0.0
+    betas: tuple[float, float] | None = None
+    cg_iters: int | None = None
+    seed: int = 0
+    eval_every: int = 10
+    loss: str = "cross_entropy"
+    extra: dict = field(default_factory=dict)
+
+    def resolved(self) -> "TrainConfig":
+        """Fill unset hyper-parameters from DEFAULTS and check every value."""
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainingError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        d = DEFAULTS[self.optimizer]
+        c = TrainConfig(**{**asdict(self)})
+        for key in ("lr", "damping", "t", "betas", "cg_iters"):
+            if getattr(c, key) is None and key in d:
+                setattr(c, key, d[key])
+        if c.steps is None and c.epochs is None:
+            c.steps = 100
+        if c.steps is not None and c.epochs is not None:
+            raise TrainingError("give --steps or --epochs, not both")
+        for name in ("steps", "epochs"):
+            v = getattr(c, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise TrainingError(f"{name} must be an integer >= 1, got {v!r}")
+        if not isinstance(c.batch_size, int) or c.batch_size < 1:
+            raise TrainingError(f"batch size must be an integer >= 1, got {c.batch_size!r}")
+        if not (isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0):
+            raise TrainingError(f"learning rate must be > 0, got {c.lr!r}")
+        if c.damping is not None and not (math.isfinite(c.damping) and c.damping > 0):
+            raise TrainingError(f"damping must be > 0, got {c.damping!r}")
+        if c.t is not None and not (c.t >= 0):
+            raise TrainingError(f"analog time t must be >= 0, got {c.t!r}")
+        if not (c.td >= 0):
+            raise TrainingError(f"delay td must be >= 0, got {c.td!r}")
+        if not (math.isfinite(c.kappa0) and c.kappa0 >= 0):
+            raise TrainingError(f"kappa0 must be >= 0, got {c.kappa0!r}")
+        if not isinstance(c.eval_every, int) or c.eval_every < 1:
+            raise TrainingError(f"eval_every must be an integer >= 1, got {c.eval_every!r}")
+        if c.betas is not None:
+            c.betas = tuple(float(b) for b in c.betas)
+        return c
+
+
+def make_optimizer(cfg: TrainConfig, model):
+    """(preconditioner, torch optimizer) for a resolved config."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    name = cfg.optimizer
+    if name in ("tngd", "tngd-adam"):
+        spu = SPU(cfg.backend, topology=cfg.topology, kappa0=cfg.kappa0, seed=cfg.seed)
+        pre = TNGD(model, cfg.loss, damping=cfg.damping, t=cfg.t, td=cfg.td, spu=spu)
+    elif name == "ngd":
+        pre = NGD(model, cfg.loss, damping=cfg.damping)
+    elif name == "ngd-cg":
+        pre = NGDCG(model, cfg.loss, damping=cfg.damping, iters=cfg.cg_iters)
+    elif name == "ngd-woodbury":
+        pre = NGDWoodbury(model, cfg.loss, damping=cfg.damping)
+    else:
+        pre = Gradient(model, cfg.loss)
+    if name in ("adam", "tngd-adam"):
+        opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr)
+    return pre, opt
+
+
+@torch.no_grad()
+def evaluate(model, data, loss: str = "cross_entropy") -> tuple[float, float]:
+    logits = model(data.x)
+    if loss == "cross_entropy":
+        return float(F.cross_entropy(logits, data.y)), float((logits.argmax(1) == data.y).float().mean())
+    return float(0.5 * ((logits - data.y) ** 2).sum(1).mean()), float("nan")
+
+
+class _Progress:
+    """tqdm on stderr when asked; silent otherwise."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, desc: str):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False)
+
+    def update(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = False, resume: bool = True,
+          data=None) -> dict:
+    """Train the digits classifier; returns the final metrics. See the module docstring."""
+    cfg = cfg.resolved()
+    train_set, test_set = data or load_digits_split(flatten=cfg.model == "mlp")
+    model = build_model(cfg.model, width=cfg.width, seed=cfg.seed)
+    pre, opt = make_optimizer(cfg, model)
+    per_epoch = n_batches(len(train_set), cfg.batch_size)
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+    epochs_needed = -(-total // per_epoch)
+
+    start_step, cumulative, rows_kept = 0, 0.0, []
+    writer = None
+    if out_dir is not None:
+        start_step, cumulative, rows_kept = _prepare_out(out_dir, cfg, model, pre, opt, resume)
+        fh = open(os.path.join(out_dir, "metrics.csv"), "w", newline="")
+        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        for row in rows_kept:
+            writer.writerow(row)
+        fh.flush()
+    rows = list(rows_kept)
+
+    wall0 = time.perf_counter() - (float(rows_kept[-1]["wall_s"]) if rows_kept else 0.0)
+    bar = _Progress(total, start_step, progress, cfg.optimizer)
+    params = [p for p in model.parameters() if p.requires_grad]
+    test_loss = test_acc = float("nan")
+    step = start_step
+    try:
+        stream = batches(train_set, cfg.batch_size, epochs=epochs_needed, seed=cfg.seed)
+        for _ in range(start_step):  # deterministic stream: skip what a resumed run already did
+            next(stream)
+        for x, y in stream:
+            if step >= total:
+                break
+            backup = [p.detach().clone() for p in params]
+            opt.zero_grad(set_to_none=True)
+            info = pre.step(x, y)
+            opt.step()
+            if not all(torch.isfinite(p).all() for p in params):
+                with torch.no_grad():
+                    for p, b in zip(params, backup):
+                        p.copy_(b)
+                raise TrainingError(f"the update at step {step} made parameters NaN or inf: stopped, "
+                                    "parameters restored to the last good step")
+            step += 1
+            estimated = info.digital_s + info.device_s
+            cumulative += estimated
+            evaluate_now = step % cfg.eval_every == 0 or step == total
+            if evaluate_now:
+                test_loss, test_acc = evaluate(model, test_set, cfg.loss)
+            row = {"step": step, "epoch": (step - 1) // per_epoch, "train_loss": info.loss,
+                   "test_loss": test_loss if evaluate_now else "", "test_accuracy": test_acc if evaluate_now else "",
+                   "digital_s": info.digital_s, "device_s": info.device_s, "simulator_s": info.simulator_s,
+                   "estimated_s": estimated, "cumulative_estimated_s": cumulative,
+                   "wall_s": time.perf_counter() - wall0}
+            rows.append(row)
+            if writer is not None:
+                writer.writerow(row)
+                fh.flush()
+                if evaluate_now:
+                    _save_checkpoint(out_dir, step, cumulative, model, pre, opt)
+            bar.update(info.loss)
+    finally:
+        bar.close()
+        if writer is not None:
+            fh.close()
+
+    final = {"optimizer": cfg.optimizer, "backend": cfg.backend if cfg.optimizer.startswith("tngd") else None,
+             "model": cfg.model, "n_params": count_params(model), "steps": step,
+             "final_train_loss": rows[-1]["train_loss"] if rows else float("nan"),
+             "final_test_loss": test_loss, "final_test_accuracy": test_acc,
+             "wall_time_s": float(rows[-1]["wall_s"]) if rows else 0.0,
+             "estimated_time_s": cumulative, "config": asdict(cfg)}
+    if out_dir is not None:
+        with open(os.path.join(out_dir, "final.json"), "w") as f:
+            json.dump(final, f, indent=2)
+        from .plots import plot_training
+        plot_training(rows, os.path.join(out_dir, "loss.png"), title=f"{cfg.optimizer} on digits ({cfg.model})")
+    return final
+
+
+def _prepare_out(out_dir, cfg, model, pre, opt, resume):
+    """Create the folder, or resume from its checkpoint when the config matches."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise ThermospiceError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
+    cfg_path = os.path.join(out_dir, "config.json")
+    ckpt_path = os.path.join(out_dir, "checkpoint.pt")
+    cfg_json = json.loads(json.dumps(asdict(cfg)))
+    if resume and os.path.exists(cfg_path) and os.path.exists(ckpt_path):
+        with open(cfg_path) as f:
+            old = json.load(f)
+        if {k: v for k, v in old.items() if k != "steps"} != {k: v for k, v in cfg_json.items() if k != "steps"}:
+            raise ThermospiceError(f"{out_dir} holds a run with other settings; use another --out folder")
+        state = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        pre.load_state_dict(state["preconditioner"])
+        step = int(state["step"])
+        with open(os.path.join(out_dir, "metrics.csv"), newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        with open(cfg_path, "w") as f:
+            json.dump(cfg_json, f, indent=2)
+        return step, float(state["cumulative"]), rows
+    with open(cfg_path, "w") as f:
+        json.dump(cfg_json, f, indent=2)
+    return 0, 0.0, []
+
+
+def _save_checkpoint(out_dir, step, cumulative, model, pre, opt) -> None:
+    tmp = os.path.join(out_dir, "checkpoint.pt.tmp")
+    torch.save({"step": step, "cumulative": cumulative, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "preconditioner": pre.state_dict()}, tmp)
+    os.replace(tmp, os.path.join(out_dir, "checkpoint.pt"))  # atomic: a kill never leaves half a file

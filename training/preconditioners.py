@@ -1,0 +1,291 @@
+"""TNGD and the NGD baselines as preconditioners that sit beside a torch.optim optimizer.
+
+Why a preconditioner and not a torch.optim.Optimizer subclass: every method here needs the model
+and the minibatch (for J_f and H_L), which ``Optimizer.step(closure)`` does not carry; and the
+update rule after preconditioning is exactly torch's SGD or Adam, so we reuse them instead of
+re-implementing them (the kfac-pytorch pattern). One loop serves every method:
+
+    pre = TNGD(model, damping=0.01, t=50.0, spu=SPU("ou"))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)        # TNGD;  Adam(...) -> TNGD-Adam
+    for x, y in batches:
+        opt.zero_grad()
+        info = pre.step(x, y)        # writes the preconditioned direction into p.grad
+        opt.step()
+
+``Gradient`` is the identity preconditioner (plain SGD / Adam). Hyper-parameters may be numbers or
+callables of the step index (as in kfac-pytorch), e.g. ``t=lambda k: 5.0 if k < 100 else 50.0``.
+
+TNGD (paper, Algorithm 1), at step k with gradient g_k and curvature A_k = J^T H J + lam I:
+    x <- g_0 at the first step (the device starts from the first gradient),
+    x <- Phi(A_{k-1}, g_{k-1}; t_d)(x)    delay: the device keeps running under the stale system
+                                          for t_d (tau) while the digital side computes g_k, A_k;
+    x <- Phi(A_k, g_k; t)(x)              the new system is loaded and runs for t (tau);
+    g~_k = x                              read out and handed to the update rule.
+Phi(A, b; s) is the SPU's evolution for analog time s (exact OU, Euler, or ngspice). So t = 0 and
+t_d = 0 keep the previous estimate (the first step is then exactly SGD), t -> inf without noise is
+exact NGD, and t_d > 0 pulls each start towards the previous natural gradient, which acts like
+momentum (paper, Fig. 4b). ``init="gradient"`` starts every solve from g_k instead (then t = 0 is
+SGD at every step).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from spu.device import SPU
+from spu.errors import ThermospiceError
+from spu.problems import FactoredProblem, GGNProblem
+
+from .curvature import compute_curvature, loss_and_grad, make_ggn_vp, param_spec
+
+
+class TrainingError(ThermospiceError):
+    """Training cannot go on (bad hyper-parameter, non-finite loss or gradient)."""
+
+
+@dataclass
+class StepInfo:
+    loss: float
+    digital_s: float          # wall time of the digital part (gradient, curvature, digital solves)
+    device_s: float = 0.0     # modelled time on the physical SPU (0 for digital methods)
+    simulator_s: float = 0.0  # wall time spent simulating the device (ou/euler/ngspice)
+
+
+def _value(h, k: int, name: str, *, positive: bool = False, allow_zero: bool = True) -> float:
+    v = h(k) if callable(h) else h
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise TrainingError(f"{name} must be a number, got {v!r}") from None
+    if math.isnan(v) or v < 0 or (v == 0 and not allow_zero) or (positive and v <= 0):
+        need = "> 0" if positive or not allow_zero else ">= 0"
+        raise TrainingError(f"{name} must be {need}, got {v}")
+    return v
+
+
+class Preconditioner:
+    """Base: computes loss and gradient and writes a direction into each parameter's .grad."""
+
+    name = "gradient"
+
+    def __init__(self, model: nn.Module, loss: str = "cross_entropy"):
+        self.model = model
+        self.loss = loss
+        self.k = 0
+        self.spec = param_spec(model)
+        self._params = [p for p in model.parameters() if p.requires_grad]
+
+    def _write_grad(self, direction: torch.Tensor) -> None:
+        offset = 0
+        for p in self._params:
+            n = p.numel()
+            p.grad = direction[offset:offset + n].view_as(p).to(p.dtype).clone()
+            offset += n
+
+    @staticmethod
+    def _check_finite(loss: torch.Tensor, grad: torch.Tensor, k: int) -> None:
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss is {float(loss)} at step {k}: stopped, parameters kept from the last good step")
+        if not torch.isfinite(grad).all():
+            raise TrainingError(f"gradient has NaN or inf at step {k}: stopped, parameters kept from the last good step")
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
+        start = time.perf_counter()
+        loss, grad, _ = loss_and_grad(self.model, x, y, self.loss)
+        self._check_finite(loss, grad, self.k)
+        self._write_grad(grad)
+        self.k += 1
+        return StepInfo(float(loss), time.perf_counter() - start)
+
+    def state_dict(self) -> dict:
+        return {"k": self.k}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.k = int(state["k"])
+
+
+Gradient = Preconditioner
+
+
+class _Damped(Preconditioner):
+    def __init__(self, model, loss="cross_entropy", *, damping=1e-2):
+        super().__init__(model, loss)
+        self.damping = damping
+        _value(damping, 0, "damping", positive=True)
+
+
+class TNGD(_Damped):
+    """Thermodynamic NGD: the SPU solves (J^T H J + lam I) x = g, warm-started (see module doc).
+
+    spu: an spu.SPU (default SPU("ou")): its backend and noise level kappa0 are used unless
+    kappa0 is given here. With the ngspice backend and topology "crossbar" the GGN form (J, H) is
+    sent; otherwise the factored form U = J^T S."""
+
+    name = "tngd"
+
+    def __init__(self, model, loss="cross_entropy", *, damping=1e-2, t=50.0, td=0.0, kappa0=None,
+                 spu: SPU | None = None, init: str = "previous"):
+        super().__init__(model, loss, damping=damping)
+        self.t, self.td, self.kappa0 = t, td, kappa0
+        _value(t, 0, "t")
+        _value(td, 0, "td")
+        if kappa0 is not None:
+            _value(kappa0, 0, "kappa0")
+        if init not in ("previous", "gradient"):
+            raise TrainingError(f"init must be 'previous' or 'gradient', got {init!r}")
+        self.init = init
+        self.spu = spu or SPU("ou")
+        self.estimate: np.ndarray | None = None
+        self._stale = None  # the previous step's problem, for the delay t_d
+
+    def _problem(self, curv, lam: float, g: np.ndarray):
+        if self.spu.backend == "ngspice" and self.spu.topology in (None, "crossbar"):
+            return GGNProblem(curv.J.double().numpy(), curv.H.double().numpy(), lam, g)
+        return FactoredProblem(curv.Ut.double().numpy().T, lam, g)
+
+    def step(self, x, y) -> StepInfo:
+        k = self.k
+        lam = _value(self.damping, k, "damping", positive=True)
+        t = _value(self.t, k, "t")
+        td = _value(self.td, k, "td")
+        kappa = None if self.kappa0 is None else _value(self.kappa0, k, "kappa0")
+        start = time.perf_counter()
+        crossbar = self.spu.backend == "ngspice" and self.spu.topology in (None, "crossbar")
+        curv = compute_curvature(self.model, x, y, self.loss, return_U=not crossbar,
+                                 return_J=crossbar, return_H=crossbar)
+        self._check_finite(curv.loss, curv.grad, k)
+        g = curv.grad.double().numpy()
+        problem = self._problem(curv, lam, g)
+        digital = time.perf_counter() - start
+        x0 = g if (self.estimate is None or self.init == "gradient") else self.estimate
+        device = sim = 0.0
+        if td > 0 and self._stale is not None and self.init == "previous":
+            r = self.spu.run(self._stale, t=td, x0=x0, kappa0=kappa)
+            x0, device, sim = r.x, device + r.device_time_s, sim + r.wall_time_s
+        r = self.spu.run(problem, t=t, x0=x0, kappa0=kappa)
+        device, sim = device + r.device_time_s, sim + r.wall_time_s
+        if not np.isfinite(r.x).all():
+            raise TrainingError(f"the SPU returned NaN or inf at step {k}: stopped, parameters kept")
+        self.estimate = r.x
+        self._stale = problem
+        self._write_grad(torch.from_numpy(r.x))
+        self.k += 1
+        return StepInfo(float(curv.loss), digital, device, sim)
+
+    def state_dict(self) -> dict:
+        return {"k": self.k, "estimate": None if self.estimate is None else self.estimate.copy(),
+                "spu_runs": self.spu._runs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.k = int(state["k"])
+        self.estimate = state["estimate"]
+        self.spu._runs = int(state.get("spu_runs", 0))
+        # The stale system is not stored: after a resume the first step runs without delay.
+        self._stale = None
+
+
+class NGD(_Damped):
+    """Exact NGD: form the dense GGN + lam I (N x N) and solve by Cholesky. O(N^3): small N only."""
+
+    name = "ngd"
+    MAX_N = 8000  # 8000^2 float64 = 512 MB
+
+    def step(self, x, y) -> StepInfo:
+        k = self.k
+        lam = _value(self.damping, k, "damping", positive=True)
+        if self.spec.N > self.MAX_N:
+            raise TrainingError(f"exact NGD forms an N x N matrix; N = {self.spec.N} > {self.MAX_N}: "
+                                "use ngd-woodbury or ngd-cg")
+        start = time.perf_counter()
+        curv = compute_curvature(self.model, x, y, self.loss)
+        self._check_finite(curv.loss, curv.grad, k)
+        U = curv.Ut.double().T
+        G = U @ U.T
+        G.diagonal().add_(lam)
+        direction = torch.cholesky_solve(curv.grad.double()[:, None], torch.linalg.cholesky(G))[:, 0]
+        self._write_grad(direction)
+        self.k += 1
+        return StepInfo(float(curv.loss), time.perf_counter() - start)
+
+
+class NGDWoodbury(_Damped):
+    """NGD by the symmetric Woodbury identity: (lam I + U U^T)^-1 g
+    = (g - U (lam I + U^T U)^-1 U^T g) / lam, the m x m system in float64."""
+
+    name = "ngd-woodbury"
+
+    def step(self, x, y) -> StepInfo:
+        k = self.k
+        lam = _value(self.damping, k, "damping", positive=True)
+        start = time.perf_counter()
+        curv = compute_curvature(self.model, x, y, self.loss)
+        self._check_finite(curv.loss, curv.grad, k)
+        Ut, g = curv.Ut, curv.grad
+        K = (Ut @ Ut.T).double()
+        K.diagonal().add_(lam)
+        w = torch.cholesky_solve((Ut @ g).double()[:, None], torch.linalg.cholesky(K))[:, 0]
+        direction = (g.double() - Ut.T.double() @ w) / lam
+        self._write_grad(direction)
+        self.k += 1
+        return StepInfo(float(curv.loss), time.perf_counter() - start)
+
+
+class NGDCG(_Damped):
+    """NGD by c conjugate-gradient iterations on matrix-free GGN-vector products, warm-started
+    from the previous solution (paper's NGD-CG; c = 200 in its Fig. 2)."""
+
+    name = "ngd-cg"
+
+    def __init__(self, model, loss="cross_entropy", *, damping=1e-2, iters=10, tol=0.0):
+        super().__init__(model, loss, damping=damping)
+        if not isinstance(iters, int) or iters < 1:
+            raise TrainingError(f"CG iterations must be an integer >= 1, got {iters!r}")
+        self.iters, self.tol = iters, float(tol)
+        self.estimate: torch.Tensor | None = None
+
+    def step(self, x, y) -> StepInfo:
+        k = self.k
+        lam = _value(self.damping, k, "damping", positive=True)
+        start = time.perf_counter()
+        loss, g, _ = loss_and_grad(self.model, x, y, self.loss)
+        self._check_finite(loss, g, k)
+        op = make_ggn_vp(self.model, x, self.loss, damping=lam)
+        self.estimate = conjugate_gradient(op, g, self.estimate, self.iters, self.tol)
+        self._write_grad(self.estimate)
+        self.k += 1
+        return StepInfo(float(loss), time.perf_counter() - start)
+
+    def state_dict(self) -> dict:
+        return {"k": self.k, "estimate": self.estimate}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.k, self.estimate = int(state["k"]), state["estimate"]
+
+
+def conjugate_gradient(matvec, b: torch.Tensor, x0: torch.Tensor | None, iters: int, tol: float = 0.0) -> torch.Tensor:
+    """Solve A x = b (A SPD, given as a product) by at most `iters` CG iterations from x0."""
+    x = torch.zeros_like(b) if x0 is None else x0.clone().to(b.dtype)
+    r = b - matvec(x) if x0 is not None else b.clone()
+    p = r.clone()
+    rr = torch.dot(r, r)
+    stop = (tol * torch.linalg.vector_norm(b)) ** 2
+    for _ in range(iters):
+        if rr <= stop or rr == 0:
+            break
+        Ap = matvec(p)
+        alpha = rr / torch.dot(p, Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = torch.dot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+PRECONDITIONERS = {"sgd": Gradient, "adam": Gradient, "tngd": TNGD, "tngd-adam": TNGD, "ngd": NGD,
+                   "ngd-cg": NGDCG, "ngd-woodbury": NGDWoodbury}
