@@ -1,0 +1,163 @@
+"""The end-to-end demo: one TNGD circuit checked in ngspice, then training with TNGD against Adam.
+
+Steps (each writes its files into the output folder as it goes):
+1. a small TNGD system: the GGN of a tiny MLP on a digits minibatch -> crossbar circuit + netlist;
+2. ngspice transient against the exact OU trajectory and the direct solve (PNG + CSV);
+3. the component report (text + JSON);
+4. the digits classifier trained with TNGD (ou backend) and with Adam (CSV + PNG);
+5. a few TNGD steps with ngspice in the loop beside the ou backend (CSV);
+6. report.md tying it together.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+
+import numpy as np
+
+from circuits.design import Design
+from circuits.report import format_report
+from circuits.topologies import build
+from spu.device import SPU
+from spu.problems import GGNProblem
+
+SIZES = {
+    # quick: for tests (~1 min); full: the README's main job (a few minutes on 2 cores)
+    True: {"width": 3, "batch": 4, "train_steps": 20, "train_batch": 16, "loop_steps": 3, "model": "mlp",
+           "train_width": 16},
+    False: {"width": 3, "batch": 4, "train_steps": 150, "train_batch": 32, "loop_steps": 10, "model": "cnn",
+            "train_width": 32},
+}
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def tngd_system(width: int, batch: int, lam: float = 0.1, seed: int = 0) -> GGNProblem:
+    """The GGN system of a tiny MLP at initialisation on the first digits minibatch."""
+    from training.curvature import compute_curvature
+    from training.data import load_digits_split
+    from training.models import build_model
+
+    train_set, _ = load_digits_split(flatten=True)
+    model = build_model("mlp", width=width, seed=seed)
+    x, y = train_set.x[:batch], train_set.y[:batch]
+    c = compute_curvature(model, x, y, return_U=False, return_J=True, return_H=True)
+    return GGNProblem(c.J.double().numpy(), c.H.double().numpy(), lam, c.grad.double().numpy())
+
+
+def validate_circuit(problem: GGNProblem, design: Design, out: str) -> dict:
+    """ngspice against the exact OU trajectory and the direct solve; writes CSV and PNG."""
+    lam_min = problem.eig_extremes()[0]
+    t = float(np.ceil(np.log(1e7) / lam_min))
+    times = np.linspace(0, t, 101)
+    x0 = problem.b.copy()  # the device starts from the gradient, as in TNGD's first step
+    ng = SPU("ngspice", topology="crossbar", design=design, keep=True).run(problem, t=t, x0=x0, times=times)
+    ou = SPU("ou").run(problem, t=t, x0=x0, times=times)
+    x_star = SPU("direct").run(problem, t=0).x
+    rel = float(np.linalg.norm(ng.x - x_star) / np.linalg.norm(x_star))
+    traj_err = float(np.abs(ng.trajectory - ou.trajectory).max() / np.abs(ou.trajectory).max())
+    with open(os.path.join(out, "circuit_trajectory.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t_tau"] + [f"ngspice_x{i}" for i in range(3)] + [f"ou_x{i}" for i in range(3)])
+        for k, tk in enumerate(times):
+            w.writerow([tk, *ng.trajectory[k, :3], *ou.trajectory[k, :3]])
+    from .demo_plots import plot_trajectory
+    plot_trajectory(times, ng.trajectory, ou.trajectory, x_star, os.path.join(out, "circuit_trajectory.png"))
+    netlist = os.path.join(out, "tngd_crossbar.cir")
+    with open(netlist, "w") as f:
+        f.write(build(problem, "crossbar", design, x0=x0, t=t).text())
+    return {"t_tau": t, "steady_state_rel_error": rel, "trajectory_max_rel_error": traj_err,
+            "ngspice_wall_s": ng.wall_time_s, "report": ng.report, "netlist": netlist}
+
+
+def train_pair(size: dict, out: str, progress: bool) -> dict:
+    from training.loop import TrainConfig, train
+
+    results = {}
+    for name in ("tngd", "adam"):
+        cfg = TrainConfig(optimizer=name, model=size["model"], width=size["train_width"],
+                          steps=size["train_steps"], batch_size=size["train_batch"], eval_every=10)
+        results[name] = train(cfg, os.path.join(out, f"train_{name}"), progress=progress, resume=False)
+        r = results[name]
+        _log(f"  {name:5s}: train loss {r['final_train_loss']:.4f}, test accuracy {r['final_test_accuracy']:.3f} "
+             f"after {r['steps']} steps ({r['wall_time_s']:.1f} s wall)")
+    from .demo_plots import plot_training_pair
+    plot_training_pair({k: os.path.join(out, f"train_{k}", "metrics.csv") for k in results},
+                       os.path.join(out, "training.png"))
+    return results
+
+
+def ngspice_in_the_loop(size: dict, design: Design, out: str) -> list[dict]:
+    """The same few TNGD steps with the ngspice crossbar and with the ou backend."""
+    import torch
+
+    from training.data import batches, load_digits_split
+    from training.models import build_model
+    from training.preconditioners import TNGD
+
+    train_set, _ = load_digits_split(flatten=True)
+    losses = {}
+    for backend in ("ngspice", "ou"):
+        model = build_model("mlp", width=size["width"], seed=0)
+        spu = SPU(backend, topology="crossbar" if backend == "ngspice" else None, design=design)
+        pre = TNGD(model, damping=0.1, t=5.0, spu=spu)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        losses[backend] = []
+        for x, y in batches(train_set, size["batch"], seed=0):
+            if len(losses[backend]) == size["loop_steps"]:
+                break
+            opt.zero_grad()
+            losses[backend].append(pre.step(x, y).loss)
+            opt.step()
+    rows = [{"step": k + 1, "loss_ngspice": a, "loss_ou": b, "rel_diff": abs(a - b) / abs(b)}
+            for k, (a, b) in enumerate(zip(losses["ngspice"], losses["ou"]))]
+    with open(os.path.join(out, "ngspice_in_the_loop.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def run_demo(out: str, quick: bool = False, progress: bool = True) -> str:
+    size = SIZES[quick]
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        from spu.errors import ThermospiceError
+        raise ThermospiceError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    start = time.perf_counter()
+    design = Design(dt_max=0.02)
+
+    _log(f"[1/5] TNGD system: GGN of an MLP (width {size['width']}) on {size['batch']} digits")
+    problem = tngd_system(size["width"], size["batch"])
+    _log(f"      N = {problem.n} parameters, m = b*dz = {problem.m}, lambda = {problem.lam}")
+
+    _log("[2/5] ngspice transient of the crossbar circuit against the exact OU solution")
+    val = validate_circuit(problem, design, out)
+    _log(f"      steady state vs direct solve: relative error {val['steady_state_rel_error']:.2e}; "
+         f"trajectory vs exact OU: max relative error {val['trajectory_max_rel_error']:.2e}")
+
+    _log("[3/5] component report")
+    report_text = format_report(val["report"])
+    _log(report_text)
+    with open(os.path.join(out, "component_report.json"), "w") as f:
+        json.dump(val["report"], f, indent=2)
+
+    _log(f"[4/5] training the digits classifier ({size['model']}): TNGD (ou backend) vs Adam, "
+         f"{size['train_steps']} steps")
+    trained = train_pair(size, out, progress)
+
+    _log(f"[5/5] {size['loop_steps']} TNGD steps with ngspice in the loop (crossbar) beside the ou backend")
+    loop_rows = ngspice_in_the_loop(size, design, out)
+    for r in loop_rows:
+        _log(f"      step {r['step']}: loss ngspice {r['loss_ngspice']:.5f}, ou {r['loss_ou']:.5f} "
+             f"(rel. diff {r['rel_diff']:.1e})")
+
+    from .demo_report import write_report
+    path = write_report(out, problem, val, report_text, trained, loop_rows, quick, time.perf_counter() - start)
+    _log(f"report written to {path}")
+    return path

@@ -1,0 +1,48 @@
+"""Figures of the demo (matplotlib, Agg)."""
+from __future__ import annotations
+
+import csv
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_trajectory(times, ng, ou, x_star, path: str, k: int = 3) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i in range(min(k, ng.shape[1])):
+        ax.plot(times, ng[:, i], "-", color=f"C{i}", label=f"ngspice x{i}")
+        ax.plot(times, ou[:, i], "--", color="k", lw=0.8, label="exact OU" if i == 0 else None)
+        ax.axhline(x_star[i], color=f"C{i}", ls=":", lw=0.8)
+    ax.set_xlabel("t / tau")
+    ax.set_ylabel("state x (V / v_unit)")
+    ax.set_title("TNGD crossbar in ngspice vs exact OU (dotted: A^-1 b)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_training_pair(csv_paths: dict, path: str) -> None:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, p in csv_paths.items():
+        rows = _read(p)
+        ax1.plot([int(r["step"]) for r in rows], [float(r["train_loss"]) for r in rows], label=name)
+        ev = [r for r in rows if r["test_accuracy"]]
+        ax2.plot([int(r["step"]) for r in ev], [float(r["test_accuracy"]) for r in ev], "o-", ms=3, label=name)
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("train loss")
+    ax1.set_yscale("log")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("test accuracy")
+    ax1.legend()
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,60 @@
+"""The demo's markdown report."""
+from __future__ import annotations
+
+import os
+
+
+def write_report(out, problem, val, report_text, trained, loop_rows, quick, seconds) -> str:
+    t, a = trained["tngd"], trained["adam"]
+    worst = max(r["rel_diff"] for r in loop_rows)
+    lines = [
+        "# thermospice demo" + (" (quick)" if quick else ""),
+        "",
+        f"Total time {seconds:.0f} s.",
+        "",
+        "## 1. A TNGD system on the crossbar circuit",
+        "",
+        f"The GGN system A = J^T H J + lambda I of an MLP on a digits minibatch: N = {problem.n}, "
+        f"m = b*dz = {problem.m}, lambda = {problem.lam}. Netlist: `{os.path.basename(val['netlist'])}` "
+        "(runs as it is in `ngspice -b`).",
+        "",
+        f"ngspice ran {val['t_tau']:.0f} tau in {val['ngspice_wall_s']:.2f} s. Steady state against the direct "
+        f"solve: relative error **{val['steady_state_rel_error']:.2e}**; trajectory against the exact OU "
+        f"solution: max relative error **{val['trajectory_max_rel_error']:.2e}**.",
+        "",
+        "![trajectory](circuit_trajectory.png)",
+        "",
+        "## 2. Component report",
+        "",
+        "```",
+        report_text,
+        "```",
+        "",
+        "## 3. Training: TNGD (exact OU backend) against Adam",
+        "",
+        "| optimizer | steps | final train loss | final test loss | test accuracy | wall s | estimated s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in (("TNGD", t), ("Adam", a)):
+        lines.append(f"| {name} | {r['steps']} | {r['final_train_loss']:.4f} | {r['final_test_loss']:.4f} | "
+                     f"{r['final_test_accuracy']:.3f} | {r['wall_time_s']:.1f} | {r['estimated_time_s']:.3g} |")
+    lines += [
+        "",
+        "Estimated time = digital part (measured) + modelled device time (spu.timing); for Adam it is the "
+        "measured step time.",
+        "",
+        "![training](training.png)",
+        "",
+        "## 4. ngspice in the loop",
+        "",
+        "The same TNGD steps with the crossbar circuit in ngspice and with the exact OU backend "
+        f"(noise off): largest relative difference in the loss **{worst:.1e}**.",
+        "",
+        "| step | loss (ngspice) | loss (ou) | relative difference |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| {r['step']} | {r['loss_ngspice']:.6f} | {r['loss_ou']:.6f} | {r['rel_diff']:.1e} |" for r in loop_rows]
+    path = os.path.join(out, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
