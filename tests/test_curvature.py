@@ -95,10 +95,11 @@ def test_U_grad_loss_match_dense_ggn(mlp_case, method):
     torch.testing.assert_close(c.logits, ref.z)
 
 
-def test_jacobian_H_S_match_autograd(mlp_case):
+@pytest.mark.parametrize("method", ["auto", *METHODS])
+def test_jacobian_H_S_match_autograd(mlp_case, method):
     loss, model, x, y, ref = mlp_case
-    c = compute_curvature(model, x, y, loss, return_J=True, return_H=True, return_S=True)
-    assert c.method == "jacobian"
+    c = compute_curvature(model, x, y, loss, return_J=True, return_H=True, return_S=True, method=method)
+    assert c.method == ("layers" if method == "auto" else method)
     torch.testing.assert_close(c.J, ref.J, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(c.H, ref.H, rtol=1e-10, atol=1e-12)  # block diagonal, includes 1/b
     torch.testing.assert_close(c.S @ c.S.T, c.H, rtol=1e-10, atol=1e-14)
@@ -113,13 +114,11 @@ def test_jacobian_H_S_match_autograd(mlp_case):
 @pytest.mark.parametrize("chunk", [1, 3])
 def test_chunked_equals_unchunked(mlp_case, method, chunk):
     loss, model, x, y, ref = mlp_case
-    full = compute_curvature(model, x, y, loss, method=method, return_J=method == "jacobian")
-    part = compute_curvature(model, x, y, loss, method=method, chunk_size=chunk,
-                             return_J=method == "jacobian")
+    full = compute_curvature(model, x, y, loss, method=method)
+    part = compute_curvature(model, x, y, loss, method=method, chunk_size=chunk, return_J=True)
     torch.testing.assert_close(part.Ut, full.Ut, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(part.grad, full.grad, rtol=1e-12, atol=1e-14)
-    if method == "jacobian":
-        torch.testing.assert_close(part.J, ref.J, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(part.J, ref.J, rtol=1e-10, atol=1e-12)
     # a tiny memory budget forces one sample per chunk
     tiny = compute_curvature(model, x, y, loss, method=method, memory_budget=1)
     torch.testing.assert_close(tiny.Ut, full.Ut, rtol=1e-12, atol=1e-14)
@@ -151,7 +150,7 @@ def test_loss_conventions():
 def test_cnn_methods_agree(loss):
     model = small_cnn()
     x, y = batch(loss, d_out=10, image=True)
-    cj = compute_curvature(model, x, y, loss, return_J=True)
+    cj = compute_curvature(model, x, y, loss, return_J=True, method="jacobian")
     ref_grad = loss_and_grad(model, x, y, loss)[1]
     auto = compute_curvature(model, x, y, loss)
     assert auto.method == "layers"
@@ -159,6 +158,9 @@ def test_cnn_methods_agree(loss):
         c = compute_curvature(model, x, y, loss, method=method, chunk_size=3)
         torch.testing.assert_close(c.Ut, cj.Ut, rtol=1e-10, atol=1e-13)
         torch.testing.assert_close(c.grad, ref_grad, rtol=1e-10, atol=1e-13)
+        cJ = compute_curvature(model, x, y, loss, method=method, return_J=True)
+        torch.testing.assert_close(cJ.J, cj.J, rtol=1e-10, atol=1e-13)
+        torch.testing.assert_close(cJ.Ut, cj.Ut, rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(auto.Ut, cj.Ut, rtol=1e-10, atol=1e-13)
     # J against autograd for the conv model too
     ref = torch.autograd.functional.jacobian(
@@ -196,15 +198,38 @@ def test_dtype_option_and_params_forms():
     torch.testing.assert_close(e.Ut, c.Ut)
 
 
+def test_gradient_only_path(mlp_case):
+    loss, model, x, y, ref = mlp_case
+    c = compute_curvature(model, x, y, loss, return_U=False, return_H=True, return_S=True)
+    assert c.method == "backward" and c.Ut is None and c.J is None
+    torch.testing.assert_close(c.grad, ref.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(c.H, ref.H, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(c.S @ c.S.T, ref.H, rtol=1e-10, atol=1e-12)
+    with pytest.raises(CurvatureError, match="not computed"):
+        c.U
+
+
+def test_tune_glibc_malloc_in_subprocess():
+    import subprocess
+    import sys
+    code = "from training.curvature import tune_glibc_malloc; print(tune_glibc_malloc())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    import platform
+    expected = "True" if platform.libc_ver()[0] == "glibc" else "False"
+    assert out.stdout.strip() == expected
+
+
 def test_out_buffer_reused():
     model = small_mlp()
     x, y = batch("cross_entropy")
     N = param_spec(model).N
     buf = torch.empty(12, N, dtype=D64)
     for method in METHODS:
-        c = compute_curvature(model, x, y, method=method, out=buf)
-        assert c.Ut is buf
-        torch.testing.assert_close(buf, compute_curvature(model, x, y, method=method).Ut)
+        for want_J in (False, True):
+            c = compute_curvature(model, x, y, method=method, out=buf, return_J=want_J)
+            assert c.Ut is buf and (c.J is not None) == want_J
+            torch.testing.assert_close(buf, compute_curvature(model, x, y, method=method).Ut)
     with pytest.raises(CurvatureError, match="out must be"):
         compute_curvature(model, x, y, out=torch.empty(11, N, dtype=D64))
 
@@ -272,6 +297,9 @@ def test_unusual_models_agree_with_jacobian(cls):
         assert c.method == "vjp"  # fell back
     torch.testing.assert_close(c.ggn_matrix(), ref.G, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(c.grad, ref.grad, rtol=1e-10, atol=1e-12)
+    cJ = compute_curvature(model, x, y, return_J=True)
+    assert cJ.method == ("layers" if cls is Tokens else "jacobian")
+    torch.testing.assert_close(cJ.J, ref.J, rtol=1e-10, atol=1e-12)
 
 
 def test_layernorm_model_uses_vjp_and_layers_refuses():

@@ -19,20 +19,26 @@ Losses (both are means over the batch; the same functions are used to differenti
 H (m x m) is block diagonal with blocks H_i, so G = J^T H J = U U^T with U = J^T S is the GGN of the
 mean loss itself (the 1/b is inside H and S).
 
-Methods for U^T (m x N, contiguous; U = Ut.T is a free view)
------------------------------------------------------------
+Methods (U^T is (m x N), contiguous; U = Ut.T is a free view)
+--------------------------------------------------------------
+Each method fills an (m x N) tensor row by row with per-sample vector-Jacobian products: with the dz
+columns of S_i as cotangents the rows are U^T directly (J_f is never formed); with the unit vectors
+they are J_f, and then U^T = bmm(S^T, J_f) per sample. The gradient's cotangent dL/dz rides along
+as one extra cotangent.
+
 * ``"layers"``: for networks whose trainable parameters all sit in ``nn.Linear`` / ``nn.Conv2d``
   layers (groups=1, each called once). One batched forward with hooks records each layer's input
-  a and output; one backward w.r.t. the layer outputs, vmapped over the dz columns of S plus the
-  gradient's cotangent, gives the per-sample deltas; the rows of U^T are then delta (x) a (Linear,
-  a broadcast multiply) or delta @ unfold(a)^T (Conv2d, a bmm), written straight into the
-  preallocated U^T. Never forms J_f, never copies U^T. Fastest (~2-4x an Adam step on the digits CNN).
+  a and output; one backward w.r.t. the layer outputs, vmapped over the dz+1 cotangents, gives the
+  per-sample deltas; the rows are then delta (x) a (Linear: a broadcast multiply) or
+  delta @ unfold(a)^T (Conv2d: a bmm), written straight into the preallocated output.
+  No per-parameter gradient tensors, no copy of U^T. Fastest (~2-4x an Adam step, digits CNN).
+  Falls back to "vjp"/"jacobian" (recorded in .method) when a layer runs twice or its output is
+  modified in place.
 * ``"vjp"``: any per-sample-functional model. Per sample (vmap), ``torch.func.vjp`` of the model
-  output with the dz columns of S and the gradient's cotangent as dz+1 batched cotangents
-  (inner vmap); the parameter vector is split into views inside the function, so each row comes
-  out flat, and is copied into U^T.
+  output with the dz+1 cotangents batched by an inner vmap; the parameter vector is split into
+  views inside the function, so each row comes out flat, and is copied into the output.
 * ``"jacobian"``: ``vmap(jacrev(f_single, has_aux=True))`` gives J_f (and the logits) per sample;
-  U^T = bmm(S^T, J_f) per sample, written into U^T; g = r^T J_f. Used whenever J is asked for.
+  g = J_f^T dL/dz.
 
 All methods process the batch in chunks of samples so the temporary workspace stays within
 ``memory_budget`` bytes (default 256 MiB; the returned tensors J and U^T, m*N each, come on top).
@@ -42,11 +48,14 @@ cross-sample operations) and be deterministic (no active Dropout); ``check_funct
 what can be checked and raises ``UnsupportedModelError`` naming the layer.
 
 Allocator note: on glibc, tensors over 32 MB are mmapped and handed back to the OS on every free,
-so every step pays the page faults again. Pass ``out=`` (a reused (m, N) buffer) and/or run with
-``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824`` (see benchmarks/bench_curvature.py).
+so every step pays the page faults again (U^T of the digits CNN at b=64 is 43 MB: 3-5x slower).
+Pass ``out=`` (a reused (m, N) buffer), or call ``tune_glibc_malloc()`` once per process, which
+has the effect of ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824`` (the process then keeps
+its peak heap instead of returning it to the OS).
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import warnings
 from dataclasses import dataclass, fields
@@ -72,6 +81,21 @@ class UnsupportedModelError(ThermospiceError, ValueError):
 
 class CurvatureError(ThermospiceError, ValueError):
     """Bad arguments to the curvature functions: loss name, shapes, labels, parameter vector."""
+
+
+def tune_glibc_malloc(trim_threshold: int = 1 << 30) -> bool:
+    """mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, trim_threshold) for this process.
+
+    Big tensors then come from the heap and freed memory is kept for the next step instead of
+    being unmapped and faulted in again. Process-wide and irreversible in practice; affects only
+    later allocations. Returns False (doing nothing) where the C library has no working mallopt.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h>
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -440,10 +464,11 @@ class _Fallback(Exception):
     pass
 
 
-def _ut_layers(model, spec, plan, theta, frozen, x, make_C, Ut3, g, i0):
-    """Rows i0.. of U^T (Ut3: (b, dz, N)) and this chunk's gradient added into g, by the layers method.
+def _rows_layers(model, spec, plan, theta, frozen, x, make_C, Ut3, g, i0):
+    """Rows i0.. of Ut3 (b, dz, N) and this chunk's gradient added into g, by the layers method.
 
-    make_C(logits) -> (dz+1, c, dz) cotangents: C[k] = S[:, :, k] for k < dz, C[dz] = r.
+    make_C(logits) -> (dz+1, c, dz) cotangents: C[k] = S[:, :, k] (rows of U^T) or e_k (rows of
+    J_f) for k < dz, C[dz] = r = dL/dz.
     """
     f = _batch_fn(model, spec, frozen)
     store: dict[str, list] = {n: [] for n in plan.modules}
@@ -539,19 +564,23 @@ def _probe(model, spec, frozen, theta, x1, plan):
     return z0, words * theta.element_size()
 
 
-def _ut_vjp(model, spec, theta, frozen, loss, x, y, b, Ut3, g, i0):
-    """Rows i0.. of U^T by per-sample vjp with dz+1 batched cotangents; adds the chunk's gradient."""
+def _rows_vjp(model, spec, theta, frozen, loss, x, y, b, rows3, g, i0, jacobian=False):
+    """Rows i0.. of U^T (or of J_f with jacobian=True) into rows3 (b, dz, N) by per-sample vjp
+    with dz+1 batched cotangents (the S columns, or the unit vectors; then dL/dz); adds the chunk's
+    gradient into g. Returns the chunk's logits."""
     f = _batch_fn(model, spec, frozen)
 
     def per_sample(xi, yi):
         z, pull = vjp(lambda th: f(th, xi.unsqueeze(0)).squeeze(0), theta)
         St, r = _per_sample_factors(loss, z, yi, b)
+        if jacobian:
+            St = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
         (rows,) = vmap(pull)(torch.cat([St, r[None]]))  # (dz+1, N)
         return z, rows
 
     z, rows = vmap(per_sample)(x, y)  # (c, dz), (c, dz+1, N)
     dz = z.shape[1]
-    Ut3[i0:i0 + z.shape[0]].copy_(rows[:, :dz])
+    rows3[i0:i0 + z.shape[0]].copy_(rows[:, :dz])
     g.add_(rows[:, dz].sum(0))
     return z
 
@@ -593,9 +622,10 @@ def compute_curvature(
 
     params: None (the model's current trainable parameters), a flat vector (N,), or a mapping
         name -> tensor. The model itself is never modified.
-    method: "auto" ("jacobian" if return_J, else "layers" when the model qualifies, else "vjp"),
-        or one of "layers", "vjp", "jacobian" (see the module docstring). "layers" falls back to
-        "vjp" (recorded in .method) when the model turns out not to qualify.
+    method: "auto" ("layers" when the model qualifies, else "jacobian" if return_J else "vjp";
+        with return_U=return_J=False only the gradient is computed, by one backward pass), or one
+        of "layers", "vjp", "jacobian" (see the module docstring). "layers" falls back (recorded in
+        .method) when the model turns out not to qualify during the forward pass.
     chunk_size: samples per chunk; default: as many as fit in memory_budget bytes of workspace.
     dtype: computation dtype (default: the model's); params, buffers and x are converted.
     out: optional preallocated contiguous (m, N) tensor of `dtype` to write U^T into (reusing it
@@ -624,16 +654,12 @@ def compute_curvature(
         raise CurvatureError(f"chunk_size must be >= 1, got {chunk_size}")
 
     plan, why_not = (None, "")
-    if method == "auto":
-        if return_J:
-            method = "jacobian"
-        else:
-            plan, why_not = _layer_plan(model, spec)
-            method = "layers" if plan is not None else "vjp"
-    elif method == "layers":
+    if method in ("auto", "layers"):
         plan, why_not = _layer_plan(model, spec)
-        if plan is None:
+        if method == "layers" and plan is None:
             raise UnsupportedModelError(f"method='layers' cannot handle this model: {why_not}")
+        if method == "auto":
+            method = "layers" if plan is not None else ("jacobian" if return_J else "vjp")
 
     # dz (and the layers method's workspace) from a one-sample forward pass
     z0, layer_bytes = _probe(model, spec, frozen, theta, x[:1], plan)
@@ -642,15 +668,22 @@ def compute_curvature(
     if loss == "mse" and y.dim() == 1 and dz == 1:
         y = y[:, None]
     item = theta.element_size()
+    y = _check_targets(loss, z0.expand(b, dz), y)
 
-    if chunk_size is None:
-        if method == "layers":
-            per = layer_bytes
-        elif method == "vjp":
-            per = 3 * (dz + 1) * N * item
-        else:
-            per = 3 * dz * N * item
-        chunk_size = max(1, min(b, memory_budget // max(per, 1)))
+    def auto_chunk(method):
+        if chunk_size is not None:
+            return chunk_size
+        per = {"layers": layer_bytes, "vjp": 3 * (dz + 1) * N * item, "jacobian": 3 * dz * N * item}[method]
+        return max(1, min(b, memory_budget // max(per, 1)))
+
+    if not return_U and not return_J:  # gradient only: one ordinary backward pass
+        value, g, logits = loss_and_grad(model, x, y, loss, params=theta, dtype=dtype)
+        _, Hb, Sb = output_factors(loss, logits, None, b)
+        return Curvature(value, g, logits, None,
+                         H=torch.block_diag(*Hb) if return_H else None,
+                         S=torch.block_diag(*Sb) if return_S else None,
+                         H_blocks=Hb if return_H else None,
+                         S_blocks=Sb.contiguous() if return_S else None, method="backward")
 
     if out is not None:
         if tuple(out.shape) != (m, N) or out.dtype != dtype or not out.is_contiguous():
@@ -658,54 +691,54 @@ def compute_curvature(
                 f"out must be a contiguous ({m}, {N}) tensor of {dtype}, got "
                 f"{tuple(out.shape)} {out.dtype} contiguous={out.is_contiguous()}"
             )
-        Ut = out
-    elif return_U and method != "jacobian":
-        Ut = torch.empty(m, N, dtype=dtype)
-    else:
-        Ut = None
+    # rows: the (m, N) tensor the row methods fill: J_f when asked for (U^T = S^T J_f follows by
+    # bmm), else U^T itself
+    rows = torch.empty(m, N, dtype=dtype) if return_J or out is None else out
+    rows3 = rows.view(b, dz, N)
     g = torch.zeros(N, dtype=dtype)
     logits = torch.empty(b, dz, dtype=dtype)
-    J = None
 
     if method == "layers":
-        if y.dtype.is_floating_point:
-            y = y.to(dtype)
-        Ut3 = (Ut if Ut is not None else torch.empty(m, N, dtype=dtype)).view(b, dz, N)
         try:
-            for i0, i1 in _chunks(b, chunk_size):
+            for i0, i1 in _chunks(b, auto_chunk("layers")):
                 def make_C(zc, yc=y[i0:i1]):
-                    r, _, S = output_factors(loss, zc, _check_targets(loss, zc, yc), b)
+                    r, _, S = output_factors(loss, zc, yc, b)
+                    if return_J:
+                        S = torch.eye(dz, dtype=dtype).expand(zc.shape[0], dz, dz)
                     return torch.cat([S.permute(2, 0, 1), r[None]])
 
-                logits[i0:i1] = _ut_layers(model, spec, plan, theta, frozen, x[i0:i1], make_C, Ut3, g, i0)
+                logits[i0:i1] = _rows_layers(model, spec, plan, theta, frozen, x[i0:i1], make_C, rows3, g, i0)
         except _Fallback:
-            method = "vjp"
+            method = "jacobian" if return_J else "vjp"
             g.zero_()
     if method == "vjp":
-        yv = _check_targets(loss, z0.expand(b, dz), y)
-        Ut3 = (Ut if Ut is not None else torch.empty(m, N, dtype=dtype)).view(b, dz, N)
-        for i0, i1 in _chunks(b, chunk_size):
-            logits[i0:i1] = _ut_vjp(model, spec, theta, frozen, loss, x[i0:i1], yv[i0:i1], b, Ut3, g, i0)
+        for i0, i1 in _chunks(b, auto_chunk("vjp")):
+            logits[i0:i1] = _rows_vjp(model, spec, theta, frozen, loss, x[i0:i1], y[i0:i1], b, rows3, g,
+                                      i0, jacobian=return_J)
     if method == "jacobian":
-        J = torch.empty(m, N, dtype=dtype)
-        J3 = J.view(b, dz, N)
-        for i0, i1 in _chunks(b, chunk_size):
-            Jc, zc = _jac_chunk(model, spec, theta, frozen, x[i0:i1])
-            J3[i0:i1].copy_(Jc)
-            logits[i0:i1] = zc
-        del Jc
-        yv = _check_targets(loss, logits, y)
-        r, _, S = output_factors(loss, logits, yv, b)
-        torch.mv(J.T, r.reshape(-1), out=g)
-        if return_U:
-            if Ut is None:
-                Ut = torch.empty(m, N, dtype=dtype)
-            torch.bmm(S.transpose(1, 2), J3, out=Ut.view(b, dz, N))
         if not return_J:
-            J = None
+            rows = torch.empty(m, N, dtype=dtype)  # J_f scratch; U^T goes into out
+            rows3 = rows.view(b, dz, N)
+        for i0, i1 in _chunks(b, auto_chunk("jacobian")):
+            Jc, zc = _jac_chunk(model, spec, theta, frozen, x[i0:i1])
+            rows3[i0:i1].copy_(Jc)
+            logits[i0:i1] = zc
+            del Jc
+        r, _, _ = output_factors(loss, logits, y, b)
+        torch.mv(rows.T, r.reshape(-1), out=g)
 
-    yv = _check_targets(loss, logits, y)
-    value = loss_value(loss, logits, yv).detach()
+    J = rows if (return_J or method == "jacobian") else None
+    Ut = None
+    if J is None:
+        Ut = rows
+    elif return_U:
+        _, _, S = output_factors(loss, logits, None, b)
+        Ut = out if out is not None else torch.empty(m, N, dtype=dtype)
+        torch.bmm(S.transpose(1, 2), J.view(b, dz, N), out=Ut.view(b, dz, N))
+    if not return_J:
+        J = None
+
+    value = loss_value(loss, logits, y).detach()
     _, Hb, Sb = output_factors(loss, logits, None, b)
     return Curvature(
         loss=value,
