@@ -25,7 +25,7 @@ from .timing import TimingModel, resistor_count
 if TYPE_CHECKING:
     from circuits.design import Design
 
-BACKENDS = ("ngspice", "ou", "euler", "direct")
+BACKENDS = ("ngspice", "ou", "euler", "direct", "langevin")
 
 
 def backend_module(name: str):
@@ -117,8 +117,8 @@ class SPU:
             raise ProblemError(f"analog time t must be a number (in tau), got {t!r}") from None
         if math.isnan(t) or t < 0:
             raise ProblemError(f"analog time t must be >= 0 (in tau), got {t}")
-        if math.isinf(t) and self.backend not in ("ou", "direct"):
-            raise ProblemError(f"t = inf is only possible with the ou or direct backend, not {self.backend}")
+        if math.isinf(t) and self.backend not in ("ou", "direct", "langevin"):
+            raise ProblemError(f"t = inf is only possible with the ou, direct or langevin (exact) backend, not {self.backend}")
         if x0 is not None:
             x0 = as_finite_array("x0", x0, 1)  # also rejects complex and text (no silent casts)
             if x0.shape != (problem.n,):

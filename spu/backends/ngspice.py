@@ -1,7 +1,7 @@
 """Circuit-level backend: build the SPU netlist, run ngspice in a subprocess, read the raw file.
 
 options (all optional):
-  topology   "ideal" | "dense" | "crossbar" | "factored" (default: dense for a dense A,
+  topology   "ideal" | "dense" | "crossbar" | "factored" | "oscillator" (default: dense for a dense A,
              factored for (U, lam), crossbar for a GGN problem)
   design     circuits.Design (default Design())
   timeout    seconds before ngspice is killed (default 600)
@@ -9,6 +9,7 @@ options (all optional):
   workdir    where run directories are made
   report     attach the component report (default True)
   points     output points requested from ngspice (default 200)
+  oscillator OscillatorParams or dict for topology "oscillator" (spu/langevin.py)
 
 The state is read as V(x_i)/v_unit, through an ADC of design.bits_adc bits when set.
 """
@@ -52,8 +53,9 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
         # Nothing evolves: the device holds x0 (ngspice cannot run a zero-length transient).
         traj = None if times is None else np.tile(x0, (len(times), 1))
         return BackendRun(x=x0.copy(), times=times, trajectory=traj)
+    topology_options = {"oscillator": options["oscillator"]} if options.get("oscillator") is not None else {}
     circuit = build(problem, topology, design, x0=x0, kappa0=kappa0, t=float(t), seed=seed,
-                    points=int(options.get("points", 200)))
+                    points=int(options.get("points", 200)), **topology_options)
     res = run_ngspice(circuit.text(), timeout=options.get("timeout", 600.0), keep=bool(options.get("keep")),
                       workdir=options.get("workdir"))
     raw = res.raw
