@@ -28,7 +28,7 @@ def component_report(circuit: Circuit, problem, t: float, x0=None) -> dict:
     x0 = np.zeros(n) if x0 is None else np.asarray(x0, float)
 
     counts = dict(sorted(circuit.netlist.counts().items()))
-    kinds = {"R": "resistors", "C": "capacitors", "E": "vcvs", "G": "vccs", "I": "current_sources",
+    kinds = {"R": "resistors", "C": "capacitors", "L": "inductors", "E": "vcvs", "G": "vccs", "I": "current_sources",
              "V": "voltage_sources"}
     count_named = {kinds.get(k, k): v for k, v in counts.items()}
     count_named["op_amps"] = rec.amplifiers
@@ -95,9 +95,13 @@ def component_report(circuit: Circuit, problem, t: float, x0=None) -> dict:
     power = {"resistive_w": p_res, "amplifier_quiescent_w": p_amp, "total_w": p_res + p_amp,
              "energy_per_solve_j": (p_res + p_amp) * t * d.tau,
              "assumption": f"steady-state dissipation, {d.amp_quiescent_w:g} W quiescent per op-amp"}
-    return {"topology": circuit.topology, "n": n, "counts": count_named, "ranges": ranges,
-            "quantisation": quant, "timing": timing, "voltages": voltages, "power": power,
-            "design": d.as_dict()}
+    rep = {"topology": circuit.topology, "n": n, "counts": count_named, "ranges": ranges,
+           "quantisation": quant, "timing": timing, "voltages": voltages, "power": power,
+           "design": d.as_dict()}
+    hook = getattr(circuit, "report_hook", None)  # second-order cells amend timing and peaks
+    if hook is not None:
+        hook(rep, problem, t, x0)
+    return rep
 
 
 def _node_voltages(circuit: Circuit, x: np.ndarray, x0: np.ndarray | None) -> dict[str, float]:
@@ -134,6 +138,9 @@ def format_report(rep: dict) -> str:
              f"residual at t = {t['t_tau']:g} tau: {t['residual_at_t']:.3g}",
              f"  noise hold {t['noise_hold_tau']:g} tau vs fastest mode {t['fastest_mode_tau']:.3g} tau: "
              f"{'ok' if t['noise_hold_ok'] else 'TOO LONG (noise coloured)'}",
+             *([f"  oscillator ({t['coupling']} coupling): gamma {t['gamma']:.4g}, damping ratio "
+                f"{t['zeta_min']:.3g} .. {t['zeta_max']:.3g}, omega {t['omega_min_per_tau']:.4g} .. "
+                f"{t['omega_max_per_tau']:.4g} /tau (f_max {t['f_max_hz']:.4g} Hz)"] if t.get("dynamics") else []),
              f"  peak node voltage {v['peak_v']:.4g} V at {v['peak_node']} (rails +-{v['rails_v']:g} V: "
              f"{'ok' if v['within_rails'] else 'EXCEEDS RAILS'})",
              f"  power: resistive {p['resistive_w']:.4g} W + op-amps {p['amplifier_quiescent_w']:.4g} W = "
