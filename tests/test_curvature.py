@@ -284,11 +284,24 @@ class Tokens(nn.Module):
         return self.out(torch.tanh(self.a(x.reshape(x.shape[0], 2, 2))).flatten(1))
 
 
-@pytest.mark.parametrize("cls", [Shared, InplaceAfterLinear, Tokens])
+class FoldedConv(nn.Module):
+    """Conv2d over (b*2, 1, 4, 4): the layer does not see the batch in dim 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.out = nn.Linear(64, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.conv(x.reshape(-1, 1, 4, 4)))
+        return self.out(h.reshape(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("cls", [Shared, InplaceAfterLinear, Tokens, FoldedConv])
 def test_unusual_models_agree_with_jacobian(cls):
     torch.manual_seed(0)
     model = cls().to(D64)
-    x, y = batch("cross_entropy", d_in=4)
+    x, y = batch("cross_entropy", d_in=32 if cls is FoldedConv else 4)
     ref = Reference(model, x, y, "cross_entropy")
     c = compute_curvature(model, x, y)
     if cls is Tokens:

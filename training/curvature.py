@@ -32,8 +32,8 @@ as one extra cotangent.
   per-sample deltas; the rows are then delta (x) a (Linear: a broadcast multiply) or
   delta @ unfold(a)^T (Conv2d: a bmm), written straight into the preallocated output.
   No per-parameter gradient tensors, no copy of U^T. Fastest (~2-4x an Adam step, digits CNN).
-  Falls back to "vjp"/"jacobian" (recorded in .method) when a layer runs twice or its output is
-  modified in place.
+  Falls back to "vjp"/"jacobian" (recorded in .method) when a layer runs twice, its input or
+  output is modified in place, or it does not see the batch in dim 0. Assumes batch-first layers.
 * ``"vjp"``: any per-sample-functional model. Per sample (vmap), ``torch.func.vjp`` of the model
   output with the dz+1 cotangents batched by an inner vmap; the parameter vector is split into
   views inside the function, so each row comes out flat, and is copied into the output.
@@ -475,7 +475,10 @@ def _rows_layers(model, spec, plan, theta, frozen, x, make_C, Ut3, g, i0):
 
     def hook_for(name):
         def hook(mod, inp, out):
-            store[name].append((inp[0], inp[0]._version, out, out._version))
+            if not inp or not isinstance(out, torch.Tensor):
+                store[name].append(None)
+            else:
+                store[name].append((inp[0], inp[0]._version, out, out._version))
         return hook
 
     handles = [m.register_forward_hook(hook_for(n)) for n, m in plan.modules.items()]
@@ -484,17 +487,24 @@ def _rows_layers(model, spec, plan, theta, frozen, x, make_C, Ut3, g, i0):
     finally:
         for h in handles:
             h.remove()
+    c = x.shape[0]
     for name, calls in store.items():
         if len(calls) != 1:
             raise _Fallback(f"layer {name!r} ran {len(calls)} times in one forward pass")
+        if calls[0] is None:
+            raise _Fallback(f"layer {name!r} was called with keyword arguments")
         a, va, o, vo = calls[0]
         if a._version != va or o._version != vo:
             raise _Fallback(f"layer {name!r}: input or output modified in place")
+        # the sample must be dim 0 of every layer's input and output (a (T, b, d) layout with
+        # T == b would slip through: the layers method assumes batch-first layers)
+        if a.shape[0] != c or o.shape[0] != c:
+            raise _Fallback(f"layer {name!r} does not see the batch in dim 0")
     names = list(plan.modules)
     outs = [store[n][0][2] for n in names]
     C = make_C(z.detach())
     deltas = torch.autograd.grad(z, outs, C, is_grads_batched=True, allow_unused=True)
-    dz1, c, dz = C.shape
+    dz1, _, dz = C.shape
     dzs = dz1 - 1
     rows = Ut3[i0:i0 + c]  # (c, dz, N)
     for name, d in zip(names, deltas):
