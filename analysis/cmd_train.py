@@ -6,7 +6,7 @@ import os
 import sys
 
 from spu.device import BACKENDS
-from training.loop import OPTIMIZERS, TrainConfig, train
+from training.names import MODELS, OPTIMIZERS
 
 
 def add_parser(sub) -> None:
@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="ou", help="SPU backend for tngd/tngd-adam")
     p.add_argument("--topology", choices=["crossbar", "factored", "dense", "ideal"],
                    help="circuit topology with --backend ngspice (default crossbar)")
-    p.add_argument("--model", choices=["cnn", "mlp"], default="cnn")
+    p.add_argument("--model", choices=MODELS, default="cnn")
     p.add_argument("--width", type=int, default=32, help="hidden width")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int)
@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    from training.loop import TrainConfig, train  # imports torch: only when training
+
     betas = None
     if args.beta1 is not None or args.beta2 is not None:
         betas = (args.beta1 if args.beta1 is not None else 0.9, args.beta2 if args.beta2 is not None else 0.999)

@@ -24,9 +24,9 @@ from spu.errors import ThermospiceError
 
 from .data import batches, load_digits_split, n_batches
 from .models import build_model, count_params
+from .names import OPTIMIZERS
 from .preconditioners import NGD, NGDCG, TNGD, Gradient, NGDWoodbury, TrainingError
 
-OPTIMIZERS = ("tngd", "tngd-adam", "adam", "sgd", "ngd", "ngd-cg", "ngd-woodbury")
 
 # Paper settings where they exist (MNIST: TNGD lr 0.01, t = 50 tau, lambda = 0.01; Adam lr 1e-3;
 # TNGD-Adam with beta1 = beta2 = 0 from the LM runs). SGD's 0.1 and the CG count are ours.
