@@ -59,7 +59,7 @@ import numpy as np
 
 from spu.errors import DesignError, ProblemError
 from spu.langevin import DenseLangevin, ExactLangevin, OscillatorParams, damping_ratios, mode_drift
-from spu.problems import DenseProblem, FactoredProblem, GGNProblem
+from spu.problems import DenseProblem, GGNProblem
 
 from .builder import Builder
 from .design import Design
