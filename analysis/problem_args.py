@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from circuits.design import Design, OpAmp
+from circuits.topologies import TOPOLOGIES
 from spu.errors import ProblemError
 from spu.problems import DenseProblem, FactoredProblem, GGNProblem
 
@@ -24,8 +25,9 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
 
 def add_design_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("circuit design")
-    g.add_argument("--topology", choices=["ideal", "dense", "crossbar", "factored"],
-                   help="circuit topology (default: dense for A, factored for U, crossbar for J/H)")
+    g.add_argument("--topology", choices=list(TOPOLOGIES),
+                   help="circuit topology (default: dense for A, factored for U, crossbar for J/H; "
+                        "oscillator: second-order RLC cells)")
     g.add_argument("--temperature", type=float, help="Kelvin: add Johnson noise of every resistor")
     g.add_argument("--R0", type=float, default=Design.R0, help="unit resistance, ohm (default 1k)")
     g.add_argument("--C", type=float, default=Design.C, help="cell capacitance, F (default 1n)")
