@@ -12,6 +12,7 @@ from spu.backends.ngspice import default_topology
 from spu.device import BACKENDS, SPU
 from spu.errors import ThermospiceError
 
+from .osc_args import add_oscillator_args, oscillator_from_args
 from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
 
 
@@ -47,6 +48,7 @@ def _common(p) -> None:
     p.add_argument("--t", type=float, default=50.0, help="analog time in units of tau (default 50)")
     p.add_argument("--kappa0", type=float, default=0.0, help="noise level kappa0 (default 0: off)")
     p.add_argument("--seed", type=int, help="noise seed (same seed, same run)")
+    add_oscillator_args(p)
 
 
 def _build(args):
@@ -54,8 +56,9 @@ def _build(args):
     design = design_from_args(args)
     topology = args.topology or default_topology(problem)
     x0 = x0_from_args(args, problem.n)
+    osc = oscillator_from_args(args, applies=topology == "oscillator")
     circuit = build(problem, topology, design, x0=x0, kappa0=args.kappa0, t=args.t, seed=args.seed,
-                    title=getattr(args, "title", None))
+                    title=getattr(args, "title", None), **({"oscillator": osc} if osc else {}))
     return problem, circuit, x0
 
 
@@ -67,8 +70,9 @@ def cmd_solve(args) -> int:
         raise ThermospiceError(f"--topology only applies to --backend ngspice, not {args.backend}")
     if not (np.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
+    osc = oscillator_from_args(args, applies=args.backend == "langevin" or args.topology == "oscillator")
     spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, keep=args.keep,
-              timeout=args.timeout)
+              timeout=args.timeout, **({"oscillator": osc} if osc else {}))
     res = spu.run(problem, t=args.t, x0=x0_from_args(args, problem.n), seed=args.seed)
     if args.json:
         out = res.to_dict()
