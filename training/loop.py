@@ -194,7 +194,7 @@ def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = Fals
                 with torch.no_grad():
                     for p, b in zip(params, backup):
                         p.copy_(b)
-                raise TrainingError(f"the update at step {step} made parameters NaN or inf: stopped, "
+                raise TrainingError(f"the update at step {step + 1} made parameters NaN or inf: stopped, "
                                     "parameters restored to the last good step")
             step += 1
             estimated = info.digital_s + info.device_s

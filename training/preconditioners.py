@@ -58,13 +58,14 @@ class StepInfo:
 
 def _value(h, k: int, name: str, *, positive: bool = False, allow_zero: bool = True) -> float:
     v = h(k) if callable(h) else h
+    where = f" ({name}({k}) at step {k + 1})" if callable(h) else ""
     try:
         v = float(v)
     except (TypeError, ValueError):
-        raise TrainingError(f"{name} must be a number, got {v!r}") from None
+        raise TrainingError(f"{name} must be a number, got {v!r}{where}") from None
     if math.isnan(v) or v < 0 or (v == 0 and not allow_zero) or (positive and v <= 0):
         need = "> 0" if positive or not allow_zero else ">= 0"
-        raise TrainingError(f"{name} must be {need}, got {v}")
+        raise TrainingError(f"{name} must be {need}, got {v}{where}")
     return v
 
 
@@ -89,10 +90,11 @@ class Preconditioner:
 
     @staticmethod
     def _check_finite(loss: torch.Tensor, grad: torch.Tensor, k: int) -> None:
+        # Steps are reported 1-based, as in the 'step' column of metrics.csv (k is 0-based).
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss is {float(loss)} at step {k}: stopped, parameters kept from the last good step")
+            raise TrainingError(f"loss is {float(loss)} at step {k + 1}: stopped, parameters kept from the last good step")
         if not torch.isfinite(grad).all():
-            raise TrainingError(f"gradient has NaN or inf at step {k}: stopped, parameters kept from the last good step")
+            raise TrainingError(f"gradient has NaN or inf at step {k + 1}: stopped, parameters kept from the last good step")
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         start = time.perf_counter()
@@ -175,7 +177,7 @@ class TNGD(_Damped):
         r = self.spu.run(problem, t=t, x0=x0, kappa0=kappa)
         device, sim = device + r.device_time_s, sim + r.wall_time_s
         if not np.isfinite(r.x).all():
-            raise TrainingError(f"the SPU returned NaN or inf at step {k}: stopped, parameters kept")
+            raise TrainingError(f"the SPU returned NaN or inf at step {k + 1}: stopped, parameters kept")
         self.estimate = r.x
         self._stale = problem
         self._write_grad(torch.from_numpy(r.x))
