@@ -41,7 +41,7 @@ from spu.device import SPU
 from spu.errors import ThermospiceError
 from spu.problems import FactoredProblem, GGNProblem
 
-from .curvature import compute_curvature, loss_and_grad, make_ggn_vp, param_spec
+from .curvature import compute_curvature, loss_and_grad, make_ggn_vp, param_spec, params_to_vector
 
 
 class TrainingError(ThermospiceError):
@@ -144,11 +144,30 @@ class TNGD(_Damped):
         self.spu = spu or SPU("ou")
         self.estimate: np.ndarray | None = None
         self._stale = None  # the previous step's problem, for the delay t_d
+        # What built that problem (parameters before the update, batch, damping): a checkpoint
+        # stores these few numbers instead of the m x N factors, and a resume rebuilds the problem.
+        self._stale_inputs: dict | None = None
+
+    @property
+    def _crossbar(self) -> bool:
+        return self.spu.backend == "ngspice" and self.spu.topology in (None, "crossbar")
+
+    def _curvature(self, x, y, params=None):
+        crossbar = self._crossbar
+        return compute_curvature(self.model, x, y, self.loss, params=params, return_U=not crossbar,
+                                 return_J=crossbar, return_H=crossbar)
 
     def _problem(self, curv, lam: float, g: np.ndarray):
-        if self.spu.backend == "ngspice" and self.spu.topology in (None, "crossbar"):
+        if self._crossbar:
             return GGNProblem(curv.J.double().numpy(), curv.H.double().numpy(), lam, g)
         return FactoredProblem(curv.Ut.double().numpy().T, lam, g)
+
+    def _stale_problem(self):
+        if self._stale is None and self._stale_inputs is not None:  # after a resume
+            s = self._stale_inputs
+            curv = self._curvature(s["x"], s["y"], params=s["theta"])
+            self._stale = self._problem(curv, float(s["lam"]), curv.grad.double().numpy())
+        return self._stale
 
     def step(self, x, y) -> StepInfo:
         k = self.k
@@ -157,9 +176,7 @@ class TNGD(_Damped):
         td = _value(self.td, k, "td")
         kappa = None if self.kappa0 is None else _value(self.kappa0, k, "kappa0")
         start = time.perf_counter()
-        crossbar = self.spu.backend == "ngspice" and self.spu.topology in (None, "crossbar")
-        curv = compute_curvature(self.model, x, y, self.loss, return_U=not crossbar,
-                                 return_J=crossbar, return_H=crossbar)
+        curv = self._curvature(x, y)
         self._check_finite(curv.loss, curv.grad, k)
         digital = time.perf_counter() - start
         # Handing the factors to the simulator (float64 copies, problem validation) is not work the
@@ -171,8 +188,9 @@ class TNGD(_Damped):
         prep = time.perf_counter() - prep
         x0 = g if (self.estimate is None or self.init == "gradient") else self.estimate
         device, sim = 0.0, prep
-        if td > 0 and self._stale is not None and self.init == "previous":
-            r = self.spu.run(self._stale, t=td, x0=x0, kappa0=kappa)
+        stale = self._stale_problem() if td > 0 and self.init == "previous" else None
+        if stale is not None:
+            r = self.spu.run(stale, t=td, x0=x0, kappa0=kappa)
             x0, device, sim = r.x, device + r.device_time_s, sim + r.wall_time_s
         r = self.spu.run(problem, t=t, x0=x0, kappa0=kappa)
         device, sim = device + r.device_time_s, sim + r.wall_time_s
@@ -180,20 +198,25 @@ class TNGD(_Damped):
             raise TrainingError(f"the SPU returned NaN or inf at step {k + 1}: stopped, parameters kept")
         self.estimate = r.x
         self._stale = problem
+        if self.init == "previous":
+            self._stale_inputs = {"theta": params_to_vector(self.model), "x": x.detach().clone(),
+                                  "y": y.detach().clone(), "lam": lam}
         self._write_grad(torch.from_numpy(r.x))
         self.k += 1
         return StepInfo(float(curv.loss), digital, device, sim)
 
     def state_dict(self) -> dict:
         return {"k": self.k, "estimate": None if self.estimate is None else self.estimate.copy(),
-                "spu_runs": self.spu._runs}
+                "spu_runs": self.spu._runs, "stale": self._stale_inputs}
 
     def load_state_dict(self, state: dict) -> None:
         self.k = int(state["k"])
         self.estimate = state["estimate"]
         self.spu._runs = int(state.get("spu_runs", 0))
-        # The stale system is not stored: after a resume the first step runs without delay.
+        # The stale system (for the delay t_d) is rebuilt from its inputs at the next step, so a
+        # resumed run follows the uninterrupted one exactly.
         self._stale = None
+        self._stale_inputs = state.get("stale")
 
 
 class NGD(_Damped):
