@@ -627,3 +627,41 @@ def integrated_autocorr_time(x: np.ndarray, c: float = 5.0) -> np.ndarray:
         W = int(np.argmax(ok)) if ok.any() else K - 1
         taus[j] = max(float(tau[W]), 1.0 / K)
     return taus
+
+
+def continuous_time_errors(problem, params: OscillatorParams | None, kappa: float, gamma: float | None = None) -> dict:
+    """Errors of the continuous time average over a long window T (T >> correlation time), as
+    error^2 * T:  mean_err2_T = E||mean - mu||^2 T,  cov_err2_T = E||C_hat - C||_F^2 T.
+
+    Var(time-average of mode k) = (1/T) int c_k = 2 I_k / T and Var(C_hat_kl) = 2 (1 + delta_kl) I_kl / T with
+    I_k = int_0^inf c_k(h) dh and I_kl = int_0^inf c_k(h) c_l(h) dh. RC: c_k = (kappa/a) e^{-a h}, so
+    I_k = kappa/a^2, I_kl = kappa^2 / (a_k a_l (a_k + a_l)). Oscillator: c_k(h) = s_k e^T e^{F_k h} e
+    (e = position or velocity read-out), so I_k = -s_k e^T F_k^-1 e and I_kl = s_k s_l (e x e)^T
+    [-(F_k (+) F_l)]^-1 (e x e) with the Kronecker sum F_k (+) F_l = F_k x I + I x F_l.
+    For the mean, 2 I_k = 2 kappa g_k / w_k^2 (resistive): it grows with the damping."""
+    spec = spectrum_of(problem)
+    a = spec.eigs
+    mult = spec.mult
+    if params is None:
+        Ik = kappa / a**2
+        Ikl = kappa**2 / (a[:, None] * a[None, :] * (a[:, None] + a[None, :]))
+    else:
+        if gamma is None:
+            gamma = params.resolve_gamma(float(a.min()), float(a.max()))
+        m, w, g = params.modes(a, gamma)
+        F = mode_drift(m, w, g)
+        if params.coupling == "resistive":
+            e, s = np.array([1.0, 0.0]), kappa / w
+        else:
+            e, s = np.array([0.0, 1.0]), kappa / m
+        Ik = s * np.array([-(e @ np.linalg.solve(Fk, e)) for Fk in F])
+        k = a.size
+        I2 = np.eye(2)
+        KS = np.einsum("aij,kl->aikjl", F, I2).reshape(k, 1, 4, 4) + np.einsum("ij,bkl->bikjl", I2, F).reshape(1, k, 4, 4)
+        ee = np.kron(e, e)
+        sol = np.linalg.solve(-KS, np.broadcast_to(ee, (k, k, 4))[..., None])[..., 0]
+        Ikl = s[:, None] * s[None, :] * (sol @ ee)
+    mean_err2_T = float(np.sum(mult * 2 * Ik))
+    cov_err2_T = float(2 * (mult @ Ikl @ mult + np.sum(mult * np.diag(Ikl))))
+    cov_norm = math.sqrt(float(np.sum(mult * (kappa / a) ** 2)))   # ||kappa A^-1||_F, the estimated covariance
+    return {"mean_err2_T": mean_err2_T, "cov_err2_T": cov_err2_T, "cov_norm": cov_norm, "gamma": gamma}

@@ -394,3 +394,23 @@ def test_backend_contract_times_and_velocities():
     a = lbackend.run(p, t=1.0, x0=np.ones(3), kappa0=0.0, seed=None, times=None, options={}).x
     b = lbackend.run(p, t=1.0 + h, x0=np.ones(3), kappa0=0.0, seed=None, times=None, options={})
     np.testing.assert_allclose((b.x - a) / h, b.extra["velocity"], atol=1e-4)
+
+
+@pytest.mark.parametrize("params", [None, OscillatorParams(zeta=0.5), OscillatorParams(zeta=2.0),
+                                    OscillatorParams(zeta=0.7, coupling="capacitive")])
+def test_continuous_time_errors_are_the_long_window_limit_of_the_exact_sums(params):
+    """K samples dt apart with dt -> 0 and K dt = T >> correlation time: the exact finite sums tend
+    to the closed-form integrals (rel. differences O(dt) and O(t_corr / T), both <= 1% here)."""
+    from spu.langevin import continuous_time_errors
+    p = dense(n=4, lo=0.3)
+    if params is not None and params.coupling == "capacitive":
+        p = DenseProblem(p.A, np.zeros(p.n))
+    kappa, dt, K = 0.1, 0.02, 100_000
+    ct = continuous_time_errors(p, params, kappa)
+    th = sampling_theory(p, params, kappa, K, dt)
+    assert ct["cov_err2_T"] / (K * dt) == pytest.approx(th["cov_err2"], rel=0.01)
+    if params is None or params.coupling == "resistive":
+        assert ct["mean_err2_T"] / (K * dt) == pytest.approx(th["mean_err2"], rel=0.01)
+    else:
+        assert ct["mean_err2_T"] == 0.0   # a velocity's time average is a displacement / T -> O(1/T^2)
+    assert ct["cov_norm"] == pytest.approx(np.linalg.norm(kappa * np.linalg.inv(p.A)))
