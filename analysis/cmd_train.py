@@ -33,6 +33,12 @@ def add_parser(sub) -> None:
     p.add_argument("--cg-iters", type=int, help="CG iterations for ngd-cg")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=10, help="steps between test evaluations")
+    d = p.add_argument_group("circuit design (--backend ngspice; defaults there: --bits-r 16 --dt-max 0.05)")
+    d.add_argument("--bits-r", type=int, help="resistor resolution in bits (drops entries below 2^-bits "
+                   "of each array's full scale, which would need resistors above r_max)")
+    d.add_argument("--bits-dac", type=int, help="DAC resolution in bits")
+    d.add_argument("--bits-adc", type=int, help="ADC resolution in bits")
+    d.add_argument("--dt-max", type=float, help="largest ngspice time step, in tau")
     p.add_argument("--out", help="output folder (metrics.csv, loss.png, final.json; resumes if present)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.set_defaults(func=cmd_train)
@@ -47,7 +53,8 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(optimizer=args.optimizer, backend=args.backend, topology=args.topology, model=args.model,
                       width=args.width, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, damping=args.damping, t=args.t, td=args.td, kappa0=args.kappa0, betas=betas,
-                      cg_iters=args.cg_iters, seed=args.seed, eval_every=args.eval_every)
+                      cg_iters=args.cg_iters, seed=args.seed, eval_every=args.eval_every,
+                      design=_design_args(args))
     out = args.out or os.path.join("runs", f"train-{args.optimizer}-{args.backend}-seed{args.seed}")
     final = train(cfg, out, progress=sys.stderr.isatty() or not args.json)
     if args.json:
@@ -58,3 +65,10 @@ def cmd_train(args) -> int:
               f"wall {final['wall_time_s']:.1f} s, estimated {final['estimated_time_s']:.3g} s")
         print(f"results in {out}/ (metrics.csv, loss.png, final.json)")
     return 0
+
+
+def _design_args(args) -> dict | None:
+    """The circuit-design options given on the command line (TrainConfig adds the ngspice defaults)."""
+    given = {"bits_r": args.bits_r, "bits_dac": args.bits_dac, "bits_adc": args.bits_adc, "dt_max": args.dt_max}
+    given = {k: v for k, v in given.items() if v is not None}
+    return given or None

@@ -40,6 +40,14 @@ DEFAULTS = {
     "ngd-woodbury": {"lr": 0.01, "damping": 0.01},
 }
 
+# Circuit design for --backend ngspice unless the config says otherwise (circuits.Design fields).
+# bits_r = 16: J_f has entries 1e-6 of its largest and smaller, which map to resistors above
+# r_max (DesignError); 16-bit resistors round those to zero (relative step 1.5e-5 of the array's
+# full scale with autorange) and keep every other one inside [r_min, r_max].
+# dt_max = 0.05 tau: ngspice's step control keeps the error ~1e-6 relative on the digits MLP at
+# 1/5 of the time points of the default 0.01.
+NGSPICE_DESIGN = {"bits_r": 16, "dt_max": 0.05}
+
 METRIC_COLUMNS = ("step", "epoch", "train_loss", "test_loss", "test_accuracy", "digital_s", "device_s",
                   "simulator_s", "estimated_s", "cumulative_estimated_s", "wall_s")
 
@@ -64,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 10
     loss: str = "cross_entropy"
+    design: dict | None = None  # circuits.Design fields; for ngspice merged over NGSPICE_DESIGN
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
@@ -99,7 +108,28 @@ class TrainConfig:
             raise TrainingError(f"eval_every must be an integer >= 1, got {c.eval_every!r}")
         if c.betas is not None:
             c.betas = tuple(float(b) for b in c.betas)
+        if c.backend == "ngspice" and c.optimizer in ("tngd", "tngd-adam"):
+            c.design = {**NGSPICE_DESIGN, **(c.design or {})}
+        if c.design is not None:
+            c.design = dict(c.design)
+            make_design(c.design)  # checked now, not at the first step
         return c
+
+
+def make_design(fields: dict | None):
+    """circuits.Design from a dict of its fields (opamp may be a dict of OpAmp's); None: default."""
+    from circuits.design import Design, OpAmp
+
+    if fields is None:
+        return Design()
+    fields = dict(fields)
+    if isinstance(fields.get("opamp"), dict):
+        fields["opamp"] = OpAmp(**fields["opamp"])
+    try:
+        return Design(**fields).check()
+    except TypeError as exc:
+        known = ", ".join(Design.__dataclass_fields__)
+        raise TrainingError(f"bad circuit design {fields}: {exc}; fields are {known}") from None
 
 
 def make_optimizer(cfg: TrainConfig, model):
@@ -107,7 +137,8 @@ def make_optimizer(cfg: TrainConfig, model):
     params = [p for p in model.parameters() if p.requires_grad]
     name = cfg.optimizer
     if name in ("tngd", "tngd-adam"):
-        spu = SPU(cfg.backend, topology=cfg.topology, kappa0=cfg.kappa0, seed=cfg.seed)
+        spu = SPU(cfg.backend, topology=cfg.topology, design=make_design(cfg.design), kappa0=cfg.kappa0,
+                  seed=cfg.seed)
         pre = TNGD(model, cfg.loss, damping=cfg.damping, t=cfg.t, td=cfg.td, spu=spu)
     elif name == "ngd":
         pre = NGD(model, cfg.loss, damping=cfg.damping)
