@@ -3,7 +3,8 @@
 Files in the output folder:
   config.json    the run's settings (a resume must match them)
   metrics.csv    one row per step (columns in METRIC_COLUMNS), appended and flushed every step
-  checkpoint.pt  model, optimizer and preconditioner state, saved at every evaluation
+  checkpoint.pt  model, optimizer and preconditioner state, saved at every evaluation (and at the
+                 last good step when a TrainingError stops the run)
   loss.png       train/test loss and test accuracy against step and estimated time
   final.json     the final metrics (also returned by `train`)
 """
@@ -183,11 +184,18 @@ class _Progress:
 
 
 def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = False, resume: bool = True,
-          data=None) -> dict:
-    """Train the digits classifier; returns the final metrics. See the module docstring."""
+          data=None, model=None) -> dict:
+    """Train the digits classifier; returns the final metrics. See the module docstring.
+
+    data: (train, test) Datasets instead of the digits. model: an nn.Module to train in place
+    instead of build_model(cfg.model, cfg.width, cfg.seed) (it is then the caller's to inspect;
+    a resume does not check that it is the same model). A TrainingError (non-finite loss, gradient
+    or update) leaves the model at the last good step, and with out_dir that step is checkpointed.
+    """
     cfg = cfg.resolved()
     train_set, test_set = data or load_digits_split(flatten=cfg.model == "mlp")
-    model = build_model(cfg.model, width=cfg.width, seed=cfg.seed)
+    if model is None:
+        model = build_model(cfg.model, width=cfg.width, seed=cfg.seed)
     pre, opt = make_optimizer(cfg, model)
     per_epoch = n_batches(len(train_set), cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
@@ -196,6 +204,7 @@ def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = Fals
     start_step, cumulative, rows_kept = 0, 0.0, []
     writer = None
     if out_dir is not None:
+        out_dir = os.fspath(out_dir)
         start_step, cumulative, rows_kept = _prepare_out(out_dir, cfg, model, pre, opt, resume)
         fh = open(os.path.join(out_dir, "metrics.csv"), "w", newline="")
         writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
@@ -219,7 +228,14 @@ def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = Fals
                 break
             backup = [p.detach().clone() for p in params]
             opt.zero_grad(set_to_none=True)
-            info = pre.step(x, y)
+            try:
+                info = pre.step(x, y)
+            except TrainingError as exc:
+                # Nothing has changed yet (model, optimizer, preconditioner): keep this state.
+                if writer is not None and step > start_step:
+                    _save_checkpoint(out_dir, step, cumulative, model, pre, opt)
+                    raise TrainingError(f"{exc} (checkpoint of step {step} in {out_dir})") from None
+                raise
             opt.step()
             if not all(torch.isfinite(p).all() for p in params):
                 with torch.no_grad():
