@@ -206,6 +206,9 @@ def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = Fals
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
         start_step, cumulative, rows_kept = _prepare_out(out_dir, cfg, model, pre, opt, resume)
+        if start_step > total:
+            raise ThermospiceError(f"{out_dir} holds a run already at step {start_step}, beyond the "
+                                   f"{total} steps asked for; ask for more steps or use another --out folder")
         fh = open(os.path.join(out_dir, "metrics.csv"), "w", newline="")
         writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
@@ -266,9 +269,13 @@ def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = Fals
         if writer is not None:
             fh.close()
 
+    if rows and math.isnan(test_loss):  # nothing evaluated in this call (a finished run resumed)
+        done = [r for r in rows if r["test_loss"] != ""]
+        if done:
+            test_loss, test_acc = float(done[-1]["test_loss"]), float(done[-1]["test_accuracy"])
     final = {"optimizer": cfg.optimizer, "backend": cfg.backend if cfg.optimizer.startswith("tngd") else None,
              "model": cfg.model, "n_params": count_params(model), "steps": step,
-             "final_train_loss": rows[-1]["train_loss"] if rows else float("nan"),
+             "final_train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
              "final_test_loss": test_loss, "final_test_accuracy": test_acc,
              "wall_time_s": float(rows[-1]["wall_s"]) if rows else 0.0,
              "estimated_time_s": cumulative, "config": asdict(cfg)}
@@ -296,8 +303,12 @@ def _prepare_out(out_dir, cfg, model, pre, opt, resume):
     if resume and os.path.exists(cfg_path) and os.path.exists(ckpt_path):
         with open(cfg_path) as f:
             old = json.load(f)
-        if {k: v for k, v in old.items() if k != "steps"} != {k: v for k, v in cfg_json.items() if k != "steps"}:
-            raise ThermospiceError(f"{out_dir} holds a run with other settings; use another --out folder")
+        length = ("steps", "epochs")  # a resume may run longer; every other setting must match
+        differ = sorted(k for k in set(old) | set(cfg_json) if k not in length and old.get(k) != cfg_json.get(k))
+        if differ:
+            what = ", ".join(f"{k} {old.get(k)!r} there, {cfg_json.get(k)!r} here" for k in differ)
+            raise ThermospiceError(f"{out_dir} holds a run with other settings ({what}); use another --out "
+                                   "folder")
         state = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
