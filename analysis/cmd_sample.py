@@ -17,7 +17,7 @@ import numpy as np
 
 from spu.device import BACKENDS, SPU
 from spu.errors import ThermospiceError
-from spu.sampling import sample, theory
+from spu.sampling import dynamics_of, sample, theory
 
 from .osc_args import add_oscillator_args, oscillator_from_args
 from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
@@ -79,7 +79,7 @@ def cmd_sample(args) -> int:
                  x0=x0_from_args(args, problem.n), seed=args.seed)
     th = None
     if args.theory:
-        _, dyn_params = (None, None) if res.dynamics == "rc" else (None, params or _default_params(spu))
+        dyn_params = None if res.dynamics == "rc" else dynamics_of(spu)[1]
         th = theory(problem, dyn_params, args.kappa0, args.samples, res.interval)
     if args.output:
         for name, arr in (("mean", res.mean), ("cov", res.cov), ("inverse", res.inverse),
@@ -110,8 +110,3 @@ def cmd_sample(args) -> int:
     if args.output:
         print(f"wrote {args.output}_{{mean,cov,inverse,samples,times}}.npy")
     return 0
-
-
-def _default_params(spu):
-    from spu.backends.langevin import params_from_options
-    return params_from_options(spu.options)
