@@ -308,7 +308,10 @@ def conjugate_gradient(matvec, b: torch.Tensor, x0: torch.Tensor | None, iters: 
         if rr <= stop or rr == 0:
             break
         Ap = matvec(p)
-        alpha = rr / torch.dot(p, Ap)
+        pAp = torch.dot(p, Ap)
+        if not pAp > 0:  # converged to round-off: p ~ 0 gives pAp = 0 and alpha = rr / 0 = inf -> NaN
+            break
+        alpha = rr / pAp
         x += alpha * p
         r -= alpha * Ap
         rr_new = torch.dot(r, r)
