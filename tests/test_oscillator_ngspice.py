@@ -330,3 +330,12 @@ def test_report_of_an_underdamped_solve():
     assert vol["transient_state_peak_v"] > np.abs(np.linalg.solve(p.matrix(), p.b)).max() * 1.05
     assert vol["inductor_peak_a"] > 0
     assert rep["power"]["energy_per_solve_j"] == pytest.approx(rep["power"]["total_w"] * 30.0 * 1e-6)
+
+
+def test_noise_seed_reproducible_and_distinct():
+    p = DenseProblem(np.array([[1.0, -0.3], [-0.3, 0.6]]), np.array([0.5, 0.2]))
+    spu = SPU("ngspice", topology="oscillator", kappa0=0.1, design=Design(noise_dt=0.1, dt_max=0.1))
+    a, b, c = (spu.run(p, t=10.0, seed=s).x for s in (11, 11, 12))
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+    quiet = SPU("ngspice", topology="oscillator").run(p, t=10.0).x
+    assert np.abs(a - quiet).max() > 1e-3
