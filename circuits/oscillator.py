@@ -10,7 +10,7 @@ resistive coupling (default) -- the matrix is the STIFFNESS.  Realisable, positi
                                         inductor current I_i      integrator op-amp: s_i -> x_i
 
     * the integrator: C dV(x_i)/dt = -I_i, so the capacitor voltage V(x_i) = v_unit q_i is the
-      POSITION and the inductor current I_i = -C v_unit dq_i/dt / tau... the MOMENTUM (up to sign);
+      POSITION and the inductor current I_i = -(C v_unit / tau) dq_i/ds the MOMENTUM (up to sign);
     * the inductor: L dI_i/dt = V(u_i) - R_d I_i (its far end is the virtual ground s_i);
     * the summer (inverting op-amp, feedback R0): V(u_i) = -R0 * (current into su_i) is the force
       node. A resistor array feeds su_i with -A_ij V(x_j)/R0: R0/|A_ij| from the inverted copy
@@ -330,14 +330,14 @@ def _build_capacitive(B: Builder, p: DenseProblem, x0, params: OscillatorParams,
 def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None, kappa0: float = 0.0,
                      t: float = 50.0, title: str | None = None, seed: int | None = None, points: int = 200,
                      oscillator=None, inductors: InductorRange | None = None, save_velocity: bool = True,
-                     **legacy) -> OscillatorCircuit:
+                     **unknown) -> OscillatorCircuit:
     """Build the oscillator SPU for `problem` and set up a transient of t (tau) from (x0, v0).
 
     oscillator: OscillatorParams or dict (mass, gamma | zeta, coupling, stiffness). x0: initial
     positions (resistive) or node voltages (capacitive, in state units). v0: initial velocities
     (resistive only). kappa0, seed, points: as circuits.topologies.build."""
-    if legacy:
-        raise DesignError(f"unknown oscillator build option(s): {', '.join(sorted(legacy))}")
+    if unknown:
+        raise DesignError(f"unknown oscillator build option(s): {', '.join(sorted(unknown))}")
     design = (design or Design()).check()
     params = OscillatorParams.make(oscillator)
     lrange = (inductors or InductorRange()).check()
