@@ -75,12 +75,19 @@ class Builder:
         self.record.quant_error[label] = float(np.abs(q - coef).max() / full)
         return q
 
-    def scale(self, coef: np.ndarray) -> float:
+    def scale(self, coef: np.ndarray, power: int = 1, times: float = 1.0) -> float:
         """Full scale of an array: with design.autorange each array is programmed as coef/scale
-        (its largest entry at R0) and a summer's feedback resistor restores the gain, so small
-        arrays (H ~ p/b) keep their resolution and stay inside [r_min, r_max]."""
+        (its largest entry at R0) and a summer's feedback resistor of gain times*scale**power
+        restores it, so small arrays (H ~ p/b) keep their resolution inside [r_min, r_max].
+
+        The scale is clamped so that this feedback resistor itself stays in range; the array then
+        uses less than its full scale (and its own range check speaks if that is not enough)."""
         full = float(np.abs(coef).max()) if coef.size else 0.0
-        return full if (self.d.autorange and full > 0) else 1.0
+        if not (self.d.autorange and full > 0):
+            return 1.0
+        lo = (self.d.r_min / self.d.R0 / times) ** (1.0 / power)
+        hi = (self.d.r_max / self.d.R0 / times) ** (1.0 / power)
+        return min(max(full, lo), hi)
 
     def ohms(self, label: str, coef: np.ndarray, index_names) -> np.ndarray:
         """Nominal resistances R0/|a| of the nonzero coefficients, range-checked, with tolerance."""
@@ -167,8 +174,9 @@ class Builder:
         outs = [f"{label}{k}" for k in range(n)]
         rf = gain * self.d.R0
         if not self.d.r_min <= rf <= self.d.r_max:
+            side = "below r_min" if rf < self.d.r_min else "above r_max"
             raise DesignError(f"summer {label} needs feedback resistors of {rf:.6g} ohm (gain {gain:.6g}), "
-                              f"outside [{self.d.r_min:g}, {self.d.r_max:g}]")
+                              f"{side} (allowed [{self.d.r_min:g}, {self.d.r_max:g}] ohm)")
         Rf = self.with_tolerance(np.full(n, rf), self.d.tol_r)
         for k in range(n):
             self.nl.R(f"f{label}_{k}", sums[k], outs[k], Rf[k], comment=f"feedback of summer {label}{k}")

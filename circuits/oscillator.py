@@ -230,7 +230,7 @@ def _build_resistive(B: Builder, p, x0, v0, params: OscillatorParams, gamma: flo
         lam_eff = -Rf * np.diag(_effective(st_l.S, np.ones(n), gx))
         # Stage 1: V(y) = -M1 V(x), yn = +gy M1 V(x) (as in the factored RC topology, autoranged:
         # both arrays programmed as U/sc, the y summers' gain sc^2 restores the product).
-        sc = B.scale(U)
+        sc = B.scale(U, power=2)
         B.nl.comment(f"arrays Ut and negU programmed as U/{sc!r}; the y summers' gain {sc * sc!r} restores it")
         ysum, ys, Rf1 = B.summers("y", m_, gain=sc * sc)
         s1 = B.array("Ut", U.T / sc, ysum, xs, xn)

@@ -144,7 +144,7 @@ def build_factored(B: Builder, p: FactoredProblem, x0: np.ndarray):
     sums, xs, C = B.integrator_cells(n, x0)
     lam_eff = _lam_array(B, p.lam, n, sums, xs)
     xn, gx = B.inverters("x", xs, (U.T < 0).any(axis=0))
-    su = B.scale(U)
+    su = B.scale(U, power=2)
     B.nl.comment(f"arrays Ut and U programmed as U/{su!r}; the y summers' gain {su * su!r} restores it")
     # Stage 1: y = -U^T x (inverting summers), then yn = +U^T x.
     ysum, ys, Rf1 = B.summers("y", m, gain=su * su)
@@ -167,7 +167,8 @@ def build_crossbar(B: Builder, p: GGNProblem, x0: np.ndarray):
     sums, xs, C = B.integrator_cells(n, x0)
     lam_eff = _lam_array(B, p.lam, n, sums, xs)
     xn, gx = B.inverters("x", xs, (J < 0).any(axis=0))
-    sj, sh = B.scale(J), B.scale(H)
+    sj = B.scale(J)
+    sh = B.scale(H, times=sj)
     B.nl.comment(f"arrays programmed as J/{sj!r}, H/{sh!r}, J^T/{sj!r}; summer gains y {sj!r}, z {sh * sj!r}")
     # Stage 1 (array J): V(y) = -J x; yn = +J x.
     ysum, ys, Rf1 = B.summers("y", m, gain=sj)
