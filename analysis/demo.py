@@ -60,13 +60,16 @@ def validate_circuit(problem: GGNProblem, design: Design, out: str) -> dict:
     x_star = SPU("direct").run(problem, t=0).x
     rel = float(np.linalg.norm(ng.x - x_star) / np.linalg.norm(x_star))
     traj_err = float(np.abs(ng.trajectory - ou.trajectory).max() / np.abs(ou.trajectory).max())
+    # Show the three coordinates that move most. The first ones are weights on the digits' corner
+    # pixels, which are always 0: their gradient is 0 and they stay at 0 (a flat, empty plot).
+    idx = sorted(np.argsort(-np.abs(x_star - x0), kind="stable")[:3].tolist())
     with open(os.path.join(out, "circuit_trajectory.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["t_tau"] + [f"ngspice_x{i}" for i in range(3)] + [f"ou_x{i}" for i in range(3)])
+        w.writerow(["t_tau"] + [f"ngspice_x{i}" for i in idx] + [f"ou_x{i}" for i in idx])
         for k, tk in enumerate(times):
-            w.writerow([tk, *ng.trajectory[k, :3], *ou.trajectory[k, :3]])
+            w.writerow([tk, *ng.trajectory[k, idx], *ou.trajectory[k, idx]])
     from .demo_plots import plot_trajectory
-    plot_trajectory(times, ng.trajectory, ou.trajectory, x_star, os.path.join(out, "circuit_trajectory.png"))
+    plot_trajectory(times, ng.trajectory, ou.trajectory, x_star, os.path.join(out, "circuit_trajectory.png"), idx=idx)
     netlist = os.path.join(out, "tngd_crossbar.cir")
     with open(netlist, "w") as f:
         f.write(build(problem, "crossbar", design, x0=x0, t=t).text())

@@ -9,12 +9,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_trajectory(times, ng, ou, x_star, path: str, k: int = 3) -> None:
+def plot_trajectory(times, ng, ou, x_star, path: str, k: int = 3, idx=None) -> None:
+    """Trajectories of the coordinates idx (default the first k)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i in range(min(k, ng.shape[1])):
-        ax.plot(times, ng[:, i], "-", color=f"C{i}", label=f"ngspice x{i}")
-        ax.plot(times, ou[:, i], "--", color="k", lw=0.8, label="exact OU" if i == 0 else None)
-        ax.axhline(x_star[i], color=f"C{i}", ls=":", lw=0.8)
+    idx = list(range(min(k, ng.shape[1]))) if idx is None else list(idx)
+    for c, i in enumerate(idx):
+        ax.plot(times, ng[:, i], "-", color=f"C{c}", label=f"ngspice x{i}")
+        ax.plot(times, ou[:, i], "--", color="k", lw=0.8, label="exact OU" if c == 0 else None)
+        ax.axhline(x_star[i], color=f"C{c}", ls=":", lw=0.8)
     ax.set_xlabel("t / tau")
     ax.set_ylabel("state x (V / v_unit)")
     ax.set_title("TNGD crossbar in ngspice vs exact OU (dotted: A^-1 b)")
