@@ -1,0 +1,111 @@
+"""`thermospice demo --quick` end to end: every file the report promises, and the physics it shows.
+
+The demo runs once (module fixture, about a minute on 2 cores): a small TNGD crossbar circuit in
+ngspice against the exact OU solution and the direct solve, its component report, TNGD (ou) against
+Adam on digits, and a few TNGD steps with ngspice in the loop.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from analysis.cli import main
+
+pytestmark = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    capture = pytest.MonkeyPatch()
+    import io
+    import sys
+    buf = io.StringIO()
+    capture.setattr(sys, "stdout", buf)
+    try:
+        rc = main(["demo", "--quick", "--out", str(out)])
+    finally:
+        capture.undo()
+    return {"rc": rc, "out": str(out), "stdout": buf.getvalue()}
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_demo_runs_and_names_its_report(demo):
+    assert demo["rc"] == 0
+    report = os.path.join(demo["out"], "report.md")
+    assert f"report written to {report}" in demo["stdout"]
+    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
+        assert step in demo["stdout"]
+    text = open(report).read()
+    assert text.startswith("# thermospice demo (quick)")
+    for section in ("## 1.", "## 2. Component report", "## 3. Training", "## 4. ngspice in the loop"):
+        assert section in text
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):  # every image the report links exists
+        with open(os.path.join(demo["out"], image), "rb") as fh:
+            assert fh.read(8) == PNG
+
+
+def test_demo_files(demo):
+    out = demo["out"]
+    for png in ("circuit_trajectory.png", "training.png", "train_tngd/loss.png", "train_adam/loss.png"):
+        with open(os.path.join(out, png), "rb") as fh:
+            assert fh.read(8) == PNG, png
+    netlist = open(os.path.join(out, "tngd_crossbar.cir")).read()
+    assert ".tran" in netlist and netlist.rstrip().endswith(".end")
+    report = json.load(open(os.path.join(out, "component_report.json")))
+    assert report["topology"] == "crossbar" and report["n"] > 0 and report["counts"]["resistors"] > 0
+
+
+def test_circuit_matches_direct_solve_and_exact_ou(demo):
+    m = re.search(r"relative error ([0-9.e+-]+); trajectory vs exact OU: max relative error ([0-9.e+-]+)",
+                  demo["stdout"])
+    assert m, demo["stdout"]
+    assert float(m.group(1)) < 1e-4 and float(m.group(2)) < 1e-2
+    rows = _rows(os.path.join(demo["out"], "circuit_trajectory.csv"))
+    assert len(rows) == 101 and float(rows[0]["t_tau"]) == 0.0
+    ng_cols = [c for c in rows[0] if c.startswith("ngspice_x")]
+    assert len(ng_cols) == 3
+    # the plotted coordinates move (not weights on the always-blank corner pixels, stuck at 0)
+    for c in ng_cols:
+        values = [float(r[c]) for r in rows]
+        assert max(values) - min(values) > 1e-6, c
+        ou = [float(r["ou_" + c.split("_", 1)[1]]) for r in rows]
+        scale = max(abs(v) for v in ou)
+        assert max(abs(a - b) for a, b in zip(values, ou)) < 1e-2 * scale
+
+
+def test_training_pair(demo):
+    for name in ("tngd", "adam"):
+        run = os.path.join(demo["out"], f"train_{name}")
+        final = json.load(open(os.path.join(run, "final.json")))
+        rows = _rows(os.path.join(run, "metrics.csv"))
+        assert final["steps"] == len(rows) == 20 and final["optimizer"] == name
+        assert float(rows[-1]["cumulative_estimated_s"]) > 0
+    tngd = json.load(open(os.path.join(demo["out"], "train_tngd", "final.json")))
+    first = float(_rows(os.path.join(demo["out"], "train_tngd", "metrics.csv"))[0]["train_loss"])
+    assert tngd["final_train_loss"] < first  # TNGD learns
+
+
+def test_ngspice_in_the_loop_agrees_with_ou(demo):
+    rows = _rows(os.path.join(demo["out"], "ngspice_in_the_loop.csv"))
+    assert len(rows) == 3 and [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert all(float(r["rel_diff"]) < 1e-3 for r in rows)
+
+
+def test_demo_unwritable_folder(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["demo", "--quick", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("thermospice: error: cannot create output folder") and "Traceback" not in err
