@@ -1,0 +1,67 @@
+"""`thermospice reproduce FIG`: the paper's Figs. 2, 3, 4 and 7 (see analysis/reproduce.py)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .reproduce import FIGURES, UnknownFigureError, check_figure, columns_help, default_out, reproduce
+
+_ABOUT = """\
+figures:
+  fig2  runtime per iteration against N and dz: Adam, NGD, NGD-CG, NGD-Woodbury, TNGD (estimated)
+  fig3  TNGD against Adam: training/test loss and 1 - accuracy against the estimated runtime, 5 seeds
+  fig4  (a) sweep over the analog time t with NGD as reference; (b) sweep over the delay t_d at t = 5 tau
+  fig7  sweep over the noise level kappa0 at t = tau
+  all   the four in turn
+
+Each writes FIG.csv and FIG.png (fig3/4/7 also FIG_summary.csv and one folder per run under runs/)
+and FIG.manifest.json into --out (default runs/reproduce/FIG, or runs/reproduce/FIG-quick with
+--quick). Rerun the same command on the same folder to resume: finished runs and points are skipped.
+--quick runs a smaller version (each figure under 2 minutes on 2 cores). docs/RESULTS.md compares
+the full versions with the paper."""
+
+
+def _figure(v: str) -> str:
+    if v.strip().lower() == "all":
+        return "all"
+    try:
+        return check_figure(v)
+    except UnknownFigureError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reproduce", help="the paper's figures: fig2, fig3, fig4, fig7",
+                       description="Reproduce a figure of Donatella et al. (arXiv 2405.13817) on the digits data.",
+                       epilog=_ABOUT + "\n\n" + columns_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("figure", type=_figure, metavar="FIG", help=f"one of {', '.join(FIGURES)}, or all")
+    p.add_argument("--quick", action="store_true", help="a smaller version (each figure under 2 minutes)")
+    p.add_argument("--out", help="output folder (default runs/reproduce/FIG[-quick]; with 'all', FIG is appended)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch/BLAS threads (default 1: fastest on a shared machine, and fig2's timings assume it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args) -> int:
+    from training.curvature import tune_glibc_malloc
+
+    tune_glibc_malloc()  # big U^T buffers would otherwise pay their page faults every step (DESIGN.md)
+    figures = FIGURES if args.figure == "all" else (args.figure,)
+    for fig in figures:
+        out = args.out if (args.out and len(figures) == 1) else None
+        if args.out and len(figures) > 1:
+            import os
+            out = os.path.join(args.out, fig)
+        res = reproduce(fig, out or default_out(fig, args.quick), quick=args.quick, progress=not args.no_progress,
+                        threads=args.threads)
+        print(f"{fig}: {res.computed} computed, {res.skipped} reused, {res.wall_s:.1f} s")
+        for path in (res.csv_path, res.summary_path, res.png_path):
+            if path:
+                print(f"  {path}")
+        for r in res.summary if fig != "fig2" else []:
+            print(f"  {r['label']:34s} train loss {r['final_train_loss_mean']:.4f}  test loss "
+                  f"{r['final_test_loss_mean']:.4f}  1-acc {r['final_test_error_mean']:.3f}  "
+                  f"est. {r['estimated_s_per_step'] * 1e3:.2f} ms/step")
+        sys.stdout.flush()
+    return 0
