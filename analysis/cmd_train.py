@@ -39,6 +39,7 @@ def add_parser(sub) -> None:
     d.add_argument("--bits-dac", type=int, help="DAC resolution in bits")
     d.add_argument("--bits-adc", type=int, help="ADC resolution in bits")
     d.add_argument("--dt-max", type=float, help="largest ngspice time step, in tau")
+    d.add_argument("--ngspice-timeout", type=float, help="seconds before one ngspice solve is killed (default 600)")
     p.add_argument("--out", help="output folder (metrics.csv, loss.png, final.json; resumes if present)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.set_defaults(func=cmd_train)
@@ -54,7 +55,7 @@ def cmd_train(args) -> int:
                       width=args.width, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, damping=args.damping, t=args.t, td=args.td, kappa0=args.kappa0, betas=betas,
                       cg_iters=args.cg_iters, seed=args.seed, eval_every=args.eval_every,
-                      design=_design_args(args))
+                      design=_design_args(args), spu_timeout=args.ngspice_timeout)
     out = args.out or os.path.join("runs", f"train-{args.optimizer}-{args.backend}-seed{args.seed}")
     final = train(cfg, out, progress=sys.stderr.isatty() or not args.json)
     if args.json:

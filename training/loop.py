@@ -74,6 +74,7 @@ class TrainConfig:
     eval_every: int = 10
     loss: str = "cross_entropy"
     design: dict | None = None  # circuits.Design fields; for ngspice merged over NGSPICE_DESIGN
+    spu_timeout: float | None = None  # seconds before one ngspice solve is killed (None: backend's 600)
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
@@ -111,6 +112,8 @@ class TrainConfig:
             c.betas = tuple(float(b) for b in c.betas)
         if c.backend == "ngspice" and c.optimizer in ("tngd", "tngd-adam"):
             c.design = {**NGSPICE_DESIGN, **(c.design or {})}
+        if c.spu_timeout is not None and not (math.isfinite(c.spu_timeout) and c.spu_timeout > 0):
+            raise TrainingError(f"the SPU timeout must be > 0 seconds, got {c.spu_timeout!r}")
         if c.design is not None:
             c.design = dict(c.design)
             make_design(c.design)  # checked now, not at the first step
@@ -138,8 +141,9 @@ def make_optimizer(cfg: TrainConfig, model):
     params = [p for p in model.parameters() if p.requires_grad]
     name = cfg.optimizer
     if name in ("tngd", "tngd-adam"):
+        options = {"timeout": cfg.spu_timeout} if cfg.backend == "ngspice" and cfg.spu_timeout else {}
         spu = SPU(cfg.backend, topology=cfg.topology, design=make_design(cfg.design), kappa0=cfg.kappa0,
-                  seed=cfg.seed)
+                  seed=cfg.seed, **options)
         pre = TNGD(model, cfg.loss, damping=cfg.damping, t=cfg.t, td=cfg.td, spu=spu)
     elif name == "ngd":
         pre = NGD(model, cfg.loss, damping=cfg.damping)
@@ -303,7 +307,8 @@ def _prepare_out(out_dir, cfg, model, pre, opt, resume):
     if resume and os.path.exists(cfg_path) and os.path.exists(ckpt_path):
         with open(cfg_path) as f:
             old = json.load(f)
-        length = ("steps", "epochs")  # a resume may run longer; every other setting must match
+        # A resume may run longer or with another timeout; every other setting must match.
+        length = ("steps", "epochs", "spu_timeout")
         differ = sorted(k for k in set(old) | set(cfg_json) if k not in length and old.get(k) != cfg_json.get(k))
         if differ:
             what = ", ".join(f"{k} {old.get(k)!r} there, {cfg_json.get(k)!r} here" for k in differ)
