@@ -41,7 +41,7 @@ def add_design_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--component-seed", type=int, default=0, help="seed of the tolerance draws")
     g.add_argument("--opamp-gain", type=float, help="op-amp DC gain (default ideal)")
     g.add_argument("--opamp-gbw", type=float, help="op-amp gain-bandwidth product, Hz")
-    g.add_argument("--noise-dt", type=float, default=Design.noise_dt, help="noise hold time in tau")
+    g.add_argument("--noise-dt", type=float, default=Design.noise_dt, help="noise hold time in tau (default: min(0.05, 0.02/lambda_max))")
     g.add_argument("--dt-max", type=float, default=Design.dt_max, help="largest ngspice step in tau")
 
 

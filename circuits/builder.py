@@ -48,6 +48,7 @@ class BuildRecord:
     noise_sources: int = 0
     dacs: int = 0
     dac_volts: np.ndarray | None = None
+    noise_hold_tau: float | None = None  # None when the circuit has no noise source
 
 
 class Builder:
@@ -60,6 +61,8 @@ class Builder:
         self.record = BuildRecord()
         # Total conductance at each summing node: sets its Johnson current.
         self.node_conductance: dict[str, float] = {}
+        # Hold time (tau) of the noise sources; topologies set it from the problem's fastest mode.
+        self.noise_hold_tau: float | None = None
         self._opamp_defined = False
 
     # -- programmed values ----------------------------------------------------------------
@@ -263,7 +266,9 @@ class Builder:
         swallows the noise current at that end) to a summing node, so only the summing-node end
         matters, and independent Gaussian currents into one node add in variance."""
         d = self.d
-        hold = d.noise_dt * d.tau
+        if self.noise_hold_tau is None:
+            self.noise_hold_tau = d.hold_for(1.0)
+        hold = self.noise_hold_tau * d.tau
         var: dict[str, float] = {}
         if kappa0 > 0:
             s2 = d.kappa_to_current_sigma(kappa0) ** 2
@@ -278,3 +283,4 @@ class Builder:
             self.nl.I(f"n{k}", "0", node, 0.0, noise=(hold, math.sqrt(v / hold)),
                       comment=f"noise into {node}: {v:.6g} A^2 s")
         self.record.noise_sources = len(var)
+        self.record.noise_hold_tau = self.noise_hold_tau if var else None

@@ -55,8 +55,10 @@ class Design:
     v_unit       volts per unit of x (the state voltage is v_unit * x).
     v_fullscale  DAC/ADC full scale, volts.
     rails        supply rails +-rails volts (reported against; ideal op-amps do not clip).
-    noise_dt     hold time of each noise sample, in units of tau. Must be short against the fastest
-                 mode tau/lambda_max or the noise is coloured (the report warns).
+    noise_dt     hold time of each noise sample, in units of tau; None (default) picks
+                 min(0.05, 0.02/lambda_max) per problem. Held noise is white only well below
+                 1/hold: between hold boundaries the variance dips by about lambda*hold/2, so the
+                 hold must be short against the fastest mode tau/lambda_max (the report warns).
     dt_max       largest ngspice time step, in units of tau.
     autorange    program each array of the crossbar/factored topologies at its own full scale
                  (largest entry -> R0) and restore the gain in the summers' feedback resistors.
@@ -79,7 +81,7 @@ class Design:
     v_unit: float = 1.0
     v_fullscale: float = 10.0
     rails: float = 15.0
-    noise_dt: float = 0.01
+    noise_dt: float | None = None
     dt_max: float = 0.01
     amp_quiescent_w: float = 1e-3
     autorange: bool = True
@@ -101,13 +103,15 @@ class Design:
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise DesignError(f"{name} must be a finite number > 0, got {v!r}")
 
-        for name in ("R0", "C", "r_min", "r_max", "v_unit", "v_fullscale", "rails", "noise_dt", "dt_max",
+        for name in ("R0", "C", "r_min", "r_max", "v_unit", "v_fullscale", "rails", "dt_max",
                      "amp_quiescent_w"):
             positive(name, getattr(self, name))
         if self.r_min >= self.r_max:
             raise DesignError(f"r_min ({self.r_min}) must be below r_max ({self.r_max})")
         if not self.r_min <= self.R0 <= self.r_max:
             raise DesignError(f"R0 = {self.R0} ohm lies outside the resistor range [{self.r_min}, {self.r_max}]")
+        if self.noise_dt is not None:
+            positive("noise_dt", self.noise_dt)
         for name in ("bits_r", "bits_dac", "bits_adc"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and 1 <= v <= 32):
@@ -124,6 +128,12 @@ class Design:
             raise DesignError(f"component_seed must be a non-negative integer, got {self.component_seed!r}")
         self.opamp.check()
         return self
+
+    def hold_for(self, lam_max: float) -> float:
+        """Noise hold time in tau for a system whose fastest rate is lam_max (1/tau)."""
+        if self.noise_dt is not None:
+            return self.noise_dt
+        return min(0.05, 0.02 / lam_max)
 
     def kappa_to_current_sigma(self, kappa0: float) -> float:
         """Noise current intensity (A*sqrt(s)) realising dx = ... + sqrt(2*kappa0/tau) dW.

@@ -63,7 +63,7 @@ from spu.problems import DenseProblem, GGNProblem
 
 from .builder import Builder
 from .design import Design
-from .topologies import AsBuilt, Circuit, _check_x0, _effective, ngspice_seed
+from .topologies import AsBuilt, Circuit, _check_x0, _effective, finish_transient
 
 SETTLE_TOL = 1e-6
 
@@ -356,6 +356,8 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
     B.record.inductors = np.zeros(0)
     B.nl.comment(f"oscillator, {params.coupling} coupling: m q'' = -(A q - b) - gamma q' + noise, gamma = {gamma!r}")
     tau = design.tau
+    # Noise must be white against the fastest rate: the stiffest mode or the damping.
+    B.noise_hold_tau = design.hold_for(max(hi, gamma))
     if params.coupling == "resistive":
         xs, ab, mass, gam, Rd, L, us, junctions, Rf = _build_resistive(B, form, x0, v0, params, gamma, lrange)
         # Force noise into the summers: kappa_to_current_sigma(kappa0 * gamma) = v sqrt(2 kappa0 gamma C/R0).
@@ -371,23 +373,14 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
         noise_rate = tau * var / (design.v_unit * design.C) ** 2
         mass_eff = stiff
     nl = B.nl
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise DesignError(f"seed must be a non-negative integer, got {seed!r}")
-        nl.option("seed", ngspice_seed(int(seed)))
-    nl.option("reltol", 1e-6)
-    nl.option("abstol", 1e-15)
-    nl.option("vntol", 1e-9)
     saves = list(xs) + (list(us) + list(junctions) if save_velocity else [])
-    nl.save(saves)
-    nl.print_tran(xs)
-    nl.transient(t * tau / points, t * tau, design.dt_max * tau, uic=True)
+    finish_transient(nl, design, saves, xs, t, points, seed)
     ideal = form if params.coupling == "resistive" else DenseProblem(form.A, np.zeros(form.n))
     return OscillatorCircuit(
         topology="oscillator", netlist=nl, state_nodes=xs, design=design, record=B.record, as_built=ab, n=form.n,
         params=params, gamma=gamma, inductors=L, dampers=Rd, mass_eff=mass_eff, gamma_eff=gam,
         noise_rate=noise_rate, force_nodes=list(us), junction_nodes=list(junctions), ideal_problem=ideal,
-        noise_hold_tau=design.noise_dt)
+        noise_hold_tau=B.noise_hold_tau)
 
 
 def su_nodes(n: int) -> list[str]:

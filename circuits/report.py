@@ -72,10 +72,11 @@ def component_report(circuit: Circuit, problem, t: float, x0=None) -> dict:
         "t_tau": t,
         "residual_at_t": math.exp(-lam_min * t),
         "fastest_mode_tau": 1.0 / lam_max,
-        "noise_hold_tau": d.noise_dt,
-        # Held noise is white only well below 1/hold; the report flags a hold that is not short
-        # against the fastest mode (it biases the stationary covariance by about lam_max*hold/2).
-        "noise_hold_ok": bool(d.noise_dt * lam_max <= 0.1),
+        # None when the circuit has no noise source. Held noise is white only well below
+        # 1/hold: the report flags a hold that is not short against the fastest mode (between
+        # hold boundaries the variance dips by about lam_max*hold/2).
+        "noise_hold_tau": rec.noise_hold_tau,
+        "noise_hold_ok": bool(rec.noise_hold_tau is None or rec.noise_hold_tau * lam_max <= 0.1),
     }
 
     # Node voltages at the start and at steady state (in volts): cells plus every driven node.
@@ -136,8 +137,9 @@ def format_report(rep: dict) -> str:
              f"condition {t['condition_number']:.4g}; slowest mode {t['slowest_mode_tau']:.4g} tau, "
              f"settles to {t['settling_tolerance']:g} in {t['settling_time_tau']:.4g} tau = {t['settling_time_s']:.4g} s; "
              f"residual at t = {t['t_tau']:g} tau: {t['residual_at_t']:.3g}",
-             f"  noise hold {t['noise_hold_tau']:g} tau vs fastest mode {t['fastest_mode_tau']:.3g} tau: "
-             f"{'ok' if t['noise_hold_ok'] else 'TOO LONG (noise coloured)'}",
+             ("  noise: none" if t["noise_hold_tau"] is None else
+              f"  noise hold {t['noise_hold_tau']:.3g} tau vs fastest mode {t['fastest_mode_tau']:.3g} tau: "
+              f"{'ok' if t['noise_hold_ok'] else 'TOO LONG (noise coloured)'}"),
              *([f"  oscillator ({t['coupling']} coupling): gamma {t['gamma']:.4g}, damping ratio "
                 f"{t['zeta_min']:.3g} .. {t['zeta_max']:.3g}, omega {t['omega_min_per_tau']:.4g} .. "
                 f"{t['omega_max_per_tau']:.4g} /tau (f_max {t['f_max_hz']:.4g} Hz)"] if t.get("dynamics") else []),

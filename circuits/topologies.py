@@ -227,6 +227,23 @@ def ngspice_seed(seed: int) -> int:
 _BUILDERS = {"ideal": build_ideal, "dense": build_dense, "factored": build_factored, "crossbar": build_crossbar}
 
 
+def finish_transient(nl: Netlist, design: Design, saves, prints, t: float, points: int, seed) -> None:
+    """Seed, tolerances, saved nodes and the .tran line shared by every topology."""
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise DesignError(f"seed must be a non-negative integer, got {seed!r}")
+        nl.option("seed", ngspice_seed(int(seed)))
+    # Linear circuit: Newton converges in one step, so the steady state is exact to the LU solve
+    # whatever reltol is. reltol = 1e-3 (ngspice's default) keeps each noise hold interval at ~6
+    # time points instead of ~19 at 1e-6; dt_max bounds the transient error.
+    nl.option("reltol", 1e-3)
+    nl.option("abstol", 1e-15)
+    nl.option("vntol", 1e-9)
+    nl.save(saves)
+    nl.print_tran(prints)  # so that the netlist also runs on its own in `ngspice -b FILE.cir`
+    nl.transient(t * design.tau / points, t * design.tau, design.dt_max * design.tau, uic=True)
+
+
 def build(problem, topology: str, design: Design | None = None, *, x0=None, kappa0: float = 0.0,
           t: float = 50.0, title: str | None = None, seed: int | None = None,
           points: int = 200, **topology_options) -> Circuit:
@@ -251,19 +268,8 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
     B = Builder(design, title or f"thermospice {topology} SPU, n={form.n}")
     B.nl.comment(f"topology {topology}: tau dx/dt = -(A x - b), state V(x_i) = {design.v_unit!r} V * x_i")
     xs, as_built = _BUILDERS[topology](B, form, x0)
+    B.noise_hold_tau = design.hold_for(form.eig_extremes()[1]) if kappa0 > 0 or design.temperature else None
     B.noise_sources(B.noise_nodes, kappa0)
     nl = B.nl
-    tau = design.tau
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise DesignError(f"seed must be a non-negative integer, got {seed!r}")
-        nl.option("seed", ngspice_seed(int(seed)))
-    # Linear circuit: Newton converges in one step, so tight tolerances cost little and keep the
-    # steady state exact to the LU solve (the time-step error decays with the dynamics).
-    nl.option("reltol", 1e-6)
-    nl.option("abstol", 1e-15)
-    nl.option("vntol", 1e-9)
-    nl.save(xs)
-    nl.print_tran(xs)  # so that the netlist also runs on its own in `ngspice -b FILE.cir`
-    nl.transient(t * tau / points, t * tau, design.dt_max * tau, uic=True)
+    finish_transient(nl, design, xs, xs, t, points, seed)
     return Circuit(topology, nl, xs, design, B.record, as_built, form.n)
