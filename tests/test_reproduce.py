@@ -29,7 +29,7 @@ TINY = {
     "fig2": {"batch": 16, "widths": [8, 16, 32], "dz_values": [2, 10], "n_target": 1000, "ngd_max_n": 2500,
              "cg_iters": 20, "reps": 15, "budget_s": 0.3},
     "fig3": {"width": 8, "batch": 16, "seeds": 2, "tngd_steps": 24, "adam_steps": 48},
-    "fig4": {"seeds": 1, "steps": 30, "t_values": [1.0, 200.0], "td_values": [0.0, 5.0]},
+    "fig4": {"seeds": 1, "steps": 30, "t_values": [1.0, 5.0, 200.0], "td_values": [0.0, 5.0]},
     "fig7": {"seeds": 2, "steps": 30, "kappa0_values": [0.0, 0.1]},
 }
 
@@ -149,15 +149,19 @@ def test_fig4a_long_analog_time_approaches_ngd(runs):
 
 def test_fig4b_delay_keeps_tngd_between_its_no_delay_run_and_stays_finite(runs):
     res = runs["fig4"]
-    no_delay = _summary(res, "TNGD t = 5 tau, td = 0", "b")
-    delayed = _summary(res, "TNGD t = 5 tau, td = 5", "b")
+    no_delay = _summary(res, "TNGD td = 0 tau (t = 5 tau)", "b")
+    delayed = _summary(res, "TNGD td = 5 tau (t = 5 tau)", "b")
     assert no_delay["t_tau"] == delayed["t_tau"] == 5.0 and delayed["td_tau"] == 5.0
     # The delay keeps the device integrating towards the previous natural gradient: it moves the
     # estimate further from g towards A^-1 g, so at t = 5 tau it trains at least as fast as no delay.
     assert delayed["final_test_loss_mean"] <= no_delay["final_test_loss_mean"] + 0.01
-    # td = 0 at t = 5 is one run, shared by both panels' curves of the same settings
+    # Equal settings are one run, shared by both panels: TNGD t = 5 tau without delay, and NGD.
+    # a: SGD, t = 1, 5, 200, NGD; b: td = 0 (= a's t = 5), td = 5, NGD (= a's): 6 runs, not 8.
     names = os.listdir(os.path.join(res.out, "runs"))
     assert sum(n.startswith("tngd-t5-td0-") for n in names) == 1
+    assert len(names) == res.computed == 6
+    a5 = _summary(res, "TNGD t = 5 tau", "a")
+    assert a5["final_test_loss_mean"] == no_delay["final_test_loss_mean"]
 
 
 # -- Fig. 7 ---------------------------------------------------------------------------------------
