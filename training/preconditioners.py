@@ -119,6 +119,19 @@ class _Damped(Preconditioner):
         super().__init__(model, loss)
         self.damping = damping
         _value(damping, 0, "damping", positive=True)
+        self._ut_buffer: torch.Tensor | None = None  # U^T of the last step, reused as out=
+        self._ut_key = None  # (batch size, dtype) it was made for
+
+    def _curvature_U(self, x, y, **kw):
+        """compute_curvature with U^T written into the previous step's buffer (same batch size and
+        dtype). A fresh 43 MB U^T per step (digits CNN, b = 64) is mmapped and page-faulted again
+        on every step by glibc: TNGD's digital part took 2x longer (bench_optimizers.py).
+        The returned Ut is overwritten by the next call: copy what must outlive the step."""
+        key = (x.shape[0], self._params[0].dtype if self._params else None)
+        out = self._ut_buffer if key == self._ut_key else None
+        curv = compute_curvature(self.model, x, y, self.loss, out=out, **kw)
+        self._ut_buffer, self._ut_key = curv.Ut, key
+        return curv
 
 
 class TNGD(_Damped):
@@ -154,13 +167,16 @@ class TNGD(_Damped):
 
     def _curvature(self, x, y, params=None):
         crossbar = self._crossbar
-        return compute_curvature(self.model, x, y, self.loss, params=params, return_U=not crossbar,
-                                 return_J=crossbar, return_H=crossbar)
+        if crossbar:
+            return compute_curvature(self.model, x, y, self.loss, params=params, return_U=False,
+                                     return_J=True, return_H=True)
+        return self._curvature_U(x, y, params=params)
 
     def _problem(self, curv, lam: float, g: np.ndarray):
         if self._crossbar:
             return GGNProblem(curv.J.double().numpy(), curv.H.double().numpy(), lam, g)
-        return FactoredProblem(curv.Ut.double().numpy().T, lam, g)
+        # A copy: the float32 Ut is the reused buffer (for a float64 model .double() would not copy).
+        return FactoredProblem(curv.Ut.to(torch.float64, copy=True).numpy().T, lam, g)
 
     def _stale_problem(self):
         if self._stale is None and self._stale_inputs is not None:  # after a resume
@@ -232,7 +248,7 @@ class NGD(_Damped):
             raise TrainingError(f"exact NGD forms an N x N matrix; N = {self.spec.N} > {self.MAX_N}: "
                                 "use ngd-woodbury or ngd-cg")
         start = time.perf_counter()
-        curv = compute_curvature(self.model, x, y, self.loss)
+        curv = self._curvature_U(x, y)
         self._check_finite(curv.loss, curv.grad, k)
         U = curv.Ut.double().T
         G = U @ U.T
@@ -253,7 +269,7 @@ class NGDWoodbury(_Damped):
         k = self.k
         lam = _value(self.damping, k, "damping", positive=True)
         start = time.perf_counter()
-        curv = compute_curvature(self.model, x, y, self.loss)
+        curv = self._curvature_U(x, y)
         self._check_finite(curv.loss, curv.grad, k)
         Ut, g = curv.Ut, curv.grad
         K = (Ut @ Ut.T).double()
