@@ -11,11 +11,15 @@ Allocator: by default the children run with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRES
 here) would pay its page faults on every step). --no-malloc-tuning runs the children with the
 environment unchanged; --both runs both settings.
 
-On a shared machine the median suffers from other processes (torch's OpenMP threads spin-wait for
-a busy core); the min is the better estimate of the cost itself, and the load average is printed.
+Every child also times an Adam step (on its own copy of the model) alternately with its case, and
+the ratios divide by that interleaved Adam time, so both see the same machine load. On a shared
+machine the median suffers from other processes (torch's OpenMP threads spin-wait for a busy core,
+and large writes compete for memory bandwidth); the min is the better estimate of the cost itself.
+The load average before and after is printed. Peak RSS includes the reference Adam model (tiny).
 
 Cases (median and min over reps after warm-up):
   adam          forward + backward + Adam step (the reference)
+  write U^T floor  fill a reused (m, N) buffer: the memory traffic no U^T method can avoid
   g+J+H jacrev  compute_curvature(return_J=True, return_H=True, return_U=False, method="jacobian"):
                 vmap(jacrev) per sample
   g+J+H layers  the same by the layers method (unit-vector cotangents)
@@ -43,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
-CASES = ["adam", "g+J+H jacrev", "g+J+H layers", "g+J+H+U layers", "g+U vjp", "g+U layers",
+CASES = ["adam", "write U^T floor", "g+J+H jacrev", "g+J+H layers", "g+J+H+U layers", "g+U vjp", "g+U layers",
          "g+U layers/out", "ggn_vp build", "ggn_vp", "ggn_vp lin"]
 
 
@@ -73,6 +77,11 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
             opt.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
+    elif case == "write U^T floor":
+        buf = torch.empty(m, N)
+
+        def fn():
+            buf.fill_(1.0)
     elif case == "g+J+H jacrev":
         def fn():
             compute_curvature(model, x, y, return_U=False, return_J=True, return_H=True, method="jacobian")
@@ -105,15 +114,31 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
     else:
         raise SystemExit(f"unknown case {case!r}")
 
+    # an Adam step on a separate copy of the model, timed alternately with the case, so that both
+    # see the same machine load
+    ref_model = build_model("cnn", seed=0)
+    ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
+
+    def adam_step():
+        ref_opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(ref_model(x), y).backward()
+        ref_opt.step()
+
     for _ in range(max(3, reps // 10)):
         fn()
-    ts = []
+        adam_step()
+    ts, ta = [], []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        ts.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        adam_step()
+        ts.append(t1 - t0)
+        ta.append(time.perf_counter() - t1)
     ts.sort()
+    ta.sort()
     return {"case": case, "median_ms": 1e3 * ts[len(ts) // 2], "min_ms": 1e3 * ts[0],
+            "adam_median_ms": 1e3 * ta[len(ta) // 2], "adam_min_ms": 1e3 * ta[0],
             "rss_mb": maxrss_mb(), "rss0_mb": rss0, "N": N, "m": m}
 
 
@@ -146,14 +171,13 @@ def main():
         label = ("MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1GiB" if tuned else "glibc malloc defaults")
         load0 = os.getloadavg()[0]
         rows = [child(c, args.reps, args.batch, args.threads, tuned) for c in CASES]
-        adam_med, adam_min = rows[0]["median_ms"], rows[0]["min_ms"]
         print(f"\ndigits CNN N={rows[0]['N']}, batch {args.batch} (m={rows[0]['m']}), "
               f"{args.threads} threads, {label}; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
         print(f"{'case':<18}{'median ms':>10}{'min ms':>9}{'xAdam med':>10}{'xAdam min':>10}"
               f"{'peak RSS MB':>13}{'+RSS MB':>9}")
         for r in rows:
             print(f"{r['case']:<18}{r['median_ms']:>10.2f}{r['min_ms']:>9.2f}"
-                  f"{r['median_ms'] / adam_med:>10.2f}{r['min_ms'] / adam_min:>10.2f}"
+                  f"{r['median_ms'] / r['adam_median_ms']:>10.2f}{r['min_ms'] / r['adam_min_ms']:>10.2f}"
                   f"{r['rss_mb']:>13.0f}{r['rss_mb'] - r['rss0_mb']:>9.0f}")
 
 
