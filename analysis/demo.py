@@ -21,6 +21,7 @@ from circuits.design import Design
 from circuits.report import format_report
 from circuits.topologies import build
 from spu.device import SPU
+from spu.outdir import ensure_output_folder
 from spu.problems import GGNProblem
 
 SIZES = {
@@ -131,11 +132,7 @@ def ngspice_in_the_loop(size: dict, design: Design, out: str) -> list[dict]:
 
 def run_demo(out: str, quick: bool = False, progress: bool = True) -> str:
     size = SIZES[quick]
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        from spu.errors import ThermospiceError
-        raise ThermospiceError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    ensure_output_folder(out, "the demo report")
     start = time.perf_counter()
     design = Design(dt_max=0.02)
 

@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from spu.outdir import OutputFolderError as SharedOutputFolderError
+from spu.outdir import ensure_output_folder
 from spu.errors import ThermospiceError
 
 FIGURES = ("fig2", "fig3", "fig4", "fig7")
@@ -54,7 +56,7 @@ class UnknownFigureError(ReproduceError, ValueError):
     pass
 
 
-class OutputFolderError(ReproduceError, OSError):
+class OutputFolderError(ReproduceError, SharedOutputFolderError):
     pass
 
 
@@ -196,16 +198,7 @@ def default_out(figure: str, quick: bool) -> str:
 
 
 def prepare_out(out: str) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise OutputFolderError(f"cannot write results to {out}: it is a file, not a folder")
-    try:
-        os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, ".write-test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as exc:
-        raise OutputFolderError(f"cannot write results to folder {out}: {exc.strerror or exc}") from None
+    ensure_output_folder(out, "results", OutputFolderError)
 
 
 def check_manifest(out: str, figure: str, spec: dict) -> str:

@@ -61,6 +61,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from spu.outdir import OutputFolderError as SharedOutputFolderError
+from spu.outdir import ensure_output_folder
 from spu.errors import NgspiceError, NgspiceTimeout, ThermospiceError
 
 KINDS = ("noise", "tolerance", "bits", "opamp", "time")
@@ -86,7 +88,7 @@ class EmptyRangeError(SweepOptionError):
     pass
 
 
-class OutputFolderError(SweepError, OSError):
+class OutputFolderError(SweepError, SharedOutputFolderError):
     pass
 
 
@@ -730,17 +732,7 @@ def _load_partial(path: str, cols: list[str], points: list[dict], kind: str) -> 
 
 # -- output folder --------------------------------------------------------------------------------
 def _prepare_folder(out: str) -> str:
-    out = os.path.abspath(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise OutputFolderError(f"cannot write sweep results to {out}: it is a file, not a folder")
-    try:
-        os.makedirs(out, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise OutputFolderError(f"cannot write sweep results to folder {out}: "
-                                f"{exc.strerror or exc}") from None
-    return out
+    return ensure_output_folder(out, "sweep results", OutputFolderError)
 
 
 def _diff_keys(a, b, prefix="") -> list[str]:

@@ -108,4 +108,4 @@ def test_demo_unwritable_folder(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["demo", "--quick", "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("thermospice: error: cannot create output folder") and "Traceback" not in err
+    assert err.startswith("thermospice: error: cannot write the demo report to") and "Traceback" not in err

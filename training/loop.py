@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from spu.device import SPU
 from spu.errors import ThermospiceError
+from spu.outdir import ensure_output_folder
 
 from .data import batches, load_digits_split, n_batches
 from .models import build_model, count_params
@@ -293,14 +294,7 @@ def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = Fals
 
 def _prepare_out(out_dir, cfg, model, pre, opt, resume):
     """Create the folder, or resume from its checkpoint when the config matches."""
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        probe = os.path.join(out_dir, ".write-test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as exc:
-        raise ThermospiceError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
+    ensure_output_folder(out_dir, "training results")
     cfg_path = os.path.join(out_dir, "config.json")
     ckpt_path = os.path.join(out_dir, "checkpoint.pt")
     cfg_json = json.loads(json.dumps(asdict(cfg)))
