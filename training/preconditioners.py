@@ -26,6 +26,12 @@ t_d = 0 keep the previous estimate (the first step is then exactly SGD), t -> in
 exact NGD, and t_d > 0 pulls each start towards the previous natural gradient, which acts like
 momentum (paper, Fig. 4b). ``init="gradient"`` starts every solve from g_k instead (then t = 0 is
 SGD at every step).
+
+Precisely: t, t_d and lam are evaluated at the 0-based step k (callables get k); the delay before
+step k uses A_{k-1} = J^T H J + lam_{k-1} I and g_{k-1} exactly as loaded at step k-1; step 0 has no
+delay (there is no stale system); noise kappa0 acts during the delay as during t; a checkpoint
+(state_dict) keeps what built the stale system, so a resumed run delays exactly as an uninterrupted
+one. docs/TRAINING.md has the full statement; tests/test_preconditioners.py checks it step by step.
 """
 from __future__ import annotations
 
