@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +76,6 @@ class TrainConfig:
     loss: str = "cross_entropy"
     design: dict | None = None  # circuits.Design fields; for ngspice merged over NGSPICE_DESIGN
     spu_timeout: float | None = None  # seconds before one ngspice solve is killed (None: backend's 600)
-    extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
         """Fill unset hyper-parameters from DEFAULTS and check every value."""
