@@ -143,16 +143,20 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
             "rss_mb": maxrss_mb(), "rss0_mb": rss0, "N": N, "m": m}
 
 
-def child(case, reps, batch, threads, tuned: bool) -> dict:
+def child(case, reps, batch, threads, tuned: bool, script: str = __file__) -> dict:
+    """Run one case of `script` in a fresh process (its own peak RSS, its own allocator settings)
+    and return the JSON it prints last. bench_optimizers.py reuses this for its cases."""
     env = dict(os.environ)
     for k in MALLOC_ENV:
         env.pop(k, None)
     if tuned:
         env.update(MALLOC_ENV)
-    cmd = [sys.executable, __file__, "--child", case, "--reps", str(reps), "--batch", str(batch),
+    cmd = [sys.executable, script, "--child", case, "--reps", str(reps), "--batch", str(batch),
            "--threads", str(threads)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"child {case!r} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main():

@@ -35,7 +35,6 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_curvature  # noqa: E402  (shares the child-process runner and allocator settings)
+
 
 PARTS = ("grad only", "write U only", "U+g fresh", "U+g out=", "handoff")
 CASES = ["adam (torch)", "adam", "sgd", "tngd", "tngd-adam", "ngd-woodbury", "ngd-cg c=20", "ngd-cg c=200",
@@ -161,17 +162,7 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
 
 
 def child(case, reps, batch, threads, tuned: bool) -> dict:
-    env = dict(os.environ)
-    for k in MALLOC_ENV:
-        env.pop(k, None)
-    if tuned:
-        env.update(MALLOC_ENV)
-    cmd = [sys.executable, __file__, "--child", case, "--reps", str(reps), "--batch", str(batch),
-           "--threads", str(threads)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"child {case!r} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return bench_curvature.child(case, reps, batch, threads, tuned, script=__file__)
 
 
 def plot(rows_by_setting, path):
