@@ -14,6 +14,14 @@ STYLE = {"adam": ("Adam", "C7", "--"), "ngd": ("NGD", "C3", "-"), "ngd-cg": ("NG
          "ngd-woodbury": ("NGD-Woodbury", "C2", "-"), "tngd": ("TNGD (estimated)", "C0", "-")}
 
 
+
+def _save(fig, title: str, path: str) -> None:
+    """Title, lay out, write the PNG and free the figure: the same ending for every figure."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
 def _f(v) -> float:
     try:
         return float(v) if v not in ("", None) else math.nan
@@ -49,10 +57,7 @@ def plot_fig2(rows: list[dict], path: str) -> None:
         ax.set_title(f"against {sweep} ({fixed})", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Fig. 2: runtime per iteration (TNGD: measured digital part + modelled device time)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, "Fig. 2: runtime per iteration (TNGD: measured digital part + modelled device time)", path)
 
 
 def _series(rows, label, key, x="step"):
@@ -122,10 +127,7 @@ def _plot_fig3(rows, path):
         _yscale(ax)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Fig. 3: TNGD vs Adam on digits, mean +- std over {seeds} seeds", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, f"Fig. 3: TNGD vs Adam on digits, mean +- std over {seeds} seeds", path)
 
 
 def _plot_fig4(rows, path):
@@ -148,10 +150,7 @@ def _plot_fig4(rows, path):
             _yscale(axes[row, col])
             axes[row, col].grid(True, which="both", alpha=0.3)
             axes[row, col].legend(fontsize=7)
-    fig.suptitle("Fig. 4: TNGD against the analog time t (a) and the delay t_d (b); NGD for reference", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, "Fig. 4: TNGD against the analog time t (a) and the delay t_d (b); NGD for reference", path)
 
 
 def _plot_fig7(rows, path):
@@ -170,7 +169,4 @@ def _plot_fig7(rows, path):
         _yscale(ax)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Fig. 7: TNGD at t = tau for several noise levels kappa0", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, "Fig. 7: TNGD at t = tau for several noise levels kappa0", path)
