@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_reproduce(args) -> int:
-    from training.curvature import tune_glibc_malloc
+    from training.malloc import tune_glibc_malloc
 
     tune_glibc_malloc()  # big U^T buffers would otherwise pay their page faults every step (DESIGN.md)
     figures = FIGURES if args.figure == "all" else (args.figure,)

@@ -5,23 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.curvature import (
-    Curvature,
-    CurvatureError,
-    GGNOperator,
-    UnsupportedModelError,
-    check_functional,
-    compute_curvature,
-    ggn_vp,
-    loss_and_grad,
-    loss_value,
-    make_ggn_vp,
-    output_factors,
-    param_spec,
-    params_to_vector,
-    unflatten_params,
-    vector_to_params,
-)
+from training.curvature import Curvature, compute_curvature, loss_and_grad, make_ggn_vp, param_spec, params_to_vector
+from training.ggn_operator import GGNOperator, ggn_vp
+from training.losses import loss_value, output_factors
+from training.params import (CurvatureError, UnsupportedModelError, check_functional, unflatten_params,
+                             vector_to_params)
 from training.models import build_model
 
 # torch's forward-mode AD scripts its decompositions on first use and warns that jit is deprecated
@@ -212,7 +200,7 @@ def test_gradient_only_path(mlp_case):
 def test_tune_glibc_malloc_in_subprocess():
     import subprocess
     import sys
-    code = "from training.curvature import tune_glibc_malloc; print(tune_glibc_malloc())"
+    code = "from training.malloc import tune_glibc_malloc; print(tune_glibc_malloc())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     import platform

@@ -20,7 +20,8 @@ from torch.func import functional_call
 from spu.backends.ou import propagator
 from spu.device import SPU
 from spu.problems import FactoredProblem
-from training.curvature import UnsupportedModelError, compute_curvature, param_spec, params_to_vector
+from training.curvature import compute_curvature, param_spec, params_to_vector
+from training.params import UnsupportedModelError
 from training.data import Dataset, batches, load_digits_split
 from training.loop import TrainConfig, train
 from training.models import build_model
