@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from analysis.cli import main
-from analysis.reproduce import (CURVE_COLUMNS, FIGURES, SUMMARY_COLUMNS, OutputFolderError, ReproduceError,
-                                ReproduceMismatchError, UnknownFigureError, read_csv, reproduce)
+from analysis.io import OutputFolderError, read_csv
+from analysis.reproduce import (CURVE_COLUMNS, FIGURES, SUMMARY_COLUMNS, ReproduceError, ReproduceMismatchError,
+                                UnknownFigureError, reproduce)
 from analysis.reproduce_fig2 import FIG2_COLUMNS, METHODS, scaling_exponent
 
 PNG = b"\x89PNG\r\n\x1a\n"
