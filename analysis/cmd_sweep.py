@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .sweeps import KINDS, SweepError, columns_help, run_sweep
+from .sweep_spec import KINDS, SweepError, columns_help
+from .sweeps import run_sweep
 
 _ABOUT = {
     "noise": "kappa0 and temperature (Johnson noise) against the solution error and its spread over seeds",

@@ -21,8 +21,9 @@ from circuits.design import Design
 from circuits.report import format_report
 from circuits.topologies import build
 from spu.device import SPU
-from spu.outdir import ensure_output_folder
 from spu.problems import GGNProblem
+
+from .io import prepare_folder
 
 SIZES = {
     # quick: for tests (~1 min); full: the README's main job (a few minutes on 2 cores)
@@ -132,7 +133,7 @@ def ngspice_in_the_loop(size: dict, design: Design, out: str) -> list[dict]:
 
 def run_demo(out: str, quick: bool = False, progress: bool = True) -> str:
     size = SIZES[quick]
-    ensure_output_folder(out, "the demo report")
+    prepare_folder(out, "the demo report")
     start = time.perf_counter()
     design = Design(dt_max=0.02)
 

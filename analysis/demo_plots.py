@@ -1,12 +1,12 @@
 """Figures of the demo (matplotlib, Agg)."""
 from __future__ import annotations
 
-import csv
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from .io import read_csv  # noqa: E402
 
 
 def plot_trajectory(times, ng, ou, x_star, path: str, k: int = 3, idx=None) -> None:
@@ -26,15 +26,10 @@ def plot_trajectory(times, ng, ou, x_star, path: str, k: int = 3, idx=None) -> N
     plt.close(fig)
 
 
-def _read(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def plot_training_pair(csv_paths: dict, path: str) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for name, p in csv_paths.items():
-        rows = _read(p)
+        rows = read_csv(p)
         ax1.plot([int(r["step"]) for r in rows], [float(r["train_loss"]) for r in rows], label=name)
         ev = [r for r in rows if r["test_accuracy"]]
         ax2.plot([int(r["step"]) for r in ev], [float(r["test_accuracy"]) for r in ev], "o-", ms=3, label=name)

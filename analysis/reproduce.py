@@ -29,7 +29,6 @@ a TNGD step 2-10x faster than two under load, and it makes the timings of Fig. 2
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
@@ -39,9 +38,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from spu.outdir import OutputFolderError as SharedOutputFolderError
-from spu.outdir import ensure_output_folder
 from spu.errors import ThermospiceError
+
+from .io import REPRODUCE_CELLS, atomic_write, prepare_folder, read_csv, write_csv
 
 FIGURES = ("fig2", "fig3", "fig4", "fig7")
 FORMAT = 1
@@ -53,10 +52,6 @@ class ReproduceError(ThermospiceError):
 
 
 class UnknownFigureError(ReproduceError, ValueError):
-    pass
-
-
-class OutputFolderError(ReproduceError, SharedOutputFolderError):
     pass
 
 
@@ -112,7 +107,7 @@ SUMMARY_COLUMNS = (
 
 
 def columns_help(figure: str | None = None) -> str:
-    from .reproduce_fig2 import FIG2_COLUMNS
+    from .reproduce_fig2 import FIG2_COLUMNS  # (imports torch: only when asked)
     parts = []
     if figure in (None, "fig2"):
         parts.append("fig2.csv columns (one row per sweep point and method):\n"
@@ -197,10 +192,6 @@ def default_out(figure: str, quick: bool) -> str:
     return os.path.join("runs", "reproduce", figure + ("-quick" if quick else ""))
 
 
-def prepare_out(out: str) -> None:
-    ensure_output_folder(out, "results", OutputFolderError)
-
-
 def check_manifest(out: str, figure: str, spec: dict) -> str:
     """Write FIG.manifest.json, or refuse a folder holding the same figure with other settings."""
     path = os.path.join(out, f"{figure}.manifest.json")
@@ -217,38 +208,6 @@ def check_manifest(out: str, figure: str, spec: dict) -> str:
     atomic_write(path, json.dumps({"format": FORMAT, "figure": figure, "quick": spec["quick"], "spec": spec},
                                   indent=1, sort_keys=True) + "\n")
     return path
-
-
-def atomic_write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def fmt(v) -> str:
-    """CSV cell: '' for None/NaN, 10 significant digits for floats."""
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.10g}"
-    return str(v)
-
-
-def write_csv(path: str, columns, rows: list[dict]) -> None:
-    import io
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    names = [c for c, _ in columns]
-    w.writerow(names)
-    for r in rows:
-        w.writerow([fmt(r.get(c)) for c in names])
-    atomic_write(path, buf.getvalue())
-
-
-def read_csv(path: str) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def log(msg: str, enabled: bool = True) -> None:
@@ -515,7 +474,7 @@ def reproduce(figure: str, out: str | None = None, *, quick: bool = False, progr
     size = sizes(figure, quick, overrides)
     _check_sizes(figure, size)
     out = out or default_out(figure, quick)
-    prepare_out(out)
+    prepare_folder(out, "results")
     spec = {"quick": bool(quick), "size": size}
     manifest = check_manifest(out, figure, spec)
     start = time.perf_counter()
@@ -531,9 +490,9 @@ def reproduce(figure: str, out: str | None = None, *, quick: bool = False, progr
                 f"into {out}", progress)
             by_curve, computed, skipped = run_curves(curves, size, out, progress, figure)
             rows, summary = aggregate(figure, by_curve)
-            write_csv(csv_path, CURVE_COLUMNS, rows)
+            write_csv(csv_path, [c for c, _ in CURVE_COLUMNS], rows, **REPRODUCE_CELLS)
             summary_path = os.path.join(out, f"{figure}_summary.csv")
-            write_csv(summary_path, SUMMARY_COLUMNS, summary)
+            write_csv(summary_path, [c for c, _ in SUMMARY_COLUMNS], summary, **REPRODUCE_CELLS)
             from .reproduce_plots import plot_curves
             plot_curves(figure, rows, png_path)
     return ReproduceResult(figure, out, csv_path, png_path, summary_path, manifest, computed, skipped, summary,

@@ -27,12 +27,13 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import time
 
 import numpy as np
 import torch
 
-from .reproduce import atomic_write, fmt, log, read_csv
+from .io import REPRODUCE_CELLS, fmt, read_csv, write_csv
 
 METHODS = ("adam", "ngd", "ngd-cg", "ngd-woodbury", "tngd")
 N_IN = 64
@@ -145,7 +146,7 @@ def run_fig2(size: dict, out: str, csv_path: str, png_path: str, progress: bool)
     todo = [(pt, m) for pt in pts for m in METHODS]
     computed = skipped = 0
     # Rewrite what is valid, then append each point as it finishes (resumable).
-    _write_rows(csv_path, names, list(done.values()))
+    write_csv(csv_path, names, list(done.values()), **REPRODUCE_CELLS)
     with open(csv_path, "a", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         for i, (pt, method) in enumerate(todo, 1):
@@ -161,29 +162,21 @@ def run_fig2(size: dict, out: str, csv_path: str, png_path: str, progress: bool)
             else:
                 row.update(time_method(method, pt, size))
             computed += 1
-            w.writerow([fmt(row.get(c)) for c in names])
+            cells = {c: fmt(row.get(c), **REPRODUCE_CELLS) for c in names}
+            w.writerow([cells[c] for c in names])
             fh.flush()
-            done[key] = {c: fmt(row.get(c)) for c in names}
+            done[key] = cells
             sec = row.get("seconds_per_iter")
-            log(f"[fig2] {i}/{len(todo)} {pt['sweep']}-sweep N={pt['N']} dz={pt['dz']} {method}: "
-                + (f"{sec * 1e3:.2f} ms/iter" if sec is not None else row["status"]), progress)
+            if progress:
+                print(f"[fig2] {i}/{len(todo)} {pt['sweep']}-sweep N={pt['N']} dz={pt['dz']} {method}: "
+                      + (f"{sec * 1e3:.2f} ms/iter" if sec is not None else row["status"]), file=sys.stderr, flush=True)
     order = {(pt["sweep"], str(pt["N"]), str(pt["dz"])): i for i, pt in enumerate(pts)}
     rows = sorted((r for r in done.values() if (r["sweep"], r["N"], r["dz"]) in order),
                   key=lambda r: (order[(r["sweep"], r["N"], r["dz"])], METHODS.index(r["method"])))
-    _write_rows(csv_path, names, rows)
+    write_csv(csv_path, names, rows, **REPRODUCE_CELLS)
     from .reproduce_plots import plot_fig2
     plot_fig2(rows, png_path)
     return computed, skipped, rows
-
-
-def _write_rows(path: str, names, rows) -> None:
-    import io
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(names)
-    for r in rows:
-        w.writerow([r.get(c, "") for c in names])
-    atomic_write(path, buf.getvalue())
 
 
 def scaling_exponent(rows: list[dict], sweep: str, method: str) -> float:

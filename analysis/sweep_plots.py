@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .sweeps import summary_rows
+from .sweep_summary import summary_rows
 
 
 def _f(rows, col):

@@ -17,9 +17,12 @@ import time
 import numpy as np
 import pytest
 
-from analysis.sweeps import (COLUMNS, KINDS, SUMMARY, EmptyRangeError, OutputFolderError, SchedulerError,
-                             SweepInterrupted, SweepMismatchError, SweepOptionError, UnknownKindError, columns,
-                             columns_help, growing, parse_range, read_csv, run_sweep, settle_time)
+from analysis.executors import SchedulerError
+from analysis.io import OutputFolderError, read_csv
+from analysis.sweep_point import growing, settle_time
+from analysis.sweep_spec import (COLUMNS, KINDS, SUMMARY, EmptyRangeError, SweepInterrupted, SweepMismatchError,
+                                 SweepOptionError, UnknownKindError, columns, columns_help, parse_range)
+from analysis.sweeps import run_sweep
 
 pytestmark = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")
 

@@ -1,0 +1,87 @@
+"""Files every analysis command writes: CSV cells and lines, atomic writes, the output folder.
+
+    fmt(0.1 + 0.2)                     -> '0.3'      (12 significant digits: sweeps)
+    fmt(math.nan, digits=10, missing="") -> ''       (the reproduce CSVs' style)
+    atomic_write(path, text)           a reader never sees a half-written file, even after a crash
+    prepare_folder(out, "sweep results") -> absolute path, or OutputFolderError
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from spu.outdir import OutputFolderError as _FolderError
+from spu.outdir import ensure_output_folder
+
+
+class OutputFolderError(_FolderError):
+    """The output folder of an analysis command (sweep, reproduce) cannot be created or written."""
+
+
+def prepare_folder(out: str, what: str) -> str:
+    """Make `out` if needed and prove it is writable before a long run starts; its absolute path."""
+    return ensure_output_folder(out, what, OutputFolderError)
+
+
+def fmt(v, *, digits: int = 12, missing: str = "nan") -> str:
+    """One CSV cell. Floats with `digits` significant digits (stable across runs and platforms:
+    no 0.30000000000000004); `missing` for None and NaN; ints, bools and strings as they are."""
+    if v is None:
+        return missing
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    v = float(v)
+    if math.isnan(v):
+        return missing
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}g}"
+
+
+# The cells of `thermospice reproduce`'s CSVs: 10 digits, missing values left blank.
+REPRODUCE_CELLS = {"digits": 10, "missing": ""}
+
+
+def csv_line(values) -> str:
+    """One CSV line (quoted as the csv module does, '\\n'-terminated) of already formatted cells."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def write_csv(path: str, names, rows, **cells) -> None:
+    """A whole CSV at once (atomically): header `names`, then fmt(row.get(name), **cells) per row."""
+    atomic_write(path, "".join(csv_line(v) for v in
+                               [names] + [[fmt(r.get(c), **cells) for c in names] for r in rows]))
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts of strings."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def atomic_write(path: str, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder, fsync'd before the
+    rename: after a crash `path` holds either the old or the new content, never a torn mix."""
+    d = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

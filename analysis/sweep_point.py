@@ -1,0 +1,210 @@
+"""One sweep point: the fixed test problem, its exact ideal solution, and one SPU run against it.
+
+``evaluate_point(spec_json, point)`` runs in worker processes (local or Dask): it takes the spec as
+JSON and caches the problem per spec, so a worker builds it once for all its points.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from spu.errors import NgspiceError, NgspiceTimeout
+
+
+# -- the test problem -----------------------------------------------------------------------------
+def make_problem(form: str = "ggn", n: int = 8, seed: int = 0, lam: float = 0.5, batch: int = 2, dz: int = 3):
+    """The fixed test problem of a sweep, scaled so that max |A^-1 b| = 1 (state voltages of about
+    1 V against the ADC's 10 V full scale).
+
+    ggn: A = J^T H J + lam I (GGNProblem; crossbar topology) with J (batch*dz x n) Gaussian, entries
+         kept >= 0.05 in magnitude (so every resistor is in range), and H block-diagonal with the
+         softmax cross-entropy Hessian diag(p) - p p^T of random logits per sample. With
+         batch*dz < n, lambda_min = lam exactly (the null space of J).
+    spd: A = M M^T / n + lam I with M uniform in [-1, 1] (DenseProblem; dense topology)."""
+    from spu.problems import DenseProblem, GGNProblem
+
+    rng = np.random.default_rng(seed)
+    if form == "spd":
+        M = rng.uniform(-1, 1, (n, n))
+        A = M @ M.T / n + lam * np.eye(n)
+        b = rng.normal(size=n)
+        b = b / np.abs(np.linalg.solve(A, b)).max()
+        return DenseProblem(A, b)
+    m = batch * dz
+    J = rng.normal(size=(m, n))
+    J = np.where(J < 0, -1.0, 1.0) * np.maximum(np.abs(J), 0.05)
+    H = np.zeros((m, m))
+    for s in range(batch):
+        z = rng.normal(size=dz)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        H[s * dz:(s + 1) * dz, s * dz:(s + 1) * dz] = np.diag(p) - np.outer(p, p)
+    b = rng.normal(size=n)
+    prob = GGNProblem(J, H, lam, b)
+    x = np.linalg.solve(prob.matrix(), b)
+    return GGNProblem(J, H, lam, b / np.abs(x).max())
+
+
+# -- evaluating one point (runs in worker processes) ---------------------------------------------
+@dataclass
+class _Context:
+    problem: object
+    x_star: np.ndarray
+    norm: float
+    w: np.ndarray     # eigenvalues of A
+    c: np.ndarray     # Q^T x*
+    lam_min: float
+
+
+@lru_cache(maxsize=8)
+def _context(spec_json: str) -> _Context:
+    spec = json.loads(spec_json)
+    problem = make_problem(**spec["problem"])
+    A = problem.matrix()
+    w, Q = np.linalg.eigh(A)
+    x_star = np.linalg.solve(A, problem.b)
+    return _Context(problem, x_star, float(np.linalg.norm(x_star)), w, Q.T @ x_star, float(w[0]))
+
+
+# integrator: switch to spu.core.spectral
+def settling_time(lam_min: float, tol: float) -> float:
+    """Time after which the slowest mode, exp(-lam_min t), has decayed to `tol`: ln(1/tol)/lam_min."""
+    return math.log(1 / tol) / lam_min
+
+
+# integrator: switch to spu.core.spectral
+def ideal_ou(ctx: _Context, s, kappa0: float = 0.0):
+    """The ideal OU process dx = -(A x - b) dt + sqrt(2 kappa0) dW from x0 = 0, exactly, in A's
+    eigenbasis: at time s (a number, or an array of times) the mean error Q^T (x* - E x(s)) =
+    exp(-w s) c, and the trace of the covariance kappa0 sum (1 - exp(-2 w s)) / w.
+    Returns (mean_error, covariance_trace), shaped (n,) and () for one time, (T, n) and (T,) for T."""
+    arg = -np.multiply.outer(s, ctx.w)
+    mean_error = np.exp(arg) * ctx.c
+    return mean_error, kappa0 * np.sum(-np.expm1(2 * arg) / ctx.w, axis=-1)
+
+
+def theory_rms(ctx: _Context, t: float, kappa0: float) -> float:
+    """sqrt(E||x(t) - x*||^2)/||x*|| of the ideal OU process from x0 = 0: the mean error
+    -exp(-A t) x* plus the covariance kappa0 A^-1 (I - exp(-2 A t))."""
+    mean_error, var = ideal_ou(ctx, t, kappa0)
+    return math.sqrt(float(np.sum(mean_error ** 2)) + float(var)) / ctx.norm
+
+
+def settle_time(times: np.ndarray, X: np.ndarray, tol: float) -> float:
+    """First time after which ||x(s) - x(end)|| <= tol * ||x(end)|| holds for every later sample,
+    interpolated linearly between samples; inf if that happens only in the last 10% of the run."""
+    final = X[-1]
+    scale = max(float(np.linalg.norm(final)), np.finfo(float).tiny)
+    d = np.linalg.norm(X - final, axis=1) / scale
+    out = np.flatnonzero(d > tol)
+    if out.size == 0:
+        return float(times[0])
+    k = int(out[-1])
+    if k + 1 >= len(times):
+        return math.inf
+    t0, t1, d0, d1 = times[k], times[k + 1], d[k], d[k + 1]
+    ts = float(t0 + (t1 - t0) * (d0 - tol) / (d0 - d1)) if d0 != d1 else float(t1)
+    return math.inf if ts > 0.9 * times[-1] else ts
+
+
+def growing(times: np.ndarray, E: np.ndarray) -> bool:
+    """Whether the peak of ||E|| over the last quarter of the run exceeds that over the third
+    quarter by more than 1%: an unstable (e.g. oscillating, growing) circuit, not a slow one."""
+    nrm = np.linalg.norm(E, axis=1)
+    T = times[-1]
+    q3 = nrm[(times >= 0.5 * T) & (times < 0.75 * T)]
+    q4 = nrm[times >= 0.75 * T]
+    return bool(q3.size and q4.size and q4.max() > 1.01 * q3.max())
+
+
+def ideal_settle_time(ctx: _Context, t: float, tol: float, samples: int = 20001) -> float:
+    """settle_time of the exact ideal solution x(s) = x* - exp(-A s) x* on a fine grid (in the
+    eigenbasis, where norms are the same)."""
+    s = np.linspace(0.0, t, samples)
+    E, _ = ideal_ou(ctx, s)                       # Q^T (x* - x(s))
+    X = ctx.c - E                                 # Q^T x(s)
+    return settle_time(s, X, tol)
+
+
+def _design(spec: dict, pt: dict):
+    from circuits.design import Design, OpAmp
+
+    kind = spec["kind"]
+    if kind == "noise":
+        return Design(temperature=pt["temperature_k"] or None)
+    if kind == "tolerance":
+        return Design(tol_r=pt["tol_r"], tol_c=pt["tol_c"], component_seed=pt["component_seed"])
+    if kind == "bits":
+        tg, b = pt["target"], pt["bits"]
+        return Design(bits_r=b if tg in ("r", "all") else None, bits_dac=b if tg in ("dac", "all") else None,
+                      bits_adc=b if tg in ("adc", "all") else None)
+    if kind == "opamp":
+        gain = None if math.isinf(pt["gain"]) else pt["gain"]
+        gbw = None if math.isinf(pt["gbw_hz"]) else pt["gbw_hz"]
+        return Design(opamp=OpAmp(gain, gbw))
+    return Design()
+
+
+def evaluate_point(spec_json: str, pt: dict) -> dict:
+    """Run one point. Returns {"row": dict or None, "error": message or None, "retry": bool,
+    "wall_s", "host", "pid"}. Only deterministic outcomes give a row (see the module docstring)."""
+    from spu.device import SPU
+    from spu.errors import DesignError, ProblemError
+
+    start = time.perf_counter()
+    spec = json.loads(spec_json)
+    kind = spec["kind"]
+    ctx = _context(spec_json)
+    row = dict(pt)  # the point's grid columns and its id
+    info = {"row": None, "error": None, "retry": False, "host": socket.gethostname(), "pid": os.getpid()}
+    t = pt.get("t_tau", spec.get("t_tau"))
+    kappa0 = pt["kappa0"] if kind == "noise" else spec.get("kappa0", 0.0)
+    seed = pt.get("seed")
+    design = _design(spec, pt)
+    want_report = kind in ("tolerance", "bits")
+    options = {}
+    if spec["backend"] == "ngspice":
+        options = {"report": want_report, "timeout": spec.get("timeout", 600.0)}
+    try:
+        spu = SPU(spec["backend"], topology=spec["topology"], design=design, kappa0=kappa0, **options)
+        res = spu.run(ctx.problem, t=t, seed=seed)
+        row["rel_error"] = float(np.linalg.norm(res.x - ctx.x_star)) / ctx.norm
+        row["status"] = "ok"
+    except NgspiceTimeout as exc:
+        info.update(error=f"{type(exc).__name__}: {exc}", retry=True, wall_s=time.perf_counter() - start)
+        return info
+    except (NgspiceError, DesignError, ProblemError) as exc:
+        res = None
+        row["rel_error"] = math.nan
+        msg = str(exc)
+        row["status"] = "diverged" if "non-finite" in msg or "diverged" in msg else f"failed: {type(exc).__name__}"
+        info["error"] = f"{type(exc).__name__}: {msg}"
+    if kind == "noise":
+        row["theory_rms_error"] = theory_rms(ctx, t, kappa0)
+    elif kind == "time":
+        row["theory_error"] = theory_rms(ctx, t, kappa0)
+        row["bound_error"] = math.exp(-ctx.lam_min * t)
+    elif kind in ("tolerance", "bits"):
+        row["asbuilt_error"] = (res.report["quantisation"]["steady_state_rel_error"]
+                                if res is not None and res.report else math.nan)
+    if kind in ("tolerance", "opamp"):
+        row["settle_tau"] = math.nan
+        if res is not None:
+            times, X = res.extra["raw_times_tau"], res.extra["raw_states"]
+            row["settle_tau"] = settle_time(times, X, spec["settle_tol"])
+            if math.isinf(row["settle_tau"]):
+                row["status"] = "unstable" if growing(times, X - ctx.x_star) else "unsettled"
+    if kind == "opamp":
+        row["ideal_settle_tau"] = ideal_settle_time(ctx, t, spec["settle_tol"])
+    info["row"] = row
+    info["wall_s"] = time.perf_counter() - start
+    return info
+
+
