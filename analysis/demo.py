@@ -22,7 +22,7 @@ from circuits.report import format_report
 from circuits.topologies import build
 from spu.device import SPU
 from spu.outdir import ensure_output_folder
-from spu.problems import GGNProblem
+from spu.core.problems import GGNProblem
 
 SIZES = {
     # quick: for tests (~1 min); full: the README's main job (a few minutes on 2 cores)

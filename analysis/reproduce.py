@@ -41,7 +41,7 @@ import numpy as np
 
 from spu.outdir import OutputFolderError as SharedOutputFolderError
 from spu.outdir import ensure_output_folder
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 
 FIGURES = ("fig2", "fig3", "fig4", "fig7")
 FORMAT = 1

@@ -63,7 +63,7 @@ import numpy as np
 
 from spu.outdir import OutputFolderError as SharedOutputFolderError
 from spu.outdir import ensure_output_folder
-from spu.errors import NgspiceError, NgspiceTimeout, ThermospiceError
+from spu.core.errors import NgspiceError, NgspiceTimeout, ThermospiceError
 
 KINDS = ("noise", "tolerance", "bits", "opamp", "time")
 FORMAT = 1
@@ -288,7 +288,7 @@ def make_problem(form: str = "ggn", n: int = 8, seed: int = 0, lam: float = 0.5,
          softmax cross-entropy Hessian diag(p) - p p^T of random logits per sample. With
          batch*dz < n, lambda_min = lam exactly (the null space of J).
     spd: A = M M^T / n + lam I with M uniform in [-1, 1] (DenseProblem; dense topology)."""
-    from spu.problems import DenseProblem, GGNProblem
+    from spu.core.problems import DenseProblem, GGNProblem
 
     rng = np.random.default_rng(seed)
     if form == "spd":
@@ -460,7 +460,7 @@ def build_spec(kind: str, *, quick: bool = False, **options) -> dict:
     # Check once, here, that the circuit can be built at all (resistor ranges etc.).
     if backend == "ngspice":
         from circuits.topologies import build
-        from spu.errors import DesignError
+        from spu.core.errors import DesignError
 
         try:
             build(problem, topology, t=1.0)
@@ -593,7 +593,7 @@ def evaluate_point(spec_json: str, pt: dict) -> dict:
     """Run one point. Returns {"row": dict or None, "error": message or None, "retry": bool,
     "wall_s", "host", "pid"}. Only deterministic outcomes give a row (see the module docstring)."""
     from spu.device import SPU
-    from spu.errors import DesignError, ProblemError
+    from spu.core.errors import DesignError, ProblemError
 
     start = time.perf_counter()
     spec = json.loads(spec_json)

@@ -68,7 +68,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 from torch.func import linearize as _func_linearize
 
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 
 LOSSES = ("cross_entropy", "mse")
 METHODS = ("auto", "layers", "vjp", "jacobian")
