@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import expm
 
-from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
-from spu.core.softmax import random_softmax_hessian
+from spu.core.problems import DenseProblem, FactoredProblem
+from spu.core.softmax import random_ggn_problem
 
 
 def random_spd(n: int, seed: int, lam_min: float = 0.5) -> np.ndarray:
@@ -28,9 +28,7 @@ def problem(kind: str, n: int, seed: int, lam: float = 0.5):
         return DenseProblem(random_spd(n, seed, lam), b)
     if kind == "factored":
         return FactoredProblem(rng.normal(size=(n, max(2, n // 4))) / np.sqrt(n) * 2, lam, b)
-    batch, dz = 3, 3
-    J = rng.normal(size=(batch * dz, n))
-    return GGNProblem(J, random_softmax_hessian(np.random.default_rng(seed), batch, dz), lam, b)
+    return random_ggn_problem(n, 3, 3, lam, rng)  # batch 3, 3 classes: m = 9
 
 
 def problem_for(topology: str, n: int, seed: int):
