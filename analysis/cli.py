@@ -11,7 +11,7 @@ import os
 import sys
 from importlib import import_module
 
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = ("analysis.cmd_solve", "analysis.cmd_train", "analysis.cmd_demo", "analysis.cmd_sweep",

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from spu.device import BACKENDS, SPU
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 from spu.sampling import dynamics_of, sample, theory
 
 from .osc_args import add_oscillator_args, oscillator_from_args

@@ -8,9 +8,10 @@ import numpy as np
 
 from circuits.report import component_report, format_report
 from circuits.topologies import build
+from spu.backends.direct import solve as direct_solve
 from spu.backends.ngspice import default_topology
 from spu.device import BACKENDS, SPU
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 
 from .osc_args import add_oscillator_args, oscillator_from_args
 from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
@@ -102,6 +103,6 @@ def cmd_netlist(args) -> int:
 
 def cmd_report(args) -> int:
     problem, circuit, x0 = _build(args)
-    rep = component_report(circuit, problem, args.t, x0)
+    rep = component_report(circuit, problem, args.t, x0, x_star=direct_solve(problem, problem.b))
     print(json.dumps(rep) if args.json else format_report(rep))
     return 0

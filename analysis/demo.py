@@ -21,7 +21,7 @@ from circuits.design import Design
 from circuits.report import format_report
 from circuits.topologies import build
 from spu.device import SPU
-from spu.problems import GGNProblem
+from spu.core.problems import GGNProblem
 
 from .io import prepare_folder
 

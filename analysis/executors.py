@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 
 
 class SchedulerError(ThermospiceError, ConnectionError):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from spu.errors import ThermospiceError
-from spu.langevin import COUPLINGS, OscillatorParams
+from spu.core.errors import ThermospiceError
+from spu.core.underdamped import COUPLINGS, OscillatorParams
 
 _FLAGS = ("mass", "gamma", "zeta", "coupling", "stiffness")
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from circuits.design import Design, OpAmp
 from circuits.topologies import TOPOLOGIES
-from spu.errors import ProblemError
-from spu.problems import DenseProblem, FactoredProblem, GGNProblem
+from spu.core.errors import ProblemError
+from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 
 
 def add_problem_args(p: argparse.ArgumentParser) -> None:

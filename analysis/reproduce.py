@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 
 from .io import REPRODUCE_CELLS, atomic_write, prepare_folder, read_csv, write_csv
 

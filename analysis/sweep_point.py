@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from spu.errors import NgspiceError, NgspiceTimeout
+from spu.core.errors import NgspiceError, NgspiceTimeout
 
 
 # -- the test problem -----------------------------------------------------------------------------
@@ -28,7 +28,7 @@ def make_problem(form: str = "ggn", n: int = 8, seed: int = 0, lam: float = 0.5,
          softmax cross-entropy Hessian diag(p) - p p^T of random logits per sample. With
          batch*dz < n, lambda_min = lam exactly (the null space of J).
     spd: A = M M^T / n + lam I with M uniform in [-1, 1] (DenseProblem; dense topology)."""
-    from spu.problems import DenseProblem, GGNProblem
+    from spu.core.problems import DenseProblem, GGNProblem
 
     rng = np.random.default_rng(seed)
     if form == "spd":
@@ -156,7 +156,7 @@ def evaluate_point(spec_json: str, pt: dict) -> dict:
     """Run one point. Returns {"row": dict or None, "error": message or None, "retry": bool,
     "wall_s", "host", "pid"}. Only deterministic outcomes give a row (see the module docstring)."""
     from spu.device import SPU
-    from spu.errors import DesignError, ProblemError
+    from spu.core.errors import DesignError, ProblemError
 
     start = time.perf_counter()
     spec = json.loads(spec_json)

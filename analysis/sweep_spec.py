@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 
 from .sweep_point import make_problem, settling_time
 
@@ -372,7 +372,7 @@ def build_spec(kind: str, *, quick: bool = False, **options) -> dict:
     # Check once, here, that the circuit can be built at all (resistor ranges etc.).
     if backend == "ngspice":
         from circuits.topologies import build
-        from spu.errors import DesignError
+        from spu.core.errors import DesignError
 
         try:
             build(problem, topology, t=1.0)

@@ -54,9 +54,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from circuits.design import Design  # noqa: E402
 from circuits.netlist import Element, Netlist  # noqa: E402
 from circuits.topologies import build  # noqa: E402
-from spu.errors import NgspiceTimeout, ThermospiceError  # noqa: E402
+from spu.core.errors import NgspiceTimeout, ThermospiceError  # noqa: E402
 from spu.ngspice_run import run_ngspice  # noqa: E402
-from spu.problems import FactoredProblem, GGNProblem  # noqa: E402
+from spu.core.problems import FactoredProblem, GGNProblem  # noqa: E402
+from spu.core.softmax import random_softmax_hessian  # noqa: E402
 from spu.rawfile import read_raw  # noqa: E402
 
 T_FULL = 50.0            # tau: the solve being benchmarked
@@ -76,12 +77,7 @@ def make_problem(topology: str, n: int, m: int, seed: int = 0):
         U = rng.choice([-1.0, 1.0], (n, m)) * rng.uniform(0.1, 0.2, (n, m))
         return FactoredProblem(U, 1.0, b)
     J = rng.choice([-1.0, 1.0], (m, n)) * rng.uniform(0.1, 0.3, (m, n))
-    H = np.zeros((m, m))
-    for k in range(0, m, DZ):
-        z = rng.standard_normal(DZ)
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        H[k:k + DZ, k:k + DZ] = np.diag(p) - np.outer(p, p)   # softmax cross-entropy block
+    H = random_softmax_hessian(rng, m // DZ, DZ)   # softmax cross-entropy blocks (m = batch * DZ)
     return GGNProblem(J, H, 1.0, b)
 
 

@@ -62,7 +62,7 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     threadpool_limits(1)  # numpy only runs the (excluded) simulator; keep it off torch's cores
-    from spu.problems import FactoredProblem
+    from spu.core.problems import FactoredProblem
     from training.curvature import compute_curvature, loss_and_grad
     from training.data import batches, load_digits_split
     from training.loop import TrainConfig, make_optimizer

@@ -12,9 +12,9 @@ damped (zeta_k = zeta sqrt(lambda_min / lambda_k)).
 * solve (noise off): t_eps = the time after which ||x(t) - A^-1 b|| <= eps ||A^-1 b|| for good,
   from x0 = 0 (exact modal solutions; spot-checked in ngspice).
 * inverse (noise on): T_eps = the averaging time after which the rms relative Frobenius error of
-  kappa^-1 * (sample covariance) is eps, in the long-window limit (spu.langevin.continuous_time_errors:
+  kappa^-1 * (sample covariance) is eps, in the long-window limit (spu.core.underdamped.continuous_time_errors:
   independent of kappa). Burn-in is not included (it is t_eps-like and small against T_eps).
-* error vs K and interval: the exact finite-K theory (spu.langevin.sampling_theory) with empirical
+* error vs K and interval: the exact finite-K theory (spu.core.underdamped.sampling_theory) with empirical
   points from the exact langevin backend and one ngspice run.
 * b is scaled so that max |A^-1 b| = 5 (V at v_unit = 1 V), inside the +-15 V rails.
 * energy: component report power (steady-state resistive dissipation + 1 mW per op-amp) x t_eps.
@@ -45,9 +45,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from circuits.design import Design  # noqa: E402
 from circuits.report import component_report  # noqa: E402
+from spu.backends.direct import solve as direct_solve  # noqa: E402
 from circuits.topologies import build  # noqa: E402
 from spu import SPU, DenseProblem  # noqa: E402
-from spu.langevin import OscillatorParams, continuous_time_errors, position_acf, sampling_theory  # noqa: E402
+from spu.core.underdamped import OscillatorParams, continuous_time_errors, position_acf, sampling_theory  # noqa: E402
 
 EPS_SOLVE = 1e-3
 EPS_INV = 0.1
@@ -134,7 +135,7 @@ def energy_rows(conds, n=16):
             t = time_to_error(p, zeta)
             kw = {} if zeta is None else {"oscillator": OscillatorParams(zeta=zeta)}
             circ = build(p, topology, design, t=t, **kw)
-            rep = component_report(circ, p, t)
+            rep = component_report(circ, p, t, x_star=direct_solve(p, p.b))
             P = rep["power"]["total_w"]
             rows.append(dict(cond=cond, device=label, n=n, op_amps=rep["counts"]["op_amps"],
                              inductors=rep["counts"].get("inductors", 0), power_w=P,

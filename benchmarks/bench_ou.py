@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from spu.backends import direct, ou
-from spu.problems import DenseProblem, FactoredProblem
+from spu.core.problems import DenseProblem, FactoredProblem
 
 
 def best(fn, reps):

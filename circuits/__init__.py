@@ -1,6 +1,7 @@
 """Circuit model of the SPU: design parameters, topologies, netlist emission, component report."""
+from .circuit import Circuit
 from .design import Design, OpAmp
 from .netlist import Netlist
-from .topologies import TOPOLOGIES, Circuit, build
+from .topologies import TOPOLOGIES, build
 
 __all__ = ["Design", "OpAmp", "Netlist", "TOPOLOGIES", "Circuit", "build"]

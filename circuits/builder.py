@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spu.errors import DesignError
+from spu.core.errors import DesignError
 
 from .design import Design
 from .netlist import Netlist

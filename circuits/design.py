@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from spu.errors import DesignError
+from spu.core.errors import DesignError
 
 BOLTZMANN = 1.380649e-23  # J/K
 

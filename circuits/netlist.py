@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spu.errors import DesignError
+from spu.core.errors import DesignError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _TEXT_RE = re.compile(r"^[ -~]*$")  # printable ASCII, no control characters (no newline, no CR)

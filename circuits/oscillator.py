@@ -1,4 +1,4 @@
-"""The coupled-oscillator SPU: RLC resonator cells (underdamped Langevin dynamics, spu/langevin.py).
+"""The coupled-oscillator SPU: RLC resonator cells (underdamped Langevin dynamics, spu/core/underdamped.py).
 
 Two realisations, chosen by OscillatorParams.coupling; both in units of the RC cell
 (R0, C, tau = R0 C, V = v_unit * state, s = time / tau):
@@ -46,7 +46,7 @@ capacitive coupling -- the matrix is the MASS: Melanson et al. (Nat. Commun. 202
     enter: a DC current through node i flows through its inductor and only shifts the flux, so the
     voltages keep mean 0 -- this realisation samples and inverts but does not solve (b must be 0).
 
-`build_oscillator(problem, design, ...)` returns an OscillatorCircuit (a circuits.topologies.Circuit)
+`build_oscillator(problem, design, ...)` returns an OscillatorCircuit (a circuits.circuit.Circuit)
 whose `as_built` is the system the components realise and `system()` the DenseLangevin of it
 (as-built masses, dampings, couplings and noise), which the tests compare with ngspice.
 """
@@ -57,15 +57,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spu.errors import DesignError, ProblemError
-from spu.langevin import DenseLangevin, ExactLangevin, OscillatorParams, damping_ratios, mode_drift
-from spu.problems import DenseProblem, GGNProblem
+from spu.core.errors import DesignError, ProblemError
+from spu.core.problems import DenseProblem, GGNProblem
+from spu.core.spectral import MODE_DECAY_TOL, settling_time
+from spu.core.underdamped import DenseLangevin, ExactLangevin, OscillatorParams, damping_ratios, mode_drift
 
 from .builder import Builder
+from .circuit import AsBuilt, Circuit, check_x0, effective, finish_transient
 from .design import Design
-from .topologies import AsBuilt, Circuit, _check_x0, _effective, finish_transient
 
-SETTLE_TOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class OscillatorCircuit(Circuit):
         rates = -np.linalg.eigvals(F).real.max(axis=1)      # slowest decay rate of each mode
         r = float(rates.min())
         omega = np.sqrt(w / m)
-        settle = math.log(1 / SETTLE_TOL) / r
+        settle = settling_time(r)
         tm = rep["timing"]
         tm.update({
             "dynamics": "second order (underdamped Langevin)",
@@ -219,7 +219,7 @@ def _build_resistive(B: Builder, p, x0, v0, params: OscillatorParams, gamma: flo
     if isinstance(p, DenseProblem):
         xn, gx = B.inverters("x", xs, (p.A > 0).any(axis=0))
         st = B.array("negA", -p.A, su, xs, xn)
-        G = _effective(st.S, np.ones(n), gx)                  # current into su per volt of V(x)
+        G = effective(st.S, np.ones(n), gx)                  # current into su per volt of V(x)
         K = -Rf[:, None] * G
         as_built_K = dict(dense=K)
         internal = {"xn": ([x for x in xn if x], -np.diag(gx)[gx > 0])}
@@ -227,18 +227,18 @@ def _build_resistive(B: Builder, p, x0, v0, params: OscillatorParams, gamma: flo
         m_, U = p.m, p.U
         xn, gx = B.inverters("x", xs, np.ones(n, bool))
         st_l = B.array("negLam", np.diag(np.full(n, -p.lam)), su, xs, xn)
-        lam_eff = -Rf * np.diag(_effective(st_l.S, np.ones(n), gx))
+        lam_eff = -Rf * np.diag(effective(st_l.S, np.ones(n), gx))
         # Stage 1: V(y) = -M1 V(x), yn = +gy M1 V(x) (as in the factored RC topology, autoranged:
         # both arrays programmed as U/sc, the y summers' gain sc^2 restores the product).
         sc = B.scale(U, power=2)
         B.nl.comment(f"arrays Ut and negU programmed as U/{sc!r}; the y summers' gain {sc * sc!r} restores it")
         ysum, ys, Rf1 = B.summers("y", m_, gain=sc * sc)
         s1 = B.array("Ut", U.T / sc, ysum, xs, xn)
-        M1 = Rf1[:, None] * _effective(s1.S, np.ones(n), gx)
+        M1 = Rf1[:, None] * effective(s1.S, np.ones(n), gx)
         yn, gy = B.inverters("y", ys, np.ones(m_, bool))
         # Stage 2: current -U (U^T x)/R0 into the force summers: positive -U entries read yn.
         s2 = B.array("negU", -U / sc, su, yn, ys)
-        P = -Rf[:, None] * _effective(s2.S, gy, np.ones(m_))
+        P = -Rf[:, None] * effective(s2.S, gy, np.ones(m_))
         as_built_K = dict(diag=lam_eff, P=P, Q=M1)
         internal = {"y": (ys, -M1), "yn": (yn, gy[:, None] * M1), "xn": (xn, -np.diag(gx))}
     # The DAC injects +b v_unit / R0 (dac_inputs injects -b_in v_unit/R0: load it with -b).
@@ -348,8 +348,8 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
     form = _form(problem, params.coupling)
     lo, hi = form.eig_extremes()
     gamma = params.resolve_gamma(lo, hi)
-    x0 = _check_x0(x0, form.n)
-    v0 = _check_x0(v0, form.n)
+    x0 = check_x0(x0, form.n)
+    v0 = check_x0(v0, form.n)
     if params.coupling == "capacitive" and np.any(v0 != 0):
         raise DesignError("v0 applies to the resistive coupling; capacitive cells start from the node voltages x0")
     B = Builder(design, title or f"thermospice oscillator SPU ({params.coupling} coupling), n={form.n}")

@@ -23,19 +23,8 @@ sys.path.insert(0, os.path.dirname(HERE))  # the repository root, when not insta
 
 from circuits.netlist import check_text  # noqa: E402
 from circuits.topologies import build  # noqa: E402
-from spu.problems import DenseProblem, GGNProblem  # noqa: E402
-
-
-def softmax_ce_hessian(probs: list[list[float]]) -> np.ndarray:
-    """Block-diagonal Hessian of softmax cross-entropy w.r.t. the logits: diag(p) - p p^T per sample."""
-    blocks = [np.diag(p) - np.outer(p, p) for p in map(np.asarray, probs)]
-    size = sum(len(b) for b in blocks)
-    H = np.zeros((size, size))
-    k = 0
-    for blk in blocks:
-        H[k:k + len(blk), k:k + len(blk)] = blk
-        k += len(blk)
-    return H
+from spu.core.problems import DenseProblem, GGNProblem  # noqa: E402
+from spu.core.softmax import softmax_ce_hessian  # noqa: E402
 
 
 @dataclass

@@ -14,16 +14,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ProblemError, ThermospiceError
-from .problems import DenseProblem, FactoredProblem, GGNProblem, as_finite_array
+from .core.errors import ProblemError, ThermospiceError
+from .core.problems import DenseProblem, FactoredProblem, GGNProblem, as_finite_array
 from .timing import TimingModel, resistor_count
-
-if TYPE_CHECKING:
-    from circuits.design import Design
 
 BACKENDS = ("ngspice", "ou", "euler", "direct", "langevin")
 
@@ -79,24 +75,32 @@ class SPU:
     repeated solves get fresh noise yet a whole sequence is reproducible. Pass seed= to run() to
     pin one run. options go to the backend (see each backend's docstring)."""
 
-    def __init__(self, backend: str = "ou", *, topology: str | None = None, design: Design | None = None,
+    def __init__(self, backend: str = "ou", *, topology: str | None = None, design=None,
                  kappa0: float = 0.0, seed: int | None = None, timing: TimingModel | None = None, **options):
         self.backend = backend
         self._mod = backend_module(backend)
+        # The circuit design (circuits.Design) is the circuit backend's business: it defaults and
+        # checks it, and its tau also times the other backends. spu/backends/ngspice.py is the only
+        # bridge from spu to circuits/.
+        bridge = backend_module("ngspice")
         if topology is not None and backend != "ngspice":
-            from circuits.topologies import TOPOLOGIES
-            if topology not in TOPOLOGIES:
-                raise ThermospiceError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
+            bridge.check_topology(topology)
         self.topology = topology
-        # Imported here, not at module level: circuits/ imports spu.errors, which runs spu/__init__
-        # and so this module; a top-level import made `import circuits` (first) a circular ImportError.
-        from circuits.design import Design
-        self.design = (design or Design()).check()
+        self.design = bridge.check_design(design)
         self.kappa0 = _check_kappa(kappa0)
         self.seed = seed
         self.timing = timing or TimingModel(tau=self.design.tau)
         self.options = options
-        self._runs = 0
+        # Runs so far: run k draws its noise seed from (seed, k). Public and settable so that a
+        # resumed training run continues the same seed sequence.
+        self.runs = 0
+
+    @property
+    def problem_form(self) -> str:
+        """"ggn" or "factored": the problem form this device prefers to be given (a crossbar
+        circuit builds J, H and J^T; everything else works from A = lam I + U U^T)."""
+        prefer = getattr(self._mod, "problem_form", None)
+        return prefer(self.topology) if prefer is not None else "factored"
 
     def _next_seed(self, seed):
         if seed is not None:
@@ -104,7 +108,7 @@ class SPU:
         if self.seed is None:
             return None
         # ngspice's seed option is a C int: keep it in [0, 2^31).
-        s = int(np.random.SeedSequence([int(self.seed), self._runs]).generate_state(1)[0]) % (2**31 - 1)
+        s = int(np.random.SeedSequence([int(self.seed), self.runs]).generate_state(1)[0]) % (2**31 - 1)
         return s
 
     def run(self, problem, t: float, x0=None, *, times=None, seed: int | None = None,
@@ -131,7 +135,7 @@ class SPU:
                 raise ProblemError(f"times must be increasing and within [0, t={t}]")
         kappa = self.kappa0 if kappa0 is None else _check_kappa(kappa0)
         seed = self._next_seed(seed)
-        self._runs += 1
+        self.runs += 1
         options = dict(self.options)
         if self.backend == "ngspice":
             options.update(design=self.design, topology=self.topology)
@@ -139,7 +143,11 @@ class SPU:
         out = self._mod.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times, options=options)
         wall = time.perf_counter() - start
         topology = out.extra.get("topology", self.topology)
-        breakdown = self.timing.device_time(problem.n, _resistors_for(problem, topology),
+        # Count what the built circuit programs where one exists (it skips H's zero blocks).
+        resistors = out.programmed_resistors
+        if resistors is None:
+            resistors = _resistors_for(problem, topology)
+        breakdown = self.timing.device_time(problem.n, resistors,
                                             t if math.isfinite(t) else 0.0)
         return SPUResult(x=out.x, backend=self.backend, topology=topology, t=t,
                          analog_time_s=t * self.design.tau, wall_time_s=wall,

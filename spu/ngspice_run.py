@@ -9,7 +9,7 @@ used: it segfaults when re-initialised, and a crash or hang of ngspice must not 
 Calls are independent and may run concurrently from threads or processes; separate ngspice processes
 parallelise across cores.
 
-Failures raise (all derive from spu.errors.NgspiceError):
+Failures raise (all derive from spu.core.errors.NgspiceError):
 
 * NgspiceNotFound: the executable (argument ``ngspice``, else env THERMOSPICE_NGSPICE, else
   "ngspice" on PATH) is missing;
@@ -64,7 +64,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from .errors import NgspiceError, NgspiceNotFound, NgspiceTimeout
+from .core.errors import NgspiceError, NgspiceNotFound, NgspiceTimeout
 from .rawfile import RawData, read_raw_all
 
 __all__ = ["NgspiceRun", "run_ngspice", "ngspice_version", "find_ngspice", "ENV_VAR"]

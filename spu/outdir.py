@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from .errors import ThermospiceError
+from .core.errors import ThermospiceError
 
 
 class OutputFolderError(ThermospiceError, OSError):

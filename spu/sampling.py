@@ -10,7 +10,7 @@ backend reads them off its raw file by interpolation). Works with every backend 
 RC cells (stationary law N(A^-1 b, kappa0 A^-1)), the oscillator with resistive coupling (the
 same law for the positions) and with capacitive coupling (node voltages N(0, kappa0 A^-1)).
 
-Errors. For stationary Gaussian samples with mode autocovariances c_k(h) (spu.langevin.sampling_theory
+Errors. For stationary Gaussian samples with mode autocovariances c_k(h) (spu.core.underdamped.sampling_theory
 computes them exactly for all three dynamics),
     Var(mean_k) = (1/K^2) sum_{a,b} c_k(|a-b| dt),     E||C_hat - C||_F^2 = sum_{k,l} (1 + delta_kl) S_kl,
     S_kl = (1/K^2) sum_{a,b} c_k(|a-b| dt) c_l(|a-b| dt).
@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ProblemError
+from .core.errors import ProblemError
 from .backends.direct import solve as direct_solve
-from .langevin import OscillatorParams, integrated_autocorr_time, mode_drift, sampling_theory, spectrum_of
+from .core.spectral import spectrum
+from .core.underdamped import OscillatorParams, integrated_autocorr_time, mode_drift, sampling_theory
 
 # Default burn-in: the slowest mode decays by this factor (from x0 to the stationary mean).
 BURN_DECAY = 1e-4
@@ -125,10 +126,10 @@ def sample(spu, problem, *, samples: int, interval: float | None = None, burn_in
 
 
 def theory(problem, dynamics_params: OscillatorParams | None, kappa: float, samples: int, interval: float) -> dict:
-    """Exact sampling errors (spu.langevin.sampling_theory) with relative summaries:
+    """Exact sampling errors (spu.core.underdamped.sampling_theory) with relative summaries:
     mean_rel = sqrt(E||mean - mu||^2) / ||A^-1 b||, inverse_rel = sqrt(E||C_hat - C||_F^2) / ||kappa A^-1||_F."""
     th = sampling_theory(problem, dynamics_params, kappa, samples, interval)
-    mult = spectrum_of(problem).mult
+    mult = spectrum(problem).mult
     cov_norm = math.sqrt(float(np.sum(mult * th["mode_var"] ** 2)))
     th["inverse_rel"] = math.sqrt(th["cov_err2"]) / cov_norm
     x = direct_solve(problem, problem.b)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import DesignError
+from .core.errors import DesignError
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import expm
 
-from spu.problems import DenseProblem, FactoredProblem, GGNProblem
+from spu.core.problems import DenseProblem, FactoredProblem
+from spu.core.softmax import random_ggn_problem
 
 
 def random_spd(n: int, seed: int, lam_min: float = 0.5) -> np.ndarray:
@@ -20,18 +21,6 @@ def random_spd(n: int, seed: int, lam_min: float = 0.5) -> np.ndarray:
     return A
 
 
-def softmax_hessian(batch: int, dz: int, seed: int) -> np.ndarray:
-    """Block-diagonal H_L of mean softmax cross-entropy: (diag(p) - p p^T) / batch per sample."""
-    rng = np.random.default_rng(seed)
-    H = np.zeros((batch * dz, batch * dz))
-    for s in range(batch):
-        z = rng.normal(size=dz)
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        H[s * dz:(s + 1) * dz, s * dz:(s + 1) * dz] = (np.diag(p) - np.outer(p, p)) / batch
-    return H
-
-
 def problem(kind: str, n: int, seed: int, lam: float = 0.5):
     rng = np.random.default_rng(seed + 1000)
     b = rng.normal(size=n)
@@ -39,9 +28,7 @@ def problem(kind: str, n: int, seed: int, lam: float = 0.5):
         return DenseProblem(random_spd(n, seed, lam), b)
     if kind == "factored":
         return FactoredProblem(rng.normal(size=(n, max(2, n // 4))) / np.sqrt(n) * 2, lam, b)
-    batch, dz = 3, 3
-    J = rng.normal(size=(batch * dz, n))
-    return GGNProblem(J, softmax_hessian(batch, dz, seed) * batch, lam, b)
+    return random_ggn_problem(n, 3, 3, lam, rng)  # batch 3, 3 classes: m = 9
 
 
 def problem_for(topology: str, n: int, seed: int):

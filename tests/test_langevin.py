@@ -13,8 +13,8 @@ from scipy import integrate, linalg
 
 from spu import SPU, DenseProblem, FactoredProblem, GGNProblem
 from spu.backends import langevin as lbackend
-from spu.errors import ProblemError
-from spu.langevin import (DenseLangevin, ExactLangevin, OscillatorParams, dense_system,
+from spu.core.errors import ProblemError
+from spu.core.underdamped import (DenseLangevin, ExactLangevin, OscillatorParams, dense_system,
                           integrated_autocorr_time, lag_sums, mode_autocov, mode_transition, position_acf,
                           sampling_theory)
 
@@ -401,7 +401,7 @@ def test_backend_contract_times_and_velocities():
 def test_continuous_time_errors_are_the_long_window_limit_of_the_exact_sums(params):
     """K samples dt apart with dt -> 0 and K dt = T >> correlation time: the exact finite sums tend
     to the closed-form integrals (rel. differences O(dt) and O(t_corr / T), both <= 1% here)."""
-    from spu.langevin import continuous_time_errors
+    from spu.core.underdamped import continuous_time_errors
     p = dense(n=4, lo=0.3)
     if params is not None and params.coupling == "capacitive":
         p = DenseProblem(p.A, np.zeros(p.n))

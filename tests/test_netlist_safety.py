@@ -18,9 +18,10 @@ import pytest
 from analysis.cli import main
 from circuits.design import Design, OpAmp
 from circuits.netlist import MAX_TEXT, Netlist
-from circuits.topologies import NGSPICE_SEED_MAX, TOPOLOGIES, build
-from spu.errors import DesignError, ProblemError, ThermospiceError
-from spu.problems import DenseProblem, FactoredProblem, GGNProblem
+from circuits.circuit import NGSPICE_SEED_MAX
+from circuits.topologies import TOPOLOGIES, build
+from spu.core.errors import DesignError, ProblemError, ThermospiceError
+from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 
 ALLOWED_DOT = {".subckt", ".ends", ".options", ".save", ".print", ".tran", ".end"}
 FORBIDDEN = re.compile(r"\.control|\.endc|\bshell\b|\.include|\.inc\b|\.lib\b|\bsource\b|\bexec\b|`",

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from spu.errors import NgspiceError, NgspiceNotFound, NgspiceTimeout, ThermospiceError
+from spu.core.errors import NgspiceError, NgspiceNotFound, NgspiceTimeout, ThermospiceError
 from spu.ngspice_run import ENV_VAR, NgspiceRun, find_ngspice, ngspice_version, run_ngspice
 from spu.rawfile import RawData, read_raw, read_raw_all
 

@@ -15,7 +15,7 @@ import pytest
 
 from analysis.cli import main
 from spu import DenseProblem
-from spu.langevin import OscillatorParams
+from spu.core.underdamped import OscillatorParams
 from spu.sampling import theory
 
 HAVE_NGSPICE = shutil.which("ngspice") is not None

@@ -28,10 +28,11 @@ from scipy import stats
 from circuits.design import Design
 from circuits.oscillator import InductorRange, build_oscillator
 from circuits.report import component_report
+from spu.backends.direct import solve as direct_solve
 from circuits.topologies import build
 from spu import SPU, DenseProblem, GGNProblem
-from spu.errors import DesignError, ProblemError
-from spu.langevin import ExactLangevin, OscillatorParams, expm_batch, lag_sums, mode_autocov, sampling_theory
+from spu.core.errors import DesignError, ProblemError
+from spu.core.underdamped import ExactLangevin, OscillatorParams, expm_batch, lag_sums, mode_autocov, sampling_theory
 from spu.ngspice_run import run_ngspice
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("THERMOSPICE_NGSPICE") or "ngspice") is None,
@@ -320,7 +321,7 @@ def test_components_out_of_range_are_clear_errors():
 def test_report_of_an_underdamped_solve():
     p = problem("dense", 4, seed=1)
     circ = build(p, "oscillator", t=30.0, oscillator=dict(zeta=0.2))
-    rep = component_report(circ, p, 30.0)
+    rep = component_report(circ, p, 30.0, x_star=direct_solve(p, p.b))
     tm, vol = rep["timing"], rep["voltages"]
     assert tm["dynamics"].startswith("second order") and tm["zeta_max"] == pytest.approx(0.2)
     lo = p.eig_extremes()[0]

@@ -19,7 +19,7 @@ from torch.func import functional_call
 
 from spu.backends.ou import propagator
 from spu.device import SPU
-from spu.problems import FactoredProblem
+from spu.core.problems import FactoredProblem
 from training.curvature import compute_curvature, param_spec, params_to_vector
 from training.params import UnsupportedModelError
 from training.data import Dataset, batches, load_digits_split

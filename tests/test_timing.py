@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from spu.errors import DesignError
+from spu.core.errors import DesignError
 from spu.timing import TimingModel, resistor_count
 
 N, M = 1000, 64
@@ -85,3 +85,39 @@ def test_frozen_and_validated():
         tm.device_time(0, 10, 1.0)
     with pytest.raises(DesignError):
         tm.device_time(10, 10, -1.0)
+
+
+def test_resistor_count_matches_the_built_circuit():
+    """The formulas count what the circuit builder programs for A: J, H's nonzero blocks and J^T
+    (crossbar), U^T and U (factored), A (dense). An SPU run on ngspice times that built count."""
+    import numpy as np
+
+    from circuits.topologies import build
+    from spu import SPU
+    from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
+    from spu.core.softmax import random_softmax_hessian
+
+    rng = np.random.default_rng(0)
+    n, batch, dz = 7, 3, 2
+    m = batch * dz
+    J = rng.choice([-1.0, 1.0], (m, n)) * rng.uniform(0.2, 1.0, (m, n))  # no zero entry
+    b = rng.normal(size=n)
+    blocks = GGNProblem(J, random_softmax_hessian(rng, batch, dz), 0.5, b)
+    S = rng.uniform(0.2, 1.0, (m, m))
+    full = GGNProblem(J, S @ S.T, 0.5, b)
+    assert build(blocks, "crossbar").programmed_resistors() == resistor_count("ggn", n, m, dz=dz, block_diag=True)
+    assert build(full, "crossbar").programmed_resistors() == resistor_count("ggn", n, m)
+    assert build(full, "factored").programmed_resistors() == resistor_count("factored", n, m)
+    A = full.matrix()
+    assert build(DenseProblem(A, b), "dense").programmed_resistors() == resistor_count("dense", n)
+    assert build(FactoredProblem(full.factored().U, 0.5, b), "factored").programmed_resistors() == 2 * n * m
+
+    tm = TimingModel()
+    res = SPU("ngspice").run(blocks, t=1.0)
+    R = resistor_count("ggn", n, m, dz=dz, block_diag=True)
+    assert R < resistor_count("ggn", n, m)
+    assert res.device_time_breakdown["transfer"] == pytest.approx((2 * n + R) * tm.bits / tm.link_bps)
+    # Without a circuit (numeric backend) the device is timed from the problem form: full H.
+    res_ou = SPU("ou").run(blocks, t=1.0)
+    assert res_ou.device_time_breakdown["transfer"] == pytest.approx(
+        (2 * n + resistor_count("crossbar", n, m)) * tm.bits / tm.link_bps)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from spu.device import SPU
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 from spu.outdir import ensure_output_folder
 
 from .data import batches, load_digits_split, n_batches

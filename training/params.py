@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 
 
 class UnsupportedModelError(ThermospiceError, ValueError):

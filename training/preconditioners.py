@@ -44,8 +44,8 @@ import torch
 from torch import nn
 
 from spu.device import SPU
-from spu.errors import ThermospiceError
-from spu.problems import FactoredProblem, GGNProblem
+from spu.core.errors import ThermospiceError
+from spu.core.problems import FactoredProblem, GGNProblem
 
 from .curvature import compute_curvature, loss_and_grad, make_ggn_vp, param_spec, params_to_vector
 
@@ -169,7 +169,7 @@ class TNGD(_Damped):
 
     @property
     def _crossbar(self) -> bool:
-        return self.spu.backend == "ngspice" and self.spu.topology in (None, "crossbar")
+        return self.spu.problem_form == "ggn"
 
     def _curvature(self, x, y, params=None):
         crossbar = self._crossbar
@@ -229,12 +229,12 @@ class TNGD(_Damped):
 
     def state_dict(self) -> dict:
         return {"k": self.k, "estimate": None if self.estimate is None else self.estimate.copy(),
-                "spu_runs": self.spu._runs, "stale": self._stale_inputs}
+                "spu_runs": self.spu.runs, "stale": self._stale_inputs}
 
     def load_state_dict(self, state: dict) -> None:
         self.k = int(state["k"])
         self.estimate = state["estimate"]
-        self.spu._runs = int(state.get("spu_runs", 0))
+        self.spu.runs = int(state.get("spu_runs", 0))
         # The stale system (for the delay t_d) is rebuilt from its inputs at the next step, so a
         # resumed run follows the uninterrupted one exactly.
         self._stale = None

@@ -4,7 +4,7 @@ A backend is a module with ``NAME`` and a function
 
     run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun
 
-* ``problem``: a validated DenseProblem / FactoredProblem / GGNProblem (spu.problems).
+* ``problem``: a validated DenseProblem / FactoredProblem / GGNProblem (spu.core.problems).
 * ``t``: analog time in units of tau (>= 0).  ``x0``: start state (float64, length n).
 * ``kappa0``: noise level; the dynamics are dx = -(A x - b) ds + sqrt(2 kappa0) dW with s = time/tau,
   so the stationary law is N(A^-1 b, kappa0 A^-1).
@@ -27,4 +27,7 @@ class BackendRun:
     trajectory: np.ndarray | None = None  # shape (len(times), n)
     netlist_path: str | None = None
     report: dict | None = None
+    # Resistors the built circuit programs for A (circuit backends); None: the timing model
+    # counts them from the problem's form (spu/timing.resistor_count).
+    programmed_resistors: int | None = None
     extra: dict = field(default_factory=dict)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from ..errors import ProblemError
-from ..problems import DenseProblem
+from ..core.errors import ProblemError
+from ..core.problems import DenseProblem
 from .base import BackendRun
 
 NAME = "direct"

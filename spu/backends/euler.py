@@ -7,55 +7,20 @@ It is *not* exact: the mean carries an O(h) error and the stationary covariance 
 kappa0 A^-1 (I - h A / 2)^-1 instead of kappa0 A^-1. It diverges when h > 2 / lambda_max(A).
 
 options: ``dt`` step in tau (default 0.1, the paper's delta t).
-The step grid is k*dt; the last step is shortened when t is not a multiple of dt, and a requested
-recording time that falls between grid points splits that step so the state is recorded exactly
-there (so recording times change the discretisation slightly, never the physics).
+The step grid (spu/core/steps.py) is k*dt, shortened at the end and split at recording times.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ProblemError
+from ..core.errors import ProblemError
+from ..core.steps import record_map, step_points
 from .base import BackendRun
 from .ou import check_run_args
 
 NAME = "euler"
 DEFAULT_DT = 0.1
-# Two step boundaries closer than this fraction of dt are the same point (float round-off of k*dt).
-SNAP_RTOL = 1e-9
 CHECK_EVERY = 256  # steps between divergence checks
-
-
-def step_points(t: float, dt: float, times: np.ndarray | None) -> np.ndarray:
-    """Boundaries 0 = p_0 < ... < p_K = t of the Euler steps, containing every requested time."""
-    tol = SNAP_RTOL * dt
-    k = int(np.floor(t / dt + SNAP_RTOL))
-    grid = np.arange(k + 1) * dt
-    exact = [t] if times is None else [t, *times]  # points that must be hit exactly
-    pts = np.concatenate([grid, exact])
-    is_exact = np.concatenate([np.zeros(grid.size, bool), np.ones(len(exact), bool)])
-    order = np.argsort(pts, kind="stable")
-    out: list[float] = []
-    out_exact: list[bool] = []
-    for p, e in zip(pts[order], is_exact[order]):
-        if p > t + tol:
-            continue
-        if out and p - out[-1] <= tol:
-            if e and not out_exact[-1]:  # snap a grid point onto a requested time
-                out[-1], out_exact[-1] = p, True
-            continue
-        out.append(p)
-        out_exact.append(e)
-    out[0] = 0.0
-    return np.array(out)
-
-
-def _nearest(pts: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Index of the boundary each requested time was snapped onto (or is equal to)."""
-    if pts.size == 1:
-        return np.zeros(q.shape, int)
-    i = np.clip(np.searchsorted(pts, q), 1, pts.size - 1)
-    return np.where(np.abs(pts[i - 1] - q) <= np.abs(pts[i] - q), i - 1, i)
 
 
 def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
@@ -70,10 +35,7 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     x = x0.copy()
     # rec_at[i] = indices j of the requested times that step boundary i lands on.
     traj = [] if times is None else [None] * len(times)
-    rec_at: dict[int, list[int]] = {}
-    if times is not None:
-        for j, i in enumerate(_nearest(pts, times)):
-            rec_at.setdefault(int(i), []).append(j)
+    rec_at = record_map(pts, times)
     for j in rec_at.get(0, []):
         traj[j] = x.copy()
     with np.errstate(over="ignore", invalid="ignore"):

@@ -1,4 +1,4 @@
-"""Underdamped Langevin backend: the coupled-oscillator SPU without a circuit (spu/langevin.py).
+"""Underdamped Langevin backend: the coupled-oscillator SPU without a circuit (spu/core/underdamped.py).
 
     SPU("langevin", oscillator=dict(zeta=0.5), method="exact").run(problem, t, x0)
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ProblemError
-from ..langevin import BAOAB, ExactLangevin, OscillatorParams
+from ..core.errors import ProblemError
+from ..core.underdamped import BAOAB, ExactLangevin, OscillatorParams
 from .base import BackendRun
 from .ou import check_run_args
 

@@ -9,7 +9,7 @@ options (all optional):
   workdir    where run directories are made
   report     attach the component report (default True)
   points     output points requested from ngspice (default 200)
-  oscillator OscillatorParams or dict for topology "oscillator" (spu/langevin.py)
+  oscillator OscillatorParams or dict for topology "oscillator" (spu/core/underdamped.py)
 
 The state is read as V(x_i)/v_unit, through an ADC of design.bits_adc bits when set.
 """
@@ -19,14 +19,32 @@ import numpy as np
 
 from circuits.design import Design
 from circuits.report import component_report
-from circuits.topologies import build
+from circuits.topologies import TOPOLOGIES, build
 
-from ..errors import NgspiceError
+from ..core.errors import NgspiceError, ThermospiceError
+from ..core.problems import DenseProblem, GGNProblem
 from ..ngspice_run import run_ngspice
-from ..problems import DenseProblem, GGNProblem
 from .base import BackendRun
+from .direct import solve as direct_solve
 
 NAME = "ngspice"
+
+
+# The bridge from the device to circuits/: spu/device.py asks these instead of importing circuits.
+def check_design(design):
+    """The checked circuits.Design of an SPU (default Design()); its tau also times other backends."""
+    return (design or Design()).check()
+
+
+def check_topology(topology: str) -> None:
+    if topology not in TOPOLOGIES:
+        raise ThermospiceError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
+
+
+def problem_form(topology: str | None) -> str:
+    """The problem form this backend prefers: "ggn" for the crossbar (it builds J, H and J^T),
+    "factored" otherwise (any other topology builds from U or from A)."""
+    return "ggn" if topology in (None, "crossbar") else "factored"
 
 
 def default_topology(problem) -> str:
@@ -69,8 +87,9 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
     traj = None
     if times is not None:
         traj = np.stack([np.interp(times, time_tau, X[:, i]) for i in range(X.shape[1])], axis=1)
-    report = component_report(circuit, problem, t, x0) if options.get("report", True) else None
+    report = (component_report(circuit, problem, t, x0, x_star=direct_solve(problem, problem.b))
+              if options.get("report", True) else None)
     return BackendRun(x=X[-1].copy(), times=times, trajectory=traj, netlist_path=res.netlist_path,
-                      report=report, extra={"topology": topology, "ngspice_wall_s": res.wall_time_s,
+                      report=report, programmed_resistors=circuit.programmed_resistors(), extra={"topology": topology, "ngspice_wall_s": res.wall_time_s,
                                             "raw_points": int(len(time_tau)), "raw_times_tau": time_tau,
                                             "raw_states": X})

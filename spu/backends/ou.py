@@ -7,33 +7,20 @@ Gaussian transition
     xi ~ N(0, kappa0 A^-1 (I - exp(-2 A dt))).
 
 Every matrix function here is f(A) for a symmetric A, so one symmetric decomposition gives all of
-them (general `eig`, as in thermox, goes singular once eigenvalues repeat, which lam*I + U U^T
-always does):
-
-* DenseProblem: A = Q diag(w) Q^T via `eigh`, O(N^3) once, O(N^2) per step.
-* Factored / GGN: A = lam I + P diag(s) P^T with P = U V diag(s^-1/2) (N x r, orthonormal columns)
-  from the m x m eigenproblem U^T U = V diag(s) V^T (P stays implicit as U W). Then
-      f(A) v = f(lam) v + P [(f(lam + s) - f(lam)) * (P^T v)],
-  O(N m^2 + m^3) once and O(N m) per step; the N x N matrix is never formed.
-  We use the *difference* form rather than f(lam)(I - P P^T) + P f(lam+s) P^T: they are equal when
-  P is exactly orthonormal, but the difference form multiplies P's round-off (largest for the
-  smallest s) by f(lam + s) - f(lam) = O(s), so weak modes cannot spoil the lam part.
-  Noise: f = sqrt(var) applied to a standard normal z gives covariance f(A)^2 = the exact one.
+them (spu/core/spectral.py; general `eig`, as in thermox, goes singular once eigenvalues repeat,
+which lam*I + U U^T always does): O(N^2) per step for a dense A, O(N m) for A = lam I + U U^T.
+Noise: f = sqrt(var) applied to a standard normal z gives covariance f(A)^2 = the exact one.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ProblemError
-from ..problems import DenseProblem
+from ..core.errors import ProblemError
+from ..core.problems import DenseProblem
+from ..core.spectral import DenseSpectrum, LowRankSpectrum, ou_transition_var
 from .base import BackendRun
 
 NAME = "ou"
-
-# Modes of U^T U below this fraction of the largest are numerically zero (round-off of a
-# rank-deficient U); dropping one changes A by at most that much relative to ||U||^2.
-DROP_RTOL = 1e-12
-
 
 def check_run_args(problem, t, x0, kappa0, times, *, allow_inf: bool = True):
     """Validate the common run() arguments; return (t, x0, kappa0, times) as floats/arrays.
@@ -70,21 +57,18 @@ class DensePropagator:
     """Exact OU transitions of a dense SPD A from its symmetric eigendecomposition."""
 
     def __init__(self, A: np.ndarray, b: np.ndarray):
-        self.w, self.Q = np.linalg.eigh(A)
-        self.mean = self.apply(b, 1.0 / self.w)  # A^-1 b
-
-    def apply(self, v, fw):
-        return self.Q @ (fw * (self.Q.T @ v))
+        self.spec = DenseSpectrum(A)
+        self.mean = self.spec.apply(b, 1.0 / self.spec.eigs)  # A^-1 b
 
     def step(self, x, dt, kappa0, rng):
         if dt == 0:
             return x.copy()
-        w = self.w
-        out = self.mean + self.apply(x - self.mean, np.exp(-w * dt))  # exp(-inf) = 0: t = inf works
+        w, spec = self.spec.eigs, self.spec
+        out = self.mean + spec.apply(x - self.mean, np.exp(-w * dt))  # exp(-inf) = 0: t = inf works
         if kappa0 > 0:
-            std = np.sqrt(kappa0 * -np.expm1(-2.0 * w * dt) / w)
+            std = np.sqrt(ou_transition_var(w, dt, kappa0))
             # Q^T z is again standard normal, so draw the eigen-coordinates directly.
-            out += self.Q @ (std * rng.standard_normal(w.shape[0]))
+            out += spec.lift(std * rng.standard_normal(w.shape[0]))
         return out
 
 
@@ -92,44 +76,32 @@ class LowRankPropagator:
     """Exact OU transitions of A = lam I + U U^T without forming any N x N matrix."""
 
     def __init__(self, U: np.ndarray, lam: float, b: np.ndarray):
-        U = np.asarray(U, dtype=np.float64)  # m x m algebra in float64 even for float32 factors
-        s, V = np.linalg.eigh(U.T @ U)  # the only O(N m^2) work
-        smax = float(s[-1]) if s.size else 0.0
-        keep = s > DROP_RTOL * smax if smax > 0 else np.zeros(s.shape, bool)
-        self.U, self.s = U, s[keep]
-        # P = U W is kept implicit: P^T v = W^T (U^T v), P c = U (W c). Forming P would cost
-        # another N m^2 product and N m memory for nothing (~0.1 s and 50 MB at N=1e5, m=64).
-        self.W = V[:, keep] / np.sqrt(self.s)
-        self.lam = float(lam)
-        lam, s = self.lam, self.s
+        self.spec = LowRankSpectrum(U, lam)
+        lam, s = self.spec.lam, self.spec.s
         # 1/(lam+s) - 1/lam written without cancellation.
-        self.mean = self.apply(b, 1.0 / lam, -s / (lam * (lam + s)))
+        self.mean = self.spec.apply(b, 1.0 / lam, -s / (lam * (lam + s)))
 
     @property
     def rank(self) -> int:
-        return self.s.shape[0]
-
-    def apply(self, v, f_lam, f_diff):
-        """f(A) v given f(lam) and f(lam + s) - f(lam)."""
-        return f_lam * v + self.U @ (self.W @ (f_diff * (self.W.T @ (self.U.T @ v))))
+        return self.spec.rank
 
     def step(self, x, dt, kappa0, rng):
         if dt == 0:
             return x.copy()
-        lam, s, U, W = self.lam, self.s, self.U, self.W
+        spec = self.spec
+        lam, s = spec.lam, spec.s
         d = x - self.mean
         e_lam = np.exp(-lam * dt)
         # e^{-(lam+s)dt} - e^{-lam dt} = e^{-lam dt} expm1(-s dt): exact for small s dt.
         e_diff = e_lam * np.expm1(-s * dt) if np.isfinite(dt) else np.zeros_like(s)
         if kappa0 == 0:
-            return self.mean + self.apply(d, e_lam, e_diff)
-        sd_lam = np.sqrt(kappa0 * -np.expm1(-2.0 * lam * dt) / lam)
-        sd_diff = np.sqrt(kappa0 * -np.expm1(-2.0 * (lam + s) * dt) / (lam + s)) - sd_lam
+            return self.mean + spec.apply(d, e_lam, e_diff)
+        sd_lam = np.sqrt(ou_transition_var(lam, dt, kappa0))
+        sd_diff = np.sqrt(ou_transition_var(lam + s, dt, kappa0)) - sd_lam
         z = rng.standard_normal(x.shape[0])
         # Mean and noise share one pass over U each way: U^T [d z], then U c.
-        R = W.T @ (U.T @ np.column_stack([d, z]))
-        c = W @ (e_diff * R[:, 0] + sd_diff * R[:, 1])
-        return self.mean + e_lam * d + sd_lam * z + U @ c
+        R = spec.project(np.column_stack([d, z]))
+        return self.mean + e_lam * d + sd_lam * z + spec.lift(e_diff * R[:, 0] + sd_diff * R[:, 1])
 
 
 def propagator(problem):

@@ -58,7 +58,8 @@ import numpy as np
 from scipy import linalg
 
 from .errors import ProblemError
-from .problems import DenseProblem
+from .spectral import DenseSpectrum, spectrum
+from .steps import record_map, step_points
 
 COUPLINGS = ("resistive", "capacitive")
 DIVERGED = 1e100  # |q| beyond this: the integrator is unstable
@@ -256,59 +257,6 @@ def position_acf(m, w, g, lags) -> np.ndarray:
     return np.where(np.isfinite(out), out, 0.0)
 
 
-# ----------------------------------------------------------------------------------- spectra of A
-
-class DenseSpectrum:
-    """A = Q diag(eigs) Q^T; operator functions f(A) act in eigen-coordinates."""
-
-    def __init__(self, A: np.ndarray):
-        self.eigs, self.Q = np.linalg.eigh(A)
-        self.mult = np.ones(self.eigs.shape[0])
-
-    def project(self, X: np.ndarray) -> np.ndarray:
-        return self.Q.T @ X
-
-    def combine(self, X: np.ndarray, P: np.ndarray, F: np.ndarray) -> np.ndarray:
-        """sum_t f_t(A) X[:, t] given P = project(X) and F[t, k] = f_t(eigs[k])."""
-        return self.Q @ np.einsum("kt,tk->k", P, F)
-
-    def matrix_function(self, f: np.ndarray) -> np.ndarray:
-        return (self.Q * f) @ self.Q.T
-
-
-class LowRankSpectrum:
-    """A = lam I + U U^T = lam I + P diag(s) P^T, P = U W (implicit). Mode 0 is the bulk eigenvalue
-    lam (multiplicity N - r), modes 1..r are lam + s. f(A) v = f(lam) v + P (f(lam + s) - f(lam)) P^T v."""
-
-    DROP_RTOL = 1e-12
-
-    def __init__(self, U: np.ndarray, lam: float):
-        U = np.asarray(U, dtype=np.float64)
-        s, V = np.linalg.eigh(U.T @ U)
-        smax = float(s[-1]) if s.size else 0.0
-        keep = s > self.DROP_RTOL * smax if smax > 0 else np.zeros(s.shape, bool)
-        self.U, self.s = U, s[keep]
-        self.W = V[:, keep] / np.sqrt(self.s)
-        self.lam = float(lam)
-        self.eigs = np.concatenate([[self.lam], self.lam + self.s])
-        self.mult = np.concatenate([[U.shape[0] - self.s.size], np.ones(self.s.size)])
-
-    def project(self, X: np.ndarray) -> np.ndarray:
-        return self.W.T @ (self.U.T @ X)
-
-    def combine(self, X: np.ndarray, P: np.ndarray, F: np.ndarray) -> np.ndarray:
-        bulk = X @ F[:, 0]
-        diff = np.einsum("kt,tk->k", P, F[:, 1:] - F[:, :1])
-        return bulk + self.U @ (self.W @ diff)
-
-
-def spectrum_of(problem):
-    if isinstance(problem, DenseProblem):
-        return DenseSpectrum(problem.A)
-    f = problem.factored()
-    return LowRankSpectrum(f.U, f.lam)
-
-
 # ------------------------------------------------------------------------------ exact propagator
 
 class ExactLangevin:
@@ -320,7 +268,7 @@ class ExactLangevin:
     def __init__(self, problem, params: OscillatorParams, kappa: float):
         self.params = params.check()
         self.kappa = float(kappa)
-        self.spec = spectrum_of(problem)
+        self.spec = spectrum(problem)
         eigs = self.spec.eigs
         self.gamma = params.resolve_gamma(float(eigs.min()), float(eigs.max()))
         self.m, self.w, self.g = params.modes(eigs, self.gamma)
@@ -494,15 +442,10 @@ class BAOAB:
         return -(self.p.matvec(q) - self.p.b)
 
     def run(self, t, q0, v0, times, rng, dt):
-        from .backends.euler import step_points, _nearest   # the same step grid as Euler-Maruyama
-
-        pts = step_points(t, dt, times)
+        pts = step_points(t, dt, times)  # the same step grid as Euler-Maruyama
         q, v = q0.copy(), v0.copy()
         Fq = self.force(q)
-        rec: dict[int, list[int]] = {}
-        if times is not None:
-            for j, i in enumerate(_nearest(pts, times)):
-                rec.setdefault(int(i), []).append(j)
+        rec = record_map(pts, times)
         Qs = None if times is None else np.zeros((len(times), q.shape[0]))
         Vs = None if times is None else np.zeros((len(times), q.shape[0]))
         for j in rec.get(0, []):
@@ -575,7 +518,7 @@ def sampling_theory(problem, params: OscillatorParams | None, kappa: float, K: i
     the sample mean instead adds a bias of order mean_err2, small when K_eff >> 1); ess: K times the
     ratio of the independent-sample to the actual variance of the mean, per mode (K / (1 + 2 sum rho)).
     Works for the RC cells (params None) and both oscillator couplings."""
-    spec = spectrum_of(problem)
+    spec = spectrum(problem)
     eigs = spec.eigs
     if params is not None and gamma is None:
         gamma = params.resolve_gamma(float(eigs.min()), float(eigs.max()))
@@ -639,7 +582,7 @@ def continuous_time_errors(problem, params: OscillatorParams | None, kappa: floa
     (e = position or velocity read-out), so I_k = -s_k e^T F_k^-1 e and I_kl = s_k s_l (e x e)^T
     [-(F_k (+) F_l)]^-1 (e x e) with the Kronecker sum F_k (+) F_l = F_k x I + I x F_l.
     For the mean, 2 I_k = 2 kappa g_k / w_k^2 (resistive): it grows with the damping."""
-    spec = spectrum_of(problem)
+    spec = spectrum(problem)
     a = spec.eigs
     mult = spec.mult
     if params is None:

@@ -1,0 +1,125 @@
+"""What every topology returns: the Circuit (netlist + as-built system) and the pieces all the
+builders share (as-built algebra, x0 check, the seeded transient). Its own module so that
+circuits/topologies.py and circuits/oscillator.py both build on it without importing each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spu.core.errors import DesignError
+
+from .builder import BuildRecord
+from .design import Design
+from .netlist import Netlist
+
+# The arrays holding A per topology (builder labels), as spu/timing.resistor_count counts them:
+# dense n^2, factored U^T and U, crossbar J, H and J^T. Feedback, inverter, DAC and lam resistors
+# are fixed by the design or by lam, not programmed from the problem's matrices.
+PROGRAMMED_ARRAYS = {"dense": ("A",), "factored": ("Ut", "U"), "crossbar": ("J", "H", "Jt")}
+
+
+@dataclass
+class AsBuilt:
+    """The system the built components realise: (C_i/C) tau dx_i/dt = -(A_eff x - b_eff)_i.
+
+    A_eff = diag + P @ Q (P, Q may be None) or a dense matrix. `internal` maps the state x to the
+    voltages (in units of v_unit) of the other driven nodes, for peak-voltage and power estimates."""
+
+    b: np.ndarray
+    C: np.ndarray
+    diag: np.ndarray | None = None
+    P: np.ndarray | None = None
+    Q: np.ndarray | None = None
+    dense: np.ndarray | None = None
+    internal: dict[str, tuple[list[str], np.ndarray]] | None = None
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        if self.dense is not None:
+            return self.dense @ x
+        return self.diag * x + self.P @ (self.Q @ x)
+
+    def matrix(self) -> np.ndarray:
+        if self.dense is not None:
+            return self.dense
+        return np.diag(self.diag) + self.P @ self.Q
+
+    def solve(self, rhs: np.ndarray | None = None) -> np.ndarray:
+        rhs = self.b if rhs is None else rhs
+        if self.dense is not None:
+            return np.linalg.solve(self.dense, rhs)
+        # General Woodbury for diag + P Q (not symmetric once tolerances act).
+        Dinv = 1.0 / self.diag
+        y = Dinv * rhs
+        k = self.P.shape[1]
+        small = np.eye(k) + self.Q @ (Dinv[:, None] * self.P)
+        return y - Dinv * (self.P @ np.linalg.solve(small, self.Q @ y))
+
+
+@dataclass
+class Circuit:
+    topology: str
+    netlist: Netlist
+    state_nodes: list[str]
+    design: Design
+    record: BuildRecord
+    as_built: AsBuilt
+    n: int
+
+    def text(self) -> str:
+        return self.netlist.text()
+
+    def programmed_resistors(self) -> int | None:
+        """Resistors that store A's values (the arrays the timing model programs per call), counted
+        as built: only nonzero entries get a resistor, so a block-diagonal H costs its blocks only.
+        None for topologies without programmed arrays (ideal, oscillator)."""
+        roles = PROGRAMMED_ARRAYS.get(self.topology)
+        if roles is None:
+            return None
+        return sum(int(r.size) for role, r in zip(self.record.resistor_roles, self.record.resistors) if role in roles)
+
+
+def effective(S: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> np.ndarray:
+    """Current per unit signal of an array whose positive entries read a node carrying c_pos*u and
+    whose negative entries read a node carrying -c_neg*u."""
+    return np.where(S > 0, S * c_pos[None, :], S * c_neg[None, :])
+
+
+def check_x0(x0, n: int) -> np.ndarray:
+    if x0 is None:
+        return np.zeros(n)
+    x0 = np.asarray(x0, dtype=float)
+    if x0.shape != (n,):
+        raise DesignError(f"x0 has shape {x0.shape}, the problem needs ({n},)")
+    if not np.isfinite(x0).all():
+        raise DesignError("x0 contains NaN or inf")
+    return x0
+
+
+# ngspice 39 takes `.options seed=N` only for 1 <= N <= 2**31 - 1: it skips 0 and anything larger
+# with a mere warning (so the run is silently NOT reproducible) and reads seed=1e+17 as 1.
+NGSPICE_SEED_MAX = 2**31 - 1
+
+
+def ngspice_seed(seed: int) -> int:
+    """The ngspice seed for a user seed >= 0: itself for 1 .. 2**31-2, otherwise folded into
+    [1, 2**31-1] (0 -> 2**31-1), so every non-negative seed gives a reproducible run."""
+    return seed % NGSPICE_SEED_MAX or NGSPICE_SEED_MAX
+
+
+def finish_transient(nl: Netlist, design: Design, saves, prints, t: float, points: int, seed) -> None:
+    """Seed, tolerances, saved nodes and the .tran line shared by every topology."""
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise DesignError(f"seed must be a non-negative integer, got {seed!r}")
+        nl.option("seed", ngspice_seed(int(seed)))
+    # Linear circuit: Newton converges in one step, so the steady state is exact to the LU solve
+    # whatever reltol is. reltol = 1e-3 (ngspice's default) keeps each noise hold interval at ~6
+    # time points instead of ~19 at 1e-6; dt_max bounds the transient error.
+    nl.option("reltol", 1e-3)
+    nl.option("abstol", 1e-15)
+    nl.option("vntol", 1e-9)
+    nl.save(saves)
+    nl.print_tran(prints)  # so that the netlist also runs on its own in `ngspice -b FILE.cir`
+    nl.transient(t * design.tau / points, t * design.tau, design.dt_max * design.tau, uic=True)
