@@ -16,6 +16,8 @@ from functools import lru_cache
 import numpy as np
 
 from spu.core.errors import NgspiceError, NgspiceTimeout
+from spu.core.softmax import random_softmax_hessian
+from spu.core.spectral import DenseSpectrum, ou_transition_var
 
 
 # -- the test problem -----------------------------------------------------------------------------
@@ -40,12 +42,7 @@ def make_problem(form: str = "ggn", n: int = 8, seed: int = 0, lam: float = 0.5,
     m = batch * dz
     J = rng.normal(size=(m, n))
     J = np.where(J < 0, -1.0, 1.0) * np.maximum(np.abs(J), 0.05)
-    H = np.zeros((m, m))
-    for s in range(batch):
-        z = rng.normal(size=dz)
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        H[s * dz:(s + 1) * dz, s * dz:(s + 1) * dz] = np.diag(p) - np.outer(p, p)
+    H = random_softmax_hessian(rng, batch, dz)
     b = rng.normal(size=n)
     prob = GGNProblem(J, H, lam, b)
     x = np.linalg.solve(prob.matrix(), b)
@@ -68,26 +65,19 @@ def _context(spec_json: str) -> _Context:
     spec = json.loads(spec_json)
     problem = make_problem(**spec["problem"])
     A = problem.matrix()
-    w, Q = np.linalg.eigh(A)
+    spec_A = DenseSpectrum(A)
     x_star = np.linalg.solve(A, problem.b)
-    return _Context(problem, x_star, float(np.linalg.norm(x_star)), w, Q.T @ x_star, float(w[0]))
+    return _Context(problem, x_star, float(np.linalg.norm(x_star)), spec_A.eigs, spec_A.project(x_star),
+                    float(spec_A.eigs[0]))
 
 
-# integrator: switch to spu.core.spectral
-def settling_time(lam_min: float, tol: float) -> float:
-    """Time after which the slowest mode, exp(-lam_min t), has decayed to `tol`: ln(1/tol)/lam_min."""
-    return math.log(1 / tol) / lam_min
-
-
-# integrator: switch to spu.core.spectral
 def ideal_ou(ctx: _Context, s, kappa0: float = 0.0):
     """The ideal OU process dx = -(A x - b) dt + sqrt(2 kappa0) dW from x0 = 0, exactly, in A's
     eigenbasis: at time s (a number, or an array of times) the mean error Q^T (x* - E x(s)) =
     exp(-w s) c, and the trace of the covariance kappa0 sum (1 - exp(-2 w s)) / w.
     Returns (mean_error, covariance_trace), shaped (n,) and () for one time, (T, n) and (T,) for T."""
-    arg = -np.multiply.outer(s, ctx.w)
-    mean_error = np.exp(arg) * ctx.c
-    return mean_error, kappa0 * np.sum(-np.expm1(2 * arg) / ctx.w, axis=-1)
+    mean_error = np.exp(-np.multiply.outer(s, ctx.w)) * ctx.c
+    return mean_error, np.sum(ou_transition_var(ctx.w, np.asarray(s)[..., None], kappa0), axis=-1)
 
 
 def theory_rms(ctx: _Context, t: float, kappa0: float) -> float:

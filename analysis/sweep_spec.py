@@ -13,8 +13,9 @@ import math
 import numpy as np
 
 from spu.core.errors import ThermospiceError
+from spu.core.spectral import MODE_DECAY_TOL, settling_time
 
-from .sweep_point import make_problem, settling_time
+from .sweep_point import make_problem
 
 KINDS = ("noise", "tolerance", "bits", "opamp", "time")
 FORMAT = 1
@@ -264,8 +265,9 @@ _DEFAULTS = {  # (full, quick)
     "time": {"t": ((0.125, 0.25, 0.5, 1, 2, 3, 4, 5, 6, 8, 10), (0.25, 0.5, 1, 2, 4)), "kappa0": (0.0, 0.0),
              "seeds": (1, 1)},
 }
-SETTLE_TOL = 1e-3  # settling band of tolerance/opamp points, relative to the final state
-SETTLED = 1e-6     # default t: the slowest mode decays to this fraction, ln(1e6)/lambda_min
+# Settling band of tolerance/opamp points, relative to the final state (a trajectory tolerance,
+# not spu.core.spectral.MODE_DECAY_TOL, which sets the default t below).
+TRAJECTORY_SETTLE_TOL = 1e-3
 
 
 def build_spec(kind: str, *, quick: bool = False, **options) -> dict:
@@ -319,7 +321,7 @@ def build_spec(kind: str, *, quick: bool = False, **options) -> dict:
     spec = {"format": FORMAT, "kind": kind, "problem": prob, "topology": topology if backend == "ngspice" else None,
             "backend": backend, "seeds": int(seeds), "seed": int(seed), "lambda_min": _round(lam_min)}
     if kind != "time":
-        t = given.get("t", _round(settling_time(lam_min, SETTLED)))
+        t = given.get("t", _round(settling_time(lam_min, MODE_DECAY_TOL)))
         t = parse_range("t", t, lo=0, lo_open=True)
         if len(t) != 1:
             raise SweepOptionError(f"--t takes one analog time for sweep {kind} (the time sweep takes a range)")
@@ -360,7 +362,7 @@ def build_spec(kind: str, *, quick: bool = False, **options) -> dict:
             raise SweepOptionError("--kappa0 takes one value for sweep time (the noise sweep takes a range)")
         spec["kappa0"] = k[0]
     if kind in ("tolerance", "opamp"):
-        st = float(given.get("settle_tol", SETTLE_TOL))
+        st = float(given.get("settle_tol", TRAJECTORY_SETTLE_TOL))
         if not (0 < st < 1):
             raise SweepOptionError(f"--settle-tol must be in (0, 1), got {st:g}")
         spec["settle_tol"] = st

@@ -20,6 +20,7 @@ import pytest
 from scipy.linalg import expm
 
 from analysis.cli import main
+from spu.core.softmax import softmax, softmax_ce_hessian
 
 pytestmark = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")
 
@@ -44,15 +45,7 @@ def softmax_ggn(n: int = 5, batch: int = 2, dz: int = 3, lam: float = 0.5, seed:
     """A tiny TNGD system: J (batch*dz x n), H = blockdiag(diag(p) - p p^T), lam, b."""
     rng = np.random.default_rng(seed)
     J = rng.uniform(-1, 1, (batch * dz, n))
-    blocks = []
-    for _ in range(batch):
-        z = rng.standard_normal(dz)
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        blocks.append(np.diag(p) - np.outer(p, p))
-    H = np.zeros((batch * dz, batch * dz))
-    for k, blk in enumerate(blocks):
-        H[k * dz:(k + 1) * dz, k * dz:(k + 1) * dz] = blk
+    H = softmax_ce_hessian([softmax(rng.standard_normal(dz)) for _ in range(batch)])
     b = rng.uniform(-1, 1, n)
     return J, H, lam, b
 

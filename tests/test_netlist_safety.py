@@ -22,6 +22,7 @@ from circuits.circuit import NGSPICE_SEED_MAX
 from circuits.topologies import TOPOLOGIES, build
 from spu.core.errors import DesignError, ProblemError, ThermospiceError
 from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
+from spu.core.softmax import softmax, softmax_ce_hessian
 
 ALLOWED_DOT = {".subckt", ".ends", ".options", ".save", ".print", ".tran", ".end"}
 FORBIDDEN = re.compile(r"\.control|\.endc|\bshell\b|\.include|\.inc\b|\.lib\b|\bsource\b|\bexec\b|`",
@@ -344,10 +345,7 @@ def _random_case(rng: np.random.Generator):
     else:
         J = rng.uniform(-1, 1, (m, n))
         if rng.random() < 0.5:
-            z = rng.standard_normal(m)
-            p = np.exp(z - z.max())
-            p /= p.sum()
-            H = np.diag(p) - np.outer(p, p)          # one softmax-CE block
+            H = softmax_ce_hessian([softmax(rng.standard_normal(m))])  # one softmax-CE block
         else:
             S = rng.uniform(-1, 1, (m, m))
             H = S @ S.T

@@ -13,6 +13,7 @@ from scipy import linalg
 from spu.backends import direct, euler, ou
 from spu.core.errors import ProblemError
 from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
+from spu.core.softmax import softmax_ce_hessian
 
 NSIG = 5.0
 
@@ -100,11 +101,8 @@ def test_ou_ggn_mean_matches_dense_without_forming_A(monkeypatch):
     rng = np.random.default_rng(3)
     n, bsz, dz = 40, 3, 4
     J = rng.standard_normal((bsz * dz, n)) / np.sqrt(n)
-    blocks = []
-    for _ in range(bsz):  # softmax cross-entropy Hessian diag(p) - p p^T per sample (singular)
-        q = rng.dirichlet(np.ones(dz))
-        blocks.append(np.diag(q) - np.outer(q, q))
-    H = linalg.block_diag(*blocks)
+    # softmax cross-entropy Hessian diag(p) - p p^T per sample (singular)
+    H = softmax_ce_hessian([rng.dirichlet(np.ones(dz)) for _ in range(bsz)])
     g = GGNProblem(J, H, 0.1, rng.standard_normal(n))
     A = J.T @ H @ J + 0.1 * np.eye(n)
     x0 = rng.standard_normal(n)
