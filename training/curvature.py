@@ -35,8 +35,8 @@ from .losses import (check_curvature, check_loss, check_targets, columns_per_sam
                      loss_and_grad, loss_value, mc_targets, output_factors)
 from .params import (CurvatureError, UnsupportedModelError, check_functional, frozen_tensors, model_dtype,
                      param_spec, params_to_vector, resolve_params)
-from .ut_engines import (LayersFallback, fill_jacobian, fill_layers, fill_vjp, layer_plan, probe,
-                         workspace_per_sample)
+from .ut_engines import (LayersFallback, batch_forward, fill_jacobian, fill_layers, fill_vjp, layer_plan,
+                         probe, workspace_per_sample)
 
 __all__ = ["Curvature", "compute_curvature", "loss_and_grad", "make_ggn_vp", "param_spec",
            "params_to_vector", "METHODS", "DEFAULT_MEMORY_BUDGET"]
@@ -191,7 +191,8 @@ def compute_curvature(
             method = "layers" if plan is not None else ("jacobian" if return_J else "vjp")
 
     # dz (and the layers method's workspace) from a one-sample forward pass
-    z0, seen = probe(model, spec, frozen, theta, x[:1], plan)
+    forward = batch_forward(model, spec, theta, frozen, params is not None)
+    z0, seen = probe(forward, x[:1], plan)
     dz = z0.shape[1]
     m = b * dz
     k = columns_per_sample(curvature, dz, mc_samples)
@@ -236,8 +237,8 @@ def compute_curvature(
             return Fc, r
 
         try:
-            fill_layers(model, spec, plan, theta, frozen, x, cotangents, rows3, None if grad_from_rows else g,
-                        logits, auto_chunk("layers"))
+            fill_layers(forward, plan, x, cotangents, rows3, None if grad_from_rows else g, logits,
+                        auto_chunk("layers"))
             if grad_from_rows:
                 torch.sum(rows, 0, out=g).div_(b ** 0.5)
         except LayersFallback:
