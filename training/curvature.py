@@ -66,8 +66,9 @@ class Curvature:
     (U = Ut.T, G = U U^T; k = dz and F = S for the exact GGN, k = K for "mc", 1 for "empirical");
     J: (m, N) output Jacobian J_f; H: (m, m) block-diagonal H_L; S: (m, m) block-diagonal factor,
     S S^T = H; H_blocks, S_blocks: (b, dz, dz) the diagonal blocks; method: which U^T engine ran;
-    curvature: "ggn" | "mc" | "empirical"; mc_targets: the sampled targets of "mc" (labels (b, K)
-    for cross_entropy, y~ (b, K, dz) for mse). Optional fields are None unless asked for.
+    curvature: "ggn" | "mc" | "empirical"; mc_draws: the random numbers behind "mc"'s targets
+    (``mc_targets`` turns them into labels (b, K) for cross_entropy, y~ (b, K, dz) for mse).
+    Optional fields are None unless asked for.
     """
 
     loss: torch.Tensor
@@ -81,7 +82,13 @@ class Curvature:
     S_blocks: torch.Tensor | None = None
     method: str = ""
     curvature: str = "ggn"
-    mc_targets: torch.Tensor | None = None
+    mc_draws: torch.Tensor | None = None
+    loss_name: str = "cross_entropy"
+
+    @property
+    def mc_targets(self) -> torch.Tensor | None:
+        """The sampled targets of curvature "mc" (None otherwise)."""
+        return None if self.mc_draws is None else mc_targets(self.loss_name, self.logits, self.mc_draws)
 
     @property
     def N(self) -> int:
@@ -112,7 +119,7 @@ class Curvature:
 
     def to_numpy(self) -> dict[str, np.ndarray | None]:
         """All tensor fields as numpy arrays (None where not computed), plus 'U' = Ut.T."""
-        out = {f.name: to_numpy(getattr(self, f.name)) for f in fields(self) if f.name not in ("method", "curvature")}
+        out = {f.name: to_numpy(getattr(self, f.name)) for f in fields(self) if f.name not in ("method", "curvature", "loss_name")}
         out["U"] = None if out["Ut"] is None else out["Ut"].T
         out["loss"] = float(out["loss"])
         return out
@@ -272,8 +279,7 @@ def compute_curvature(
     value = loss_value(loss, logits, y).detach()
     res = _result(loss, value, g, logits, Ut if return_U else None, J if return_J else None,
                   return_H, return_S, method, curvature)
-    if draws is not None:
-        res.mc_targets = mc_targets(loss, logits, draws)
+    res.mc_draws = draws
     return res
 
 
@@ -293,4 +299,5 @@ def _result(loss, value, g, logits, Ut, J, return_H, return_S, method, curvature
         S_blocks=Sb.contiguous() if return_S else None,
         method=method,
         curvature=curvature,
+        loss_name=loss,
     )

@@ -96,15 +96,14 @@ def output_factors(loss: str, logits: torch.Tensor, y: torch.Tensor | None, batc
         eye = torch.eye(dz, dtype=z.dtype, device=z.device).expand(c, dz, dz)
         H = eye / b
         S = eye / math.sqrt(b)
-    r = None if y is None else output_gradient(loss, z, y, b)
+    r = None if y is None else output_gradient(loss, z, p if loss == "cross_entropy" else None, y, b)
     return r, H, S
 
 
-def output_gradient(loss: str, z: torch.Tensor, y: torch.Tensor, b: int) -> torch.Tensor:
-    """r = dL/dz (c, dz) of the mean loss over b samples, for the logits z (c, dz) of c of them."""
-    z = z.detach()
+def output_gradient(loss: str, z: torch.Tensor, p: torch.Tensor | None, y: torch.Tensor, b: int) -> torch.Tensor:
+    """r = dL/dz (c, dz) of the mean loss over b samples, for the detached logits z (c, dz) of c of
+    them; p = softmax(z) for cross_entropy (the callers have it already), None for mse."""
     if loss == "cross_entropy":
-        p = torch.softmax(z, -1)
         return (p - F.one_hot(y, z.shape[-1]).to(p.dtype)) / b
     return (z - y) / b
 
@@ -153,15 +152,15 @@ def curvature_factors(curvature: str, loss: str, z: torch.Tensor, y: torch.Tenso
     if curvature == "ggn":
         r, _, S = output_factors(loss, z, y, b)
         return S, r
-    r = None if y is None else output_gradient(loss, z, y, b)
+    z = z.detach()
+    p = torch.softmax(z, -1) if loss == "cross_entropy" else None
+    r = None if y is None else output_gradient(loss, z, p, y, b)
     if curvature == "empirical":
         if r is None:
             raise CurvatureError("the empirical Fisher needs the targets y")
         return (r * math.sqrt(b))[:, :, None], r
-    z = z.detach()
     K = draws.shape[1]
     if loss == "cross_entropy":
-        p = torch.softmax(z, -1)
         labels = sample_labels(p, draws)
         onehot = (labels[:, :, None] == torch.arange(z.shape[-1], device=z.device)).to(z.dtype)
         Ft = p[:, None, :] - onehot  # (c, K, dz)
