@@ -31,6 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--beta1", type=float, help="Adam beta1 (tngd-adam default 0)")
     p.add_argument("--beta2", type=float, help="Adam beta2 (tngd-adam default 0)")
     p.add_argument("--cg-iters", type=int, help="CG iterations for ngd-cg")
+    p.add_argument("--curvature", choices=["ggn", "mc", "empirical"],
+                   help="curvature of the natural-gradient methods: exact GGN (default), sampled-label "
+                        "(Monte Carlo) Fisher, or empirical Fisher (docs/TRAINING.md)")
+    p.add_argument("--mc-samples", type=int, help="labels drawn per example for --curvature mc (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=10, help="steps between test evaluations")
     d = p.add_argument_group("circuit design (--backend ngspice; defaults there: --bits-r 16 --dt-max 0.05)")
@@ -55,7 +59,8 @@ def cmd_train(args) -> int:
                       width=args.width, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, damping=args.damping, t=args.t, td=args.td, kappa0=args.kappa0, betas=betas,
                       cg_iters=args.cg_iters, seed=args.seed, eval_every=args.eval_every,
-                      design=_design_args(args), spu_timeout=args.ngspice_timeout)
+                      design=_design_args(args), spu_timeout=args.ngspice_timeout, curvature=args.curvature,
+                      mc_samples=args.mc_samples)
     out = args.out or os.path.join("runs", f"train-{args.optimizer}-{args.backend}-seed{args.seed}")
     final = train(cfg, out, progress=sys.stderr.isatty() or not args.json)
     if args.json:

@@ -29,6 +29,8 @@ Cases (median and min over reps after warm-up):
   g+U layers    method="layers": hooked forward, one vmapped backward to layer outputs, U^T written
                 in place by broadcast-multiply / bmm
   g+U layers/out  the same into a reused out= buffer
+  g+U mc K=k/out  curvature="mc" (sampled-label Fisher, k labels per example): U^T has b*k rows
+  g+U empirical/out  curvature="empirical": U^T has b rows, the gradient is their sum (one cotangent)
   ggn_vp build  make_ggn_vp (forward + vjp closure)
   ggn_vp        one product with the built operator (jvp + vjp)
   ggn_vp lin    one product with linearize=True (build cost not included)
@@ -49,7 +51,8 @@ sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 CASES = ["adam", "write U^T floor", "g+J+H jacrev", "g+J+H layers", "g+J+H+U layers", "g+U vjp", "g+U layers",
-         "g+U layers/out", "ggn_vp build", "ggn_vp", "ggn_vp lin"]
+         "g+U layers/out", "g+U mc K=1/out", "g+U mc K=4/out", "g+U empirical/out", "ggn_vp build", "ggn_vp",
+         "ggn_vp lin"]
 
 
 def maxrss_mb() -> float:
@@ -103,6 +106,15 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
 
         def fn():
             compute_curvature(model, x, y, method="layers", out=buf)
+    elif case.startswith("g+U mc") or case == "g+U empirical/out":
+        K = int(case.split("K=")[1].split("/")[0]) if "mc" in case else 1
+        buf = torch.empty(batch * K, N)
+        curvature = "mc" if "mc" in case else "empirical"
+        gen = torch.Generator().manual_seed(0)
+
+        def fn():
+            compute_curvature(model, x, y, method="layers", out=buf, curvature=curvature, mc_samples=K,
+                              generator=gen)
     elif case == "ggn_vp build":
         def fn():
             make_ggn_vp(model, x)
@@ -143,6 +155,18 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
             "rss_mb": maxrss_mb(), "rss0_mb": rss0, "N": N, "m": m}
 
 
+def select_cases(spec: str | None, cases: list[str], always: tuple[str, ...]) -> list[str]:
+    """The cases named in the comma-separated spec (all when None), in the order of `cases`, with
+    the `always` ones (the references) included. bench_optimizers.py reuses this."""
+    if not spec:
+        return list(cases)
+    want = [c.strip() for c in spec.split(",")]
+    bad = [c for c in want if c not in cases]
+    if bad:
+        raise SystemExit(f"unknown case(s) {bad}; choose from {cases}")
+    return [c for c in cases if c in want or c in always]
+
+
 def child(case, reps, batch, threads, tuned: bool, script: str = __file__) -> dict:
     """Run one case of `script` in a fresh process (its own peak RSS, its own allocator settings)
     and return the JSON it prints last. bench_optimizers.py reuses this for its cases."""
@@ -177,13 +201,7 @@ def main():
         print(json.dumps(run_case(args.child, args.reps, args.batch, args.threads)))
         return
     settings = [True, False] if args.both else [not args.no_malloc_tuning]
-    cases = CASES
-    if args.cases:
-        want = [c.strip() for c in args.cases.split(",")]
-        bad = [c for c in want if c not in CASES]
-        if bad:
-            raise SystemExit(f"unknown case(s) {bad}; choose from {CASES}")
-        cases = ["adam"] + [c for c in want if c != "adam"]
+    cases = select_cases(args.cases, CASES, always=("adam",))
     for tuned in settings:
         label = ("MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1GiB" if tuned else "glibc malloc defaults")
         load0 = os.getloadavg()[0]

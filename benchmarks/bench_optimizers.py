@@ -11,9 +11,12 @@ What is timed (one training step through the real preconditioner + torch optimiz
                  NOT counted: handing U to the simulator (float64 copy, validation) and the OU
                  simulation itself; they stand for the device, whose time the loop models separately
                  (spu.timing, column device_ms).
+  tngd mc K=k    the same with curvature="mc" (k sampled labels per example: U has b*k columns)
+  tngd empirical the same with curvature="empirical" (U = per-example gradients / sqrt(b))
   tngd-adam      the same with Adam (beta1 = beta2 = 0)
   ngd-woodbury   gradient + U + the (m x m) float64 Cholesky + two products with U: all digital
   ngd-cg c=20    20 matrix-free GGN-vector products (our default), and c=200 (the paper's), digital
+  ... mc K=1     the same method with the sampled-label Fisher (CG: products with its U, b columns)
   ngd            dense N x N GGN: refused at N = 16 826 (> NGD.MAX_N = 8000; 2.3 GB and O(N^3))
 TNGD's digital part is split further (same child process, same batch):
   grad only      loss_and_grad (one backward pass)
@@ -47,8 +50,17 @@ import bench_curvature  # noqa: E402  (shares the child-process runner and alloc
 
 
 PARTS = ("grad only", "write U only", "U+g fresh", "U+g out=", "handoff")
-CASES = ["adam (torch)", "adam", "sgd", "tngd", "tngd-adam", "ngd-woodbury", "ngd-cg c=20", "ngd-cg c=200",
-         "ngd"]
+CASES = ["adam (torch)", "adam", "sgd", "tngd", "tngd mc K=1", "tngd mc K=4", "tngd empirical", "tngd-adam",
+         "ngd-woodbury", "ngd-woodbury mc K=1", "ngd-cg c=20", "ngd-cg c=20 mc K=1", "ngd-cg c=200", "ngd"]
+
+
+def parse_case(case: str) -> tuple[str, int | None, str, int | None]:
+    """'ngd-cg c=20 mc K=1' -> ('ngd-cg', 20, 'mc', 1): optimizer, CG iterations, curvature, K."""
+    words = case.split()
+    iters = next((int(w[2:]) for w in words if w.startswith("c=")), None)
+    K = next((int(w[2:]) for w in words if w.startswith("K=")), None)
+    curvature = next((w for w in words if w in ("mc", "empirical")), "ggn")
+    return words[0], iters, curvature, K
 
 
 def _stats(ts):
@@ -65,7 +77,7 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
     from spu.core.problems import FactoredProblem
     from training.curvature import compute_curvature, loss_and_grad
     from training.data import batches, load_digits_split
-    from training.loop import TrainConfig, make_optimizer
+    from training.loop import NATURAL_GRADIENT, TrainConfig, make_optimizer
     from training.models import build_model, count_params
     from training.preconditioners import NGD, TrainingError
 
@@ -105,11 +117,11 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
         out["adam_median_ms"], out["adam_min_ms"], out["x_adam_paired"] = out["median_ms"], out["min_ms"], 1.0
         return out
 
-    name, _, c = case.partition(" c=")
-    cfg = TrainConfig(optimizer=name, model="cnn", batch_size=batch, cg_iters=int(c) if c else None,
-                      steps=1).resolved()
+    name, iters, curvature, K = parse_case(case)
+    cfg = TrainConfig(optimizer=name, model="cnn", batch_size=batch, cg_iters=iters, steps=1,
+                      curvature=curvature if name in NATURAL_GRADIENT else None, mc_samples=K).resolved()
     pre, opt = make_optimizer(cfg, model)
-    if name == "ngd-cg" and int(c) >= 200:
+    if name == "ngd-cg" and iters >= 200:
         reps, warm = max(3, reps // 10), 1
         out["reps"] = reps
     digital, sim, device, ref = [], [], [], []
@@ -133,6 +145,7 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
     if name.startswith("tngd"):
         out["simulator_ms"] = _stats(sim)[0]
         out["device_ms"] = _stats(device)[0]
+    if case == "tngd":
         # where TNGD's digital time goes, on the same kind of batches
         buf = torch.empty(batch * 10, N)
         src = torch.randn(batch * 10, N)  # the floor: copying m x N floats into the buffer
@@ -211,6 +224,8 @@ def main():
                          "another process takes a core; Adam itself went from 1.2 to 80 ms)")
     ap.add_argument("--malloc", choices=["tuned", "default", "both"], default="both")
     ap.add_argument("--quick", action="store_true", help="10 reps, tuned malloc only")
+    ap.add_argument("--cases", default=None,
+                    help="comma-separated subset of: " + ", ".join(CASES) + " (adam (torch) and tngd always run)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -218,13 +233,14 @@ def main():
         return
     if args.quick:
         args.reps, args.malloc = 10, "tuned"
+    cases = bench_curvature.select_cases(args.cases, CASES, always=("adam (torch)", "tngd"))
     settings = {"tuned": [True], "default": [False], "both": [True, False]}[args.malloc]
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows_by_setting, csv_rows = {}, []
     for tuned in settings:
         label = "malloc tuned" if tuned else "glibc defaults"
         load0 = os.getloadavg()[0]
-        rows = [child(c, args.reps, args.batch, args.threads, tuned) for c in CASES]
+        rows = [child(c, args.reps, args.batch, args.threads, tuned) for c in cases]
         rows_by_setting[label] = rows
         print(f"\ndigits CNN N={rows[0]['N']}, batch {args.batch} (m={rows[0]['m']}), {args.threads} torch "
               f"threads, {label}; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")

@@ -428,6 +428,8 @@ def test_bad_hyperparameters_in_train_config(kw, match):
     (["--damping", "-0.01"], "damping must be > 0"),
     (["--t", "-2"], "analog time t must be >= 0"),
     (["--td", "-1"], "delay td must be >= 0"),
+    (["--curvature", "mc", "--mc-samples", "0"], "mc_samples must be an integer >= 1"),
+    (["--mc-samples", "2"], "--mc-samples applies to --curvature mc only"),
 ])
 def test_bad_hyperparameters_on_the_command_line(argv, match, capsys, tmp_path):
     from analysis.cli import main

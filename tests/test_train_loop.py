@@ -201,6 +201,8 @@ def test_cli_json_metrics_and_plot(optimizer, capsys, tmp_path):
 
 @pytest.mark.parametrize("optimizer, extra", [
     ("tngd", ["--t", "2", "--td", "3", "--damping", "0.05"]),  # delay: the stale system is restored
+    # sampled labels: step k's draws (and the stale system's) come back from the checkpoint's k
+    ("tngd", ["--t", "2", "--td", "3", "--curvature", "mc", "--mc-samples", "2"]),
     ("adam", []),  # Adam's moments are restored
     ("ngd-cg", ["--cg-iters", "3"]),  # CG's warm start is restored
 ])

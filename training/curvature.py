@@ -31,11 +31,12 @@ import torch
 from torch import nn
 
 from .ggn_operator import make_ggn_vp
-from .losses import check_loss, check_targets, loss_and_grad, loss_value, output_factors, per_sample_factors
+from .losses import (check_curvature, check_loss, check_targets, columns_per_sample, curvature_factors, draw_mc,
+                     loss_and_grad, loss_value, mc_targets, output_factors)
 from .params import (CurvatureError, UnsupportedModelError, check_functional, frozen_tensors, model_dtype,
                      param_spec, params_to_vector, resolve_params)
-from .ut_engines import (LayersFallback, fill_jacobian, fill_layers, fill_vjp, layer_plan, probe,
-                         workspace_per_sample)
+from .ut_engines import (LayersFallback, batch_forward, fill_jacobian, fill_layers, fill_vjp, layer_plan,
+                         probe, workspace_per_sample)
 
 __all__ = ["Curvature", "compute_curvature", "loss_and_grad", "make_ggn_vp", "param_spec",
            "params_to_vector", "METHODS", "DEFAULT_MEMORY_BUDGET"]
@@ -59,12 +60,15 @@ def to_numpy(t) -> np.ndarray | None:
 
 @dataclass(eq=False)
 class Curvature:
-    """Everything TNGD needs from one minibatch. m = b*dz rows, N parameters.
+    """Everything TNGD needs from one minibatch. m = b*dz outputs, N parameters.
 
-    loss: scalar tensor; grad: (N,); logits: (b, dz); Ut: (m, N) contiguous U^T = S^T J_f
-    (U = Ut.T, N x m, G = U U^T); J: (m, N) output Jacobian J_f; H: (m, m) block-diagonal H_L;
-    S: (m, m) block-diagonal factor, S S^T = H; H_blocks, S_blocks: (b, dz, dz) the diagonal blocks;
-    method: which U^T method ran. Optional fields are None unless asked for.
+    loss: scalar tensor; grad: (N,); logits: (b, dz); Ut: (b*k, N) contiguous U^T = F^T J_f
+    (U = Ut.T, G = U U^T; k = dz and F = S for the exact GGN, k = K for "mc", 1 for "empirical");
+    J: (m, N) output Jacobian J_f; H: (m, m) block-diagonal H_L; S: (m, m) block-diagonal factor,
+    S S^T = H; H_blocks, S_blocks: (b, dz, dz) the diagonal blocks; method: which U^T engine ran;
+    curvature: "ggn" | "mc" | "empirical"; mc_draws: the random numbers behind "mc"'s targets
+    (``mc_targets`` turns them into labels (b, K) for cross_entropy, y~ (b, K, dz) for mse).
+    Optional fields are None unless asked for.
     """
 
     loss: torch.Tensor
@@ -77,6 +81,14 @@ class Curvature:
     H_blocks: torch.Tensor | None = None
     S_blocks: torch.Tensor | None = None
     method: str = ""
+    curvature: str = "ggn"
+    mc_draws: torch.Tensor | None = None
+    loss_name: str = "cross_entropy"
+
+    @property
+    def mc_targets(self) -> torch.Tensor | None:
+        """The sampled targets of curvature "mc" (None otherwise)."""
+        return None if self.mc_draws is None else mc_targets(self.loss_name, self.logits, self.mc_draws)
 
     @property
     def N(self) -> int:
@@ -96,7 +108,7 @@ class Curvature:
 
     @property
     def U(self) -> torch.Tensor:
-        """U = J_f^T S, (N, m): a transposed view of Ut (no copy)."""
+        """U = J_f^T F, (N, b*k): a transposed view of Ut (no copy)."""
         if self.Ut is None:
             raise CurvatureError("U was not computed (return_U=False)")
         return self.Ut.T
@@ -107,7 +119,7 @@ class Curvature:
 
     def to_numpy(self) -> dict[str, np.ndarray | None]:
         """All tensor fields as numpy arrays (None where not computed), plus 'U' = Ut.T."""
-        out = {f.name: to_numpy(getattr(self, f.name)) for f in fields(self) if f.name != "method"}
+        out = {f.name: to_numpy(getattr(self, f.name)) for f in fields(self) if f.name not in ("method", "curvature", "loss_name")}
         out["U"] = None if out["Ut"] is None else out["Ut"].T
         out["loss"] = float(out["loss"])
         return out
@@ -133,8 +145,11 @@ def compute_curvature(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     dtype: torch.dtype | None = None,
     out: torch.Tensor | None = None,
+    curvature: str = "ggn",
+    mc_samples: int = 1,
+    generator: torch.Generator | None = None,
 ) -> Curvature:
-    """Loss, gradient, logits and U^T = S^T J_f (plus J_f, H_L, S on request) for one minibatch.
+    """Loss, gradient, logits and U^T = F^T J_f (plus J_f, H_L, S on request) for one minibatch.
 
     params: None (the model's current trainable parameters), a flat vector (N,), or a mapping
         name -> tensor. The model itself is never modified.
@@ -144,10 +159,15 @@ def compute_curvature(
         .method) when the model turns out not to qualify during the forward pass.
     chunk_size: samples per chunk; default: as many as fit in memory_budget bytes of workspace.
     dtype: computation dtype (default: the model's); params, buffers and x are converted.
-    out: optional preallocated contiguous (m, N) tensor of `dtype` to write U^T into (reusing it
+    out: optional preallocated contiguous (b*k, N) tensor of `dtype` to write U^T into (reusing it
         across steps avoids page faults on every step).
+    curvature: "ggn" (F = S, k = dz columns per sample: U U^T is the exact GGN), "mc" (the
+        sampled-label Fisher, k = mc_samples targets per sample drawn from the model's predictive
+        distribution with `generator`; E[U U^T] = GGN) or "empirical" (k = 1: U = per-sample
+        gradients / sqrt(b)). training.losses has the factors and their scaling.
     """
     check_loss(loss)
+    check_curvature(curvature, mc_samples)
     if method not in METHODS:
         raise CurvatureError(f"method must be one of {METHODS}, got {method!r}")
     check_functional(model)
@@ -178,56 +198,68 @@ def compute_curvature(
             method = "layers" if plan is not None else ("jacobian" if return_J else "vjp")
 
     # dz (and the layers method's workspace) from a one-sample forward pass
-    z0, seen = probe(model, spec, frozen, theta, x[:1], plan)
+    forward = batch_forward(model, spec, theta, frozen, params is not None)
+    z0, seen = probe(forward, x[:1], plan)
     dz = z0.shape[1]
     m = b * dz
+    k = columns_per_sample(curvature, dz, mc_samples)
     if loss == "mse" and y.dim() == 1 and dz == 1:
         y = y[:, None]
     y = check_targets(loss, z0.expand(b, dz), y)
+    draws = draw_mc(loss, b, mc_samples, dz, generator) if curvature == "mc" else None
 
     def auto_chunk(engine):
         if chunk_size is not None:
             return chunk_size
-        per = workspace_per_sample(engine, seen, dz, N, theta.element_size())
+        per = workspace_per_sample(engine, seen, dz if return_J else k, N, theta.element_size())
         return max(1, min(b, memory_budget // max(per, 1)))
 
     if not return_U and not return_J:  # gradient only: one ordinary backward pass
         value, g, logits = loss_and_grad(model, x, y, loss, params=theta, dtype=dtype)
-        return _result(loss, value, g, logits, None, None, return_H, return_S, "backward")
+        return _result(loss, value, g, logits, None, None, return_H, return_S, "backward", curvature)
 
     if out is not None:
-        if tuple(out.shape) != (m, N) or out.dtype != dtype or not out.is_contiguous():
+        if tuple(out.shape) != (b * k, N) or out.dtype != dtype or not out.is_contiguous():
             raise CurvatureError(
-                f"out must be a contiguous ({m}, {N}) tensor of {dtype}, got "
+                f"out must be a contiguous ({b * k}, {N}) tensor of {dtype}, got "
                 f"{tuple(out.shape)} {out.dtype} contiguous={out.is_contiguous()}"
             )
-    # rows: the (m, N) tensor the engines fill: J_f when asked for (U^T = S^T J_f follows by
-    # bmm), else U^T itself
-    rows = torch.empty(m, N, dtype=dtype) if return_J or out is None else out
-    rows3 = rows.view(b, dz, N)
+    # rows: the tensor the engines fill: J_f (m, N) when asked for (U^T = F^T J_f follows by
+    # bmm), else U^T (b*k, N) itself
+    rows = torch.empty(m if return_J else b * k, N, dtype=dtype) if return_J or out is None else out
+    rows3 = rows.view(b, -1, N)
     g = torch.zeros(N, dtype=dtype)
     logits = torch.empty(b, dz, dtype=dtype)
 
     if method == "layers":
+        # The empirical Fisher's columns are sqrt(b) r_i: the gradient is their sum / sqrt(b), so
+        # the backward needs no separate gradient cotangent.
+        grad_from_rows = curvature == "empirical" and not return_J
+
         def cotangents(zc, i0, i1):
-            r, _, S = output_factors(loss, zc, y[i0:i1], b)
+            Fc, r = curvature_factors(curvature, loss, zc, y[i0:i1], b,
+                                      None if draws is None else draws[i0:i1])
             if return_J:
-                S = torch.eye(dz, dtype=dtype).expand(zc.shape[0], dz, dz)
-            return S, r
+                Fc = torch.eye(dz, dtype=dtype).expand(zc.shape[0], dz, dz)
+            return Fc, r
 
         try:
-            fill_layers(model, spec, plan, theta, frozen, x, cotangents, rows3, g, logits, auto_chunk("layers"))
+            fill_layers(forward, plan, x, cotangents, rows3, None if grad_from_rows else g, logits,
+                        auto_chunk("layers"))
+            if grad_from_rows:
+                torch.sum(rows, 0, out=g).div_(b ** 0.5)
         except LayersFallback:
             method = "jacobian" if return_J else "vjp"
             g.zero_()
     if method == "vjp":
-        def per_sample(z, yi):
-            St, r = per_sample_factors(loss, z, yi, b)
+        def per_sample(z, yi, *di):
+            Fi, r = curvature_factors(curvature, loss, z[None], yi[None], b, di[0][None] if di else None)
             if return_J:
-                St = torch.eye(dz, dtype=z.dtype, device=z.device)
-            return St, r
+                return torch.eye(dz, dtype=z.dtype, device=z.device), r[0]
+            return Fi[0].T, r[0]
 
-        fill_vjp(model, spec, theta, frozen, x, per_sample, (y,), rows3, g, logits, auto_chunk("vjp"))
+        extra = (y,) if draws is None else (y, draws)
+        fill_vjp(model, spec, theta, frozen, x, per_sample, extra, rows3, g, logits, auto_chunk("vjp"))
     if method == "jacobian":
         if not return_J:
             rows = torch.empty(m, N, dtype=dtype)  # J_f scratch; U^T goes into out
@@ -241,16 +273,20 @@ def compute_curvature(
     if J is None:
         Ut = rows
     elif return_U:
-        _, _, S = output_factors(loss, logits, None, b)
-        Ut = out if out is not None else torch.empty(m, N, dtype=dtype)
-        torch.bmm(S.transpose(1, 2), J.view(b, dz, N), out=Ut.view(b, dz, N))
+        Fb, _ = curvature_factors(curvature, loss, logits, y, b, draws)
+        Ut = out if out is not None else torch.empty(b * k, N, dtype=dtype)
+        torch.bmm(Fb.transpose(1, 2), J.view(b, dz, N), out=Ut.view(b, k, N))
     value = loss_value(loss, logits, y).detach()
-    return _result(loss, value, g, logits, Ut if return_U else None, J if return_J else None,
-                   return_H, return_S, method)
+    res = _result(loss, value, g, logits, Ut if return_U else None, J if return_J else None,
+                  return_H, return_S, method, curvature)
+    res.mc_draws = draws
+    return res
 
 
-def _result(loss, value, g, logits, Ut, J, return_H, return_S, method) -> Curvature:
-    _, Hb, Sb = output_factors(loss, logits, None, logits.shape[0])
+def _result(loss, value, g, logits, Ut, J, return_H, return_S, method, curvature) -> Curvature:
+    Hb = Sb = None
+    if return_H or return_S:
+        _, Hb, Sb = output_factors(loss, logits, None, logits.shape[0])
     return Curvature(
         loss=value,
         grad=g,
@@ -262,4 +298,6 @@ def _result(loss, value, g, logits, Ut, J, return_H, return_S, method) -> Curvat
         H_blocks=Hb if return_H else None,
         S_blocks=Sb.contiguous() if return_S else None,
         method=method,
+        curvature=curvature,
+        loss_name=loss,
     )

@@ -25,6 +25,8 @@ from spu.core.errors import ThermospiceError
 from spu.outdir import ensure_output_folder
 
 from .data import batches, load_digits_split, n_batches
+from .losses import check_curvature
+from .params import CurvatureError
 from .models import build_model, count_params
 from .names import OPTIMIZERS
 from .preconditioners import NGD, NGDCG, TNGD, Gradient, NGDWoodbury, TrainingError
@@ -49,6 +51,9 @@ DEFAULTS = {
 # dt_max = 0.05 tau: ngspice's step control keeps the error ~1e-6 relative on the digits MLP at
 # 1/5 of the time points of the default 0.01.
 NGSPICE_DESIGN = {"bits_r": 16, "dt_max": 0.05}
+
+# The methods that precondition with a curvature (and so take curvature= and mc_samples=).
+NATURAL_GRADIENT = ("tngd", "tngd-adam", "ngd", "ngd-cg", "ngd-woodbury")
 
 METRIC_COLUMNS = ("step", "epoch", "train_loss", "test_loss", "test_accuracy", "digital_s", "device_s",
                   "simulator_s", "estimated_s", "cumulative_estimated_s", "wall_s")
@@ -76,6 +81,8 @@ class TrainConfig:
     loss: str = "cross_entropy"
     design: dict | None = None  # circuits.Design fields; for ngspice merged over NGSPICE_DESIGN
     spu_timeout: float | None = None  # seconds before one ngspice solve is killed (None: backend's 600)
+    curvature: str | None = None  # "ggn" | "mc" | "empirical" (natural-gradient methods; default "ggn")
+    mc_samples: int | None = None  # sampled labels per example for curvature "mc" (default 1)
 
     def resolved(self) -> "TrainConfig":
         """Fill unset hyper-parameters from DEFAULTS and check every value."""
@@ -110,6 +117,19 @@ class TrainConfig:
             raise TrainingError(f"eval_every must be an integer >= 1, got {c.eval_every!r}")
         if c.betas is not None:
             c.betas = tuple(float(b) for b in c.betas)
+        if c.optimizer in NATURAL_GRADIENT:
+            c.curvature = c.curvature or "ggn"
+        elif c.curvature is not None:
+            raise TrainingError(f"--curvature applies to {', '.join(NATURAL_GRADIENT)}, not {c.optimizer}")
+        if c.curvature == "mc":
+            c.mc_samples = 1 if c.mc_samples is None else c.mc_samples
+        elif c.mc_samples is not None:
+            raise TrainingError("--mc-samples applies to --curvature mc only")
+        if c.curvature is not None:
+            try:
+                check_curvature(c.curvature, 1 if c.mc_samples is None else c.mc_samples)
+            except CurvatureError as exc:
+                raise TrainingError(str(exc)) from None
         if c.backend == "ngspice" and c.optimizer in ("tngd", "tngd-adam"):
             c.design = {**NGSPICE_DESIGN, **(c.design or {})}
         if c.spu_timeout is not None and not (math.isfinite(c.spu_timeout) and c.spu_timeout > 0):
@@ -140,17 +160,18 @@ def make_optimizer(cfg: TrainConfig, model):
     """(preconditioner, torch optimizer) for a resolved config."""
     params = [p for p in model.parameters() if p.requires_grad]
     name = cfg.optimizer
+    fisher = {"curvature": cfg.curvature, "mc_samples": cfg.mc_samples or 1, "seed": cfg.seed}
     if name in ("tngd", "tngd-adam"):
         options = {"timeout": cfg.spu_timeout} if cfg.backend == "ngspice" and cfg.spu_timeout else {}
         spu = SPU(cfg.backend, topology=cfg.topology, design=make_design(cfg.design), kappa0=cfg.kappa0,
                   seed=cfg.seed, **options)
-        pre = TNGD(model, cfg.loss, damping=cfg.damping, t=cfg.t, td=cfg.td, spu=spu)
+        pre = TNGD(model, cfg.loss, damping=cfg.damping, t=cfg.t, td=cfg.td, spu=spu, **fisher)
     elif name == "ngd":
-        pre = NGD(model, cfg.loss, damping=cfg.damping)
+        pre = NGD(model, cfg.loss, damping=cfg.damping, **fisher)
     elif name == "ngd-cg":
-        pre = NGDCG(model, cfg.loss, damping=cfg.damping, iters=cfg.cg_iters)
+        pre = NGDCG(model, cfg.loss, damping=cfg.damping, iters=cfg.cg_iters, **fisher)
     elif name == "ngd-woodbury":
-        pre = NGDWoodbury(model, cfg.loss, damping=cfg.damping)
+        pre = NGDWoodbury(model, cfg.loss, damping=cfg.damping, **fisher)
     else:
         pre = Gradient(model, cfg.loss)
     if name in ("adam", "tngd-adam"):

@@ -12,6 +12,18 @@ G = J^T H J = U U^T with U = J^T S is the GGN of the mean loss itself (the 1/b i
   averaged over the batch; y float (b, dz)). This is NOT torch's ``MSELoss()`` (which averages over
   all b*dz elements and has no 1/2: it equals 2/dz times this loss).
   dL/dz_i = (z_i - y_i) / b,  H_i = I / b,  S_i = I / sqrt(b).
+
+Curvatures (``CURVATURES``): U = [J_i^T F_i]_i with per-sample factor columns F_i (dz x k), so that
+U U^T = sum_i J_i^T F_i F_i^T J_i. With l_i(z_i, y) the loss of one sample (not divided by b):
+
+* ``"ggn"``: F_i = S_i, k = dz: U U^T = J^T H J, the exact GGN of the mean loss.
+* ``"mc"`` (sampled-label Fisher): K targets per sample drawn from the model's own predictive
+  distribution (labels ~ softmax(z_i); mse: y~ = z_i + eps, eps ~ N(0, I)), F_i[:, j] =
+  dl_i/dz (z_i, y~_ij) / sqrt(b K), k = K: (p_i - e_{y~_ij}) / sqrt(bK), or -eps_ij / sqrt(bK).
+  Each column of U is a per-sample gradient of a sampled-label loss over sqrt(bK), and
+  E[F_i F_i^T] = H_i (softmax: E[(p - e_y)(p - e_y)^T] = diag(p) - p p^T), so E[U U^T] = the GGN.
+* ``"empirical"`` (empirical Fisher): F_i = sqrt(b) r_i = dl_i/dz (z_i, y_i) / sqrt(b), k = 1:
+  U = per-sample gradients / sqrt(b), U U^T = (1/b) sum_i g_i g_i^T with the true labels.
 """
 from __future__ import annotations
 
@@ -25,6 +37,7 @@ from torch import nn
 from .params import CurvatureError, batch_fn, check_functional, frozen_tensors, model_dtype, param_spec, resolve_params
 
 LOSSES = ("cross_entropy", "mse")
+CURVATURES = ("ggn", "mc", "empirical")
 
 
 def check_loss(loss: str) -> str:
@@ -79,27 +92,81 @@ def output_factors(loss: str, logits: torch.Tensor, y: torch.Tensor | None, batc
         sp = p.sqrt()
         H = (torch.diag_embed(p) - p[:, :, None] * p[:, None, :]) / b
         S = (torch.diag_embed(sp) - p[:, :, None] * sp[:, None, :]) / math.sqrt(b)
-        r = None if y is None else (p - F.one_hot(y, dz).to(p.dtype)) / b
     else:
         eye = torch.eye(dz, dtype=z.dtype, device=z.device).expand(c, dz, dz)
         H = eye / b
         S = eye / math.sqrt(b)
-        r = None if y is None else (z - y) / b
+    r = None if y is None else output_gradient(loss, z, p if loss == "cross_entropy" else None, y, b)
     return r, H, S
 
 
-def per_sample_factors(loss: str, z: torch.Tensor, y: torch.Tensor, b: int):
-    """Per-sample S^T (rows = columns of S_i) and r_i for one sample (used inside vmap)."""
-    dz = z.shape[-1]
+def output_gradient(loss: str, z: torch.Tensor, p: torch.Tensor | None, y: torch.Tensor, b: int) -> torch.Tensor:
+    """r = dL/dz (c, dz) of the mean loss over b samples, for the detached logits z (c, dz) of c of
+    them; p = softmax(z) for cross_entropy (the callers have it already), None for mse."""
     if loss == "cross_entropy":
-        p = torch.softmax(z, -1)
-        sp = p.sqrt()
-        St = (torch.diag_embed(sp) - sp[:, None] * p[None, :]) / math.sqrt(b)  # S_i^T
-        r = (p - F.one_hot(y, dz).to(p.dtype)) / b
+        return (p - F.one_hot(y, z.shape[-1]).to(p.dtype)) / b
+    return (z - y) / b
+
+
+def check_curvature(curvature: str, mc_samples: int) -> None:
+    if curvature not in CURVATURES:
+        raise CurvatureError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
+    if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 1:
+        raise CurvatureError(f"mc_samples must be an integer >= 1, got {mc_samples!r}")
+
+
+def columns_per_sample(curvature: str, dz: int, mc_samples: int) -> int:
+    """k: the columns of U per sample (U has b*k columns)."""
+    return {"ggn": dz, "mc": mc_samples, "empirical": 1}[curvature]
+
+
+def draw_mc(loss: str, b: int, K: int, dz: int, generator: torch.Generator | None) -> torch.Tensor:
+    """The random numbers behind K sampled targets per sample: uniforms (b, K) in [0, 1), turned
+    into labels by the inverse CDF of softmax(z_i) (cross_entropy), or standard normals (b, K, dz)
+    added to z_i (mse). float64, from `generator` (None: torch's global generator)."""
+    shape = (b, K) if loss == "cross_entropy" else (b, K, dz)
+    if loss == "cross_entropy":
+        return torch.rand(shape, generator=generator, dtype=torch.float64)
+    return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+
+def sample_labels(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Labels (c, K) ~ Categorical(p_i) from uniforms u (c, K): the first class whose cumulative
+    probability exceeds u (clamped to dz - 1 against the round-off of a float32 cumsum)."""
+    cdf = torch.cumsum(p.double(), -1)
+    return (cdf[:, None, :] <= u[:, :, None]).sum(-1).clamp(max=p.shape[-1] - 1)
+
+
+def mc_targets(loss: str, z: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """The sampled targets: labels (c, K) for cross_entropy, y~ = z + eps (c, K, dz) for mse."""
+    z = z.detach()
+    if loss == "cross_entropy":
+        return sample_labels(torch.softmax(z, -1), draws)
+    return z[:, None, :] + draws.to(z.dtype)
+
+
+def curvature_factors(curvature: str, loss: str, z: torch.Tensor, y: torch.Tensor | None, b: int,
+                      draws: torch.Tensor | None = None):
+    """(F (c, dz, k), r (c, dz) or None): the factor columns of U = [J_i^T F_i] and r = dL/dz for
+    the logits z (c, dz) of c samples of a batch of b (module docstring; draws from draw_mc)."""
+    if curvature == "ggn":
+        r, _, S = output_factors(loss, z, y, b)
+        return S, r
+    z = z.detach()
+    p = torch.softmax(z, -1) if loss == "cross_entropy" else None
+    r = None if y is None else output_gradient(loss, z, p, y, b)
+    if curvature == "empirical":
+        if r is None:
+            raise CurvatureError("the empirical Fisher needs the targets y")
+        return (r * math.sqrt(b))[:, :, None], r
+    K = draws.shape[1]
+    if loss == "cross_entropy":
+        labels = sample_labels(p, draws)
+        onehot = (labels[:, :, None] == torch.arange(z.shape[-1], device=z.device)).to(z.dtype)
+        Ft = p[:, None, :] - onehot  # (c, K, dz)
     else:
-        St = torch.eye(dz, dtype=z.dtype, device=z.device) / math.sqrt(b)
-        r = (z - y) / b
-    return St, r
+        Ft = -draws.to(z.dtype)  # z - y~
+    return Ft.transpose(1, 2) / math.sqrt(b * K), r
 
 
 def apply_H(loss: str, p_or_none: torch.Tensor | None, u: torch.Tensor, b: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ the model is called through ``torch.func.functional_call`` with views of theta.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -100,7 +101,7 @@ class ParamSpec:
 def param_spec(model: nn.Module) -> ParamSpec:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     sizes = tuple(p.numel() for _, p in named)
-    offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(sizes)[:-1]])) if named else ()
+    offsets = tuple(itertools.accumulate(sizes[:-1], initial=0)) if named else ()
     return ParamSpec(tuple(n for n, _ in named), tuple(p.shape for _, p in named), sizes, offsets)
 
 

@@ -48,6 +48,8 @@ from spu.core.errors import ThermospiceError
 from spu.core.problems import FactoredProblem, GGNProblem
 
 from .curvature import compute_curvature, loss_and_grad, make_ggn_vp, param_spec, params_to_vector
+from .losses import check_curvature
+from .params import CurvatureError
 
 
 class TrainingError(ThermospiceError):
@@ -121,21 +123,44 @@ Gradient = Preconditioner
 
 
 class _Damped(Preconditioner):
-    def __init__(self, model, loss="cross_entropy", *, damping=1e-2):
+    """Base of the natural-gradient methods: damping lam and the curvature they precondition with.
+
+    curvature: "ggn" (exact GGN, U has b*dz columns), "mc" (sampled-label Fisher: mc_samples
+    labels per example from the model's predictive distribution, b*K columns) or "empirical"
+    (per-example gradients / sqrt(b), b columns); training.losses states the scaling. The MC
+    labels of step k come from a generator seeded by (seed, k), so a run is reproducible and a
+    resumed run draws what the uninterrupted one drew (the checkpoint holds k)."""
+
+    def __init__(self, model, loss="cross_entropy", *, damping=1e-2, curvature="ggn", mc_samples=1, seed=0):
         super().__init__(model, loss)
         self.damping = damping
         _value(damping, 0, "damping", positive=True)
+        try:
+            check_curvature(curvature, mc_samples)
+        except CurvatureError as exc:
+            raise TrainingError(str(exc)) from None
+        self.curvature, self.mc_samples, self.seed = curvature, mc_samples, int(seed)
         self._ut_buffer: torch.Tensor | None = None  # U^T of the last step, reused as out=
         self._ut_key = None  # (batch size, dtype) it was made for
 
-    def _curvature_U(self, x, y, **kw):
-        """compute_curvature with U^T written into the previous step's buffer (same batch size and
-        dtype). A fresh 43 MB U^T per step (digits CNN, b = 64) is mmapped and page-faulted again
-        on every step by glibc: TNGD's digital part took 2x longer (bench_optimizers.py).
+    def _generator(self, k: int) -> torch.Generator | None:
+        """The MC labels' generator for step k (None unless curvature == "mc")."""
+        if self.curvature != "mc":
+            return None
+        state = np.random.SeedSequence([self.seed, k]).generate_state(2, np.uint32)
+        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+    def _curvature_U(self, x, y, k=None, **kw):
+        """compute_curvature (this method's curvature; MC labels of step k, default self.k) with
+        U^T written into the previous step's buffer (same batch size and dtype). A fresh 43 MB
+        U^T per step (digits CNN, b = 64) is mmapped and page-faulted again on every step by
+        glibc: TNGD's digital part took 2x longer (bench_optimizers.py).
         The returned Ut is overwritten by the next call: copy what must outlive the step."""
         key = (x.shape[0], self._params[0].dtype if self._params else None)
         out = self._ut_buffer if key == self._ut_key else None
-        curv = compute_curvature(self.model, x, y, self.loss, out=out, **kw)
+        curv = compute_curvature(self.model, x, y, self.loss, out=out, curvature=self.curvature,
+                                 mc_samples=self.mc_samples, generator=self._generator(self.k if k is None else k),
+                                 **kw)
         self._ut_buffer, self._ut_key = curv.Ut, key
         return curv
 
@@ -145,13 +170,13 @@ class TNGD(_Damped):
 
     spu: an spu.SPU (default SPU("ou")): its backend and noise level kappa0 are used unless
     kappa0 is given here. With the ngspice backend and topology "crossbar" the GGN form (J, H) is
-    sent; otherwise the factored form U = J^T S."""
+    sent (for curvature "mc" / "empirical": J = U^T, H = I); otherwise the factored form U."""
 
     name = "tngd"
 
     def __init__(self, model, loss="cross_entropy", *, damping=1e-2, t=50.0, td=0.0, kappa0=None,
-                 spu: SPU | None = None, init: str = "previous"):
-        super().__init__(model, loss, damping=damping)
+                 spu: SPU | None = None, init: str = "previous", curvature="ggn", mc_samples=1, seed=0):
+        super().__init__(model, loss, damping=damping, curvature=curvature, mc_samples=mc_samples, seed=seed)
         self.t, self.td, self.kappa0 = t, td, kappa0
         _value(t, 0, "t")
         _value(td, 0, "td")
@@ -171,15 +196,20 @@ class TNGD(_Damped):
     def _crossbar(self) -> bool:
         return self.spu.problem_form == "ggn"
 
-    def _curvature(self, x, y, params=None):
+    def _curvature(self, x, y, params=None, k=None):
         crossbar = self._crossbar
-        if crossbar:
+        # The crossbar takes (J, H); for the exact GGN that is J_f and H_L. The MC and empirical
+        # Fisher have no H of their own: they are sent in the factored form J = U^T, H = I.
+        if crossbar and self.curvature == "ggn":
             return compute_curvature(self.model, x, y, self.loss, params=params, return_U=False,
                                      return_J=True, return_H=True)
-        return self._curvature_U(x, y, params=params)
+        return self._curvature_U(x, y, k, params=params)
 
     def _problem(self, curv, lam: float, g: np.ndarray):
         if self._crossbar:
+            if curv.J is None:  # MC / empirical Fisher: G = U U^T = (U^T)^T I (U^T)
+                Ut = curv.Ut.to(torch.float64, copy=True).numpy()
+                return GGNProblem(Ut, np.eye(Ut.shape[0]), lam, g)
             return GGNProblem(curv.J.double().numpy(), curv.H.double().numpy(), lam, g)
         # A copy: the float32 Ut is the reused buffer (for a float64 model .double() would not copy).
         return FactoredProblem(curv.Ut.to(torch.float64, copy=True).numpy().T, lam, g)
@@ -187,7 +217,7 @@ class TNGD(_Damped):
     def _stale_problem(self):
         if self._stale is None and self._stale_inputs is not None:  # after a resume
             s = self._stale_inputs
-            curv = self._curvature(s["x"], s["y"], params=s["theta"])
+            curv = self._curvature(s["x"], s["y"], params=s["theta"], k=s.get("k", self.k - 1))
             self._stale = self._problem(curv, float(s["lam"]), curv.grad.double().numpy())
         return self._stale
 
@@ -222,7 +252,7 @@ class TNGD(_Damped):
         self._stale = problem
         if self.init == "previous":
             self._stale_inputs = {"theta": params_to_vector(self.model), "x": x.detach().clone(),
-                                  "y": y.detach().clone(), "lam": lam}
+                                  "y": y.detach().clone(), "lam": lam, "k": k}
         self._write_grad(torch.from_numpy(r.x))
         self.k += 1
         return StepInfo(float(curv.loss), digital, device, sim)
@@ -293,8 +323,9 @@ class NGDCG(_Damped):
 
     name = "ngd-cg"
 
-    def __init__(self, model, loss="cross_entropy", *, damping=1e-2, iters=10, tol=0.0):
-        super().__init__(model, loss, damping=damping)
+    def __init__(self, model, loss="cross_entropy", *, damping=1e-2, iters=10, tol=0.0, curvature="ggn",
+                 mc_samples=1, seed=0):
+        super().__init__(model, loss, damping=damping, curvature=curvature, mc_samples=mc_samples, seed=seed)
         if not isinstance(iters, int) or iters < 1:
             raise TrainingError(f"CG iterations must be an integer >= 1, got {iters!r}")
         self.iters, self.tol = iters, float(tol)
@@ -304,9 +335,17 @@ class NGDCG(_Damped):
         k = self.k
         lam = _value(self.damping, k, "damping", positive=True)
         start = time.perf_counter()
-        loss, g, _ = loss_and_grad(self.model, x, y, self.loss)
-        self._check_finite(loss, g, k)
-        op = make_ggn_vp(self.model, x, self.loss, damping=lam)
+        if self.curvature == "ggn":  # matrix-free: one jvp + one vjp per product
+            loss, g, _ = loss_and_grad(self.model, x, y, self.loss)
+            self._check_finite(loss, g, k)
+            op = make_ggn_vp(self.model, x, self.loss, damping=lam)
+        else:  # the Fisher's U has only b*K or b columns: products with U and U^T are cheaper
+            curv = self._curvature_U(x, y)
+            loss, g, Ut = curv.loss, curv.grad, curv.Ut
+            self._check_finite(loss, g, k)
+
+            def op(v):
+                return Ut.T @ (Ut @ v) + lam * v
         self.estimate = conjugate_gradient(op, g, self.estimate, self.iters, self.tol)
         self._write_grad(self.estimate)
         self.k += 1
