@@ -12,7 +12,7 @@ from scipy import stats
 from torch import nn
 
 from spu.device import SPU
-from spu.problems import GGNProblem
+from spu.core.problems import GGNProblem
 from training.curvature import compute_curvature, param_spec, params_to_vector
 from training.loop import TrainConfig, train
 from training.models import build_model
