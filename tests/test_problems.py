@@ -49,7 +49,8 @@ def test_entries_below_the_smallest_conductance_are_left_open():
         build(DenseProblem(A, np.ones(2)), "dense", Design(open_error_max=1e-9))
     # A large entry: scaled by default, a clear error with autoscale off.
     c = build(DenseProblem(np.eye(2) * 500.0, np.ones(2)), "dense")
-    assert c.scale == 500.0 and c.record.scale == 500.0
+    # Scaled to full scale: the largest entry at R0, s = 500.
+    assert c.scale == 500.0 and c.record.scale == c.scale
     with pytest.raises(DesignError, match="below r_min"):
         build(DenseProblem(np.eye(2) * 500.0, np.ones(2)), "dense", Design(autoscale=False))
     # Quantising the resistors drops the tiny coupling too (it rounds to zero conductance).

@@ -105,8 +105,9 @@ def test_ill_conditioned_systems_settle_as_the_report_predicts(topology, cond):
 
 
 def test_scaled_noise_keeps_kappa0_A_inverse():
-    """kappa0 keeps its meaning whatever s is: the circuit is the one of the unscaled physics test
-    (A/s with s = 500), its noise kappa0/s, and the samples are N(x*, kappa0 A^-1) in problem time."""
+    """kappa0 keeps its meaning whatever s is: the physics test's matrix times 500 (scale 500, so
+    the circuit is that test's, its noise kappa0/500), and the samples are N(x*, kappa0 A^-1) in
+    problem time."""
     s = 500.0
     A = s * np.array([[1.0, -0.4], [-0.4, 0.8]])
     b = s * np.array([0.5, -1.0])
@@ -138,7 +139,7 @@ def test_johnson_noise_is_reported_in_problem_units():
         noise = component_report(c, p, 1.0, x_star=p.b / a)["noise"]
         assert noise["johnson_kappa0_max"] == pytest.approx(expect.max(), rel=1e-12)
         assert noise["johnson_kappa0_min"] == pytest.approx(expect.min(), rel=1e-12)
-    assert build(p, "ideal", d).scale == 400.0
+    assert build(p, "ideal", d).scale == 400.0   # the largest entry at R0
 
 
 @pytest.mark.parametrize("backend", ["ngspice", "ou", "euler", "direct", "langevin"])
