@@ -159,7 +159,7 @@ class OscillatorCircuit(Circuit):
             "settling_time_tau": settle,
             "settling_time_circuit_tau": settle * sc,
             "settling_time_s": settle * sc * d.tau,
-            "residual_at_t": math.exp(-r * sc * t),
+            "residual_at_t": float(ex.position_response(sc * t)[0]),
             "fastest_mode_tau": float(1.0 / (sc * max(omega.max(), (g / m).max()))),
             # A held force is white for the positions up to O((omega h)^2): keep omega_max * hold <= 0.1
             # (and hold * gamma/m <= 0.1), the same margin as the RC cells' lambda_max * hold.

@@ -164,6 +164,9 @@ def format_report(rep: dict) -> str:
              f"settles to {t['settling_tolerance']:g} in {t['settling_time_tau']:.4g} tau "
              f"({t['settling_time_circuit_tau']:.4g} circuit tau) = {t['settling_time_s']:.4g} s; "
              f"residual at t = {t['t_tau']:g} tau: {t['residual_at_t']:.3g}",
+             *([f"  Johnson noise at {rep['noise']['temperature_k']:g} K: kappa0 {rep['noise']['johnson_kappa0_min']:.4g}"
+                f" .. {rep['noise']['johnson_kappa0_max']:.4g} per cell (problem units: covariance kappa0 A^-1)"]
+               if rep["noise"]["temperature_k"] else []),
              ("  noise: none" if t["noise_hold_tau"] is None else
               f"  noise hold {t['noise_hold_tau']:.3g} tau vs fastest mode {t['fastest_mode_tau']:.3g} tau: "
               f"{'ok' if t['noise_hold_ok'] else 'TOO LONG (noise coloured)'}"),
