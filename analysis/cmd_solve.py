@@ -1,6 +1,7 @@
 """`thermospice solve | netlist | report`: one linear system through the SPU."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -12,6 +13,7 @@ from spu.backends.direct import solve as direct_solve
 from spu.backends.ngspice import default_topology
 from spu.device import BACKENDS, SPU
 from spu.core.errors import ThermospiceError
+from spu.core.spectral import MODE_DECAY_TOL
 
 from .osc_args import add_oscillator_args, oscillator_from_args
 from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
@@ -45,8 +47,21 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _time(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of tau or 'auto', got {text!r}") from None
+
+
 def _common(p) -> None:
-    p.add_argument("--t", type=float, default=50.0, help="analog time in units of tau (default 50)")
+    p.add_argument("--t", type=_time, default=50.0,
+                   help="analog time in units of tau of the problem, or 'auto': until the slowest mode has "
+                        "settled to --settle-tol (default 50)")
+    p.add_argument("--settle-tol", type=float, default=MODE_DECAY_TOL,
+                   help=f"--t auto: decay of the slowest mode to reach (default {MODE_DECAY_TOL:g})")
     p.add_argument("--kappa0", type=float, default=0.0, help="noise level kappa0 (default 0: off)")
     p.add_argument("--seed", type=int, help="noise seed (same seed, same run)")
     add_oscillator_args(p)
@@ -58,9 +73,13 @@ def _build(args):
     topology = args.topology or default_topology(problem)
     x0 = x0_from_args(args, problem.n)
     osc = oscillator_from_args(args, applies=topology == "oscillator")
-    circuit = build(problem, topology, design, x0=x0, kappa0=args.kappa0, t=args.t, seed=args.seed,
-                    title=getattr(args, "title", None), **({"oscillator": osc} if osc else {}))
-    return problem, circuit, x0
+    opts = {"oscillator": osc} if osc else {}
+    t = args.t
+    if t == "auto":
+        t = SPU("ngspice", topology=topology, design=design, **opts).settling_time(problem, args.settle_tol)
+    circuit = build(problem, topology, design, x0=x0, kappa0=args.kappa0, t=t, seed=args.seed,
+                    title=getattr(args, "title", None), **opts)
+    return problem, circuit, x0, t
 
 
 def cmd_solve(args) -> int:
@@ -74,12 +93,13 @@ def cmd_solve(args) -> int:
     osc = oscillator_from_args(args, applies=args.backend == "langevin" or args.topology == "oscillator")
     spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, keep=args.keep,
               timeout=args.timeout, **({"oscillator": osc} if osc else {}))
-    res = spu.run(problem, t=args.t, x0=x0_from_args(args, problem.n), seed=args.seed)
+    res = spu.run(problem, t=args.t, x0=x0_from_args(args, problem.n), seed=args.seed, settle_tol=args.settle_tol)
     if args.json:
         out = res.to_dict()
         print(json.dumps(out))
     else:
         print(f"backend {res.backend}" + (f", topology {res.topology}" if res.topology else "")
+              + (f", scale s = {res.extra['scale']:.4g}" if res.extra.get("scale", 1.0) != 1.0 else "")
               + f", t = {res.t:g} tau ({res.analog_time_s:.3g} s analog), wall {res.wall_time_s:.3g} s, "
               f"modelled device time {res.device_time_s:.3g} s")
         print("x = " + np.array2string(res.x, precision=8, max_line_width=100))
@@ -89,7 +109,7 @@ def cmd_solve(args) -> int:
 
 
 def cmd_netlist(args) -> int:
-    _, circuit, _ = _build(args)
+    _, circuit, _, _ = _build(args)
     folder = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(folder):
         raise ThermospiceError(f"cannot write {args.output}: folder {folder} does not exist")
@@ -102,7 +122,7 @@ def cmd_netlist(args) -> int:
 
 
 def cmd_report(args) -> int:
-    problem, circuit, x0 = _build(args)
-    rep = component_report(circuit, problem, args.t, x0, x_star=direct_solve(problem, problem.b))
+    problem, circuit, x0, t = _build(args)
+    rep = component_report(circuit, problem, t, x0, x_star=direct_solve(problem, problem.b))
     print(json.dumps(rep) if args.json else format_report(rep))
     return 0

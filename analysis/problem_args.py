@@ -43,6 +43,11 @@ def add_design_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--opamp-gbw", type=float, help="op-amp gain-bandwidth product, Hz")
     g.add_argument("--noise-dt", type=float, default=Design.noise_dt, help="noise hold time in tau (default: min(0.05, 0.02/lambda_max))")
     g.add_argument("--dt-max", type=float, default=Design.dt_max, help="largest ngspice step in tau")
+    g.add_argument("--no-autoscale", action="store_true",
+                   help="program A as given (no scale s: the circuit then realises A x = b exactly or fails)")
+    g.add_argument("--open-error-max", type=float, default=Design.open_error_max,
+                   help="largest relative steady-state error allowed from entries below the smallest "
+                        f"programmable conductance, which are left open (default {Design.open_error_max:g})")
 
 
 def load_array(path: str, name: str) -> np.ndarray:
@@ -87,4 +92,5 @@ def design_from_args(args) -> Design:
     return Design(R0=args.R0, C=args.C, r_min=args.r_min, r_max=args.r_max, bits_r=args.bits_r,
                   bits_dac=args.bits_dac, bits_adc=args.bits_adc, tol_r=args.tol_r, tol_c=args.tol_c,
                   component_seed=args.component_seed, opamp=OpAmp(args.opamp_gain, args.opamp_gbw),
-                  temperature=args.temperature, noise_dt=args.noise_dt, dt_max=args.dt_max).check()
+                  temperature=args.temperature, noise_dt=args.noise_dt, dt_max=args.dt_max,
+                  autoscale=not args.no_autoscale, open_error_max=args.open_error_max).check()

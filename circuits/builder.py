@@ -23,6 +23,7 @@ from spu.core.errors import DesignError
 
 from .design import Design
 from .netlist import Netlist
+from .scaling import negligible_columns
 
 
 @dataclass
@@ -35,8 +36,41 @@ class Stage:
 
 
 @dataclass
+class ArrayRecord:
+    """One programmed resistor array, as built: THE record of how its coefficients became resistors
+    (netlist and any as-built model read this, nothing recomputes it).
+
+    coef         the coefficients asked for, in circuit units (after the scale s of
+                 circuits/scaling.py and the array's own autorange), shape of the array
+    programmed   after quantisation, with open cells set to 0 (what the array realises nominally)
+    rows, cols   the cells that got a resistor; ohms_nominal = R0/|programmed| there, ohms as built
+                 (tolerance drawn); sources/targets: the node each resistor joins
+    opened       nonzero coefficients left open (R0/|c| above r_max: an unprogrammed cell)
+    open_max, open_index  the largest of them and its "[i,j]"
+    """
+
+    label: str
+    coef: np.ndarray
+    programmed: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    ohms_nominal: np.ndarray
+    ohms: np.ndarray
+    sources: list[str]
+    targets: list[str]
+    opened: int = 0
+    open_max: float = 0.0
+    open_index: str = ""
+
+    def span(self) -> float:
+        """max |c| / min nonzero |c|: the resistor ratio the array would need to place every entry."""
+        mag = np.abs(self.coef[self.coef != 0])
+        return float(mag.max() / mag.min()) if mag.size else 1.0
+
+
+@dataclass
 class BuildRecord:
-    """What the report needs to know about the built circuit."""
+    """What the report (and an as-built model) needs to know about the built circuit."""
 
     resistors: list[np.ndarray] = field(default_factory=list)  # as-built ohms, per array
     resistor_roles: list[str] = field(default_factory=list)
@@ -48,7 +82,18 @@ class BuildRecord:
     noise_sources: int = 0
     dacs: int = 0
     dac_volts: np.ndarray | None = None
-    noise_hold_tau: float | None = None  # None when the circuit has no noise source
+    noise_hold_tau: float | None = None  # circuit tau; None when the circuit has no noise source
+    arrays: dict[str, ArrayRecord] = field(default_factory=dict)  # label -> programmed array
+    scale: float = 1.0               # the circuit realises (A/scale) x = b/scale (circuits/scaling.py)
+    columns_dropped: int = 0         # columns of U left out whole (every entry an open cell)
+    columns_dropped_entries: int = 0  # their nonzero entries (each would have been an open cell)
+    open_error: float = 0.0          # relative steady-state error of the open cells alone
+    # Johnson noise per cell as a kappa in circuit units (0 without temperature); times scale
+    # gives problem units.
+    johnson_kappa: np.ndarray | None = None
+
+    def open_count(self) -> int:
+        return sum(a.opened for a in self.arrays.values())
 
 
 class Builder:
@@ -93,7 +138,7 @@ class Builder:
         return min(max(full, lo), hi)
 
     def ohms(self, label: str, coef: np.ndarray, index_names) -> np.ndarray:
-        """Nominal resistances R0/|a| of the nonzero coefficients, range-checked, with tolerance."""
+        """Nominal resistances R0/|a| of coefficients that must all be placed (range-checked)."""
         mag = np.abs(coef)
         with np.errstate(divide="ignore"):
             R = self.d.R0 / mag
@@ -102,11 +147,23 @@ class Builder:
             k = int(np.argmax(bad))
             side = "below r_min" if R[k] < self.d.r_min else "above r_max"
             lim = self.d.r_min if R[k] < self.d.r_min else self.d.r_max
+            hint = "widen [r_min, r_max]" if self.d.autoscale else "rescale the problem (or leave autoscale on), widen [r_min, r_max]"
             raise DesignError(
                 f"{label}{index_names(k)} = {coef[k]:.6g} maps to R = R0/|a| = {R[k]:.6g} ohm, {side} "
-                f"({lim:g} ohm); rescale the problem, widen [r_min, r_max] or set bits_r to drop tiny entries"
+                f"({lim:g} ohm); {hint} or set bits_r to drop tiny entries"
             )
-        return self.with_tolerance(R, self.d.tol_r)
+        return R
+
+    def drop_negligible_columns(self, U: np.ndarray, full_scale: float) -> np.ndarray:
+        """U without the columns whose every entry would be an open cell (a softmax Hessian's null
+        direction gives such columns): they would only cost summers that carry nothing."""
+        drop = negligible_columns(U, full_scale, self.d)
+        if not drop.any():
+            return U
+        self.record.columns_dropped = int(drop.sum())
+        self.record.columns_dropped_entries = int(np.count_nonzero(U[:, drop]))
+        self.nl.comment(f"{int(drop.sum())} column(s) of U below the smallest programmable conductance left out")
+        return U[:, ~drop]
 
     def with_tolerance(self, values: np.ndarray, tol: float) -> np.ndarray:
         values = np.asarray(values, dtype=float)
@@ -145,10 +202,20 @@ class Builder:
         pos[j] carries v_j, neg[j] carries -v_j (needed only where a column has negative entries).
         Returns the as-built signed conductances.
         """
-        coef = self.quantise(label, np.asarray(coef, dtype=float))
+        asked = np.asarray(coef, dtype=float)
+        coef = self.quantise(label, asked)
+        # An entry needing more than r_max is left open: no resistor, as an unprogrammed cell.
+        opened = (coef != 0) & (np.abs(coef) < self.d.R0 / self.d.r_max)
+        n_open, open_max, open_index = int(opened.sum()), 0.0, ""
+        if n_open:
+            k = int(np.argmax(np.where(opened, np.abs(coef), -1.0)))
+            i, j = np.unravel_index(k, coef.shape)
+            open_max, open_index = float(np.abs(coef[i, j])), f"[{i},{j}]"
+            coef = np.where(opened, 0.0, coef)
         rows, cols = np.nonzero(coef)
         vals = coef[rows, cols]
-        R = self.ohms(label, vals, lambda k: f"[{rows[k]},{cols[k]}]")
+        R_nom = self.ohms(label, vals, lambda k: f"[{rows[k]},{cols[k]}]")
+        R = self.with_tolerance(R_nom, self.d.tol_r)
         S = np.zeros(coef.shape)
         S[rows, cols] = np.sign(vals) / R
         add = self.nl.R
@@ -167,6 +234,8 @@ class Builder:
             self.node_conductance[node] = self.node_conductance.get(node, 0.0) + float(g)
         self.record.resistors.append(R)
         self.record.resistor_roles.append(label)
+        self.record.arrays[label] = ArrayRecord(label, asked, coef, rows, cols, R_nom, R, srcs, dsts,
+                                                n_open, open_max, open_index)
         return Stage(label, S)
 
     def summers(self, label: str, n: int, gain: float = 1.0) -> tuple[list[str], list[str], np.ndarray]:
@@ -257,6 +326,13 @@ class Builder:
         self.record.dacs = len(b)
         self.record.dac_volts = volts
         return -volts / R * d.R0 / d.v_unit
+
+    def johnson_kappa(self, node: str) -> float:
+        """The kappa (circuit units) that the Johnson current into an RC cell's node amounts to:
+        sigma^2 = 2kT G against kappa_to_current_sigma's (C v_unit)^2 2 kappa / tau."""
+        d = self.d
+        g = self.node_conductance.get(node, 0.0)
+        return d.johnson_sigma(g) ** 2 * d.tau / (2.0 * (d.C * d.v_unit) ** 2) if g > 0 else 0.0
 
     def noise_sources(self, kappa_nodes: list[str], kappa0: float, johnson: bool = True) -> None:
         """One seeded Gaussian current source per node: programmable kappa0 noise on the cells,

@@ -20,9 +20,11 @@ class OpAmp:
     gain: float | None = None
     gbw: float | None = None
 
-    # An E source stands in for the ideal op-amp. Its finite gain leaves a steady-state error of
-    # about (sum of conductances at the summing node / G0) / gain, so 1e9 keeps it near 1e-8.
-    IDEAL_GAIN = 1e9
+    # An E source stands in for the ideal op-amp. Its finite gain leaves a residual of about
+    # (sum of conductances at the summing node / G0) / gain, which the solve amplifies by up to
+    # the condition number: measured 7e-6 relative at gain 1e9 for n = 8, cond 1e4, 7e-9 at 1e12
+    # (1/gain down to 1e13), so 1e12 keeps ill-conditioned systems (issue 12) near 1e-8.
+    IDEAL_GAIN = 1e12
 
     @property
     def ideal(self) -> bool:
@@ -64,6 +66,13 @@ class Design:
                  (largest entry -> R0) and restore the gain in the summers' feedback resistors.
     amp_quiescent_w  assumed quiescent power of one op-amp (1 mW, a generic low-power part), used
                  only by the power estimate of the component report.
+    autoscale    realise (A/s) x = b/s with the scale s chosen so the coefficients fit [r_min, r_max]
+                 and the DAC range (circuits/scaling.py); times given in tau are the problem's, the
+                 circuit runs s times longer. False: program A as given (s = 1).
+    open_error_max  largest relative steady-state error allowed from entries left open (below the
+                 smallest programmable conductance 1/r_max no resistor is placed); above it the
+                 build fails naming the range needed.
+    A run's t and noise_dt are in units of tau of the problem; dt_max in the circuit's tau = R0*C.
     """
 
     R0: float = 1e3
@@ -85,6 +94,8 @@ class Design:
     dt_max: float = 0.01
     amp_quiescent_w: float = 1e-3
     autorange: bool = True
+    autoscale: bool = True
+    open_error_max: float = 1e-6
 
     @property
     def tau(self) -> float:
@@ -112,6 +123,8 @@ class Design:
             raise DesignError(f"R0 = {self.R0} ohm lies outside the resistor range [{self.r_min}, {self.r_max}]")
         if self.noise_dt is not None:
             positive("noise_dt", self.noise_dt)
+        if not (isinstance(self.open_error_max, (int, float)) and self.open_error_max >= 0):
+            raise DesignError(f"open_error_max must be a number >= 0, got {self.open_error_max!r}")
         for name in ("bits_r", "bits_dac", "bits_adc"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and 1 <= v <= 32):

@@ -59,12 +59,12 @@ import numpy as np
 
 from spu.core.errors import DesignError, ProblemError
 from spu.core.problems import DenseProblem, GGNProblem
-from spu.core.spectral import MODE_DECAY_TOL, settling_time
-from spu.core.underdamped import DenseLangevin, ExactLangevin, OscillatorParams, damping_ratios, mode_drift
+from spu.core.underdamped import DenseLangevin, ExactLangevin, OscillatorParams, damping_ratios
 
 from .builder import Builder
 from .circuit import AsBuilt, Circuit, check_x0, effective, finish_transient
 from .design import Design
+from .scaling import check_open, choose_scale, exact_solution, open_error, scaled
 
 
 
@@ -125,7 +125,8 @@ class OscillatorCircuit(Circuit):
             raise DesignError("velocities are the node voltages themselves in the capacitive realisation")
         d = self.design
         du = np.stack([raw[f"v({u})"] - raw[f"v({r})"] for u, r in zip(self.force_nodes, self.junction_nodes)], axis=1)
-        return -du / (d.v_unit * self.gamma_eff[None, :])
+        # dq/d(circuit tau) times the scale: per tau of the problem.
+        return -du * self.scale / (d.v_unit * self.gamma_eff[None, :])
 
     # -- component report -----------------------------------------------------------------------
     def report_hook(self, rep: dict, problem, t: float, x0) -> None:
@@ -136,11 +137,11 @@ class OscillatorCircuit(Circuit):
         ex = ExactLangevin(spec_problem, p, 0.0)
         eigs = ex.spec.eigs
         m, w, g = ex.m, ex.w, ex.g
-        F = mode_drift(m, w, g)
-        rates = -np.linalg.eigvals(F).real.max(axis=1)      # slowest decay rate of each mode
-        r = float(rates.min())
+        # Rates here are per circuit tau; times s per problem tau (the report's unit).
+        sc = self.scale
+        r = ex.decay_rate()
         omega = np.sqrt(w / m)
-        settle = settling_time(r)
+        settle = ex.settle_time() / sc
         tm = rep["timing"]
         tm.update({
             "dynamics": "second order (underdamped Langevin)",
@@ -150,15 +151,16 @@ class OscillatorCircuit(Circuit):
             "gamma": self.gamma,
             "zeta_min": float(damping_ratios(m, w, g).min()),
             "zeta_max": float(damping_ratios(m, w, g).max()),
-            "omega_min_per_tau": float(omega.min()),
-            "omega_max_per_tau": float(omega.max()),
+            "omega_min_per_tau": float(omega.min() * sc),
+            "omega_max_per_tau": float(omega.max() * sc),
             "f_max_hz": float(omega.max() / (2 * math.pi * d.tau)),
-            "slowest_decay_rate_per_tau": r,
-            "slowest_mode_tau": 1.0 / r,
+            "slowest_decay_rate_per_tau": r * sc,
+            "slowest_mode_tau": 1.0 / (r * sc),
             "settling_time_tau": settle,
-            "settling_time_s": settle * d.tau,
-            "residual_at_t": math.exp(-r * t),
-            "fastest_mode_tau": float(1.0 / max(omega.max(), (g / m).max())),
+            "settling_time_circuit_tau": settle * sc,
+            "settling_time_s": settle * sc * d.tau,
+            "residual_at_t": float(ex.position_response(sc * t)[0]),
+            "fastest_mode_tau": float(1.0 / (sc * max(omega.max(), (g / m).max()))),
             # A held force is white for the positions up to O((omega h)^2): keep omega_max * hold <= 0.1
             # (and hold * gamma/m <= 0.1), the same margin as the RC cells' lambda_max * hold.
             "noise_hold_ok": bool(self.noise_hold_tau * max(omega.max(), (g / m).max()) <= 0.1),
@@ -169,9 +171,9 @@ class OscillatorCircuit(Circuit):
         # Transient peaks (noise off) from the exact second-order solution from x0: positions may
         # overshoot A^-1 b when underdamped; force node, junction and inductor current along the way.
         x0 = np.zeros(self.n) if x0 is None else np.asarray(x0, float)
-        grid = np.linspace(0.0, min(t, 4 * settle), 400)
+        grid = np.linspace(0.0, sc * min(t, 4 * settle), 400)   # circuit tau
         _, _, Q, V = ex.run(grid[-1], x0, np.zeros(self.n), grid, None)
-        force = np.array([problem.matvec(q) - problem.b for q in Q])
+        force = np.array([spec_problem.matvec(q) - spec_problem.b for q in Q])
         i_peak = float(np.abs(V).max() * d.C * d.v_unit / d.tau)
         u_peak = float(np.abs(force).max() * d.v_unit)
         q_peak = float(np.abs(Q).max() * d.v_unit)
@@ -231,6 +233,8 @@ def _build_resistive(B: Builder, p, x0, v0, params: OscillatorParams, gamma: flo
         # Stage 1: V(y) = -M1 V(x), yn = +gy M1 V(x) (as in the factored RC topology, autoranged:
         # both arrays programmed as U/sc, the y summers' gain sc^2 restores the product).
         sc = B.scale(U, power=2)
+        U = B.drop_negligible_columns(U, sc)
+        m_ = U.shape[1]
         B.nl.comment(f"arrays Ut and negU programmed as U/{sc!r}; the y summers' gain {sc * sc!r} restores it")
         ysum, ys, Rf1 = B.summers("y", m_, gain=sc * sc)
         s1 = B.array("Ut", U.T / sc, ysum, xs, xn)
@@ -346,38 +350,65 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
     if not (isinstance(t, (int, float)) and np.isfinite(t) and t > 0):
         raise DesignError(f"analog time t must be a finite number > 0 (in tau), got {t!r}")
     form = _form(problem, params.coupling)
-    lo, hi = form.eig_extremes()
-    gamma = params.resolve_gamma(lo, hi)
     x0 = check_x0(x0, form.n)
     v0 = check_x0(v0, form.n)
     if params.coupling == "capacitive" and np.any(v0 != 0):
         raise DesignError("v0 applies to the resistive coupling; capacitive cells start from the node voltages x0")
-    B = Builder(design, title or f"thermospice oscillator SPU ({params.coupling} coupling), n={form.n}")
-    B.record.inductors = np.zeros(0)
-    B.nl.comment(f"oscillator, {params.coupling} coupling: m q'' = -(A q - b) - gamma q' + noise, gamma = {gamma!r}")
-    tau = design.tau
-    # Noise must be white against the fastest rate: the stiffest mode or the damping.
-    B.noise_hold_tau = design.hold_for(max(hi, gamma))
-    if params.coupling == "resistive":
-        xs, ab, mass, gam, Rd, L, us, junctions, Rf = _build_resistive(B, form, x0, v0, params, gamma, lrange)
-        # Force noise into the summers: kappa_to_current_sigma(kappa0 * gamma) = v sqrt(2 kappa0 gamma C/R0).
-        B.noise_sources(B.noise_nodes, kappa0 * gamma)
-        noise_rate = _force_noise_rate(B, kappa0 * gamma, su_nodes(form.n), Rf, junctions, Rd)
-        mass_eff = mass
-    else:
-        xs, ab, stiff, gam, Rd, L = _build_capacitive(B, form, x0, params, gamma, lrange)
-        B.noise_sources(B.noise_nodes, kappa0 * gamma)
-        us, junctions = [], []
-        # Node noise current sigma -> force rate tau sigma^2 / (v C)^2 (s units).
-        var = np.array([_node_var(B, kappa0 * gamma, x) for x in xs])
-        noise_rate = tau * var / (design.v_unit * design.C) ** 2
-        mass_eff = stiff
+    topology = "dense" if isinstance(form, DenseProblem) else "factored"
+    s = choose_scale(form, topology, design, coupling=params.coupling)
+    circuit_form = scaled(form, s)
+    # Everything below is in circuit units: eigenvalues of A/s, gamma of the circuit's cells (the
+    # damping ratio zeta is the same in both), velocities dq/d(circuit tau) = v0/s.
+    lo, hi = circuit_form.eig_extremes()
+    gamma = params.resolve_gamma(lo, hi)
+
+    def assemble(d: Design, kappa: float, label: str):
+        B = Builder(d, label)
+        B.record.scale = s
+        B.record.inductors = np.zeros(0)
+        if s != 1.0:
+            B.nl.comment(f"scaled: the circuit realises (A/{s!r}) q = b/{s!r}; one problem tau is {s!r} circuit tau")
+        B.nl.comment(f"oscillator, {params.coupling} coupling: m q'' = -(A q - b) - gamma q' + noise, gamma = {gamma!r}")
+        # Noise must be white against the fastest rate: the stiffest mode or the damping (the
+        # hold is the problem's, s times longer in circuit tau).
+        B.noise_hold_tau = s * d.hold_for(s * max(hi, gamma))
+        if params.coupling == "resistive":
+            xs, ab, mass, gam, Rd, L, us, junctions, Rf = _build_resistive(B, circuit_form, x0, v0 / s, params,
+                                                                           gamma, lrange)
+            # Force noise into the summers: kappa_to_current_sigma(kappa * gamma) = v sqrt(2 kappa gamma C/R0),
+            # with kappa0/s so that the stationary covariance stays kappa0 A^-1.
+            B.noise_sources(B.noise_nodes, kappa * gamma / s)
+            noise_rate = _force_noise_rate(B, kappa * gamma / s, su_nodes(form.n), Rf, junctions, Rd)
+            johnson = _force_noise_rate(B, 0.0, su_nodes(form.n), Rf, junctions, Rd) / (2 * gam)
+            mass_eff = mass
+        else:
+            xs, ab, stiff, gam, Rd, L = _build_capacitive(B, circuit_form, x0, params, gamma, lrange)
+            B.noise_sources(B.noise_nodes, kappa * gamma)
+            us, junctions = [], []
+            # Node noise current sigma -> force rate tau sigma^2 / (v C)^2 (s units).
+            to_rate = d.tau / (d.v_unit * d.C) ** 2
+            noise_rate = to_rate * np.array([_node_var(B, kappa * gamma, x) for x in xs])
+            johnson = to_rate * np.array([_node_var(B, 0.0, x) for x in xs]) / (2 * gam)
+            mass_eff = stiff
+        B.record.johnson_kappa = johnson
+        return B, (xs, ab, gam, Rd, L, us, junctions, noise_rate, mass_eff)
+
+    B, (xs, ab, gam, Rd, L, us, junctions, noise_rate, mass_eff) = assemble(
+        design, kappa0, title or f"thermospice oscillator SPU ({params.coupling} coupling), n={form.n}")
+    if B.record.open_count() or B.record.columns_dropped:
+        d = design
+        nominal = ab
+        if d.tol_r or d.tol_c or d.bits_r is not None or d.bits_dac is not None or lrange.tol_l:
+            nd = d.with_(tol_r=0.0, tol_c=0.0, bits_r=None, bits_dac=None, temperature=None)
+            nominal = assemble(nd, 0.0, "nominal")[1][1]
+        check_open(B.record, open_error(nominal, exact_solution(form)), design)
     nl = B.nl
     saves = list(xs) + (list(us) + list(junctions) if save_velocity else [])
-    finish_transient(nl, design, saves, xs, t, points, seed)
-    ideal = form if params.coupling == "resistive" else DenseProblem(form.A, np.zeros(form.n))
+    finish_transient(nl, design, saves, xs, t, points, seed, scale=s, fastest_rate=max(math.sqrt(hi / params.mass) if params.coupling == 'resistive' else hi, gamma))
+    ideal = circuit_form if params.coupling == "resistive" else DenseProblem(circuit_form.A, np.zeros(form.n))
     return OscillatorCircuit(
         topology="oscillator", netlist=nl, state_nodes=xs, design=design, record=B.record, as_built=ab, n=form.n,
+        scale=s, realised=circuit_form,
         params=params, gamma=gamma, inductors=L, dampers=Rd, mass_eff=mass_eff, gamma_eff=gam,
         noise_rate=noise_rate, force_nodes=list(us), junction_nodes=list(junctions), ideal_problem=ideal,
         noise_hold_tau=B.noise_hold_tau)

@@ -57,26 +57,48 @@ def component_report(circuit: Circuit, problem, t: float, x0=None, *, x_star) ->
         "adc_lsb_v": (2 * d.v_fullscale / (2**d.bits_adc - 1)) if d.bits_adc else None,
     }
 
+    # Times in problem tau; the circuit realises A/scale, so it runs scale times longer (tau_s is
+    # the circuit's R0*C, one problem tau is scale*tau_s seconds of analog time).
+    sc = circuit.scale
     lam_min, lam_max = problem.eig_extremes()
     settle_tau = settling_time(lam_min)
+    hold = None if rec.noise_hold_tau is None else rec.noise_hold_tau / sc
     timing = {
+        "scale": sc,
         "tau_s": d.tau,
+        "problem_tau_s": sc * d.tau,
         "lambda_min": lam_min,
         "lambda_max": lam_max,
         "condition_number": lam_max / lam_min,
         "slowest_mode_tau": 1.0 / lam_min,
         "settling_time_tau": settle_tau,
-        "settling_time_s": settle_tau * d.tau,
+        "settling_time_circuit_tau": settle_tau * sc,
+        "settling_time_s": settle_tau * sc * d.tau,
         "settling_tolerance": MODE_DECAY_TOL,
         "t_tau": t,
+        "t_circuit_tau": t * sc,
+        "analog_time_s": t * sc * d.tau,
         "residual_at_t": math.exp(-lam_min * t),
         "fastest_mode_tau": 1.0 / lam_max,
         # None when the circuit has no noise source. Held noise is white only well below
         # 1/hold: the report flags a hold that is not short against the fastest mode (between
         # hold boundaries the variance dips by about lam_max*hold/2).
-        "noise_hold_tau": rec.noise_hold_tau,
-        "noise_hold_ok": bool(rec.noise_hold_tau is None or rec.noise_hold_tau * lam_max <= 0.1),
+        "noise_hold_tau": hold,
+        "noise_hold_ok": bool(hold is None or hold * lam_max <= 0.1),
     }
+    jk = rec.johnson_kappa
+    noise = {"temperature_k": d.temperature,
+             # Johnson noise is physical: as a kappa of the problem (covariance kappa A^-1) it is
+             # the circuit's kappa times the scale.
+             "johnson_kappa0_max": float(sc * jk.max()) if jk is not None and jk.size else 0.0,
+             "johnson_kappa0_min": float(sc * jk.min()) if jk is not None and jk.size else 0.0}
+    opened = {"count": rec.open_count() + rec.columns_dropped_entries,
+              "per_array": {k: a.opened for k, a in rec.arrays.items() if a.opened},
+              "columns_dropped": rec.columns_dropped,
+              "columns_dropped_entries": rec.columns_dropped_entries,
+              "min_conductance_s": 1.0 / d.r_max,
+              "steady_state_rel_error": rec.open_error,
+              "bound": d.open_error_max}
 
     # Node voltages at the start and at steady state (in volts): cells plus every driven node.
     volts = _node_voltages(circuit, x_built, x0)
@@ -93,10 +115,10 @@ def component_report(circuit: Circuit, problem, t: float, x0=None, *, x_star) ->
         p_res += float(np.sum((va - vb) ** 2 / R))
     p_amp = rec.amplifiers * d.amp_quiescent_w
     power = {"resistive_w": p_res, "amplifier_quiescent_w": p_amp, "total_w": p_res + p_amp,
-             "energy_per_solve_j": (p_res + p_amp) * t * d.tau,
+             "energy_per_solve_j": (p_res + p_amp) * t * sc * d.tau,
              "assumption": f"steady-state dissipation, {d.amp_quiescent_w:g} W quiescent per op-amp"}
     rep = {"topology": circuit.topology, "n": n, "counts": count_named, "ranges": ranges,
-           "quantisation": quant, "timing": timing, "voltages": voltages, "power": power,
+           "quantisation": quant, "open_cells": opened, "noise": noise, "timing": timing, "voltages": voltages, "power": power,
            "design": d.as_dict()}
     hook = getattr(circuit, "report_hook", None)  # second-order cells amend timing and peaks
     if hook is not None:
@@ -132,10 +154,19 @@ def format_report(rep: dict) -> str:
              if r["resistance_ohm"]["min"] is not None else "  resistors: none",
              f"  quantisation: bits R/DAC/ADC = {q['bits_r']}/{q['bits_dac']}/{q['bits_adc']}, "
              f"steady-state relative error from quantisation and tolerance {q['steady_state_rel_error']:.3g}",
+             f"  scale s = {t['scale']:.6g}: the circuit realises (A/s) x = b/s; one problem tau = "
+             f"{t['problem_tau_s']:.4g} s; t = {t['t_tau']:g} tau = {t['analog_time_s']:.4g} s analog",
+             f"  open cells (below {rep['open_cells']['min_conductance_s']:.3g} S): {rep['open_cells']['count']}"
+             f" ({rep['open_cells']['columns_dropped']} column(s) of U dropped), steady-state error "
+             f"{rep['open_cells']['steady_state_rel_error']:.3g} (bound {rep['open_cells']['bound']:g})",
              f"  settling: lambda_min {t['lambda_min']:.4g}, lambda_max {t['lambda_max']:.4g}, "
              f"condition {t['condition_number']:.4g}; slowest mode {t['slowest_mode_tau']:.4g} tau, "
-             f"settles to {t['settling_tolerance']:g} in {t['settling_time_tau']:.4g} tau = {t['settling_time_s']:.4g} s; "
+             f"settles to {t['settling_tolerance']:g} in {t['settling_time_tau']:.4g} tau "
+             f"({t['settling_time_circuit_tau']:.4g} circuit tau) = {t['settling_time_s']:.4g} s; "
              f"residual at t = {t['t_tau']:g} tau: {t['residual_at_t']:.3g}",
+             *([f"  Johnson noise at {rep['noise']['temperature_k']:g} K: kappa0 {rep['noise']['johnson_kappa0_min']:.4g}"
+                f" .. {rep['noise']['johnson_kappa0_max']:.4g} per cell (problem units: covariance kappa0 A^-1)"]
+               if rep["noise"]["temperature_k"] else []),
              ("  noise: none" if t["noise_hold_tau"] is None else
               f"  noise hold {t['noise_hold_tau']:.3g} tau vs fastest mode {t['fastest_mode_tau']:.3g} tau: "
               f"{'ok' if t['noise_hold_ok'] else 'TOO LONG (noise coloured)'}"),

@@ -23,6 +23,7 @@ from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 from .builder import Builder
 from .circuit import AsBuilt, Circuit, check_x0, effective, finish_transient
 from .design import Design
+from .scaling import check_open, choose_scale, exact_solution, open_error, scaled
 
 TOPOLOGIES = ("ideal", "dense", "crossbar", "factored", "oscillator")  # oscillator: circuits/oscillator.py
 
@@ -70,11 +71,12 @@ def build_dense(B: Builder, p: DenseProblem, x0: np.ndarray):
 
 def build_factored(B: Builder, p: FactoredProblem, x0: np.ndarray):
     n, m, R0 = p.n, p.m, B.d.R0
-    U = p.U
+    su = B.scale(p.U, power=2)
+    U = B.drop_negligible_columns(p.U, su)
+    m = U.shape[1]
     sums, xs, C = B.integrator_cells(n, x0)
     lam_eff = _lam_array(B, p.lam, n, sums, xs)
     xn, gx = B.inverters("x", xs, (U.T < 0).any(axis=0))
-    su = B.scale(U, power=2)
     B.nl.comment(f"arrays Ut and U programmed as U/{su!r}; the y summers' gain {su * su!r} restores it")
     # Stage 1: y = -U^T x (inverting summers), then yn = +U^T x.
     ysum, ys, Rf1 = B.summers("y", m, gain=su * su)
@@ -167,11 +169,35 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
         raise DesignError(f"analog time t must be a finite number > 0 (in tau), got {t!r}")
     form = _as_problem_for(topology, problem)
     x0 = check_x0(x0, form.n)
-    B = Builder(design, title or f"thermospice {topology} SPU, n={form.n}")
-    B.nl.comment(f"topology {topology}: tau dx/dt = -(A x - b), state V(x_i) = {design.v_unit!r} V * x_i")
-    xs, as_built = _BUILDERS[topology](B, form, x0)
-    B.noise_hold_tau = design.hold_for(form.eig_extremes()[1]) if kappa0 > 0 or design.temperature else None
-    B.noise_sources(B.noise_nodes, kappa0)
+    s = choose_scale(form, topology, design)
+    circuit_form = scaled(form, s)
+
+    def assemble(d: Design, kappa: float, label: str):
+        B = Builder(d, label)
+        B.record.scale = s
+        if s != 1.0:
+            B.nl.comment(f"scaled: the circuit realises (A/{s!r}) x = b/{s!r}; one problem tau is {s!r} circuit tau")
+        B.nl.comment(f"topology {topology}: tau dx/dt = -(A x - b), state V(x_i) = {d.v_unit!r} V * x_i")
+        xs, as_built = _BUILDERS[topology](B, circuit_form, x0)
+        # Noise hold and kappa0 are the problem's: the hold is s times longer in circuit tau, and
+        # kappa0/s keeps the stationary covariance kappa0 A^-1 (the circuit's matrix is A/s).
+        B.noise_hold_tau = s * d.hold_for(form.eig_extremes()[1]) if kappa > 0 or d.temperature else None
+        B.noise_sources(B.noise_nodes, kappa / s)
+        B.record.johnson_kappa = np.array([B.johnson_kappa(node) for node in B.noise_nodes])
+        return B, xs, as_built
+
+    B, xs, as_built = assemble(design, kappa0, title or f"thermospice {topology} SPU, n={form.n}")
+    if B.record.open_count() or B.record.columns_dropped:
+        check_open(B.record, open_error(_nominal(design, assemble, B, as_built), exact_solution(form)), design)
     nl = B.nl
-    finish_transient(nl, design, xs, xs, t, points, seed)
-    return Circuit(topology, nl, xs, design, B.record, as_built, form.n)
+    finish_transient(nl, design, xs, xs, t, points, seed, scale=s, fastest_rate=form.eig_extremes()[1] / s)
+    return Circuit(topology, nl, xs, design, B.record, as_built, form.n, scale=s, realised=circuit_form)
+
+
+def _nominal(design: Design, assemble, B: Builder, as_built):
+    """The as-built system with no tolerance and no quantisation: only the open cells remain."""
+    d = design
+    if d.tol_r == 0 and d.tol_c == 0 and d.bits_r is None and d.bits_dac is None:
+        return as_built
+    nominal = d.with_(tol_r=0.0, tol_c=0.0, bits_r=None, bits_dac=None, temperature=None)
+    return assemble(nominal, 0.0, "nominal")[2]

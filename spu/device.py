@@ -19,6 +19,7 @@ import numpy as np
 
 from .core.errors import ProblemError, ThermospiceError
 from .core.problems import DenseProblem, FactoredProblem, GGNProblem, as_finite_array
+from .core.spectral import MODE_DECAY_TOL, settling_time
 from .timing import TimingModel, resistor_count
 
 BACKENDS = ("ngspice", "ou", "euler", "direct", "langevin")
@@ -35,8 +36,8 @@ class SPUResult:
     x: np.ndarray
     backend: str
     topology: str | None
-    t: float                      # analog time in tau
-    analog_time_s: float
+    t: float                      # analog time in tau of the problem
+    analog_time_s: float          # physical: t * scale * tau (a scaled circuit runs scale times longer)
     wall_time_s: float
     device_time_s: float          # modelled time on the physical device (spu.timing)
     device_time_breakdown: dict
@@ -102,6 +103,19 @@ class SPU:
         prefer = getattr(self._mod, "problem_form", None)
         return prefer(self.topology) if prefer is not None else "factored"
 
+    def settling_time(self, problem, tol: float = MODE_DECAY_TOL) -> float:
+        """Time (problem tau) for the slowest mode of what this device runs to decay to tol: the
+        component report's settling estimate, with the backend's own rate where it has one."""
+        if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+            raise ProblemError(f"settling tolerance must be in (0, 1), got {tol!r}")
+        own = getattr(self._mod, "settle_time", None)
+        options = dict(self.options)
+        if self.backend == "ngspice":
+            options.update(design=self.design, topology=self.topology)
+        if own is not None:
+            return own(problem, tol, options)
+        return settling_time(problem.eig_extremes()[0], tol)
+
     def _next_seed(self, seed):
         if seed is not None:
             return int(seed)
@@ -111,10 +125,14 @@ class SPU:
         s = int(np.random.SeedSequence([int(self.seed), self.runs]).generate_state(1)[0]) % (2**31 - 1)
         return s
 
-    def run(self, problem, t: float, x0=None, *, times=None, seed: int | None = None,
-            kappa0: float | None = None) -> SPUResult:
+    def run(self, problem, t, x0=None, *, times=None, seed: int | None = None,
+            kappa0: float | None = None, settle_tol: float = MODE_DECAY_TOL) -> SPUResult:
+        """t: analog time in tau of the problem, or "auto": until the slowest mode has decayed
+        to settle_tol (SPU.settling_time)."""
         if not isinstance(problem, (DenseProblem, FactoredProblem, GGNProblem)):
             raise ProblemError(f"expected a DenseProblem, FactoredProblem or GGNProblem, got {type(problem).__name__}")
+        if isinstance(t, str) and t == "auto":
+            t = self.settling_time(problem, settle_tol)
         try:
             t = float(t)
         except (TypeError, ValueError):
@@ -147,10 +165,11 @@ class SPU:
         resistors = out.programmed_resistors
         if resistors is None:
             resistors = _resistors_for(problem, topology)
+        scale = float(out.extra.get("scale", 1.0))
         breakdown = self.timing.device_time(problem.n, resistors,
-                                            t if math.isfinite(t) else 0.0)
+                                            t * scale if math.isfinite(t) else 0.0)
         return SPUResult(x=out.x, backend=self.backend, topology=topology, t=t,
-                         analog_time_s=t * self.design.tau, wall_time_s=wall,
+                         analog_time_s=t * scale * self.design.tau, wall_time_s=wall,
                          device_time_s=breakdown["total"], device_time_breakdown=breakdown,
                          times=out.times, trajectory=out.trajectory, netlist_path=out.netlist_path,
                          report=out.report, extra=out.extra)

@@ -334,23 +334,29 @@ def test_bad_factored_and_ggn(capsys, files, tmp_path, case, needle):
 
 
 def test_values_outside_resistor_range(capsys, tmp_path, files):
-    # A tiny off-diagonal entry needs R = R0/|a| = 1e10 ohm > r_max = 1e8 ohm (default).
+    # A tiny off-diagonal entry needs R = R0/|a| = 1e10 ohm > r_max = 1e8 ohm (default): it is left
+    # open (issue 10), its 1e-7 error being within the default bound, and with a tighter bound it
+    # is the one-line error naming it.
     A = np.eye(3)
     A[0, 1] = A[1, 0] = 1e-7
     np.save(tmp_path / "Atiny.npy", A)
     np.save(tmp_path / "b3.npy", np.ones(3))
     rc, out, err = call(capsys, "solve", "--A", tmp_path / "Atiny.npy", "--b", tmp_path / "b3.npy")
-    assert_one_line_error(rc, out, err, r"A\[0,1\].*above r_max")
-    # An ordinary entry with a small --r-max.
+    assert rc == 0, err
+    rc, out, err = call(capsys, "solve", "--A", tmp_path / "Atiny.npy", "--b", tmp_path / "b3.npy",
+                        "--open-error-max", "1e-9")
+    assert_one_line_error(rc, out, err, r"left open .*A\[0,1\] = 1e-07 \(R above r_max\)")
+    # Ordinary entries with a small --r-max: too many cells open.
     rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], "--r-max", 1500)
-    assert_one_line_error(rc, out, err, r"above r_max \(1500 ohm\)")
-    # A huge entry with a large --r-min.
-    rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], "--r-min", 900)
+    assert_one_line_error(rc, out, err, r"left open .*R above r_max")
+    # A large --r-min: the scale fits the entries; without it, the entry is below r_min.
+    rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], "--r-min", 900, "--no-autoscale")
     assert_one_line_error(rc, out, err, r"below r_min")
     # The same through the report and netlist commands.
+    np.save(tmp_path / "Awide.npy", np.diag([1.0, 1e-8, 1.0]))
     for cmd in (["report"], ["netlist", "-o", tmp_path / "x.cir"]):
-        rc, out, err = call(capsys, *cmd, "--A", tmp_path / "Atiny.npy", "--b", tmp_path / "b3.npy")
-        assert_one_line_error(rc, out, err, r"above r_max")
+        rc, out, err = call(capsys, *cmd, "--A", tmp_path / "Awide.npy", "--b", tmp_path / "b3.npy")
+        assert_one_line_error(rc, out, err, r"left open .*R above r_max")
 
 
 @pytest.mark.parametrize("opt, value, needle", [
@@ -362,7 +368,7 @@ def test_values_outside_resistor_range(capsys, tmp_path, files):
     ("--seed", "-3", r"seed must be a non-negative integer"),
     ("--temperature", "-5", r"temperature"),
     ("--timeout", "0", r"--timeout"),
-    ("--t", "abc", r"--t: invalid float"),
+    ("--t", "abc", r"--t: must be a number of tau or 'auto'"),
 ])
 def test_bad_scalar_options(capsys, files, opt, value, needle):
     rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], opt, value)

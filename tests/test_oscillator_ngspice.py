@@ -308,8 +308,11 @@ def test_components_out_of_range_are_clear_errors():
         build(p, "oscillator", oscillator=dict(gamma=1e-3))            # 1 ohm < r_min = 10 ohm
     with pytest.raises(DesignError, match="damping resistor"):
         build(DenseProblem(p.A, np.zeros(2)), "oscillator", oscillator=dict(gamma=1e-6, coupling="capacitive"))
-    with pytest.raises(DesignError, match="above r_max"):
-        build(DenseProblem(np.array([[1.0, 1e-9], [1e-9, 1.0]]), np.ones(2)), "oscillator")
+    # A coupling needing R0/|a| = 1e12 ohm > r_max is left open (issue 10), an error only beyond the bound.
+    tiny = DenseProblem(np.array([[1.0, 1e-9], [1e-9, 1.0]]), np.ones(2))
+    assert build(tiny, "oscillator").record.arrays["negA"].opened == 2
+    with pytest.raises(DesignError, match=r"left open .*R above r_max"):
+        build(tiny, "oscillator", Design(open_error_max=1e-12))
     with pytest.raises(DesignError, match="l_min"):
         build(p, "oscillator", inductors=InductorRange(l_min=1.0, l_max=0.1))
     with pytest.raises(ProblemError, match="mass"):

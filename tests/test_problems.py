@@ -35,13 +35,25 @@ def test_factored_and_ggn_errors():
         GGNProblem(np.ones((2, 3)), -np.eye(2), 1.0, np.ones(3))
 
 
-def test_values_outside_resistor_range_name_the_entry():
+def test_entries_below_the_smallest_conductance_are_left_open():
+    """Issue 10: a coupling needing R0/|a| = 1e10 ohm > r_max is an open cell, not an error, as long
+    as the steady-state error it causes stays within open_error_max (named when it does not)."""
     A = np.array([[1.0, 1e-7], [1e-7, 1.0]])
-    with pytest.raises(DesignError, match=r"A\[0,1\] = 1e-07 maps to R = R0/\|a\| = 1e\+10 ohm, above r_max"):
-        build(DenseProblem(A, np.ones(2)), "dense")
+    c = build(DenseProblem(A, np.ones(2)), "dense")
+    assert c.record.arrays["A"].opened == 2 and "RA_0_1" not in c.text() and "RA_0_0" in c.text()
+    xs = np.linalg.solve(A, np.ones(2))
+    err = np.linalg.norm(np.ones(2) - xs) / np.linalg.norm(xs)  # the open system is the identity
+    assert c.record.open_error == pytest.approx(err, rel=1e-9) and 0 < err < Design().open_error_max
+    with pytest.raises(DesignError, match=r"left open .*largest A\[0,1\] = 1e-07 \(R above r_max\).*above "
+                                          r"open_error_max = 1e-09.*ratio >= 1e\+07"):
+        build(DenseProblem(A, np.ones(2)), "dense", Design(open_error_max=1e-9))
+    # A large entry: scaled by default, a clear error with autoscale off.
+    c = build(DenseProblem(np.eye(2) * 500.0, np.ones(2)), "dense")
+    # Scaled to full scale: the largest entry at R0, s = 500.
+    assert c.scale == 500.0 and c.record.scale == c.scale
     with pytest.raises(DesignError, match="below r_min"):
-        build(DenseProblem(np.eye(2) * 500.0, np.ones(2)), "dense")
-    # Quantising the resistors drops the tiny coupling instead (it rounds to zero conductance).
+        build(DenseProblem(np.eye(2) * 500.0, np.ones(2)), "dense", Design(autoscale=False))
+    # Quantising the resistors drops the tiny coupling too (it rounds to zero conductance).
     c = build(DenseProblem(A, np.ones(2)), "dense", Design(bits_r=8))
     assert c.netlist.counts()["R"] >= 2
 

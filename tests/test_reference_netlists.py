@@ -106,7 +106,7 @@ def test_runs_in_plain_ngspice_and_settles_to_numpy_solve(name):
     assert p.returncode == 0, out[-3000:]
     assert not re.search(r"^\s*error|warning|aborted|fatal|no simulations", out, re.I | re.M), out[-3000:]
     np.testing.assert_allclose(_printed_final_state(p.stdout, ref.problem.n), x_np, rtol=1e-5, atol=1e-7)
-    # 2. the binary raw file at full precision (ideal op-amps: gain 1e9 leaves ~1e-8).
+    # 2. the binary raw file at full precision (ideal op-amps: gain 1e12 leaves ~1e-11).
     raw = run_ngspice(path, timeout=120).raw
     x_raw = np.array([raw[f"v(x{i})"][-1] for i in range(ref.problem.n)])
     assert raw["time"][-1] == pytest.approx(ref.t * 1e-6, rel=1e-9)

@@ -12,6 +12,13 @@ A backend is a module with ``NAME`` and a function
 * ``times``: None (final state only) or a 1-D increasing array of times in tau, 0 <= times <= t,
   at which the trajectory is recorded.
 * ``options``: backend-specific dict (e.g. Euler step, ngspice topology/design/timeout).
+
+A backend whose dynamics are not first order with rates eig(A) also offers
+
+    settle_time(problem, tol, options) -> float
+
+the time (tau) its slowest mode takes to decay to tol; SPU.settling_time (and t = "auto") uses it,
+the others get spu.core.spectral.settling_time(lambda_min(A), tol).
 """
 from __future__ import annotations
 

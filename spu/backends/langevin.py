@@ -38,6 +38,11 @@ def params_from_options(options: dict) -> OscillatorParams:
     return OscillatorParams.make(options.get("oscillator"), **{k: options.get(k) for k in _KEYS})
 
 
+def settle_time(problem, tol, options) -> float:
+    """Settling time (tau) of the second-order dynamics, for t = "auto"."""
+    return ExactLangevin(problem, params_from_options(dict(options or {})), 0.0).settle_time(tol)
+
+
 def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     t, x0, kappa0, times = check_run_args(problem, t, x0, kappa0, times)
     options = dict(options or {})

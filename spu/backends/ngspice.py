@@ -19,10 +19,13 @@ import numpy as np
 
 from circuits.design import Design
 from circuits.report import component_report
+from circuits.scaling import choose_scale, scaled
 from circuits.topologies import TOPOLOGIES, build
 
 from ..core.errors import NgspiceError, ThermospiceError
 from ..core.problems import DenseProblem, GGNProblem
+from ..core.spectral import settling_time
+from ..core.underdamped import ExactLangevin, OscillatorParams
 from ..ngspice_run import run_ngspice
 from .base import BackendRun
 from .direct import solve as direct_solve
@@ -53,6 +56,22 @@ def default_topology(problem) -> str:
     return "crossbar" if isinstance(problem, GGNProblem) else "factored"
 
 
+def settle_time(problem, tol, options) -> float:
+    """Settling time (problem tau) of the circuit that would be built: that of lambda_min(A) for
+    the RC cells, the second-order one of the oscillator cells (whose damping is resolved on the
+    scaled circuit, so the scale enters)."""
+    options = dict(options or {})
+    if (options.get("topology") or default_topology(problem)) != "oscillator":
+        return settling_time(problem.eig_extremes()[0], tol)
+    params = OscillatorParams.make(options.get("oscillator"))
+    form = problem.factored() if isinstance(problem, GGNProblem) else problem
+    if params.coupling == "capacitive" and not isinstance(form, DenseProblem):
+        form = DenseProblem(form.matrix(), form.b)
+    topology = "dense" if isinstance(form, DenseProblem) else "factored"
+    s = choose_scale(form, topology, check_design(options.get("design")), coupling=params.coupling)
+    return ExactLangevin(scaled(form, s), params, 0.0).settle_time(tol) / s
+
+
 def adc(volts: np.ndarray, design: Design) -> np.ndarray:
     """Read voltages through the ADC: clip to full scale, round to bits_adc levels."""
     if design.bits_adc is None:
@@ -77,7 +96,8 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
     res = run_ngspice(circuit.text(), timeout=options.get("timeout", 600.0), keep=bool(options.get("keep")),
                       workdir=options.get("workdir"))
     raw = res.raw
-    time_tau = raw["time"] / design.tau
+    # The circuit realises A/scale: its time, in problem tau, is raw time / (scale * tau).
+    time_tau = raw["time"] / (design.tau * circuit.scale)
     V = np.stack([raw[f"v({node})"] for node in circuit.state_nodes], axis=1)
     if not np.isfinite(V).all():
         raise NgspiceError("ngspice returned non-finite node voltages (the circuit diverged)")
@@ -90,6 +110,6 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
     report = (component_report(circuit, problem, t, x0, x_star=direct_solve(problem, problem.b))
               if options.get("report", True) else None)
     return BackendRun(x=X[-1].copy(), times=times, trajectory=traj, netlist_path=res.netlist_path,
-                      report=report, programmed_resistors=circuit.programmed_resistors(), extra={"topology": topology, "ngspice_wall_s": res.wall_time_s,
+                      report=report, programmed_resistors=circuit.programmed_resistors(), extra={"topology": topology, "scale": circuit.scale, "ngspice_wall_s": res.wall_time_s,
                                             "raw_points": int(len(time_tau)), "raw_times_tau": time_tau,
                                             "raw_states": X})

@@ -58,7 +58,7 @@ import numpy as np
 from scipy import linalg
 
 from .errors import ProblemError
-from .spectral import DenseSpectrum, spectrum
+from .spectral import MODE_DECAY_TOL, DenseSpectrum, settling_time, spectrum
 from .steps import record_map, step_points
 
 COUPLINGS = ("resistive", "capacitive")
@@ -287,6 +287,40 @@ class ExactLangevin:
     @property
     def zetas(self) -> np.ndarray:
         return damping_ratios(self.m, self.w, self.g)
+
+    def _rates(self) -> np.ndarray:
+        return -np.linalg.eigvals(mode_drift(self.m, self.w, self.g)).real.max(axis=1)
+
+    def decay_rate(self) -> float:
+        """Slowest decay rate (per tau) over the modes: minus the real part of each mode's slowest
+        eigenvalue of its 2x2 drift."""
+        return float(self._rates().min())
+
+    def position_response(self, t) -> np.ndarray:
+        """max over the modes within 1.5x of the slowest rate of |q_k(t)| for q_k(0) = 1 at rest,
+        at each time in t (any other mode has decayed by e^{-0.5 r t} more by then)."""
+        rates = self._rates()
+        near = rates <= 1.5 * float(rates.min())
+        F = np.unique(np.round(mode_drift(self.m[near], self.w[near], self.g[near]), 12), axis=0)
+        t = np.atleast_1d(np.asarray(t, float))
+        return np.abs(expm_batch(F[None] * t[:, None, None, None])[..., 0, 0]).max(axis=1)
+
+    def settle_time(self, tol: float = MODE_DECAY_TOL) -> float:
+        """Time (tau) after which every mode's position, displaced by 1 from rest, stays within tol.
+        e^{-r t} alone is not enough here: a critically damped mode decays as (1 + r t) e^{-r t}
+        (ln(1e6) / r underestimates it by ~20 %), an underdamped one with an envelope
+        sqrt(1 + (r / omega)^2) e^{-r t}."""
+        r = self.decay_rate()
+        worst = self.position_response
+        grid = np.linspace(0.0, 3.0 * settling_time(r, tol), 3001)
+        above = np.flatnonzero(worst(grid) > tol)
+        if above.size == 0:
+            return 0.0
+        lo, hi = grid[above[-1]], grid[min(above[-1] + 1, grid.size - 1)]
+        for _ in range(50):  # bisection on the last crossing
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if worst(mid)[0] > tol else (lo, mid)
+        return float(hi)
 
     def _trans(self, h: float):
         if h not in self._cache:
