@@ -13,6 +13,7 @@ from spu.core.errors import DesignError
 from .builder import BuildRecord
 from .design import Design
 from .netlist import Netlist
+from .noise_table import noise_files
 
 # The arrays holding A per topology (builder labels), as spu/timing.resistor_count counts them:
 # dense n^2, factored U^T and U, crossbar J, H and J^T. Feedback, inverter, DAC and lam resistors
@@ -66,9 +67,26 @@ class Circuit:
     record: BuildRecord
     as_built: AsBuilt
     n: int
+    seed: int | None = None            # of the noise tables (None: fresh noise)
 
     def text(self) -> str:
         return self.netlist.text()
+
+    @property
+    def noise_mode(self) -> str | None:
+        """"table" | "held" | None (no noise source)."""
+        return self.record.noise_mode
+
+    def tran_args(self) -> tuple[float, float, float]:
+        """(tstep, tstop, tmax) of the netlist's .tran line, for a session's tran command."""
+        return self.netlist.tran
+
+    def files(self) -> dict[str, bytes]:
+        """Files the netlist reads from its directory: the noise tables when noise is tabled."""
+        if self.record.noise_mode != "table":
+            return {}
+        hold = self.record.noise_hold_tau * self.design.tau
+        return noise_files(self.record.noise_sources, self.netlist.tran[1], hold, self.seed)
 
     def programmed_resistors(self) -> int | None:
         """Resistors that store A's values (the arrays the timing model programs per call), counted
@@ -108,12 +126,23 @@ def ngspice_seed(seed: int) -> int:
     return seed % NGSPICE_SEED_MAX or NGSPICE_SEED_MAX
 
 
-def finish_transient(nl: Netlist, design: Design, saves, prints, t: float, points: int, seed) -> None:
-    """Seed, tolerances, saved nodes and the .tran line shared by every topology."""
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise DesignError(f"seed must be a non-negative integer, got {seed!r}")
-        nl.option("seed", ngspice_seed(int(seed)))
+def check_seed(seed) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise DesignError(f"seed must be a non-negative integer, got {seed!r}")
+    return None if seed is None else int(seed)
+
+
+def finish_transient(nl: Netlist, design: Design, saves, prints, t: float, points: int, seed,
+                     record: BuildRecord) -> None:
+    """Seed, tolerances, saved nodes and the .tran line shared by every topology.
+
+    With a noise table the step cap is at most one knot, so that ngspice's time points form a grid
+    whose step divides the hold (circuits/noise_table.py)."""
+    seed = check_seed(seed)
+    if seed is not None and record.noise_mode == "held":
+        # Only TRRANDOM reads ngspice's seed; a noise table carries its own, and a netlist without
+        # the option stays the same from run to run (a session then re-runs it without re-loading).
+        nl.option("seed", ngspice_seed(seed))
     # Linear circuit: Newton converges in one step, so the steady state is exact to the LU solve
     # whatever reltol is. reltol = 1e-3 (ngspice's default) keeps each noise hold interval at ~6
     # time points instead of ~19 at 1e-6; dt_max bounds the transient error.
@@ -122,4 +151,5 @@ def finish_transient(nl: Netlist, design: Design, saves, prints, t: float, point
     nl.option("vntol", 1e-9)
     nl.save(saves)
     nl.print_tran(prints)  # so that the netlist also runs on its own in `ngspice -b FILE.cir`
-    nl.transient(t * design.tau / points, t * design.tau, design.dt_max * design.tau, uic=True)
+    dt_max = design.dt_max if record.noise_mode != "table" else min(design.dt_max, record.noise_hold_tau)
+    nl.transient(t * design.tau / points, t * design.tau, dt_max * design.tau, uic=True)

@@ -374,7 +374,7 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
         mass_eff = stiff
     nl = B.nl
     saves = list(xs) + (list(us) + list(junctions) if save_velocity else [])
-    finish_transient(nl, design, saves, xs, t, points, seed)
+    finish_transient(nl, design, saves, xs, t, points, seed, B.record)
     ideal = form if params.coupling == "resistive" else DenseProblem(form.A, np.zeros(form.n))
     return OscillatorCircuit(
         topology="oscillator", netlist=nl, state_nodes=xs, design=design, record=B.record, as_built=ab, n=form.n,

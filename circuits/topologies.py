@@ -21,8 +21,9 @@ from spu.core.errors import DesignError
 from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 
 from .builder import Builder
-from .circuit import AsBuilt, Circuit, check_x0, effective, finish_transient
+from .circuit import AsBuilt, Circuit, check_seed, check_x0, effective, finish_transient
 from .design import Design
+from .noise_table import MAX_VALUES, table_values
 
 TOPOLOGIES = ("ideal", "dense", "crossbar", "factored", "oscillator")  # oscillator: circuits/oscillator.py
 
@@ -146,14 +147,23 @@ def _as_problem_for(topology: str, problem):
 _BUILDERS = {"ideal": build_ideal, "dense": build_dense, "factored": build_factored, "crossbar": build_crossbar}
 
 
+NOISE_MODES = ("table", "held")
+
+
 def build(problem, topology: str, design: Design | None = None, *, x0=None, kappa0: float = 0.0,
           t: float = 50.0, title: str | None = None, seed: int | None = None,
-          points: int = 200, **topology_options) -> Circuit:
+          points: int = 200, noise: str = "table", **topology_options) -> Circuit:
     """Build the circuit for `problem` and set up a transient of t (in tau) from x0.
 
     kappa0: programmable noise level (0 = off). design.temperature adds Johnson noise.
-    seed: ngspice's random seed (TRRANDOM sources); the same seed gives the same run.
-    points: output step count (ngspice still writes every internal time point)."""
+    seed: random seed of the noise; the same seed gives the same run.
+    points: output step count (ngspice still writes every internal time point).
+    noise: "table" (default): the noise comes from table files (Circuit.files()) at ~1 time point
+        per hold; "held": TRRANDOM sources (~5-6 points per hold), the netlist then runs on its own.
+        A table beyond noise_table.MAX_VALUES falls back to "held" (Circuit.noise_mode says which).
+        The oscillator topology always uses held noise."""
+    if noise not in NOISE_MODES:
+        raise DesignError(f"noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
     design = (design or Design()).check()
     if topology == "oscillator":  # second-order RLC cells; topology_options: oscillator=, v0=, inductors=
         from .oscillator import build_oscillator
@@ -171,7 +181,13 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
     B.nl.comment(f"topology {topology}: tau dx/dt = -(A x - b), state V(x_i) = {design.v_unit!r} V * x_i")
     xs, as_built = _BUILDERS[topology](B, form, x0)
     B.noise_hold_tau = design.hold_for(form.eig_extremes()[1]) if kappa0 > 0 or design.temperature else None
+    if noise == "table" and B.noise_hold_tau is not None:
+        # Sources: at most one per node with noise (cells plus summing nodes for Johnson noise).
+        upper = len(B.noise_nodes) + (len(B.node_conductance) if design.temperature else 0)
+        if table_values(upper, t * design.tau, B.noise_hold_tau * design.tau) > MAX_VALUES:
+            noise = "held"
+    B.noise_mode = noise
     B.noise_sources(B.noise_nodes, kappa0)
     nl = B.nl
-    finish_transient(nl, design, xs, xs, t, points, seed)
-    return Circuit(topology, nl, xs, design, B.record, as_built, form.n)
+    finish_transient(nl, design, xs, xs, t, points, seed, B.record)
+    return Circuit(topology, nl, xs, design, B.record, as_built, form.n, seed=check_seed(seed))

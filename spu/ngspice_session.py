@@ -21,7 +21,7 @@ more than a few thousand values change (the caller decides; see spu/backends/ngs
 Safety: the control channel of ngspice runs shell commands (``shell``), so nothing but the commands
 composed here ever reaches it. Every command is built from fixed words, element names that match
 ``NAME_RE``, parameter words from ``ALTER_PARAMS`` and numbers that are finite floats printed with
-repr(); the files the session writes have fixed names or names matching ``FILE_RE`` and live in the
+repr(); the files the session writes have fixed names or names spu.ngspice_run.check_file_name allows and live in the
 session's own fresh directory (the child's working directory), so no path a user gives is ever
 typed into the channel. The netlist text itself is the caller's responsibility (circuits.netlist
 emits only checked text; it is loaded with ``source`` from a file, never typed into the channel).
@@ -48,12 +48,12 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from .errors import DesignError, NgspiceError, NgspiceNotFound, NgspiceTimeout
-from .ngspice_run import _ERROR_RE, DEFAULT_TIMEOUT_S, INSTALL_HINT, find_ngspice
-from .ngspice_run import _relevant_lines as relevant_lines
+from .core.errors import DesignError, NgspiceError, NgspiceNotFound, NgspiceTimeout
+from .ngspice_run import (DEFAULT_TIMEOUT_S, INSTALL_HINT, check_file_name, error_lines, find_ngspice, kill_group,
+                          relevant_lines)
 from .rawfile import RawData, read_raw_all
 
-__all__ = ["NgspiceSession", "SessionRun", "ALTER_PARAMS", "NAME_RE", "FILE_RE"]
+__all__ = ["NgspiceSession", "SessionRun", "ALTER_PARAMS", "NAME_RE"]
 
 # An element name as circuits.netlist emits it: the letter of an element kind that has a value
 # (never a control word such as `shell`), then letters, digits, underscores.
@@ -61,17 +61,11 @@ NAME_RE = re.compile(r"^[RCLEGIVABrclegivab][A-Za-z0-9_]{0,64}$")
 # The only instance parameters the session alters: None (the element's main value: R, C, G, E),
 # "dc" (a V or I source's DC value), "ic" (a capacitor's initial condition).
 ALTER_PARAMS = (None, "dc", "ic")
-# Names of the extra files (noise tables) the session writes into its directory.
-FILE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}\.txt$")
 NETLIST_FILE = "circuit.cir"
 RAW_FILE = "out.raw"
 STARTUP_TIMEOUT_S = 30.0
 # ngspice's pipe mode prints this at start (no X server, no graphics): it is not an error.
 _HARMLESS = re.compile(r"no graphics interface|X-server is running|compiled properly|^\s*$", re.IGNORECASE)
-
-
-def error_lines(text: str) -> list[str]:
-    return [ln for ln in text.splitlines() if _ERROR_RE.search(ln)]
 
 
 @dataclass
@@ -115,14 +109,7 @@ def tran_command(tstep, tstop, tmax, uic: bool = True) -> str:
 def _kill(proc: subprocess.Popen | None) -> None:
     if proc is None or proc.poll() is not None:
         return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.kill()
-    except ProcessLookupError:
-        pass
+    kill_group(proc)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
@@ -153,11 +140,14 @@ class NgspiceSession:
         self._altered: dict[tuple[str, str | None], float] = {}   # replayed after a restart
         self.restarts = 0          # children started after the first (crash or hang)
         self.starts = 0
-        self._finalizer = weakref.finalize(self, NgspiceSession._cleanup, [None], self.dir)
+        self._owner = os.getpid()
+        self._finalizer = weakref.finalize(self, NgspiceSession._cleanup, [None], self.dir, self._owner)
 
     # -- lifecycle -----------------------------------------------------------------------------
     @staticmethod
-    def _cleanup(holder, directory) -> None:
+    def _cleanup(holder, directory, owner) -> None:
+        if os.getpid() != owner:      # a forked worker never kills its parent's child
+            return
         _kill(holder[0])
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -174,13 +164,24 @@ class NgspiceSession:
 
     @property
     def alive(self) -> bool:
+        if os.getpid() != self._owner:
+            self._adopt_after_fork()
         return self._proc is not None and self._proc.poll() is None
+
+    def _adopt_after_fork(self) -> None:
+        """In a forked worker (sweeps): leave the parent's child and directory alone, use our own."""
+        self._finalizer.detach()
+        self._proc, self._loaded, self._owner = None, False, os.getpid()
+        self.dir = tempfile.mkdtemp(prefix="ngspice-session-", dir=os.path.dirname(self.dir))
+        self._finalizer = weakref.finalize(self, NgspiceSession._cleanup, [None], self.dir, self._owner)
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self.alive else None
 
     def _stop(self) -> None:
+        if os.getpid() != self._owner:
+            self._adopt_after_fork()
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             try:
@@ -210,7 +211,7 @@ class NgspiceSession:
         except (FileNotFoundError, PermissionError) as e:
             raise NgspiceNotFound(f"cannot start {self.exe}: {e}; {INSTALL_HINT}") from None
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, NgspiceSession._cleanup, [self._proc], self.dir)
+        self._finalizer = weakref.finalize(self, NgspiceSession._cleanup, [self._proc], self.dir, self._owner)
         if self.starts:
             self.restarts += 1
         self.starts += 1
@@ -298,8 +299,10 @@ class NgspiceSession:
     def set_files(self, files: dict[str, bytes | str]) -> None:
         """(Re)write extra files; ngspice's file sources read them again at each transient."""
         for name, data in files.items():
-            if not isinstance(name, str) or not FILE_RE.match(name) or name in (NETLIST_FILE, RAW_FILE):
-                raise DesignError(f"invalid session file name {name!r} (lowercase letters, digits, '_', '.txt')")
+            try:
+                check_file_name(name)
+            except NgspiceError as e:
+                raise DesignError(str(e)) from None
             blob = data.encode("ascii") if isinstance(data, str) else bytes(data)
             with open(os.path.join(self.dir, name), "wb") as f:
                 f.write(blob)
