@@ -1,6 +1,6 @@
 """Today's ngspice defaults against the long-lived engine and table noise, side by side in ONE run.
 
-    nice -n 10 python benchmarks/bench_ngspice_engine.py              # cases noise100, demo_step
+    nice -n 10 python benchmarks/bench_ngspice_engine.py              # noise100, demo_step, layouts
     nice -n 10 python benchmarks/bench_ngspice_engine.py --cases noise100,demo_step,target1000
 
 Cases (each runs the old and the new way through the public SPU API, same problem, same seed):
@@ -11,6 +11,9 @@ Cases (each runs the old and the new way through the public SPU API, same proble
 * demo_step: the demo's ngspice-in-the-loop TNGD steps (analysis/demo.py: MLP width 3 on 4 digits,
   crossbar N = 235, m = 40, t = 5 tau, noise off), `--steps` steps each; old = batch engine with the
   demo's former design (dt_max = 0.02), new = session engine with analysis.demo.DEMO_DESIGN.
+* layouts: ngspice's `acct` figures per Newton iteration (equations, non-zeros, fill-in, ms) of
+  today's factored layout against a transconductor (VCCS) layout of the same matrix, a prototype
+  built here only (signed gm per coefficient, no inverters, current-output DACs), N = 100 and 400.
 * target1000: factored N = 1000, m = 64, noise on, new defaults only: a short run with ngspice's
   `acct` figures, extrapolated to t = 50 tau as benchmarks/bench_ngspice.py does (a full run takes
   hours here; the old path's prediction is in docs/BENCHMARKS.md).
@@ -96,6 +99,68 @@ def case_demo_step(log, steps: int) -> list[dict]:
     return rows
 
 
+def vccs_netlist(p, t: float, design: Design) -> str:
+    """Factored A = lam I + U U^T with transconductor arrays: y = -(U^T x)*s^2 from G elements of
+    gm = U_jk/(s R0) into summers, cells fed back by G elements reading y; no inverter anywhere."""
+    from circuits.netlist import Netlist
+
+    R0, n, m = design.R0, p.n, p.m
+    su = float(np.abs(p.U).max())
+    nl = Netlist(f"vccs factored n={n} m={m}")
+    for i in range(n):
+        nl.C(f"{i}", f"s{i}", f"x{i}", design.C, ic=0.0)
+        nl.E(f"c{i}", f"x{i}", "0", "0", f"s{i}", 1e9)
+        nl.R(f"l{i}", f"x{i}", f"s{i}", R0 / p.lam)
+        nl.I(f"b{i}", f"s{i}", "0", float(p.b[i]) / R0)     # the integrator inverts: +b
+    for k in range(m):
+        nl.R(f"fy{k}", f"sy{k}", f"y{k}", R0 * su * su)
+        nl.E(f"y{k}", f"y{k}", "0", "0", f"sy{k}", 1e9)
+    for j, k in zip(*np.nonzero(p.U)):
+        a = float(p.U[j, k]) / su
+        nl.G(f"Ut_{k}_{j}", "0", f"sy{k}", f"x{j}", "0", a / R0)     # a V(x_j)/R0 into sy_k
+        nl.G(f"U_{j}_{k}", "0", f"s{j}", f"y{k}", "0", -a / R0)      # V(y) = -U^T x
+    nl.option("acct", 1)
+    nl.option("reltol", 1e-3)
+    nl.option("abstol", 1e-15)
+    nl.option("vntol", 1e-9)
+    xs = [f"x{i}" for i in range(n)]
+    nl.save(xs)
+    nl.print_tran(xs[:1])
+    nl.transient(t * design.tau / 200, t * design.tau, design.dt_max * design.tau)
+    return nl.text()
+
+
+def case_layouts(log) -> list[dict]:
+    import re
+
+    from circuits.topologies import build
+    from spu.ngspice_run import run_ngspice
+
+    design, rows = Design(), []
+    for n, m, t in ((100, 16, 14.0), (400, 16, 1.0)):
+        p = make_problem("factored", n, m)
+        w, V = np.linalg.eigh(p.matrix())
+        x_star = np.linalg.solve(p.matrix(), p.b)
+        x_t = x_star - V @ (np.exp(-w * t) * (V.T @ x_star))
+        today = build(p, "factored", design, t=t).text().replace(".options ", ".options acct ", 1)
+        for label, text in (("today", today), ("vccs", vccs_netlist(p, t, design))):
+            r = run_ngspice(text)
+            a = parse_acct(r.stdout)
+            it = max(a["iterations"], 1)
+            nz = int(re.search(r"original non-zeroes\s*=\s*(\d+)", r.stdout).group(1))
+            fill = int(re.search(r"fill-in non-zeroes\s*=\s*(\d+)", r.stdout).group(1))
+            x = np.array([r.raw[f"x{i}"][-1] for i in range(n)])
+            err = float(np.linalg.norm(x - x_t) / np.linalg.norm(x_t))
+            ms = 1e3 * (a["analysis_s"] - a["reorder_s"]) / it
+            rows.append({"case": f"layout N={n} m={m}", "path": label, "wall_s": r.wall_time_s,
+                         "ngspice_s": r.wall_time_s, "points": int(a["accepted"]), "noise": "off", "steps": 1,
+                         "equations": int(a["equations"]), "nonzeros": nz, "fill": fill, "ms_per_iteration": ms,
+                         "rel_error": err})
+            log(f"  layout N={n} m={m} {label:5s}: {int(a['equations'])} equations, {nz} non-zeros + {fill} fill, "
+                f"{ms:.3f} ms per iteration (factor {1e3 * a['factor_s'] / it:.3f}), x(t) error {err:.1e}")
+    return rows
+
+
 def case_target1000(log, t_short: float) -> list[dict]:
     """Short run through the new netlist path with acct, extrapolated to 50 tau by points."""
     from circuits.topologies import build
@@ -128,7 +193,7 @@ def case_target1000(log, t_short: float) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="noise100,demo_step")
+    ap.add_argument("--cases", default="noise100,demo_step,layouts")
     ap.add_argument("--steps", type=int, default=3, help="TNGD steps per path in demo_step")
     ap.add_argument("--t-short", type=float, default=0.02, help="tau of the target1000 short run")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -145,6 +210,8 @@ def main(argv=None) -> int:
             rows += case_noise100(log)
         elif case == "demo_step":
             rows += case_demo_step(log, args.steps)
+        elif case == "layouts":
+            rows += case_layouts(log)
         elif case == "target1000":
             rows += case_target1000(log, args.t_short)
         else:
@@ -177,7 +244,8 @@ def _plot(rows, path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for k, case in enumerate(cases):
         for j, label in enumerate(("old", "new")):
-            r = next((r for r in rows if r["case"] == case and r["path"].startswith(label)), None)
+            alias = {"old": "today", "new": "vccs"}[label]      # the layout study's two paths
+            r = next((r for r in rows if r["case"] == case and r["path"].startswith((label, alias))), None)
             if r is not None:
                 ax.bar(k + 0.4 * j, r["wall_s"], width=0.38, color=("tab:gray", "tab:blue")[j],
                        label=label if k == 0 else None)

@@ -16,7 +16,9 @@ round trip through the pipe costs ~0.1 ms; what a fresh ``ngspice -b`` process a
 ngspice re-does the matrix reordering at every ``tran`` (its ``rusage`` reorder time grows by the
 same amount per run, with or without ``alter``), so a session saves parse and setup, not the reorder.
 ``alter`` costs ~40 us per element through the front end: re-sourcing a whole netlist is cheaper once
-more than a few thousand values change (the caller decides; see spu/backends/ngspice.py).
+more than a few thousand values change. spu/backends/ngspice.py never alters (it re-sources on any
+change, so results do not depend on the child's history); ``alter`` is here for callers that
+re-program a few values of a large circuit.
 
 Safety: the control channel of ngspice runs shell commands (``shell``), so nothing but the commands
 composed here ever reaches it. Every command is built from fixed words, element names that match
