@@ -162,7 +162,10 @@ def case_layouts(log) -> list[dict]:
 
 
 def case_target1000(log, t_short: float) -> list[dict]:
-    """Short run through the new netlist path with acct, extrapolated to 50 tau by points."""
+    """Short run through the new netlist path with acct, extrapolated to 50 tau by points.
+
+    The short run's table is small; at the full 50 tau it would need ~1e8 values and build() would
+    fall back to held noise, so the figure is what a table (written in pieces) would give."""
     from circuits.topologies import build
     from spu.ngspice_session import NgspiceSession
 
