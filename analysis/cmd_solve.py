@@ -73,10 +73,12 @@ def _build(args):
     topology = args.topology or default_topology(problem)
     x0 = x0_from_args(args, problem.n)
     osc = oscillator_from_args(args, applies=topology == "oscillator")
-    opts = {"oscillator": osc} if osc else {}
+    # A written netlist must run on its own (`ngspice -b FILE.cir`): held TRRANDOM noise, no table file.
+    opts = {"oscillator": osc} if osc else {"noise": "held"}
     t = args.t
     if t == "auto":
-        t = SPU("ngspice", topology=topology, design=design, **opts).settling_time(problem, args.settle_tol)
+        t = SPU("ngspice", topology=topology, design=design, **({"oscillator": osc} if osc else {})).settling_time(
+            problem, args.settle_tol)
     circuit = build(problem, topology, design, x0=x0, kappa0=args.kappa0, t=t, seed=args.seed,
                     title=getattr(args, "title", None), **opts)
     return problem, circuit, x0, t
@@ -91,8 +93,11 @@ def cmd_solve(args) -> int:
     if not (np.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
     osc = oscillator_from_args(args, applies=args.backend == "langevin" or args.topology == "oscillator")
+    # One solve: a long-lived ngspice session would serve a single run, so the CLI keeps the plain
+    # `ngspice -b` process (and its error messages) for it.
+    engine = {"engine": "batch"} if args.backend == "ngspice" else {}
     spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, keep=args.keep,
-              timeout=args.timeout, **({"oscillator": osc} if osc else {}))
+              timeout=args.timeout, **engine, **({"oscillator": osc} if osc else {}))
     res = spu.run(problem, t=args.t, x0=x0_from_args(args, problem.n), seed=args.seed, settle_tol=args.settle_tol)
     if args.json:
         out = res.to_dict()

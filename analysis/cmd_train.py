@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
     d.add_argument("--bits-dac", type=int, help="DAC resolution in bits")
     d.add_argument("--bits-adc", type=int, help="ADC resolution in bits")
     d.add_argument("--dt-max", type=float, help="largest ngspice time step, in tau")
+    d.add_argument("--temperature", type=float, help="kelvin: Johnson noise of every resistor (default: none)")
     d.add_argument("--ngspice-timeout", type=float, help="seconds before one ngspice solve is killed (default 600)")
     p.add_argument("--out", help="output folder (metrics.csv, loss.png, final.json; resumes if present)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
@@ -75,6 +76,7 @@ def cmd_train(args) -> int:
 
 def _design_args(args) -> dict | None:
     """The circuit-design options given on the command line (TrainConfig adds the ngspice defaults)."""
-    given = {"bits_r": args.bits_r, "bits_dac": args.bits_dac, "bits_adc": args.bits_adc, "dt_max": args.dt_max}
+    given = {"bits_r": args.bits_r, "bits_dac": args.bits_dac, "bits_adc": args.bits_adc, "dt_max": args.dt_max,
+             "temperature": args.temperature}
     given = {k: v for k, v in given.items() if v is not None}
     return given or None

@@ -34,6 +34,11 @@ SIZES = {
 }
 
 
+# dt_max = 0.1 tau: on the demo's crossbar ngspice's own step control keeps x(5 tau) within ~3e-5
+# (relative) of the matrix exponential at a quarter of the time points of 0.02 (docs/BENCHMARKS.md).
+DEMO_DESIGN = Design(dt_max=0.1)
+
+
 def _log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -135,7 +140,7 @@ def run_demo(out: str, quick: bool = False, progress: bool = True) -> str:
     size = SIZES[quick]
     prepare_folder(out, "the demo report")
     start = time.perf_counter()
-    design = Design(dt_max=0.02)
+    design = DEMO_DESIGN
 
     _log(f"[1/5] TNGD system: GGN of an MLP (width {size['width']}) on {size['batch']} digits")
     problem = tngd_system(size["width"], size["batch"])

@@ -142,6 +142,11 @@ def _design(spec: dict, pt: dict):
     return Design()
 
 
+# One ngspice session per worker process, shared by the SPUs of all its points: one child is
+# started per worker, not per point (spu/backends/ngspice.py).
+_WORKER_STATE: dict = {}
+
+
 def evaluate_point(spec_json: str, pt: dict) -> dict:
     """Run one point. Returns {"row": dict or None, "error": message or None, "retry": bool,
     "wall_s", "host", "pid"}. Only deterministic outcomes give a row (see the module docstring)."""
@@ -161,9 +166,13 @@ def evaluate_point(spec_json: str, pt: dict) -> dict:
     want_report = kind in ("tolerance", "bits")
     options = {}
     if spec["backend"] == "ngspice":
-        options = {"report": want_report, "timeout": spec.get("timeout", 600.0)}
+        # Held (TRRANDOM) noise: its breakpoints fix the time grid, so two points with the same
+        # seed get common random numbers at any kappa0 (the noise sweep's exact sqrt(kappa0)
+        # scaling); a table's grid follows ngspice's step control, which the noise level moves.
+        options = {"report": want_report, "timeout": spec.get("timeout", 600.0), "noise": "held"}
     try:
         spu = SPU(spec["backend"], topology=spec["topology"], design=design, kappa0=kappa0, **options)
+        spu.backend_state = _WORKER_STATE
         res = spu.run(ctx.problem, t=t, seed=seed)
         row["rel_error"] = float(np.linalg.norm(res.x - ctx.x_star)) / ctx.norm
         row["status"] = "ok"

@@ -23,6 +23,7 @@ from spu.core.errors import DesignError
 
 from .design import Design
 from .netlist import Netlist
+from .noise_table import SCALE, chunks, file_name
 from .scaling import negligible_columns
 
 
@@ -83,6 +84,7 @@ class BuildRecord:
     dacs: int = 0
     dac_volts: np.ndarray | None = None
     noise_hold_tau: float | None = None  # circuit tau; None when the circuit has no noise source
+    noise_mode: str | None = None        # "table" | "held" (None: no noise source)
     arrays: dict[str, ArrayRecord] = field(default_factory=dict)  # label -> programmed array
     scale: float = 1.0               # the circuit realises (A/scale) x = b/scale (circuits/scaling.py)
     columns_dropped: int = 0         # columns of U left out whole (every entry an open cell)
@@ -108,6 +110,9 @@ class Builder:
         self.node_conductance: dict[str, float] = {}
         # Hold time (tau) of the noise sources; topologies set it from the problem's fastest mode.
         self.noise_hold_tau: float | None = None
+        # "table": one XSPICE table source for every noisy node (~1 time point per hold, see
+        # circuits/noise_table.py); "held": a TRRANDOM source per node (~6 points per hold).
+        self.noise_mode = "held"
         self._opamp_defined = False
 
     # -- programmed values ----------------------------------------------------------------
@@ -354,9 +359,18 @@ class Builder:
             for node, g in self.node_conductance.items():
                 if g > 0:
                     var[node] = var.get(node, 0.0) + d.johnson_sigma(g) ** 2
-        for k, (node, v) in enumerate(sorted(var.items())):
+        if self.noise_mode == "table" and var:
+            nodes = sorted(var)
+            # The table holds unit normals * 1/SCALE; a knot value sigma/sqrt(hold) per node gives
+            # the same sigma^2 * hold per interval as a held value (circuits/noise_table.py).
+            scales = [SCALE * math.sqrt(var[node] / hold) for node in nodes]
+            for j, c in enumerate(chunks(len(nodes))):
+                self.nl.table_currents(f"noise{j}", nodes[c.start:c.stop], file_name(j), scales[c.start:c.stop],
+                                       comment=f"noise into {len(c)} nodes from {file_name(j)}, knots every {hold:.6g} s")
+        for k, (node, v) in enumerate(sorted(var.items()) if self.noise_mode == "held" else ()):
             # A value held for `hold` seconds with std sigma/sqrt(hold) integrates to sigma^2*hold.
             self.nl.I(f"n{k}", "0", node, 0.0, noise=(hold, math.sqrt(v / hold)),
                       comment=f"noise into {node}: {v:.6g} A^2 s")
         self.record.noise_sources = len(var)
         self.record.noise_hold_tau = self.noise_hold_tau if var else None
+        self.record.noise_mode = self.noise_mode if var else None

@@ -13,6 +13,7 @@ from spu.core.errors import DesignError
 from .builder import BuildRecord
 from .design import Design
 from .netlist import Netlist
+from .noise_table import noise_files
 
 # The arrays holding A per topology (builder labels), as spu/timing.resistor_count counts them:
 # dense n^2, factored U^T and U, crossbar J, H and J^T. Feedback, inverter, DAC and lam resistors
@@ -68,9 +69,26 @@ class Circuit:
     n: int
     scale: float = 1.0      # the circuit realises (A/scale) x = b/scale; one problem tau = scale circuit tau
     realised: object = None  # that scaled problem (circuits/scaling.scaled)
+    seed: int | None = None            # of the noise tables (None: fresh noise)
 
     def text(self) -> str:
         return self.netlist.text()
+
+    @property
+    def noise_mode(self) -> str | None:
+        """"table" | "held" | None (no noise source)."""
+        return self.record.noise_mode
+
+    def tran_args(self) -> tuple[float, float, float]:
+        """(tstep, tstop, tmax) of the netlist's .tran line, for a session's tran command."""
+        return self.netlist.tran
+
+    def files(self) -> dict[str, bytes]:
+        """Files the netlist reads from its directory: the noise tables when noise is tabled."""
+        if self.record.noise_mode != "table":
+            return {}
+        hold = self.record.noise_hold_tau * self.design.tau
+        return noise_files(self.record.noise_sources, self.netlist.tran[1], hold, self.seed)
 
     def programmed_resistors(self) -> int | None:
         """Resistors that store A's values (the arrays the timing model programs per call), counted
@@ -110,30 +128,45 @@ def ngspice_seed(seed: int) -> int:
     return seed % NGSPICE_SEED_MAX or NGSPICE_SEED_MAX
 
 
+def check_seed(seed) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise DesignError(f"seed must be a non-negative integer, got {seed!r}")
+    return None if seed is None else int(seed)
+
+
 def finish_transient(nl: Netlist, design: Design, saves, prints, t: float, points: int, seed,
-                     scale: float = 1.0, fastest_rate: float = 0.0) -> None:
+                     record: BuildRecord, fastest_rate: float = 0.0) -> None:
     """Seed, tolerances, saved nodes and the .tran line shared by every topology. t is in problem
-    tau: the circuit runs it scale times longer. design.dt_max stays in the circuit's tau, where
-    the scale has brought the rates near 1 (measured: a step of 0.01 problem tau on a factored
-    system with lam = 200 decayed its slowest mode twice too fast).
+    tau: the circuit runs it record.scale times longer. design.dt_max stays in the circuit's tau,
+    where the scale has brought the rates near 1 (measured: a step of 0.01 problem tau on a
+    factored system with lam = 200 decayed its slowest mode twice too fast).
+
+    With a noise table the step cap is at most one knot, so that ngspice's time points form a grid
+    whose step divides the hold (circuits/noise_table.py).
 
     fastest_rate: the circuit's fastest rate (per circuit tau). Where a step of dt_max is long
     against it (rate * dt_max > 1: an ill-conditioned system), the trapezoidal rule's amplification
     (1 - r h/2)/(1 + r h/2) -> -1 leaves the fast modes ringing (measured: a 6x6 factored system of
     condition 1e4 stuck near 1e-6 from the direct solve); ngspice's gear (BDF2) damps them."""
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise DesignError(f"seed must be a non-negative integer, got {seed!r}")
-        nl.option("seed", ngspice_seed(int(seed)))
+    seed = check_seed(seed)
+    if seed is not None and record.noise_mode == "held":
+        # Only TRRANDOM reads ngspice's seed; a noise table carries its own, and a netlist without
+        # the option stays the same from run to run (a session then re-runs it without re-loading).
+        nl.option("seed", ngspice_seed(seed))
     # Linear circuit: Newton converges in one step, so the steady state is exact to the LU solve
     # whatever reltol is. reltol = 1e-3 (ngspice's default) keeps each noise hold interval at ~6
-    # time points instead of ~19 at 1e-6; dt_max bounds the transient error.
-    nl.option("reltol", 1e-3)
+    # time points instead of ~19 at 1e-6; dt_max bounds the transient error. With a noise table the
+    # step is capped at one knot anyway (trapezoidal error ~(lam h)^2/12 <= 4e-5 at the design's
+    # hold), and reltol = 0.05 keeps ngspice's truncation-error control (which XSPICE tightens by
+    # forcing trtol = 1) from cutting steps at every kink of the interpolated noise: on factored
+    # N = 100, m = 16, 1.02-1.04 points per hold at 0.03-0.1, 1.7 at 0.01, 4.5 at 1e-3.
+    nl.option("reltol", 0.05 if record.noise_mode == "table" else 1e-3)
     if fastest_rate * design.dt_max > 1.0:
         nl.option("method", "gear")
     nl.option("abstol", 1e-15)
     nl.option("vntol", 1e-9)
     nl.save(saves)
     nl.print_tran(prints)  # so that the netlist also runs on its own in `ngspice -b FILE.cir`
-    tau = design.tau * scale
-    nl.transient(t * tau / points, t * tau, design.dt_max * design.tau, uic=True)
+    tau = design.tau * record.scale
+    dt_max = design.dt_max if record.noise_mode != "table" else min(design.dt_max, record.noise_hold_tau)
+    nl.transient(t * tau / points, t * tau, dt_max * design.tau, uic=True)

@@ -56,7 +56,7 @@ def num(value) -> str:
 
 @dataclass(frozen=True)
 class Element:
-    kind: str  # SPICE letter: R C L E G I V X
+    kind: str  # SPICE letter: R C L E G I V X A (A: XSPICE code model; nodes are current outputs)
     name: str
     nodes: tuple[str, ...]
     value: str  # already-checked value text (number, model or source spec)
@@ -78,6 +78,7 @@ class Netlist:
         self.title = title or "thermospice"
         self.elements: list[Element | str] = []  # str entries are (checked) comment lines
         self.subckts: dict[str, Subckt] = {}
+        self.models: dict[str, str] = {}  # name -> checked parameter text of a `.model` line
         self.options: dict[str, str] = {}
         self.tran: tuple[float, float, float] | None = None
         self.uic = False
@@ -140,6 +141,25 @@ class Netlist:
             value += f" TRRANDOM(2 {num(hold)} 0 {num(sigma)} {num(dc)})"
         return self._add("I", name, (p, n), value, comment)
 
+    def table_currents(self, name: str, nodes, file: str, scales, comment=None):
+        """XSPICE `filesource`: current into each node from column k+1 of a table file (column 0 is
+        the time in seconds), linearly interpolated, without breakpoints (circuits/noise_table.py).
+        `file` is a fixed name the caller writes beside the netlist, checked like an element name."""
+        nodes = tuple(nodes)
+        if not nodes or len(nodes) != len(scales):
+            raise DesignError(f"table source {name}: {len(nodes)} nodes but {len(scales)} scales")
+        stem, dot, ext = file.partition(".")
+        if ext != "txt" or not NAME_RE.match(stem):
+            raise DesignError(f"table file name {file!r} must be NAME.txt (letters, digits, underscores)")
+        model = "tab" + check_name(name)
+        zeros = " ".join("0" for _ in nodes)
+        amps = " ".join(num(v) for v in scales)
+        params = (f'file="{file}" amploffset=[{zeros}] amplscale=[{amps}] timeoffset=0 '
+                  "timescale=1 timerelative=false amplstep=false")
+        el = self._add("A", name, nodes, model, comment)
+        self.models[model] = params
+        return el
+
     def X(self, name, nodes, subckt: str, comment=None):
         if subckt not in self.subckts:
             raise DesignError(f"unknown subcircuit {subckt!r}")
@@ -182,6 +202,12 @@ class Netlist:
     # -- emission -------------------------------------------------------------------------
     @staticmethod
     def _line(el: Element) -> str:
+        if el.kind == "A":
+            # Long port lists are wrapped on `+` continuation lines, 16 ports each.
+            ports = [f"%id(0 {n})" for n in el.nodes]
+            rows = [" ".join(ports[i:i + 16]) for i in range(0, len(ports), 16)]
+            body = "\n+ ".join(rows)
+            return f"{el.name} [{body}] {el.value}" + (f" $ {el.comment}" if el.comment else "")
         parts = [el.name, *el.nodes]
         if el.value:
             parts.append(el.value)
@@ -196,6 +222,10 @@ class Netlist:
             out.append(".ends")
         for el in self.elements:
             out.append(f"* {el}" if isinstance(el, str) else self._line(el))
+        for name, params in self.models.items():
+            words = params.split(" ")
+            out.append(f".model {name} filesource (" + "\n+ ".join(
+                " ".join(words[i:i + 16]) for i in range(0, len(words), 16)) + ")")
         if self.options:
             out.append(".options " + " ".join(f"{k}={v}" for k, v in self.options.items()))
         if self.saves:

@@ -404,7 +404,8 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
         check_open(B.record, open_error(nominal, exact_solution(form)), design)
     nl = B.nl
     saves = list(xs) + (list(us) + list(junctions) if save_velocity else [])
-    finish_transient(nl, design, saves, xs, t, points, seed, scale=s, fastest_rate=max(math.sqrt(hi / params.mass) if params.coupling == 'resistive' else hi, gamma))
+    fastest = max(math.sqrt(hi / params.mass) if params.coupling == 'resistive' else hi, gamma)
+    finish_transient(nl, design, saves, xs, t, points, seed, B.record, fastest_rate=fastest)
     ideal = circuit_form if params.coupling == "resistive" else DenseProblem(circuit_form.A, np.zeros(form.n))
     return OscillatorCircuit(
         topology="oscillator", netlist=nl, state_nodes=xs, design=design, record=B.record, as_built=ab, n=form.n,

@@ -21,8 +21,9 @@ from spu.core.errors import DesignError
 from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 
 from .builder import Builder
-from .circuit import AsBuilt, Circuit, check_x0, effective, finish_transient
+from .circuit import AsBuilt, Circuit, check_seed, check_x0, effective, finish_transient
 from .design import Design
+from .noise_table import MAX_VALUES, table_values
 from .scaling import check_open, choose_scale, exact_solution, open_error, scaled
 
 TOPOLOGIES = ("ideal", "dense", "crossbar", "factored", "oscillator")  # oscillator: circuits/oscillator.py
@@ -148,14 +149,23 @@ def _as_problem_for(topology: str, problem):
 _BUILDERS = {"ideal": build_ideal, "dense": build_dense, "factored": build_factored, "crossbar": build_crossbar}
 
 
+NOISE_MODES = ("table", "held")
+
+
 def build(problem, topology: str, design: Design | None = None, *, x0=None, kappa0: float = 0.0,
           t: float = 50.0, title: str | None = None, seed: int | None = None,
-          points: int = 200, **topology_options) -> Circuit:
+          points: int = 200, noise: str = "table", **topology_options) -> Circuit:
     """Build the circuit for `problem` and set up a transient of t (in tau) from x0.
 
     kappa0: programmable noise level (0 = off). design.temperature adds Johnson noise.
-    seed: ngspice's random seed (TRRANDOM sources); the same seed gives the same run.
-    points: output step count (ngspice still writes every internal time point)."""
+    seed: random seed of the noise; the same seed gives the same run.
+    points: output step count (ngspice still writes every internal time point).
+    noise: "table" (default): the noise comes from table files (Circuit.files()) at ~1 time point
+        per hold; "held": TRRANDOM sources (~5-6 points per hold), the netlist then runs on its own.
+        A table beyond noise_table.MAX_VALUES falls back to "held" (Circuit.noise_mode says which).
+        The oscillator topology always uses held noise."""
+    if noise not in NOISE_MODES:
+        raise DesignError(f"noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
     design = (design or Design()).check()
     if topology == "oscillator":  # second-order RLC cells; topology_options: oscillator=, v0=, inductors=
         from .oscillator import build_oscillator
@@ -182,6 +192,7 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
         # Noise hold and kappa0 are the problem's: the hold is s times longer in circuit tau, and
         # kappa0/s keeps the stationary covariance kappa0 A^-1 (the circuit's matrix is A/s).
         B.noise_hold_tau = s * d.hold_for(form.eig_extremes()[1]) if kappa > 0 or d.temperature else None
+        B.noise_mode = _noise_mode(noise, B, d, t * s)
         B.noise_sources(B.noise_nodes, kappa / s)
         B.record.johnson_kappa = np.array([B.johnson_kappa(node) for node in B.noise_nodes])
         return B, xs, as_built
@@ -190,8 +201,9 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
     if B.record.open_count() or B.record.columns_dropped:
         check_open(B.record, open_error(_nominal(design, assemble, B, as_built), exact_solution(form)), design)
     nl = B.nl
-    finish_transient(nl, design, xs, xs, t, points, seed, scale=s, fastest_rate=form.eig_extremes()[1] / s)
-    return Circuit(topology, nl, xs, design, B.record, as_built, form.n, scale=s, realised=circuit_form)
+    finish_transient(nl, design, xs, xs, t, points, seed, B.record, fastest_rate=form.eig_extremes()[1] / s)
+    return Circuit(topology, nl, xs, design, B.record, as_built, form.n, scale=s, realised=circuit_form,
+                   seed=check_seed(seed))
 
 
 def _nominal(design: Design, assemble, B: Builder, as_built):
@@ -201,3 +213,13 @@ def _nominal(design: Design, assemble, B: Builder, as_built):
         return as_built
     nominal = d.with_(tol_r=0.0, tol_c=0.0, bits_r=None, bits_dac=None, temperature=None)
     return assemble(nominal, 0.0, "nominal")[2]
+
+
+def _noise_mode(noise: str, B: Builder, d: Design, t_circuit: float) -> str:
+    """The requested noise mode, or "held" where a table would exceed noise_table.MAX_VALUES."""
+    if noise == "table" and B.noise_hold_tau is not None:
+        # Sources: at most one per node with noise (cells plus summing nodes for Johnson noise).
+        upper = len(B.noise_nodes) + (len(B.node_conductance) if d.temperature else 0)
+        if table_values(upper, t_circuit * d.tau, B.noise_hold_tau * d.tau) > MAX_VALUES:
+            return "held"
+    return noise

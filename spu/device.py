@@ -95,6 +95,16 @@ class SPU:
         # Runs so far: run k draws its noise seed from (seed, k). Public and settable so that a
         # resumed training run continues the same seed sequence.
         self.runs = 0
+        # What the backend keeps between runs (ngspice: its long-lived session). Public so that
+        # several SPUs in one worker (a sweep's points) can share one: assign the same dict.
+        self.backend_state: dict = {}
+
+    def close(self) -> None:
+        """Release what the backend holds between runs (ngspice: the session's child process).
+        The SPU stays usable; its next run starts a fresh one."""
+        close = getattr(self._mod, "close", None)
+        if close is not None:
+            close(self.backend_state)
 
     @property
     def problem_form(self) -> str:
@@ -156,7 +166,7 @@ class SPU:
         self.runs += 1
         options = dict(self.options)
         if self.backend == "ngspice":
-            options.update(design=self.design, topology=self.topology)
+            options.update(design=self.design, topology=self.topology, state=self.backend_state)
         start = time.perf_counter()
         out = self._mod.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times, options=options)
         wall = time.perf_counter() - start

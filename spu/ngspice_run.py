@@ -67,14 +67,15 @@ from dataclasses import dataclass, field
 from .core.errors import NgspiceError, NgspiceNotFound, NgspiceTimeout
 from .rawfile import RawData, read_raw_all
 
-__all__ = ["NgspiceRun", "run_ngspice", "ngspice_version", "find_ngspice", "ENV_VAR"]
+__all__ = ["NgspiceRun", "run_ngspice", "ngspice_version", "find_ngspice", "ENV_VAR", "check_file_name",
+           "error_lines", "relevant_lines", "kill_group"]
 
 ENV_VAR = "THERMOSPICE_NGSPICE"
 DEFAULT_TIMEOUT_S = 600.0
 INSTALL_HINT = "install it with `apt-get install ngspice`, or set THERMOSPICE_NGSPICE to the executable's path"
 
 # Lines in ngspice's output that mean the run failed even when it exits 0.
-_ERROR_RE = re.compile(
+ERROR_RE = re.compile(
     r"^\s*error\b|simulation\(s\) aborted|simulation interrupted due to error|circuit not parsed"
     r"|timestep too small|transient solution failed|no data saved|fatal",
     re.IGNORECASE,
@@ -148,11 +149,11 @@ def _child_env(ascii_raw: bool) -> dict[str, str]:
     return env
 
 
-def _relevant_lines(stdout: str, stderr: str, max_lines: int = 10, width: int = 160) -> list[str]:
+def relevant_lines(stdout: str, stderr: str, max_lines: int = 10, width: int = 160) -> list[str]:
     """The few lines of ngspice's output worth quoting: stderr (plus stdout if stderr holds no error
     line), without banner/statistics noise and repeated messages, as first 3 + last (max_lines - 3) lines."""
     lines = stderr.splitlines()
-    if not any(_ERROR_RE.search(ln) for ln in lines):
+    if not any(ERROR_RE.search(ln) for ln in lines):
         lines += stdout.splitlines()           # errors may be on stdout only
     seen: set[str] = set()
     kept = []
@@ -167,11 +168,27 @@ def _relevant_lines(stdout: str, stderr: str, max_lines: int = 10, width: int = 
     return kept[:3] + ["..."] + kept[-(max_lines - 3):]
 
 
+def error_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ERROR_RE.search(ln)]
+
+
+# Extra files a netlist reads from its run directory (noise tables): plain names only, so that
+# nothing outside the directory can be written and the netlist names them without a path.
+FILE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}\.txt$")
+
+
+def check_file_name(name) -> str:
+    if not isinstance(name, str) or not FILE_RE.match(name):
+        raise NgspiceError(f"invalid run file name {name!r} (lowercase letters, digits, '_', then '.txt')")
+    return name
+
+
 def _tail(text: str) -> str:
-    return " | ".join(_relevant_lines(text, ""))
+    return " | ".join(relevant_lines(text, ""))
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process and its whole group (ngspice started with start_new_session=True)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -190,6 +207,7 @@ def run_ngspice(
     keep: bool = False,
     ngspice: str | None = None,
     ascii: bool = False,
+    files: dict[str, bytes] | None = None,
 ) -> NgspiceRun:
     """Simulate ``netlist`` with ``ngspice -b -r out.raw`` in a subprocess and read the raw file.
 
@@ -201,8 +219,11 @@ def run_ngspice(
         otherwise it is deleted after reading, also when the run fails.
     ngspice: executable name or path; default $THERMOSPICE_NGSPICE, else "ngspice" on PATH.
     ascii: ask for an ascii raw file (SPICE_ASCIIRAWFILE=1) instead of binary.
+    files: extra files (name -> content) written into the run directory, e.g. the noise table that
+        the netlist reads (names as check_file_name allows; netlist text only, not a netlist path).
     """
     exe = find_ngspice(ngspice)
+    files = {check_file_name(k): bytes(v) for k, v in (files or {}).items()}
 
     given_path: str | None = None
     if isinstance(netlist, os.PathLike) or ("\n" not in netlist and "\r" not in netlist):
@@ -219,7 +240,12 @@ def run_ngspice(
             text = netlist if netlist.endswith("\n") else netlist + "\n"
             with open(cir, "w", encoding="utf-8") as f:
                 f.write(text)
+            for fname, blob in files.items():
+                with open(os.path.join(rundir, fname), "wb") as f:
+                    f.write(blob)
         else:
+            if files:
+                raise NgspiceError("extra files go with netlist text, not with a netlist path")
             cir = given_path
         raw_path = os.path.join(rundir, "out.raw")
         where = f" (kept in {rundir})" if keep else ""
@@ -241,7 +267,7 @@ def run_ngspice(
         try:
             out_b, err_b = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             out_b, err_b = proc.communicate()
             elapsed = time.monotonic() - t0
             err = err_b.decode("utf-8", "replace")
@@ -253,7 +279,7 @@ def run_ngspice(
                 f"{reached}{where}" + (f"; last output: {last}" if last else "")
             ) from None
         except BaseException:          # KeyboardInterrupt etc.: never leave ngspice running
-            _kill_group(proc)
+            kill_group(proc)
             proc.communicate()
             raise
         wall = time.monotonic() - t0
@@ -261,7 +287,7 @@ def run_ngspice(
         stderr = err_b.decode("utf-8", errors="replace")
 
         def fail(what: str, hint: str = "") -> NgspiceError:
-            lines = _relevant_lines(stdout, stderr)
+            lines = relevant_lines(stdout, stderr)
             detail = (":\n  " + "\n  ".join(lines)) if lines else "; it printed nothing"
             return NgspiceError(f"ngspice {what} on {name}{where}{hint}{detail}")
 
@@ -274,7 +300,7 @@ def run_ngspice(
                     signame = str(sig)
                 raise fail(f"was killed by signal {signame}")
             raise fail(f"failed with exit code {proc.returncode}")
-        if any(_ERROR_RE.search(ln) for ln in (stderr + "\n" + stdout).splitlines()):
+        if any(ERROR_RE.search(ln) for ln in (stderr + "\n" + stdout).splitlines()):
             raise fail("reported errors (exit code 0)")
         if not os.path.exists(raw_path):
             raise fail("wrote no raw file", " (does the netlist contain an analysis such as .tran?)")

@@ -24,10 +24,10 @@ from spu.core.errors import DesignError, ProblemError, ThermospiceError
 from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 from spu.core.softmax import softmax, softmax_ce_hessian
 
-ALLOWED_DOT = {".subckt", ".ends", ".options", ".save", ".print", ".tran", ".end"}
+ALLOWED_DOT = {".subckt", ".ends", ".options", ".save", ".print", ".tran", ".end", ".model"}
 FORBIDDEN = re.compile(r"\.control|\.endc|\bshell\b|\.include|\.inc\b|\.lib\b|\bsource\b|\bexec\b|`",
                        re.IGNORECASE)
-ELEMENT_LETTERS = set("RCLEGIVX")
+ELEMENT_LETTERS = set("RCLEGIVXA")
 NAME = r"[A-Za-z0-9_]{1,64}"
 NUMBER = r"-?(?:\d+\.\d*(?:e[+-]?\d+)?|\d+e[+-]?\d+|\d+)"  # what repr(float) / str(int) produce
 NUM_RE = re.compile(rf"^{NUMBER}$")
@@ -43,6 +43,11 @@ VALUE_RE = {
     "X": re.compile(rf"^{NAME}$"),
 }
 NODES = {"R": 2, "C": 2, "L": 2, "E": 4, "G": 4, "V": 2, "I": 2}
+# The noise table source (circuits/noise_table.py): current outputs into named nodes, and its model.
+TABLE_RE = re.compile(rf"^A{NAME} \[%id\(0 {NAME}\)(?: %id\(0 {NAME}\))*\] tab{NAME}$")
+MODEL_RE = re.compile(rf'^\.model tab{NAME} filesource \(file="{NAME}\.txt" amploffset=\[0(?: 0)*\] '
+                      rf"amplscale=\[{NUMBER}(?: {NUMBER})*\] timeoffset=0 timescale=1 "
+                      r"timerelative=false amplstep=false\)$")
 
 INJECTIONS = [
     "x\n.control\nshell touch /tmp/thermospice_pwned\n.endc",
@@ -210,7 +215,7 @@ def _seed_of(text: str) -> int | None:
 @pytest.mark.parametrize("seed", [0, 1, 2, 12345, 2**31 - 2, 2**31 - 1, 2**31, 2**32 + 5, 10**17, np.int64(99)])
 def test_seed_emitted_as_integer_in_ngspice_range(seed):
     p = DenseProblem(np.array([[2.0, -0.5], [-0.5, 1.0]]), np.array([1.0, -1.0]))
-    s = _seed_of(build(p, "dense", kappa0=0.1, t=1.0, seed=seed).text())
+    s = _seed_of(build(p, "dense", kappa0=0.1, t=1.0, seed=seed, noise="held").text())
     assert 1 <= s <= NGSPICE_SEED_MAX      # ngspice 39 skips seed=0 and seeds >= 2**31
     if 1 <= int(seed) < NGSPICE_SEED_MAX:
         assert s == int(seed)              # ordinary seeds are written as they are
@@ -274,7 +279,16 @@ def check_netlist_text(text: str) -> dict:
     assert "\r" not in text and "\t" not in text and "\x00" not in text
     assert text.isascii()
     lines = text.split("\n")[:-1]
-    title, body = lines[0], lines[1:]
+    title, raw_body = lines[0], lines[1:]
+    # `+` continuation lines (long port and parameter lists) belong to the table source and its model.
+    body: list[str] = []
+    for ln in raw_body:
+        if ln.startswith("+ "):
+            assert body and (body[-1].startswith("A") or body[-1].startswith(".model")), ln
+            assert not FORBIDDEN.search(ln), ln
+            body[-1] += " " + ln[2:]
+        else:
+            body.append(ln)
     assert title and not title.startswith(".")
     assert not FORBIDDEN.search(title)
     seen = {"dot": set(), "elements": 0, "comments": 0}
@@ -306,6 +320,8 @@ def check_netlist_text(text: str) -> dict:
                 assert rest and all(re.fullmatch(rf"v\({NAME}\)", tok) for tok in rest), ln
             elif head == ".tran":
                 assert re.fullmatch(rf"\.tran {NUMBER} {NUMBER} 0 {NUMBER}( uic)?", ln), ln
+            elif head == ".model":
+                assert MODEL_RE.fullmatch(ln), ln
             elif head == ".end":
                 assert ln == ".end" and ln is body[-1]
             continue
@@ -319,6 +335,9 @@ def check_netlist_text(text: str) -> dict:
         kind = toks[0][0]
         if kind == "X":
             assert all(re.fullmatch(NAME, t) for t in toks[1:]), ln
+            continue
+        if kind == "A":
+            assert TABLE_RE.fullmatch(code), ln
             continue
         k = NODES[kind]
         assert all(re.fullmatch(NAME, t) for t in toks[1:1 + k]), ln
@@ -361,7 +380,7 @@ def _random_case(rng: np.random.Generator):
     )
     kwargs = dict(x0=rng.uniform(-1, 1, problem.n), kappa0=float(rng.choice([0.0, 0.01, 0.3])),
                   t=float(rng.uniform(0.1, 60)), seed=None if rng.random() < 0.3 else int(rng.integers(0, 2**40)),
-                  points=int(rng.integers(2, 500)))
+                  points=int(rng.integers(2, 500)), noise=str(rng.choice(["table", "held"])))
     return problem, topology, design, kwargs
 
 
@@ -381,14 +400,17 @@ def test_every_generated_netlist_passes_the_allow_list():
         text = circuit.text()
         seen = check_netlist_text(text)
         seed = _seed_of(text)
-        if kwargs["seed"] is None:
-            assert seed is None
+        noisy = kwargs["kappa0"] > 0 or bool(design.temperature)
+        held = noisy and circuit.noise_mode == "held"
+        if kwargs["seed"] is None or not held:
+            assert seed is None                # a noise table carries its own seed
         else:
             assert 1 <= seed <= NGSPICE_SEED_MAX
-        if kwargs["kappa0"] > 0 or design.temperature:
-            assert "TRRANDOM" in text
-        else:
-            assert "TRRANDOM" not in text
+        assert ("TRRANDOM" in text) == held
+        assert ("filesource" in text) == (noisy and not held)
+        files = circuit.files()
+        assert (len(files) > 0) == (noisy and not held)
+        assert all(re.fullmatch(r"noise\d+\.txt", f) for f in files)
         # The netlist is a pure function of its inputs.
         assert build(problem, topology, design, **kwargs).text() == text
         kinds.add(topology)
@@ -399,8 +421,10 @@ def test_every_generated_netlist_passes_the_allow_list():
 
 def test_checker_catches_injections():
     """The allow-list check itself must fail on the things it guards against."""
-    good = build(DenseProblem(np.eye(2), np.ones(2)), "dense", kappa0=0.1, seed=3).text()
+    good = build(DenseProblem(np.eye(2), np.ones(2)), "dense", kappa0=0.1, seed=3, noise="held").text()
     check_netlist_text(good)
+    table = build(DenseProblem(np.eye(2), np.ones(2)), "dense", kappa0=0.1, seed=3).text()
+    check_netlist_text(table)
     bad_texts = [
         good.replace(".end\n", ".control\nshell id\n.endc\n.end\n"),
         good.replace(".end\n", ".include /etc/passwd\n.end\n"),
@@ -410,6 +434,11 @@ def test_checker_catches_injections():
         good.replace("Rb0 d0 s0 ", "Rb0 d0 s0 {1+1}\nRb9 d0 s0 "),
         good.replace("TRRANDOM(2", "TRNOISE(2"),
         good.replace("\n", "\r\n"),
+        good.replace("Rb0 d0 s0 ", "Rb0 d0 s0 1e3\n+ 2e3\nRb9 d0 s0 "),
+        table.replace('file="noise0.txt"', 'file="../../etc/passwd"'),
+        table.replace("amplstep=false", "amplstep=false file=\"/etc/passwd\""),
+        table.replace("] tabnoise0", "] tabnoise0\n+ .control"),
+        table.replace("%id(0 s0)", "%vd(0 s0)"),
     ]
     for k, text in enumerate(bad_texts):
         with pytest.raises(AssertionError):

@@ -198,9 +198,13 @@ class _Progress:
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False)
 
-    def update(self, loss: float) -> None:
+    def update(self, loss: float, simulator_s: float = 0.0, step_s: float = 0.0) -> None:
+        """One step done; the postfix shows the loss and the simulator's (ngspice's) share of it."""
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            post = {"loss": f"{loss:.4f}"}
+            if step_s > 0:
+                post["sim"] = f"{simulator_s:.2f}s/{step_s:.2f}s ({100 * simulator_s / step_s:.0f}%)"
+            self.bar.set_postfix(post, refresh=False)
             self.bar.update(1)
 
     def close(self) -> None:
@@ -254,6 +258,7 @@ def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = Fals
         for x, y in stream:
             if step >= total:
                 break
+            step_t0 = time.perf_counter()
             backup = [p.detach().clone() for p in params]
             opt.zero_grad(set_to_none=True)
             try:
@@ -288,7 +293,7 @@ def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = Fals
                 fh.flush()
                 if evaluate_now:
                     _save_checkpoint(out_dir, step, cumulative, model, pre, opt)
-            bar.update(info.loss)
+            bar.update(info.loss, info.simulator_s, time.perf_counter() - step_t0)
     finally:
         bar.close()
         if writer is not None:

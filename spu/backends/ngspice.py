@@ -1,11 +1,20 @@
-"""Circuit-level backend: build the SPU netlist, run ngspice in a subprocess, read the raw file.
+"""Circuit-level backend: build the SPU netlist, simulate it in ngspice, read the raw file.
 
 options (all optional):
   topology   "ideal" | "dense" | "crossbar" | "factored" | "oscillator" (default: dense for a dense A,
              factored for (U, lam), crossbar for a GGN problem)
   design     circuits.Design (default Design())
+  engine     "session" (default): one long-lived ngspice child per SPU (spu/ngspice_session.py),
+             kept in `state`: a run with the same netlist text only re-runs the transient (the
+             noise tables are rewritten), another netlist is re-sourced into the same child;
+             "batch": a fresh `ngspice -b` process per run (spu/ngspice_run.py), the former path.
+             (The session never `alter`s values here: a value typed through ngspice's front end
+             may round differently from the same value parsed from a netlist, and a run must give
+             the same bits whatever ran before it in the child: sweeps resume on that.)
+  noise      "table" (default) | "held": how noise reaches ngspice (circuits.topologies.build)
+  state      a dict the SPU keeps for this backend between runs (spu.device passes SPU.backend_state)
   timeout    seconds before ngspice is killed (default 600)
-  keep       keep the run directory (netlist + raw file) and return its path (default False)
+  keep       keep the run directory (netlist + raw file) and return its path (default False; batch)
   workdir    where run directories are made
   report     attach the component report (default True)
   points     output points requested from ngspice (default 200)
@@ -27,10 +36,12 @@ from ..core.problems import DenseProblem, GGNProblem
 from ..core.spectral import settling_time
 from ..core.underdamped import ExactLangevin, OscillatorParams
 from ..ngspice_run import run_ngspice
+from ..ngspice_session import NgspiceSession
 from .base import BackendRun
 from .direct import solve as direct_solve
 
 NAME = "ngspice"
+ENGINES = ("session", "batch")
 
 
 # The bridge from the device to circuits/: spu/device.py asks these instead of importing circuits.
@@ -81,21 +92,67 @@ def adc(volts: np.ndarray, design: Design) -> np.ndarray:
     return np.round(np.clip(volts, -fs, fs) / lsb) * lsb
 
 
+def _session_run(circuit, state: dict, timeout):
+    """Run on the SPU's session: re-source only when the netlist text changed."""
+    ng = state.get("session")
+    if ng is None or ng.timeout != timeout:
+        close(state)
+        ng = state["session"] = NgspiceSession(timeout=timeout)
+    text = circuit.text()
+    # TRRANDOM draws from ngspice's generator, seeded when the netlist is parsed: re-running an
+    # unchanged held-noise circuit would continue the stream instead of repeating the seed's noise.
+    if state.get("text") != text or not ng.alive or circuit.noise_mode == "held":
+        state.pop("text", None)              # unknown until this load succeeded
+        ng.load(text, files=circuit.files())
+        state["text"] = text
+        reloaded = True
+    else:
+        ng.set_files(circuit.files())         # fresh noise for an unchanged circuit
+        reloaded = False
+    run = ng.tran(*circuit.tran_args())
+    return run.raw, run.wall_time_s, reloaded
+
+
+def close(state: dict) -> None:
+    """End the ngspice session kept in an SPU's backend state, if any."""
+    ng = state.pop("session", None)
+    if ng is not None:
+        ng.close()
+    state.clear()
+
+
 def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> BackendRun:
     options = dict(options or {})
     design = options.get("design") or Design()
     topology = options.get("topology") or default_topology(problem)
+    engine = options.get("engine") or "session"
+    if engine not in ENGINES:
+        raise ThermospiceError(f"ngspice engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     x0 = np.zeros(problem.n) if x0 is None else np.asarray(x0, dtype=float)
     if t == 0:
         # Nothing evolves: the device holds x0 (ngspice cannot run a zero-length transient).
         traj = None if times is None else np.tile(x0, (len(times), 1))
         return BackendRun(x=x0.copy(), times=times, trajectory=traj)
     topology_options = {"oscillator": options["oscillator"]} if options.get("oscillator") is not None else {}
+    if topology != "oscillator":              # the oscillator's sources are always held
+        topology_options["noise"] = options.get("noise") or "table"
     circuit = build(problem, topology, design, x0=x0, kappa0=kappa0, t=float(t), seed=seed,
                     points=int(options.get("points", 200)), **topology_options)
-    res = run_ngspice(circuit.text(), timeout=options.get("timeout", 600.0), keep=bool(options.get("keep")),
-                      workdir=options.get("workdir"))
-    raw = res.raw
+    timeout = options.get("timeout", 600.0)
+    netlist_path, extra = None, {}
+    if engine == "session" and not options.get("keep"):
+        own = options.get("state") is None    # no SPU to keep it: a session for this run only
+        state = {} if own else options["state"]
+        try:
+            raw, wall, extra["reloaded"] = _session_run(circuit, state, timeout)
+        finally:
+            if own:
+                close(state)
+    else:
+        engine = "batch"
+        res = run_ngspice(circuit.text(), timeout=timeout, keep=bool(options.get("keep")),
+                          workdir=options.get("workdir"), files=circuit.files())
+        raw, wall, netlist_path = res.raw, res.wall_time_s, res.netlist_path
     # The circuit realises A/scale: its time, in problem tau, is raw time / (scale * tau).
     time_tau = raw["time"] / (design.tau * circuit.scale)
     V = np.stack([raw[f"v({node})"] for node in circuit.state_nodes], axis=1)
@@ -109,7 +166,7 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
         traj = np.stack([np.interp(times, time_tau, X[:, i]) for i in range(X.shape[1])], axis=1)
     report = (component_report(circuit, problem, t, x0, x_star=direct_solve(problem, problem.b))
               if options.get("report", True) else None)
-    return BackendRun(x=X[-1].copy(), times=times, trajectory=traj, netlist_path=res.netlist_path,
-                      report=report, programmed_resistors=circuit.programmed_resistors(), extra={"topology": topology, "scale": circuit.scale, "ngspice_wall_s": res.wall_time_s,
-                                            "raw_points": int(len(time_tau)), "raw_times_tau": time_tau,
-                                            "raw_states": X})
+    extra.update({"topology": topology, "scale": circuit.scale, "engine": engine, "noise": circuit.noise_mode,
+                  "ngspice_wall_s": wall, "raw_points": int(len(time_tau)), "raw_times_tau": time_tau, "raw_states": X})
+    return BackendRun(x=X[-1].copy(), times=times, trajectory=traj, netlist_path=netlist_path,
+                      report=report, programmed_resistors=circuit.programmed_resistors(), extra=extra)
