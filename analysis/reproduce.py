@@ -475,14 +475,27 @@ def _check_sizes(figure: str, size: dict) -> None:
                 raise ReproduceError(f"fig2: {name} must be a non-empty list of integers >= 1, got {size[name]!r}")
         return
     if figure == "fig5":
-        from .reproduce_fig5 import check_fig5_sizes
-        check_fig5_sizes(size)
+        _check_fig5_sizes(size)
         return
     for name in ("width", "batch", "seeds", "eval_every") + (("tngd_steps", "adam_steps") if figure == "fig3" else ("steps",)):
         positive_int(name)
     for name in ("t_values", "td_values", "kappa0_values"):
         if name in size and (not size[name] or any(not (isinstance(v, (int, float)) and v >= 0) for v in size[name])):
             raise ReproduceError(f"{figure}: {name} must be a non-empty list of numbers >= 0, got {size[name]!r}")
+
+
+def _check_fig5_sizes(size: dict) -> None:
+    for name in ("seq_len", "facts", "n_train", "n_heldout", "batch", "steps", "seeds", "eval_every"):
+        v = size.get(name)
+        if not isinstance(v, int) or v < 1:
+            raise ReproduceError(f"fig5: {name} must be an integer >= 1, got {v!r}")
+    ts = size.get("t_values")
+    if not ts or any(not isinstance(t, (int, float)) or not t >= 0 for t in ts) or not size.get("t_a", -1) >= 0:
+        raise ReproduceError(f"fig5: t_a and t_values must be numbers >= 0, got {size.get('t_a')!r}, {ts!r}")
+    for name in ("damping", "lr_adam", "lr_tngd", "lr_tngd_adam"):
+        v = size.get(name)
+        if not isinstance(v, (int, float)) or not v > 0:
+            raise ReproduceError(f"fig5: {name} must be a number > 0, got {v!r}")
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -506,7 +519,8 @@ def reproduce(figure: str, out: str | None = None, *, quick: bool = False, progr
             summary_path = None
         elif figure == "fig5":
             from .reproduce_fig5 import run_fig5
-            computed, skipped, summary, summary_path = run_fig5(size, out, csv_path, png_path, progress)
+            computed, skipped, summary, summary_path = run_fig5(size, out, csv_path, png_path,
+                                                                lambda m: log(m, progress))
         else:
             curves = curves_for(figure, size)
             log(f"[{figure}] {len(curves)} curves x {size['seeds']} seeds ({'quick' if quick else 'full'}) "

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from .reproduce import ReproduceError, log, read_csv, write_csv
+from .io import REPRODUCE_CELLS, read_csv, write_csv
 
 FIG5_COLUMNS = (
     ("panel", "a (Adam, TNGD, TNGD-Adam) or b (TNGD-Adam over t)"),
@@ -58,20 +58,6 @@ FIG5_SUMMARY_COLUMNS = (
     ("digital_s_per_step", "mean wall time per step of the digital part (gradient, and U for TNGD), s"),
 )
 METRICS = ("train_loss", "heldout_loss", "heldout_em", "heldout_f1", "digital_s")
-
-
-def check_fig5_sizes(size: dict) -> None:
-    for name in ("seq_len", "facts", "n_train", "n_heldout", "batch", "steps", "seeds", "eval_every"):
-        v = size.get(name)
-        if not isinstance(v, int) or v < 1:
-            raise ReproduceError(f"fig5: {name} must be an integer >= 1, got {v!r}")
-    ts = size.get("t_values")
-    if not ts or any(not isinstance(t, (int, float)) or not t >= 0 for t in ts) or not size.get("t_a", -1) >= 0:
-        raise ReproduceError(f"fig5: t_a and t_values must be numbers >= 0, got {size.get('t_a')!r}, {ts!r}")
-    for name in ("damping", "lr_adam", "lr_tngd", "lr_tngd_adam"):
-        v = size.get(name)
-        if not isinstance(v, (int, float)) or not v > 0:
-            raise ReproduceError(f"fig5: {name} must be a number > 0, got {v!r}")
 
 
 def curves(size: dict) -> list[dict]:
@@ -112,8 +98,9 @@ def _load(run_dir: str, steps: int) -> dict[str, np.ndarray]:
     return out
 
 
-def run_fig5(size: dict, out: str, csv_path: str, png_path: str, progress: bool):
+def run_fig5(size: dict, out: str, csv_path: str, png_path: str, log):
     """Train every (curve, seed) not finished yet, then write fig5.csv, fig5_summary.csv, fig5.png.
+    size: checked by analysis.reproduce; log: a callable taking one progress line.
     Returns (computed, skipped, summary rows, summary path)."""
     from training.lm_data import splits
     from training.lm_model import load_encoder, load_tokenizer
@@ -136,9 +123,9 @@ def run_fig5(size: dict, out: str, csv_path: str, png_path: str, progress: bool)
         if finished(run_dir, cfg):
             skipped += 1
             continue
-        log(f"[fig5] run {i}/{len(runs)} {name}", progress)
+        log(f"[fig5] run {i}/{len(runs)} {name}")
         train_run(cfg, encoder, tokenizer, train, heldout, run_dir,
-                  log=(lambda m, name=name: log(f"[fig5]   {name} {m}", progress)))
+                  log=(lambda m, name=name: log(f"[fig5]   {name} {m}")))
         computed += 1
     rows, summary = [], []
     for c in curves(size):
@@ -165,9 +152,9 @@ def run_fig5(size: dict, out: str, csv_path: str, png_path: str, progress: bool)
                         "final_heldout_f1_mean": float(last["heldout_f1"][0][0]),
                         "final_heldout_f1_std": float(last["heldout_f1"][1][0]),
                         "digital_s_per_step": float(np.nanmean([np.nanmean(p["digital_s"]) for p in per]))})
-    write_csv(csv_path, FIG5_COLUMNS, rows)
+    write_csv(csv_path, [c for c, _ in FIG5_COLUMNS], rows, **REPRODUCE_CELLS)
     summary_path = os.path.join(out, "fig5_summary.csv")
-    write_csv(summary_path, FIG5_SUMMARY_COLUMNS, summary)
+    write_csv(summary_path, [c for c, _ in FIG5_SUMMARY_COLUMNS], summary, **REPRODUCE_CELLS)
     from .reproduce_fig5_plots import plot_fig5
     plot_fig5(rows, summary, png_path)
     return computed, skipped, summary, summary_path

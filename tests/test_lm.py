@@ -13,7 +13,7 @@ from torch.func import functional_call
 
 from physics import trapezoid_bound
 from spu.device import SPU
-from spu.problems import FactoredProblem
+from spu.core.problems import FactoredProblem
 from training.curvature import compute_curvature, param_spec, params_to_vector
 from training.lm_data import best_spans, exact_match, f1_score, generate, span_texts, splits
 from training.lm_model import (MASKED_LOGIT, build_span_qa, load_encoder, load_tokenizer, packaged_model_dir,
@@ -21,6 +21,16 @@ from training.lm_model import (MASKED_LOGIT, build_span_qa, load_encoder, load_t
 from training.lm_train import LMRunConfig, batch_indices, make_optimizer, train_run
 
 CLS, SEP, PAD = 101, 102, 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a loaded 2-core machine two threads spin-wait for busy cores and made
+    these small steps ~100x slower (docs/RESULTS.md, conditions)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +205,35 @@ def test_tngd_adam_step_system_on_the_circuit(tokenizer):
     moved = np.linalg.norm(ou - x0 * scale)
     assert err <= bound, f"|ngspice - ou| = {err:.3g} > bound {bound:.3g}"
     assert moved > 10 * bound  # the step really moved the state: the comparison is not vacuous
+
+
+def test_reproduce_fig5_end_to_end_and_resume(tmp_path):
+    """`reproduce fig5` at a size below --quick: the documented CSV columns, the PNG, one summary
+    row per curve with held-out EM/F1, the t_a run shared by both panels, and a rerun that reuses
+    every run."""
+    from analysis.io import read_csv
+    from analysis.reproduce import ReproduceError, reproduce
+    from analysis.reproduce_fig5 import FIG5_COLUMNS, FIG5_SUMMARY_COLUMNS, ordering
+
+    tiny = {"n_train": 8, "n_heldout": 4, "batch": 1, "steps": 2, "seeds": 2, "eval_every": 2,
+            "t_values": [0.1, 0.4]}
+    res = reproduce("fig5", str(tmp_path / "f5"), quick=True, progress=False, overrides=tiny)
+    assert (res.computed, res.skipped) == (8, 0)  # adam, tngd, tngd-adam t=0.4 (both panels), t=0.1; x 2 seeds
+    rows = read_csv(res.csv_path)
+    assert list(rows[0]) == [c for c, _ in FIG5_COLUMNS] and len(rows) == 5 * 2
+    summary = read_csv(res.summary_path)
+    assert list(summary[0]) == [c for c, _ in FIG5_SUMMARY_COLUMNS]
+    assert [s["label"] for s in summary] == ["Adam", "TNGD (t = 0.4 tau)", "TNGD-Adam (t = 0.4 tau)",
+                                             "TNGD-Adam t = 0.1 tau", "TNGD-Adam t = 0.4 tau"]
+    for s in summary:
+        assert 0.0 <= float(s["final_heldout_em_mean"]) <= float(s["final_heldout_f1_mean"]) <= 1.0
+        assert float(s["final_train_loss_mean"]) > 0
+    assert summary[2]["final_train_loss_mean"] == summary[4]["final_train_loss_mean"]  # one shared run
+    assert rows[-1]["heldout_f1_mean"] != "" and rows[0]["heldout_f1_mean"] == ""  # evaluated at step 2 only
+    with open(res.png_path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert set(ordering(res.summary)) == {"tngd_adam_lt_adam_lt_tngd", "better_with_larger_t"}
+    again = reproduce("fig5", str(tmp_path / "f5"), quick=True, progress=False, overrides=tiny)
+    assert (again.computed, again.skipped) == (0, 8)
+    with pytest.raises(ReproduceError, match="steps"):
+        reproduce("fig5", str(tmp_path / "bad"), quick=True, progress=False, overrides={**tiny, "steps": 0})

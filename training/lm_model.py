@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spu.errors import ThermospiceError
+from spu.core.errors import ThermospiceError
 
 LORA_RANK = 2
 LORA_ALPHA = 32.0
