@@ -163,7 +163,7 @@ SIZES = {
         True: {"seq_len": 24, "facts": 2, "n_train": 256, "n_heldout": 32, "batch": 2, "steps": 4, "seeds": 2,
                "eval_every": 4, "t_a": 0.4, "t_values": [0.1, 0.2, 0.4], "damping": 1.0,
                "lr_adam": 1e-3, "lr_tngd": 0.3, "lr_tngd_adam": 1e-3},
-        False: {"seq_len": 24, "facts": 2, "n_train": 1024, "n_heldout": 128, "batch": 4, "steps": 40, "seeds": 2,
+        False: {"seq_len": 24, "facts": 2, "n_train": 1024, "n_heldout": 128, "batch": 4, "steps": 30, "seeds": 3,
                 "eval_every": 10, "t_a": 0.4, "t_values": [0.1, 0.2, 0.4], "damping": 1.0,
                 "lr_adam": 1e-3, "lr_tngd": 0.3, "lr_tngd_adam": 1e-3},
     },
