@@ -111,8 +111,9 @@ def run_fig5(size: dict, out: str, csv_path: str, png_path: str, log):
     train, heldout = splits(tokenizer, size["n_train"], size["n_heldout"], size["seq_len"], seed=0,
                             facts=size["facts"])
     runs: dict[str, LMRunConfig] = {}
-    for c in curves(size):
-        for seed in range(size["seeds"]):
+    # Seed-major order: an interrupted full run has every curve for its first seeds.
+    for seed in range(size["seeds"]):
+        for c in curves(size):
             runs[run_name(c, seed)] = LMRunConfig(
                 c["optimizer"], size["steps"], size["batch"], seed, float(c["lr"]),
                 t=float(c["t"] or 0.0), damping=float(size["damping"]), eval_every=size["eval_every"],

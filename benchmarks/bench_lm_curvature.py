@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CASES = ((2, 24), (4, 24), (8, 24), (4, 32))
+CASES = ((2, 24), (4, 24), (8, 32))  # quick, full, and a larger one for the memory trend
 OUT = ROOT / "benchmarks" / "results" / "bench_lm_curvature.csv"
 
 
@@ -34,7 +34,8 @@ def _rss_mb() -> float:
 def run_case(batch: int, seq_len: int, reps: int) -> dict:
     import torch
     torch.set_num_threads(1)
-    from training.curvature import compute_curvature, loss_and_grad, tune_glibc_malloc
+    from training.curvature import compute_curvature, loss_and_grad
+    from training.malloc import tune_glibc_malloc
     from training.lm_data import generate
     from training.lm_model import build_span_qa, load_encoder, load_tokenizer, rows, trainable_count
 
@@ -59,6 +60,14 @@ def run_case(batch: int, seq_len: int, reps: int) -> dict:
             "base_rss_mb": rss0, "peak_rss_mb": _rss_mb(), "step_mb": _rss_mb() - rss0}
 
 
+def _write(rows_out: list[dict]) -> None:
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with open(OUT, "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows_out[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows_out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
@@ -76,14 +85,10 @@ def main() -> None:
             raise SystemExit(f"case b={b} L={L} failed:\n{proc.stderr[-2000:]}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         rows_out.append(r)
+        _write(rows_out)
         print(f"b={b:2d} L={L:2d} m={r['m']:4d}: grad {r['grad_s']:.2f} s, grad+U {r['curvature_s']:.2f} s "
               f"({r['ratio']:.1f}x), U^T {r['ut_mb']:.0f} MB, peak RSS {r['peak_rss_mb']:.0f} MB "
               f"(+{r['step_mb']:.0f} MB over the loaded model)", flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with open(OUT, "w", newline="") as fh:
-        w = csv.DictWriter(fh, list(rows_out[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows_out)
     print(f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}; wrote {OUT}")
 
 
