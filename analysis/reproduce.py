@@ -42,7 +42,7 @@ from spu.core.errors import ThermospiceError
 
 from .io import REPRODUCE_CELLS, atomic_write, prepare_folder, read_csv, write_csv
 
-FIGURES = ("fig2", "fig3", "fig4", "fig7")
+FIGURES = ("fig2", "fig3", "fig4", "fig5", "fig7")
 FORMAT = 1
 
 
@@ -112,7 +112,13 @@ def columns_help(figure: str | None = None) -> str:
     if figure in (None, "fig2"):
         parts.append("fig2.csv columns (one row per sweep point and method):\n"
                      + "\n".join(f"  {c:18s} {d}" for c, d in FIG2_COLUMNS))
-    if figure != "fig2":
+    if figure in (None, "fig5"):
+        from .reproduce_fig5 import FIG5_COLUMNS, FIG5_SUMMARY_COLUMNS
+        parts.append("fig5.csv columns (one row per curve and step):\n"
+                     + "\n".join(f"  {c:18s} {d}" for c, d in FIG5_COLUMNS))
+        parts.append("fig5_summary.csv columns (one row per curve):\n"
+                     + "\n".join(f"  {c:24s} {d}" for c, d in FIG5_SUMMARY_COLUMNS))
+    if figure not in ("fig2", "fig5"):
         parts.append("FIG.csv columns for fig3/fig4/fig7 (one row per curve and step):\n"
                      + "\n".join(f"  {c:18s} {d}" for c, d in CURVE_COLUMNS))
         parts.append("FIG_summary.csv columns (one row per curve):\n"
@@ -150,6 +156,16 @@ SIZES = {
                "kappa0_values": [0.0, 0.001, 0.01, 0.1]},
         False: {"model": "mlp", "width": 32, "batch": 32, "seeds": 3, "steps": 132, "eval_every": 2, "t": 1.0,
                 "kappa0_values": [0.0, 0.001, 0.01, 0.1]},
+    },
+    # fig5 (analysis/reproduce_fig5.py): MiniLM-L6 + LoRA on generated QA; lambda = 1 as in the paper.
+    # The full size is set by the measured cost of U (2L = 48 columns per example): docs/RESULTS.md.
+    "fig5": {
+        True: {"seq_len": 24, "facts": 2, "n_train": 256, "n_heldout": 32, "batch": 2, "steps": 4, "seeds": 2,
+               "eval_every": 4, "t_a": 0.4, "t_values": [0.1, 0.2, 0.4], "damping": 1.0,
+               "lr_adam": 1e-3, "lr_tngd": 0.3, "lr_tngd_adam": 1e-3},
+        False: {"seq_len": 24, "facts": 2, "n_train": 1024, "n_heldout": 128, "batch": 4, "steps": 30, "seeds": 3,
+                "eval_every": 10, "t_a": 0.4, "t_values": [0.1, 0.2, 0.4], "damping": 1.0,
+                "lr_adam": 1e-3, "lr_tngd": 0.3, "lr_tngd_adam": 1e-3},
     },
 }
 
@@ -458,11 +474,28 @@ def _check_sizes(figure: str, size: dict) -> None:
             if not size[name] or any(not isinstance(v, int) or v < 1 for v in size[name]):
                 raise ReproduceError(f"fig2: {name} must be a non-empty list of integers >= 1, got {size[name]!r}")
         return
+    if figure == "fig5":
+        _check_fig5_sizes(size)
+        return
     for name in ("width", "batch", "seeds", "eval_every") + (("tngd_steps", "adam_steps") if figure == "fig3" else ("steps",)):
         positive_int(name)
     for name in ("t_values", "td_values", "kappa0_values"):
         if name in size and (not size[name] or any(not (isinstance(v, (int, float)) and v >= 0) for v in size[name])):
             raise ReproduceError(f"{figure}: {name} must be a non-empty list of numbers >= 0, got {size[name]!r}")
+
+
+def _check_fig5_sizes(size: dict) -> None:
+    for name in ("seq_len", "facts", "n_train", "n_heldout", "batch", "steps", "seeds", "eval_every"):
+        v = size.get(name)
+        if not isinstance(v, int) or v < 1:
+            raise ReproduceError(f"fig5: {name} must be an integer >= 1, got {v!r}")
+    ts = size.get("t_values")
+    if not ts or any(not isinstance(t, (int, float)) or not t >= 0 for t in ts) or not size.get("t_a", -1) >= 0:
+        raise ReproduceError(f"fig5: t_a and t_values must be numbers >= 0, got {size.get('t_a')!r}, {ts!r}")
+    for name in ("damping", "lr_adam", "lr_tngd", "lr_tngd_adam"):
+        v = size.get(name)
+        if not isinstance(v, (int, float)) or not v > 0:
+            raise ReproduceError(f"fig5: {name} must be a number > 0, got {v!r}")
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -484,6 +517,10 @@ def reproduce(figure: str, out: str | None = None, *, quick: bool = False, progr
             from .reproduce_fig2 import run_fig2
             computed, skipped, summary = run_fig2(size, out, csv_path, png_path, progress)
             summary_path = None
+        elif figure == "fig5":
+            from .reproduce_fig5 import run_fig5
+            computed, skipped, summary, summary_path = run_fig5(size, out, csv_path, png_path,
+                                                                lambda m: log(m, progress))
         else:
             curves = curves_for(figure, size)
             log(f"[{figure}] {len(curves)} curves x {size['seeds']} seeds ({'quick' if quick else 'full'}) "
