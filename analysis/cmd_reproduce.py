@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .reproduce import FIGURES, UnknownFigureError, check_figure, columns_help, default_out, reproduce
+from .reproduce import FIGURES, PAPER_FIGURES, UnknownFigureError, check_figure, columns_help, default_out, reproduce
 
 _ABOUT = """\
 figures:
@@ -13,6 +13,9 @@ figures:
   fig4  (a) sweep over the analog time t with NGD as reference; (b) sweep over the delay t_d at t = 5 tau
   fig7  sweep over the noise level kappa0 at t = tau
   all   the four in turn
+  tuning  SGD, Adam, TNGD, TNGD-Adam tuned against each other: lr grids (and lambda), 5 seeds,
+        150 steps, digits CNN and MLP (tuning.csv, tuning_best.csv, tuning_lr.png, tuning_best.png;
+        --workers processes or --scheduler; see analysis/reproduce_tuning.py). Not part of 'all'.
 
 Each writes FIG.csv and FIG.png (fig3/4/7 also FIG_summary.csv and one folder per run under runs/)
 and FIG.manifest.json into --out (default runs/reproduce/FIG, or runs/reproduce/FIG-quick with
@@ -31,7 +34,7 @@ def _figure(v: str) -> str:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("reproduce", help="the paper's figures: fig2, fig3, fig4, fig7",
+    p = sub.add_parser("reproduce", help="the paper's figures: fig2, fig3, fig4, fig7; the tuning grid",
                        description="Reproduce a figure of Donatella et al. (arXiv 2405.13817) on the digits data.",
                        epilog=_ABOUT + "\n\n" + columns_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("figure", type=_figure, metavar="FIG", help=f"one of {', '.join(FIGURES)}, or all")
@@ -39,6 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="output folder (default runs/reproduce/FIG[-quick]; with 'all', FIG is appended)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch/BLAS threads (default 1: fastest on a shared machine, and fig2's timings assume it)")
+    p.add_argument("--workers", type=int, help="tuning: parallel runs (default: the CPU count)")
+    p.add_argument("--scheduler", help="tuning: run on this Dask scheduler (tcp://host:8786) instead")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_reproduce)
 
@@ -47,19 +52,24 @@ def cmd_reproduce(args) -> int:
     from training.malloc import tune_glibc_malloc
 
     tune_glibc_malloc()  # big U^T buffers would otherwise pay their page faults every step (DESIGN.md)
-    figures = FIGURES if args.figure == "all" else (args.figure,)
+    figures = PAPER_FIGURES if args.figure == "all" else (args.figure,)
     for fig in figures:
         out = args.out if (args.out and len(figures) == 1) else None
         if args.out and len(figures) > 1:
             import os
             out = os.path.join(args.out, fig)
         res = reproduce(fig, out or default_out(fig, args.quick), quick=args.quick, progress=not args.no_progress,
-                        threads=args.threads)
+                        threads=args.threads, workers=args.workers, scheduler=args.scheduler)
         print(f"{fig}: {res.computed} computed, {res.skipped} reused, {res.wall_s:.1f} s")
         for path in (res.csv_path, res.summary_path, res.png_path):
             if path:
                 print(f"  {path}")
-        for r in res.summary if fig != "fig2" else []:
+        for r in res.summary if fig == "tuning" else []:
+            lam = f", lambda {r['damping']:g}" if r["damping"] is not None else ""
+            print(f"  best {r['model']} {r['method']:9s} lr {r['lr']:g}{lam}: train loss "
+                  f"{r['final_train_loss_mean']:.4f}, test accuracy {r['final_test_accuracy_mean']:.3f}, "
+                  f"estimated {r['estimated_s_mean']:.3g} s")
+        for r in res.summary if fig not in ("fig2", "tuning") else []:
             print(f"  {r['label']:34s} train loss {r['final_train_loss_mean']:.4f}  test loss "
                   f"{r['final_test_loss_mean']:.4f}  1-acc {r['final_test_error_mean']:.3f}  "
                   f"est. {r['estimated_s_per_step'] * 1e3:.2f} ms/step")

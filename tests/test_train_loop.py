@@ -152,7 +152,7 @@ def test_ngspice_through_the_cli(digits_flat, tmp_path):
 JSON_KEYS = {"final_train_loss", "final_test_loss", "final_test_accuracy", "steps", "wall_time_s",
              "estimated_time_s"}
 DOCUMENTED_COLUMNS = ["step", "epoch", "train_loss", "test_loss", "test_accuracy", "digital_s", "device_s",
-                      "simulator_s", "estimated_s", "cumulative_estimated_s", "wall_s"]
+                      "simulator_s", "bookkeeping_s", "estimated_s", "cumulative_estimated_s", "wall_s"]
 SMALL = ["train", "--model", "mlp", "--width", "8", "--batch-size", "8", "--eval-every", "3", "--json"]
 
 

@@ -34,7 +34,7 @@ from .ggn_operator import make_ggn_vp
 from .losses import check_loss, check_targets, loss_and_grad, loss_value, output_factors, per_sample_factors
 from .params import (CurvatureError, UnsupportedModelError, check_functional, frozen_tensors, model_dtype,
                      param_spec, params_to_vector, resolve_params)
-from .ut_engines import (LayersFallback, fill_jacobian, fill_layers, fill_vjp, layer_plan, probe,
+from .ut_engines import (GramParts, LayersFallback, fill_jacobian, fill_layers, fill_vjp, layer_plan, probe,
                          workspace_per_sample)
 
 __all__ = ["Curvature", "compute_curvature", "loss_and_grad", "make_ggn_vp", "param_spec",
@@ -77,6 +77,7 @@ class Curvature:
     H_blocks: torch.Tensor | None = None
     S_blocks: torch.Tensor | None = None
     method: str = ""
+    gram_parts: GramParts | None = None  # what the layers engine saw of U^T's structure, for gram()
 
     @property
     def N(self) -> int:
@@ -105,9 +106,20 @@ class Curvature:
         """Dense GGN U U^T (N x N). Only for small N."""
         return self.U @ self.Ut
 
+    def gram(self) -> np.ndarray:
+        """U^T U (m x m, float64), the matrix the exact OU simulation decomposes: from the layers
+        engine's factors when it ran (ut_engines.GramParts, ~20x cheaper on the digits CNN),
+        otherwise the product of U^T's rows. Equal to U^T U up to float32 round-off of the factors."""
+        if self.Ut is None:
+            raise CurvatureError("U was not computed (return_U=False)")
+        if self.gram_parts is not None:
+            return self.gram_parts.gram(self.Ut)
+        U64 = self.Ut.double()
+        return (U64 @ U64.T).numpy()
+
     def to_numpy(self) -> dict[str, np.ndarray | None]:
         """All tensor fields as numpy arrays (None where not computed), plus 'U' = Ut.T."""
-        out = {f.name: to_numpy(getattr(self, f.name)) for f in fields(self) if f.name != "method"}
+        out = {f.name: to_numpy(getattr(self, f.name)) for f in fields(self) if f.name not in ("method", "gram_parts")}
         out["U"] = None if out["Ut"] is None else out["Ut"].T
         out["loss"] = float(out["loss"])
         return out
@@ -208,6 +220,8 @@ def compute_curvature(
     g = torch.zeros(N, dtype=dtype)
     logits = torch.empty(b, dz, dtype=dtype)
 
+    # The rows are U^T itself only without J_f: then their factors give U^T U cheaply (gram()).
+    parts = GramParts(dz) if method == "layers" and not return_J else None
     if method == "layers":
         def cotangents(zc, i0, i1):
             r, _, S = output_factors(loss, zc, y[i0:i1], b)
@@ -216,10 +230,12 @@ def compute_curvature(
             return S, r
 
         try:
-            fill_layers(model, spec, plan, theta, frozen, x, cotangents, rows3, g, logits, auto_chunk("layers"))
+            fill_layers(model, spec, plan, theta, frozen, x, cotangents, rows3, g, logits, auto_chunk("layers"),
+                        parts)
         except LayersFallback:
             method = "jacobian" if return_J else "vjp"
             g.zero_()
+            parts = None
     if method == "vjp":
         def per_sample(z, yi):
             St, r = per_sample_factors(loss, z, yi, b)
@@ -246,10 +262,10 @@ def compute_curvature(
         torch.bmm(S.transpose(1, 2), J.view(b, dz, N), out=Ut.view(b, dz, N))
     value = loss_value(loss, logits, y).detach()
     return _result(loss, value, g, logits, Ut if return_U else None, J if return_J else None,
-                   return_H, return_S, method)
+                   return_H, return_S, method, parts if return_U else None)
 
 
-def _result(loss, value, g, logits, Ut, J, return_H, return_S, method) -> Curvature:
+def _result(loss, value, g, logits, Ut, J, return_H, return_S, method, gram_parts=None) -> Curvature:
     _, Hb, Sb = output_factors(loss, logits, None, logits.shape[0])
     return Curvature(
         loss=value,
@@ -262,4 +278,5 @@ def _result(loss, value, g, logits, Ut, J, return_H, return_S, method) -> Curvat
         H_blocks=Hb if return_H else None,
         S_blocks=Sb.contiguous() if return_S else None,
         method=method,
+        gram_parts=gram_parts,
     )
