@@ -11,8 +11,9 @@ from training.names import MODELS, OPTIMIZERS
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train the digits classifier with TNGD or a baseline",
-                       description="Defaults per optimizer follow the paper where it gives them "
-                                   "(TNGD: lr 0.01, damping 0.01, t 50; Adam: lr 1e-3).")
+                       description="Defaults: lr and damping of sgd, adam, tngd and tngd-adam tuned by "
+                                   "`thermospice reproduce tuning` (training.loop.TUNED); the rest, and the "
+                                   "paper's values beside them, in docs/TRAINING.md (training.loop.PAPER).")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="tngd")
     p.add_argument("--backend", choices=BACKENDS, default="ou", help="SPU backend for tngd/tngd-adam")
     p.add_argument("--topology", choices=["crossbar", "factored", "dense", "ideal"],
