@@ -27,7 +27,7 @@ def child(optimizer: str, steps: int) -> dict:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from training.curvature import tune_glibc_malloc
+    from training.malloc import tune_glibc_malloc
     from training.loop import TrainConfig, train
 
     tune_glibc_malloc()
