@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .reproduce import FIGURES, PAPER_FIGURES, UnknownFigureError, check_figure, columns_help, default_out, reproduce
+from .reproduce import FIGURES, UnknownFigureError, check_figure, columns_help, default_out, reproduce
+from .reproduce_tuning import columns_help as tuning_columns_help
+from .reproduce_tuning import reproduce_tuning
 
 _ABOUT = """\
 figures:
@@ -25,8 +27,8 @@ the full versions with the paper."""
 
 
 def _figure(v: str) -> str:
-    if v.strip().lower() == "all":
-        return "all"
+    if v.strip().lower() in ("all", "tuning"):
+        return v.strip().lower()
     try:
         return check_figure(v)
     except UnknownFigureError as exc:
@@ -36,8 +38,9 @@ def _figure(v: str) -> str:
 def add_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="the paper's figures: fig2, fig3, fig4, fig7; the tuning grid",
                        description="Reproduce a figure of Donatella et al. (arXiv 2405.13817) on the digits data.",
-                       epilog=_ABOUT + "\n\n" + columns_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("figure", type=_figure, metavar="FIG", help=f"one of {', '.join(FIGURES)}, or all")
+                       epilog=_ABOUT + "\n\n" + columns_help() + "\n\n" + tuning_columns_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("figure", type=_figure, metavar="FIG", help=f"one of {', '.join(FIGURES)}, all, or tuning")
     p.add_argument("--quick", action="store_true", help="a smaller version (each figure under 2 minutes)")
     p.add_argument("--out", help="output folder (default runs/reproduce/FIG[-quick]; with 'all', FIG is appended)")
     p.add_argument("--threads", type=int, default=1,
@@ -52,14 +55,18 @@ def cmd_reproduce(args) -> int:
     from training.malloc import tune_glibc_malloc
 
     tune_glibc_malloc()  # big U^T buffers would otherwise pay their page faults every step (DESIGN.md)
-    figures = PAPER_FIGURES if args.figure == "all" else (args.figure,)
+    figures = FIGURES if args.figure == "all" else (args.figure,)
     for fig in figures:
         out = args.out if (args.out and len(figures) == 1) else None
         if args.out and len(figures) > 1:
             import os
             out = os.path.join(args.out, fig)
-        res = reproduce(fig, out or default_out(fig, args.quick), quick=args.quick, progress=not args.no_progress,
-                        threads=args.threads, workers=args.workers, scheduler=args.scheduler)
+        if fig == "tuning":
+            res = reproduce_tuning(out or default_out(fig, args.quick), quick=args.quick,
+                                   progress=not args.no_progress, workers=args.workers, scheduler=args.scheduler)
+        else:
+            res = reproduce(fig, out or default_out(fig, args.quick), quick=args.quick,
+                            progress=not args.no_progress, threads=args.threads)
         print(f"{fig}: {res.computed} computed, {res.skipped} reused, {res.wall_s:.1f} s")
         for path in (res.csv_path, res.summary_path, res.png_path):
             if path:

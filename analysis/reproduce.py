@@ -42,8 +42,7 @@ from spu.core.errors import ThermospiceError
 
 from .io import REPRODUCE_CELLS, atomic_write, prepare_folder, read_csv, write_csv
 
-PAPER_FIGURES = ("fig2", "fig3", "fig4", "fig7")
-FIGURES = PAPER_FIGURES + ("tuning",)  # tuning: analysis/reproduce_tuning.py
+FIGURES = ("fig2", "fig3", "fig4", "fig7")
 FORMAT = 1
 
 
@@ -109,9 +108,6 @@ SUMMARY_COLUMNS = (
 
 def columns_help(figure: str | None = None) -> str:
     from .reproduce_fig2 import FIG2_COLUMNS  # (imports torch: only when asked)
-    from .reproduce_tuning import columns_help as tuning_help
-    if figure == "tuning":
-        return tuning_help()
     parts = []
     if figure in (None, "fig2"):
         parts.append("fig2.csv columns (one row per sweep point and method):\n"
@@ -121,8 +117,6 @@ def columns_help(figure: str | None = None) -> str:
                      + "\n".join(f"  {c:18s} {d}" for c, d in CURVE_COLUMNS))
         parts.append("FIG_summary.csv columns (one row per curve):\n"
                      + "\n".join(f"  {c:22s} {d}" for c, d in SUMMARY_COLUMNS))
-    if figure is None:
-        parts.append(tuning_help())
     return "\n\n".join(parts)
 
 
@@ -475,16 +469,10 @@ def _check_sizes(figure: str, size: dict) -> None:
 
 # -- entry point ----------------------------------------------------------------------------------
 def reproduce(figure: str, out: str | None = None, *, quick: bool = False, progress: bool = True,
-              threads: int | None = 1, overrides: dict | None = None, workers: int | None = None,
-              scheduler: str | None = None) -> ReproduceResult:
+              threads: int | None = 1, overrides: dict | None = None) -> ReproduceResult:
     """Run one figure (see the module docstring). overrides: size parameters replacing the preset
-    (tests use smaller ones; the CLI does not expose them). workers / scheduler: the tuning grid's
-    process pool or Dask scheduler (one thread per run; the paper figures run in this process)."""
+    (tests use smaller ones; the CLI does not expose them)."""
     figure = check_figure(figure)
-    if figure == "tuning":
-        from .reproduce_tuning import reproduce_tuning
-        return reproduce_tuning(out or default_out(figure, quick), quick=quick, progress=progress,
-                                overrides=overrides, workers=workers, scheduler=scheduler)
     size = sizes(figure, quick, overrides)
     _check_sizes(figure, size)
     out = out or default_out(figure, quick)

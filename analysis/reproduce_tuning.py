@@ -1,6 +1,6 @@
 """`thermospice reproduce tuning`: SGD, Adam, TNGD and TNGD-Adam tuned against each other.
 
-    res = reproduce("tuning", quick=True)     # -> runs/reproduce/tuning-quick/tuning.csv, ...
+    res = reproduce_tuning("runs/reproduce/tuning-quick", quick=True)   # tuning.csv, tuning_lr.png, ...
 
 Every method gets the same step budget (150 steps at full size), the same batches and the same
 5 seeds, on the digits CNN and the MLP. The grid has two stages per (model, method):

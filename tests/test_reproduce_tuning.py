@@ -10,8 +10,8 @@ import os
 import pytest
 
 from analysis.cli import main
-from analysis.reproduce import ReproduceMismatchError, reproduce
-from analysis.reproduce_tuning import CONFIG_COLUMNS, CURVE_COLUMNS, METHODS, RUN_COLUMNS
+from analysis.reproduce import ReproduceMismatchError
+from analysis.reproduce_tuning import CONFIG_COLUMNS, CURVE_COLUMNS, METHODS, RUN_COLUMNS, reproduce_tuning
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = {"steps": 3, "seeds": 2, "eval_every": 3, "width": 4, "batch": 8,
@@ -34,7 +34,7 @@ def _header(path):
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("tuning") / "out")
-    res = reproduce("tuning", out, quick=True, progress=False, workers=1, overrides=TINY)
+    res = reproduce_tuning(out, quick=True, progress=False, workers=1, overrides=TINY)
     return out, res
 
 
@@ -86,7 +86,7 @@ def test_best_is_the_lowest_mean_loss_and_stage2_uses_its_lr(grid):
 def test_rerun_reuses_everything(grid):
     out, _ = grid
     before = open(os.path.join(out, "tuning.csv")).read()
-    res = reproduce("tuning", out, quick=True, progress=False, workers=1, overrides=TINY)
+    res = reproduce_tuning(out, quick=True, progress=False, workers=1, overrides=TINY)
     assert res.computed == 0 and res.skipped == N_RUNS
     assert open(os.path.join(out, "tuning.csv")).read() == before
 
@@ -98,7 +98,7 @@ def test_crash_loses_only_the_cut_rows(grid, tmp_path):
     lines = text.splitlines(keepends=True)
     # a crash while writing: the last row cut in half, the one before lost entirely
     open(path, "w").write("".join(lines[:-2]) + lines[-1][: len(lines[-1]) // 2])
-    res = reproduce("tuning", out, quick=True, progress=False, workers=1, overrides=TINY)
+    res = reproduce_tuning(out, quick=True, progress=False, workers=1, overrides=TINY)
     assert res.computed == 2 and res.skipped == N_RUNS - 2
     rows = _rows(path)
     assert len({r["run"] for r in rows if r["status"] == "ok"}) == N_RUNS
@@ -107,15 +107,15 @@ def test_crash_loses_only_the_cut_rows(grid, tmp_path):
 def test_other_grid_in_the_same_folder_is_refused(grid):
     out, _ = grid
     with pytest.raises(ReproduceMismatchError):
-        reproduce("tuning", out, quick=True, progress=False, workers=1, overrides={**TINY, "steps": 4})
+        reproduce_tuning(out, quick=True, progress=False, workers=1, overrides={**TINY, "steps": 4})
 
 
 def test_process_pool_gives_the_same_runs(grid, tmp_path):
     """Two worker processes: the same rows (one thread per run makes training deterministic)."""
     out, _ = grid
     small = {**TINY, "lr_grid": {k: v[:1] for k, v in TINY["lr_grid"].items()}, "seeds": 1}
-    ref = reproduce("tuning", str(tmp_path / "serial"), quick=True, progress=False, workers=1, overrides=small)
-    par = reproduce("tuning", str(tmp_path / "pool"), quick=True, progress=False, workers=2, overrides=small)
+    ref = reproduce_tuning(str(tmp_path / "serial"), quick=True, progress=False, workers=1, overrides=small)
+    par = reproduce_tuning(str(tmp_path / "pool"), quick=True, progress=False, workers=2, overrides=small)
     assert par.computed == ref.computed == 4 + 2
     key = ("run", "status", "final_train_loss", "final_test_accuracy")
     a = sorted(tuple(r[k] for k in key) for r in _rows(os.path.join(tmp_path, "serial", "tuning_runs.csv")))
@@ -126,7 +126,7 @@ def test_process_pool_gives_the_same_runs(grid, tmp_path):
 def test_bad_grid_is_refused_clearly(tmp_path, capsys):
     from analysis.reproduce import ReproduceError
     with pytest.raises(ReproduceError, match="damping_grid must contain"):
-        reproduce("tuning", str(tmp_path / "x"), quick=True, progress=False, workers=1,
+        reproduce_tuning(str(tmp_path / "x"), quick=True, progress=False, workers=1,
                   overrides={**TINY, "damping_grid": [0.1]})
     assert main(["reproduce", "tuning", "--quick", "--workers", "0", "--out", str(tmp_path / "y")]) == 2
     assert "workers must be an integer >= 1" in capsys.readouterr().err
