@@ -4,7 +4,8 @@ Steps (each writes its files into the output folder as it goes):
 1. a small TNGD system: the GGN of a tiny MLP on a digits minibatch -> crossbar circuit + netlist;
 2. ngspice transient against the exact OU trajectory and the direct solve (PNG + CSV);
 3. the component report (text + JSON);
-4. the digits classifier trained with TNGD (ou backend) and with Adam (CSV + PNG);
+4. the digits classifier trained with TNGD (ou backend) and with Adam, each at its tuned defaults, and
+   which wins at equal steps and at equal estimated runtime (CSV + PNG, analysis/demo_verdict.py);
 5. a few TNGD steps with ngspice in the loop beside the ou backend (CSV);
 6. report.md tying it together.
 """
