@@ -29,10 +29,11 @@ from .io import prepare_folder
 SIZES = {
     # quick: for tests (~1 min); full: the README's main job (a few minutes on 2 cores)
     True: {"width": 3, "batch": 4, "train_steps": 20, "train_batch": 16, "loop_steps": 3, "model": "mlp",
-           "train_width": 16},
+           "train_width": 16, "train_seeds": 1},
     # full: the batch size of `thermospice train` (64), at which its defaults were tuned
+    # 3 seeds: one seed's minibatch losses at step 150 differ by 2-5x between seeds
     False: {"width": 3, "batch": 4, "train_steps": 150, "train_batch": 64, "loop_steps": 10, "model": "cnn",
-            "train_width": 32},
+            "train_width": 32, "train_seeds": 3},
 }
 
 
@@ -82,32 +83,39 @@ def validate_circuit(problem: GGNProblem, design: Design, out: str) -> dict:
 
 
 def train_pair(size: dict, out: str, progress: bool) -> dict:
-    """TNGD and Adam, each at its tuned defaults (training.loop.DEFAULTS, from `reproduce tuning`)."""
+    """TNGD and Adam, each at its tuned defaults (training.loop.DEFAULTS, from `reproduce tuning`),
+    over size["train_seeds"] seeds (folders train_NAME for seed 0, train_NAME_seedS for the others);
+    the verdict compares the means over seeds."""
     from training.loop import TrainConfig, train
 
     from .demo_verdict import verdict
 
-    results = {}
+    results, metrics = {}, {}
     for name in ("tngd", "adam"):
-        cfg = TrainConfig(optimizer=name, model=size["model"], width=size["train_width"],
-                          steps=size["train_steps"], batch_size=size["train_batch"], eval_every=10)
-        results[name] = train(cfg, os.path.join(out, f"train_{name}"), progress=progress, resume=False)
-        r, ms = results[name], results[name]["per_step_ms"]
-        c = r["config"]
-        lam = f", lambda {c['damping']:g}" if c["damping"] is not None else ""
-        _log(f"  {name:5s} (lr {c['lr']:g}{lam}): train loss {r['final_train_loss']:.4f}, test accuracy "
-             f"{r['final_test_accuracy']:.3f} after {r['steps']} steps ({r['wall_time_s']:.1f} s wall; per step "
-             f"digital {ms['digital']:.1f} ms, simulated device {ms['simulator']:.1f} ms, bookkeeping "
-             f"{ms['bookkeeping']:.1f} ms)")
-    metrics = {k: os.path.join(out, f"train_{k}", "metrics.csv") for k in results}
+        metrics[name] = []
+        for seed in range(size["train_seeds"]):
+            folder = os.path.join(out, f"train_{name}" + (f"_seed{seed}" if seed else ""))
+            cfg = TrainConfig(optimizer=name, model=size["model"], width=size["train_width"], seed=seed,
+                              steps=size["train_steps"], batch_size=size["train_batch"], eval_every=10)
+            r = train(cfg, folder, progress=progress, resume=False)
+            metrics[name].append(os.path.join(folder, "metrics.csv"))
+            if seed == 0:
+                results[name] = r
+            ms, c = r["per_step_ms"], r["config"]
+            lam = f", lambda {c['damping']:g}" if c["damping"] is not None else ""
+            _log(f"  {name:5s} (lr {c['lr']:g}{lam}) seed {seed}: train loss {r['final_train_loss']:.4f}, test "
+                 f"accuracy {r['final_test_accuracy']:.3f} after {r['steps']} steps ({r['wall_time_s']:.1f} s wall; "
+                 f"per step digital {ms['digital']:.1f} ms, simulated device {ms['simulator']:.1f} ms, "
+                 f"bookkeeping {ms['bookkeeping']:.1f} ms)")
     v = verdict(metrics)
     s, t = v["steps"], v["runtime"]
-    _log(f"  at equal steps ({s['step']}; loss averaged over the last {s['window']}): TNGD "
+    over = f"mean of {v['seeds']} seeds, " if v["seeds"] > 1 else ""
+    _log(f"  at equal steps ({s['step']}; {over}loss averaged over the last {s['window']}): TNGD "
          f"{s['loss']['tngd']:.4f}, Adam {s['loss']['adam']:.4f}: {_name(s['winner'])} wins")
     _log(f"  at equal estimated runtime ({t['time_s']:.3g} s): TNGD {t['loss']['tngd']:.4f} (step "
          f"{t['step']['tngd']}), Adam {t['loss']['adam']:.4f} (step {t['step']['adam']}): {_name(t['winner'])} wins")
     from .demo_plots import plot_training_pair
-    plot_training_pair(metrics, os.path.join(out, "training.png"))
+    plot_training_pair({k: v[0] for k, v in metrics.items()}, os.path.join(out, "training.png"))
     results["verdict"] = v
     return results
 

@@ -35,7 +35,7 @@ def write_report(out, problem, val, report_text, trained, loop_rows, quick, seco
         "Both at their defaults, which come from `thermospice reproduce tuning` (docs/TRAINING.md gives "
         "the grid and the paper's values beside them).",
         "",
-        "| optimizer | lr | damping | steps | final train loss | final test loss | test accuracy | wall s | "
+        "| optimizer (seed 0) | lr | damping | steps | final train loss | final test loss | test accuracy | wall s | "
         "estimated s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -55,7 +55,8 @@ def write_report(out, problem, val, report_text, trained, loop_rows, quick, seco
         "",
         "| axis | compared at | TNGD | Adam | winner |",
         "| --- | --- | --- | --- | --- |",
-        f"| steps | step {s['step']} (train loss, mean of the last {s['window']}) | {s['loss']['tngd']:.4f} | "
+        f"| steps | step {s['step']} (train loss, mean of the last {s['window']}, {v['seeds']} seed(s)) | "
+        f"{s['loss']['tngd']:.4f} | "
         f"{s['loss']['adam']:.4f} | **{who[s['winner']]}** |",
         f"| estimated runtime | {rt['time_s']:.3g} s (TNGD step {rt['step']['tngd']}, Adam step "
         f"{rt['step']['adam']}) | {rt['loss']['tngd']:.4f} | {rt['loss']['adam']:.4f} | **{who[rt['winner']]}** |",

@@ -1,4 +1,5 @@
-"""Which optimizer of the demo's pair wins, at equal steps and at equal estimated runtime.
+"""Which optimizer of the demo's pair wins, at equal steps and at equal estimated runtime (each
+method's curves averaged over its seeds).
 
 Minibatch losses jump from step to step, so both axes compare a smoothed loss: the mean over the
 last `window` steps (10 % of the run, as the tuning grid's final loss). At equal runtime the loss
@@ -27,16 +28,20 @@ def smoothed(losses: list[float], window: int) -> list[float]:
     return out
 
 
-def verdict(metrics: dict[str, str]) -> dict:
-    """metrics: {name: path of its metrics.csv} for two runs of equal length. Returns
-    {"steps": {...}, "runtime": {...}} with each run's smoothed loss and the winner."""
+def verdict(metrics: dict[str, list[str]]) -> dict:
+    """metrics: {name: [metrics.csv of each seed]} for two methods with runs of equal length.
+    Each method's curve is the mean over its seeds of the smoothed loss and of the cumulative
+    estimated runtime. Returns {"steps": {...}, "runtime": {...}, "seeds": n} with each method's
+    loss and the winner on each axis."""
     runs = {}
-    for name, path in metrics.items():
-        rows = _read(path)
-        losses = [float(r["train_loss"]) for r in rows]
-        window = max(1, len(losses) // 10)
-        runs[name] = {"loss": smoothed(losses, window), "time": [float(r["cumulative_estimated_s"]) for r in rows],
-                      "window": window}
+    for name, paths in metrics.items():
+        curves = [_read(p) for p in paths]
+        n = min(len(rows) for rows in curves)
+        window = max(1, n // 10)
+        losses = [smoothed([float(r["train_loss"]) for r in rows[:n]], window) for rows in curves]
+        times = [[float(r["cumulative_estimated_s"]) for r in rows[:n]] for rows in curves]
+        runs[name] = {"loss": [sum(v) / len(v) for v in zip(*losses)], "time": [sum(v) / len(v) for v in zip(*times)],
+                      "window": window, "seeds": len(paths)}
     at_steps = {n: r["loss"][-1] for n, r in runs.items()}
     T = min(r["time"][-1] for r in runs.values())
     at_time = {}
@@ -48,4 +53,5 @@ def verdict(metrics: dict[str, str]) -> dict:
                       "window": max(r["window"] for r in runs.values())},
             "runtime": {"time_s": T, "loss": {n: v["loss"] for n, v in at_time.items()},
                         "step": {n: v["step"] for n, v in at_time.items()},
-                        "winner": min(at_time, key=lambda n: at_time[n]["loss"])}}
+                        "winner": min(at_time, key=lambda n: at_time[n]["loss"])},
+            "seeds": min(r["seeds"] for r in runs.values())}

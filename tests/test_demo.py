@@ -141,3 +141,29 @@ def test_demo_unwritable_folder(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("thermospice: error: cannot write the demo report to") and "Traceback" not in err
+
+
+def test_verdict_averages_seeds(tmp_path):
+    """Two seeds per method: the curves are the means of the smoothed losses and of the estimated
+    times; the slower method is judged at the faster one's total time."""
+    from analysis.demo_verdict import verdict
+
+    def write(name, losses, dt):
+        path = tmp_path / f"{name}.csv"
+        rows = ["step,train_loss,cumulative_estimated_s"]
+        rows += [f"{k + 1},{v},{dt * (k + 1)}" for k, v in enumerate(losses)]
+        path.write_text("\n".join(rows) + "\n")
+        return str(path)
+
+    steps = 20  # window 2
+    fast = [write("a0", [1.0] * steps, 0.1), write("a1", [3.0] * steps, 0.1)]          # mean 2.0, T = 2.0
+    slow = [write("b0", [4.0 - 0.2 * k for k in range(steps)], 1.0), write("b1", [0.1] * steps, 1.0)]
+    v = verdict({"adam": fast, "tngd": slow})
+    assert v["seeds"] == 2 and v["steps"]["window"] == 2
+    b0_tail = (4.0 - 0.2 * 18 + 4.0 - 0.2 * 19) / 2
+    assert v["steps"]["loss"]["tngd"] == pytest.approx((b0_tail + 0.1) / 2)
+    assert v["steps"]["loss"]["adam"] == pytest.approx(2.0) and v["steps"]["winner"] == "tngd"
+    # at T = 2.0 s the slow method has done 2 steps: smoothed b0 = (4.0 + 3.8) / 2, b1 = 0.1
+    assert v["runtime"]["time_s"] == pytest.approx(2.0) and v["runtime"]["step"]["tngd"] == 2
+    assert v["runtime"]["loss"]["tngd"] == pytest.approx(((4.0 + 3.8) / 2 + 0.1) / 2)
+    assert v["runtime"]["winner"] == "adam"
