@@ -4,7 +4,8 @@ Steps (each writes its files into the output folder as it goes):
 1. a small TNGD system: the GGN of a tiny MLP on a digits minibatch -> crossbar circuit + netlist;
 2. ngspice transient against the exact OU trajectory and the direct solve (PNG + CSV);
 3. the component report (text + JSON);
-4. the digits classifier trained with TNGD (ou backend) and with Adam (CSV + PNG);
+4. the digits classifier trained with TNGD (ou backend) and with Adam, each at its tuned defaults, and
+   which wins at equal steps and at equal estimated runtime (CSV + PNG, analysis/demo_verdict.py);
 5. a few TNGD steps with ngspice in the loop beside the ou backend (CSV);
 6. report.md tying it together.
 """
@@ -28,9 +29,11 @@ from .io import prepare_folder
 SIZES = {
     # quick: for tests (~1 min); full: the README's main job (a few minutes on 2 cores)
     True: {"width": 3, "batch": 4, "train_steps": 20, "train_batch": 16, "loop_steps": 3, "model": "mlp",
-           "train_width": 16},
-    False: {"width": 3, "batch": 4, "train_steps": 150, "train_batch": 32, "loop_steps": 10, "model": "cnn",
-            "train_width": 32},
+           "train_width": 16, "train_seeds": 1},
+    # full: the batch size of `thermospice train` (64), at which its defaults were tuned
+    # 3 seeds: one seed's minibatch losses at step 150 differ by 2-5x between seeds
+    False: {"width": 3, "batch": 4, "train_steps": 150, "train_batch": 64, "loop_steps": 10, "model": "cnn",
+            "train_width": 32, "train_seeds": 3},
 }
 
 
@@ -85,20 +88,45 @@ def validate_circuit(problem: GGNProblem, design: Design, out: str) -> dict:
 
 
 def train_pair(size: dict, out: str, progress: bool) -> dict:
+    """TNGD and Adam, each at its tuned defaults (training.loop.DEFAULTS, from `reproduce tuning`),
+    over size["train_seeds"] seeds (folders train_NAME for seed 0, train_NAME_seedS for the others);
+    the verdict compares the means over seeds."""
     from training.loop import TrainConfig, train
 
-    results = {}
+    from .demo_verdict import verdict
+
+    results, metrics = {}, {}
     for name in ("tngd", "adam"):
-        cfg = TrainConfig(optimizer=name, model=size["model"], width=size["train_width"],
-                          steps=size["train_steps"], batch_size=size["train_batch"], eval_every=10)
-        results[name] = train(cfg, os.path.join(out, f"train_{name}"), progress=progress, resume=False)
-        r = results[name]
-        _log(f"  {name:5s}: train loss {r['final_train_loss']:.4f}, test accuracy {r['final_test_accuracy']:.3f} "
-             f"after {r['steps']} steps ({r['wall_time_s']:.1f} s wall)")
+        metrics[name] = []
+        for seed in range(size["train_seeds"]):
+            folder = os.path.join(out, f"train_{name}" + (f"_seed{seed}" if seed else ""))
+            cfg = TrainConfig(optimizer=name, model=size["model"], width=size["train_width"], seed=seed,
+                              steps=size["train_steps"], batch_size=size["train_batch"], eval_every=10)
+            r = train(cfg, folder, progress=progress, resume=False)
+            metrics[name].append(os.path.join(folder, "metrics.csv"))
+            if seed == 0:
+                results[name] = r
+            ms, c = r["per_step_ms"], r["config"]
+            lam = f", lambda {c['damping']:g}" if c["damping"] is not None else ""
+            _log(f"  {name:5s} (lr {c['lr']:g}{lam}) seed {seed}: train loss {r['final_train_loss']:.4f}, test "
+                 f"accuracy {r['final_test_accuracy']:.3f} after {r['steps']} steps ({r['wall_time_s']:.1f} s wall; "
+                 f"per step digital {ms['digital']:.1f} ms, simulated device {ms['simulator']:.1f} ms, "
+                 f"bookkeeping {ms['bookkeeping']:.1f} ms)")
+    v = verdict(metrics)
+    s, t = v["steps"], v["runtime"]
+    over = f"mean of {v['seeds']} seeds, " if v["seeds"] > 1 else ""
+    _log(f"  at equal steps ({s['step']}; {over}loss averaged over the last {s['window']}): TNGD "
+         f"{s['loss']['tngd']:.4f}, Adam {s['loss']['adam']:.4f}: {_name(s['winner'])} wins")
+    _log(f"  at equal estimated runtime ({t['time_s']:.3g} s): TNGD {t['loss']['tngd']:.4f} (step "
+         f"{t['step']['tngd']}), Adam {t['loss']['adam']:.4f} (step {t['step']['adam']}): {_name(t['winner'])} wins")
     from .demo_plots import plot_training_pair
-    plot_training_pair({k: os.path.join(out, f"train_{k}", "metrics.csv") for k in results},
-                       os.path.join(out, "training.png"))
+    plot_training_pair({k: v[0] for k, v in metrics.items()}, os.path.join(out, "training.png"))
+    results["verdict"] = v
     return results
+
+
+def _name(key: str) -> str:
+    return {"tngd": "TNGD", "adam": "Adam"}[key]
 
 
 def ngspice_in_the_loop(size: dict, design: Design, out: str) -> list[dict]:
@@ -157,8 +185,8 @@ def run_demo(out: str, quick: bool = False, progress: bool = True) -> str:
     with open(os.path.join(out, "component_report.json"), "w") as f:
         json.dump(val["report"], f, indent=2)
 
-    _log(f"[4/5] training the digits classifier ({size['model']}): TNGD (ou backend) vs Adam, "
-         f"{size['train_steps']} steps")
+    _log(f"[4/5] training the digits classifier ({size['model']}): TNGD (ou backend) vs Adam, both at their "
+         f"tuned defaults, {size['train_steps']} steps")
     trained = train_pair(size, out, progress)
 
     _log(f"[5/5] {size['loop_steps']} TNGD steps with ngspice in the loop (crossbar) beside the ou backend")

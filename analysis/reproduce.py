@@ -281,10 +281,12 @@ def run_name(curve: Curve, size: dict, seed: int) -> str:
 
 
 def train_config(curve: Curve, size: dict, seed: int):
-    from training.loop import TrainConfig
+    from training.loop import PAPER, TrainConfig
     tngd = curve.optimizer.startswith("tngd")
+    paper = PAPER[curve.optimizer]  # the paper's figures at the paper's settings, not train's tuned defaults
     return TrainConfig(optimizer=curve.optimizer, backend="ou", model=size["model"], width=size["width"],
-                       steps=curve.steps, batch_size=size["batch"], t=curve.t if tngd else None,
+                       steps=curve.steps, batch_size=size["batch"], lr=paper["lr"], damping=paper.get("damping"),
+                       t=curve.t if tngd else None,
                        td=curve.td if tngd else 0.0, kappa0=curve.kappa0 if tngd else 0.0, seed=seed,
                        eval_every=size["eval_every"])
 

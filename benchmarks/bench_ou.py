@@ -7,6 +7,7 @@ which is what a trajectory or the TNGD loop with a fixed system pays per extra t
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,8 @@ def factored(n, m, seed=0):
 
 def bench(p, reps):
     x0 = np.zeros(p.n)
-    run = best(lambda: ou.run(p, t=1.0, x0=x0, kappa0=0.01, seed=0, times=None, options={}), reps)
+    # A fresh (shallow) copy per repetition: ou keeps the propagator of a problem it has seen.
+    run = best(lambda: ou.run(copy.copy(p), t=1.0, x0=x0, kappa0=0.01, seed=0, times=None, options={}), reps)
     prop = ou.propagator(p)
     rng = np.random.default_rng(0)
     step = best(lambda: prop.step(x0, 1.0, 0.01, rng), reps)

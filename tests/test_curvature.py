@@ -394,3 +394,36 @@ def test_to_numpy():
     assert d["U"].shape == (param_spec(model).N, 12)
     np.testing.assert_allclose(d["U"] @ d["U"].T, d["J"].T @ d["H"] @ d["J"], rtol=1e-10, atol=1e-12)
     assert (c.m, c.batch_size, c.dz, c.N) == (12, 4, 3, param_spec(model).N)
+
+
+# ------------------------------------------------------------------ U^T U from the layer factors
+
+
+def _no_bias_mlp():
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(6, 5, bias=False), nn.Tanh(), nn.Linear(5, 3)).to(D64)
+
+
+@pytest.mark.parametrize("make, d_in, image", [(small_mlp, 6, False), (_no_bias_mlp, 6, False), (Tokens, 4, False),
+                                               (small_cnn, 64, True)])
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_gram_from_layer_factors(make, d_in, image, chunk):
+    """Curvature.gram() (Kronecker form for Linear layers, columns for the rest) equals Ut Ut^T, and
+    its spectrum is the nonzero spectrum of the dense reference GGN J^T H J."""
+    torch.manual_seed(0)
+    model = make().to(D64)
+    d_out = 10 if image else 3
+    x, y = batch("cross_entropy", b=5, d_in=d_in, d_out=d_out, image=image)
+    c = compute_curvature(model, x, y, chunk_size=chunk)
+    assert c.method == "layers" and c.gram_parts is not None
+    K = c.gram()
+    np.testing.assert_allclose(K, (c.Ut @ c.Ut.T).numpy(), rtol=1e-10, atol=1e-13)
+    ref = Reference(model, x, y, "cross_entropy")
+    top = np.sort(np.linalg.eigvalsh(ref.G.numpy()))[::-1][: K.shape[0]]
+    np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(K))[::-1], top, rtol=1e-8, atol=1e-12)
+    # the fallback methods have no factors: gram() is the product of the rows
+    v = compute_curvature(model, x, y, method="vjp")
+    assert v.gram_parts is None
+    np.testing.assert_allclose(v.gram(), K, rtol=1e-10, atol=1e-13)
+    # with J_f asked for, the rows are J_f, not U^T: no factors are kept
+    assert compute_curvature(model, x, y, return_J=True).gram_parts is None

@@ -97,6 +97,38 @@ def test_training_pair(demo):
     assert tngd["final_train_loss"] < first  # TNGD learns
 
 
+def test_demo_names_the_winner_on_both_axes(demo):
+    """Tuned against tuned: the verdict printed at equal steps and at equal estimated runtime is the
+    one the two metrics.csv files give (loss averaged over the last 10 % of the steps)."""
+    runs = {}
+    for name in ("tngd", "adam"):
+        rows = _rows(os.path.join(demo["out"], f"train_{name}", "metrics.csv"))
+        runs[name] = ([float(r["train_loss"]) for r in rows], [float(r["cumulative_estimated_s"]) for r in rows])
+    window = 2  # 20 steps
+
+    def tail(losses, k):  # mean of the `window` losses up to step k (1-based)
+        return sum(losses[max(0, k - window):k]) / min(k, window)
+
+    at_steps = {n: tail(l, 20) for n, (l, _) in runs.items()}
+    T = min(t[-1] for _, t in runs.values())
+    at_time = {n: tail(l, max(i + 1 for i, x in enumerate(t) if x <= T * (1 + 1e-12))) for n, (l, t) in runs.items()}
+    who = {"tngd": "TNGD", "adam": "Adam"}
+    m = re.search(r"at equal steps \(20; loss averaged over the last 2\): TNGD ([0-9.]+), Adam ([0-9.]+): (\w+) wins",
+                  demo["stdout"])
+    assert m, demo["stdout"]
+    assert float(m.group(1)) == pytest.approx(at_steps["tngd"], abs=1e-4)
+    assert float(m.group(2)) == pytest.approx(at_steps["adam"], abs=1e-4)
+    assert m.group(3) == who[min(at_steps, key=at_steps.get)]
+    m = re.search(r"at equal estimated runtime \(([0-9.e+-]+) s\): TNGD ([0-9.]+) .*, Adam ([0-9.]+) .*: (\w+) wins",
+                  demo["stdout"])
+    assert m, demo["stdout"]
+    assert float(m.group(1)) == pytest.approx(T, rel=1e-2)
+    assert float(m.group(2)) == pytest.approx(at_time["tngd"], abs=1e-4)
+    assert m.group(4) == who[min(at_time, key=at_time.get)]
+    report = open(os.path.join(demo["out"], "report.md")).read()
+    assert f"| **{m.group(4)}** |" in report and "tuned against tuned" in report
+
+
 def test_ngspice_in_the_loop_agrees_with_ou(demo):
     rows = _rows(os.path.join(demo["out"], "ngspice_in_the_loop.csv"))
     assert len(rows) == 3 and [int(r["step"]) for r in rows] == [1, 2, 3]
@@ -109,3 +141,29 @@ def test_demo_unwritable_folder(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("thermospice: error: cannot write the demo report to") and "Traceback" not in err
+
+
+def test_verdict_averages_seeds(tmp_path):
+    """Two seeds per method: the curves are the means of the smoothed losses and of the estimated
+    times; the slower method is judged at the faster one's total time."""
+    from analysis.demo_verdict import verdict
+
+    def write(name, losses, dt):
+        path = tmp_path / f"{name}.csv"
+        rows = ["step,train_loss,cumulative_estimated_s"]
+        rows += [f"{k + 1},{v},{dt * (k + 1)}" for k, v in enumerate(losses)]
+        path.write_text("\n".join(rows) + "\n")
+        return str(path)
+
+    steps = 20  # window 2
+    fast = [write("a0", [1.0] * steps, 0.1), write("a1", [3.0] * steps, 0.1)]          # mean 2.0, T = 2.0
+    slow = [write("b0", [4.0 - 0.2 * k for k in range(steps)], 1.0), write("b1", [0.1] * steps, 1.0)]
+    v = verdict({"adam": fast, "tngd": slow})
+    assert v["seeds"] == 2 and v["steps"]["window"] == 2
+    b0_tail = (4.0 - 0.2 * 18 + 4.0 - 0.2 * 19) / 2
+    assert v["steps"]["loss"]["tngd"] == pytest.approx((b0_tail + 0.1) / 2)
+    assert v["steps"]["loss"]["adam"] == pytest.approx(2.0) and v["steps"]["winner"] == "tngd"
+    # at T = 2.0 s the slow method has done 2 steps: smoothed b0 = (4.0 + 3.8) / 2, b1 = 0.1
+    assert v["runtime"]["time_s"] == pytest.approx(2.0) and v["runtime"]["step"]["tngd"] == 2
+    assert v["runtime"]["loss"]["tngd"] == pytest.approx(((4.0 + 3.8) / 2 + 0.1) / 2)
+    assert v["runtime"]["winner"] == "adam"

@@ -124,6 +124,51 @@ def test_ou_rank_deficient_factor():
     np.testing.assert_allclose(r.x, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
 
 
+def test_ou_with_a_given_gram_skips_the_product_and_stays_exact(monkeypatch):
+    """FactoredProblem(gram=U^T U): the propagator decomposes the given m x m matrix instead of
+    forming U^T U (O(N m^2)), and the transition is the expm reference; a Gram that is not U^T U
+    is refused at construction, naming it."""
+    p0 = factored(40, 6, seed=8)
+    A = p0.lam * np.eye(p0.n) + p0.U @ p0.U.T
+    p = FactoredProblem(p0.U, p0.lam, p0.b, gram=p0.U.T @ p0.U)
+    x0 = np.random.default_rng(9).standard_normal(p.n)
+    seen = []
+    real_eigh = np.linalg.eigh
+    monkeypatch.setattr(np.linalg, "eigh", lambda M: seen.append(M) or real_eigh(M))
+    ref = exact_mean(A, p.b, x0, 0.8)
+    np.testing.assert_allclose(run(ou, p, 0.8, x0).x, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
+    assert len(seen) == 1 and seen[0] is p.gram  # the given matrix itself, no U^T U formed
+    wrong = p0.U.T @ p0.U
+    wrong[0, 1] = wrong[1, 0] = wrong[0, 1] + 0.1
+    with pytest.raises(ProblemError, match="gram is not U\\^T U"):
+        FactoredProblem(p0.U, p0.lam, p0.b, gram=wrong)
+    with pytest.raises(ProblemError, match="gram must be U\\^T U of shape \\(6, 6\\)"):
+        FactoredProblem(p0.U, p0.lam, p0.b, gram=np.eye(5))
+    with pytest.raises(ProblemError, match="gram is not symmetric"):
+        FactoredProblem(p0.U, p0.lam, p0.b, gram=np.triu(p0.U.T @ p0.U))
+
+
+def test_ou_reuses_the_decomposition_of_a_problem_it_has_seen():
+    """TNGD with a delay runs each step's problem twice (t, then t_d as the stale system): the
+    second run reuses the propagator, and gives what a fresh one would."""
+    p = factored(30, 4, seed=10)
+    assert ou.propagator(p) is ou.propagator(p)
+    x0 = np.ones(p.n)
+    twin = FactoredProblem(p.U, p.lam, p.b)
+    assert ou.propagator(twin) is not ou.propagator(p)
+    np.testing.assert_array_equal(run(ou, p, 0.7, x0).x, run(ou, twin, 0.7, x0).x)
+
+
+def test_ggn_factored_is_computed_once():
+    """The backends and the timing model's resistor count both ask GGNProblem.factored()."""
+    rng = np.random.default_rng(11)
+    J = rng.standard_normal((6, 10))
+    g = GGNProblem(J, np.eye(6) * 0.5, 0.1, rng.standard_normal(10))
+    f = g.factored()
+    assert g.factored() is f
+    np.testing.assert_allclose(f.U @ f.U.T, J.T @ (0.5 * J), rtol=1e-12, atol=1e-12)
+
+
 def test_ou_trajectory_rows_are_transitions():
     p = factored(30, 3, seed=6)
     A = p.matrix()

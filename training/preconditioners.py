@@ -212,7 +212,8 @@ class TNGD(_Damped):
                 return GGNProblem(Ut, np.eye(Ut.shape[0]), lam, g)
             return GGNProblem(curv.J.double().numpy(), curv.H.double().numpy(), lam, g)
         # A copy: the float32 Ut is the reused buffer (for a float64 model .double() would not copy).
-        return FactoredProblem(curv.Ut.to(torch.float64, copy=True).numpy().T, lam, g)
+        # The Gram from the layer factors spares the exact OU backend its O(N m^2) U^T U.
+        return FactoredProblem(curv.Ut.to(torch.float64, copy=True).numpy().T, lam, g, gram=curv.gram())
 
     def _stale_problem(self):
         if self._stale is None and self._stale_inputs is not None:  # after a resume

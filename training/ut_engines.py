@@ -99,11 +99,57 @@ class LayersFallback(Exception):
     """The model turned out not to qualify for the layers engine during the forward pass."""
 
 
-def _rows_layers(forward, plan, x, make_C, Ut3, g, i0):
+class GramParts:
+    """The factors of the rows the layers engine wrote, for their Gram matrix rows @ rows^T.
+
+    A Linear layer seen once per sample writes rows D[r] (x) A[i] (weight) and D[r] (bias), r the
+    row, i = r // k its sample, so its share of the Gram is (D D^T) * (A A^T + 1) elementwise:
+    O(m^2 (out + in)) instead of O(m^2 out in). Every other trainable column (Conv2d layers, Linear
+    layers applied along an extra dimension) is in `direct` and enters as the product of those
+    columns of the rows. The digits CNN (N = 16 826, m = 640): ~10 ms against ~200 ms."""
+
+    def __init__(self, k: int):
+        self.k = k  # rows per sample
+        self.kron: dict[str, tuple[list, list, bool, bool]] = {}
+        self.direct: list[slice] = []
+
+    def add_linear(self, name: str, D: torch.Tensor, A: torch.Tensor, weight: bool, bias: bool) -> None:
+        entry = self.kron.setdefault(name, ([], [], weight, bias))
+        entry[0].append(D.detach())
+        entry[1].append(A.detach())
+
+    def add_direct(self, sl: slice) -> None:
+        if sl not in self.direct:
+            self.direct.append(sl)
+
+    def gram(self, rows: torch.Tensor):
+        """rows @ rows^T (m x m) in float64, as a numpy array; rows: the (m, N) tensor written."""
+        m, k = rows.shape[0], self.k
+        b = m // k
+        K = torch.zeros(m, m, dtype=torch.float64)
+        K4 = K.view(b, k, b, k)
+        for D_chunks, A_chunks, weight, bias in self.kron.values():
+            D = torch.cat(D_chunks).double()  # (m, out)
+            DD = (D @ D.T).view(b, k, b, k)
+            if weight:
+                A = torch.cat(A_chunks).double()  # (b, in)
+                AA = A @ A.T
+                if bias:
+                    AA += 1.0
+                K4.addcmul_(DD, AA[:, None, :, None])  # sample pairs (i, j) broadcast over (k, l)
+            elif bias:
+                K4.add_(DD)
+        if self.direct:
+            cols = torch.cat([rows[:, sl] for sl in self.direct], dim=1).double()
+            K += cols @ cols.T
+        return K.numpy()
+
+
+def _rows_layers(forward, plan, x, make_C, Ut3, g, i0, parts=None):
     """Rows i0.. of Ut3 (b, dz, N) and this chunk's gradient added into g, by the layers method.
 
     make_C(logits) -> (dz+1, c, dz) cotangents: C[k] = S[:, :, k] (rows of U^T) or e_k (rows of
-    J_f) for k < dz, C[dz] = r = dL/dz.
+    J_f) for k < dz, C[dz] = r = dL/dz. parts: a GramParts to record the rows' factors in.
     """
     store: dict[str, list] = {n: [] for n in plan.modules}
 
@@ -169,6 +215,14 @@ def _rows_layers(forward, plan, x, make_C, Ut3, g, i0):
                 rows[:, :, sb].copy_(dS.sum(2).permute(1, 0, 2))
                 if with_grad:
                     g[sb].add_(d[dzs].sum((0, 1)))
+            if parts is not None:
+                if a.shape[1] == 1:
+                    parts.add_linear(name, dS[:, :, 0].permute(1, 0, 2).reshape(c * dzs, out_f), a[:, 0],
+                                     sw is not None, sb is not None)
+                else:
+                    for sl in (sw, sb):
+                        if sl is not None:
+                            parts.add_direct(sl)
         else:  # Conv2d, groups=1
             co = mod.out_channels
             d = d.reshape(dz1, c, co, -1)  # (dz+1, c, co, P)
@@ -184,20 +238,25 @@ def _rows_layers(forward, plan, x, make_C, Ut3, g, i0):
                 rows[:, :, sb].copy_(dS.sum(-1).permute(1, 0, 2))
                 if with_grad:
                     g[sb].add_(d[dzs].sum((0, 2)))
+            if parts is not None:
+                for sl in (sw, sb):
+                    if sl is not None:
+                        parts.add_direct(sl)
     return z.detach()
 
 
-def fill_layers(forward, plan, x, cotangents, rows3, g, logits, chunk):
+def fill_layers(forward, plan, x, cotangents, rows3, g, logits, chunk, parts=None):
     """All rows by the layers engine. cotangents(zc, i0, i1) -> (F (c, dz, k), r (c, dz)) for the
-    chunk's logits zc; rows3 is the (b, k, N) view of the output. Fills logits (b, dz).
-    g=None: no gradient (cotangents then return r=None; one cotangent fewer per backward)."""
+    chunk's logits zc; rows3 is the (b, k, N) view of the output. Fills logits (b, dz), and
+    `parts` (a GramParts) when given. g=None: no gradient (cotangents then return r=None; one
+    cotangent fewer per backward)."""
     for i0, i1 in chunks(x.shape[0], chunk):
         def make_C(zc, i0=i0, i1=i1):
             Fc, r = cotangents(zc, i0, i1)
             Ct = Fc.permute(2, 0, 1)
             return Ct if g is None else torch.cat([Ct, r[None]])
 
-        logits[i0:i1] = _rows_layers(forward, plan, x[i0:i1], make_C, rows3, g, i0)
+        logits[i0:i1] = _rows_layers(forward, plan, x[i0:i1], make_C, rows3, g, i0, parts)
 
 
 def probe(forward, x1, plan):

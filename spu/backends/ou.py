@@ -13,6 +13,8 @@ Noise: f = sqrt(var) applied to a standard normal z gives covariance f(A)^2 = th
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ..core.errors import ProblemError
@@ -75,8 +77,8 @@ class DensePropagator:
 class LowRankPropagator:
     """Exact OU transitions of A = lam I + U U^T without forming any N x N matrix."""
 
-    def __init__(self, U: np.ndarray, lam: float, b: np.ndarray):
-        self.spec = LowRankSpectrum(U, lam)
+    def __init__(self, U: np.ndarray, lam: float, b: np.ndarray, gram: np.ndarray | None = None):
+        self.spec = LowRankSpectrum(U, lam, gram)
         lam, s = self.spec.lam, self.spec.s
         # 1/(lam+s) - 1/lam written without cancellation.
         self.mean = self.spec.apply(b, 1.0 / lam, -s / (lam * (lam + s)))
@@ -104,15 +106,27 @@ class LowRankPropagator:
         return self.mean + e_lam * d + sd_lam * z + spec.lift(e_diff * R[:, 0] + sd_diff * R[:, 1])
 
 
+# Propagators of problems still alive. Problems are immutable, and TNGD with a delay t_d runs each
+# step's problem twice (for t, then as the stale system for t_d at the next step): the second run
+# reuses the decomposition instead of repeating the O(N m^2 + m^3) work.
+_PROPAGATORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def propagator(problem):
-    """Build the reusable exact propagator for a problem (DensePropagator or LowRankPropagator).
+    """The reusable exact propagator for a problem (DensePropagator or LowRankPropagator), built
+    once per problem object.
 
     ``prop.step(x, dt, kappa0, rng)`` is one exact transition; ``prop.mean`` is A^-1 b.
     """
-    if isinstance(problem, DenseProblem):
-        return DensePropagator(problem.A, problem.b)
-    f = problem.factored()  # GGNProblem -> U = J^T S; FactoredProblem -> itself
-    return LowRankPropagator(f.U, f.lam, f.b)
+    prop = _PROPAGATORS.get(problem)
+    if prop is None:
+        if isinstance(problem, DenseProblem):
+            prop = DensePropagator(problem.A, problem.b)
+        else:
+            f = problem.factored()  # GGNProblem -> U = J^T S; FactoredProblem -> itself
+            prop = LowRankPropagator(f.U, f.lam, f.b, f.gram)
+        _PROPAGATORS[problem] = prop
+    return prop
 
 
 def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:

@@ -70,6 +70,22 @@ def check_lam(lam) -> float:
     return lam
 
 
+def check_gram(gram, U: np.ndarray) -> np.ndarray:
+    """gram as a float64 (m x m) array equal to U^T U, or ProblemError."""
+    K = as_finite_array("gram", gram, 2)
+    m = U.shape[1]
+    if K.shape != (m, m):
+        raise ProblemError(f"gram must be U^T U of shape ({m}, {m}), got {K.shape}")
+    check_symmetric("gram", K)
+    z = np.random.default_rng(0).standard_normal(m)
+    err = float(np.linalg.norm(K @ z - U.T @ (U @ z)))
+    scale = float(np.linalg.norm(K)) * float(np.linalg.norm(z))
+    if err > GRAM_RTOL * max(scale, np.finfo(float).tiny):
+        raise ProblemError(f"gram is not U^T U: a random product differs by {err / max(scale, 1e-300):.2e} "
+                           f"of its scale (allowed {GRAM_RTOL:g})")
+    return K
+
+
 def check_rhs(b, n: int, what: str) -> np.ndarray:
     b = as_finite_array("b", b, 1)
     if b.shape[0] != n:
@@ -113,13 +129,23 @@ class DenseProblem:
         return float(ev[0]), float(ev[-1])
 
 
+# How far a given Gram matrix may be from U^T U, relative to its Frobenius norm, in the one random
+# product that checks it: float32 factors (a torch model's) agree to ~1e-8; a wrong Gram is O(1) off.
+GRAM_RTOL = 1e-5
+
+
 @dataclass(frozen=True, eq=False)
 class FactoredProblem:
-    """A = lam*I + U U^T with U of shape (N, m)."""
+    """A = lam*I + U U^T with U of shape (N, m).
+
+    gram: optional U^T U (m x m) when the caller has it cheaper than the O(N m^2) product (the
+    training loop gets it from the layer structure, see training.curvature.Curvature.gram); the
+    exact OU backend then skips that product. It is checked against U by one random product."""
 
     U: np.ndarray
     lam: float
     b: np.ndarray
+    gram: np.ndarray | None = None
 
     def __post_init__(self):
         U = as_finite_array("U", self.U, 2)
@@ -128,6 +154,8 @@ class FactoredProblem:
         object.__setattr__(self, "U", U)
         object.__setattr__(self, "lam", lam)
         object.__setattr__(self, "b", b)
+        if self.gram is not None:
+            object.__setattr__(self, "gram", check_gram(self.gram, U))
 
     @property
     def n(self) -> int:
@@ -208,7 +236,13 @@ class GGNProblem:
         return V[:, keep] * np.sqrt(w[keep])
 
     def factored(self) -> FactoredProblem:
-        return FactoredProblem(self.J.T @ self.factor_S(), self.lam, self.b)
+        """U = J^T S as a FactoredProblem, computed once (the backends and the timing model's
+        resistor count both ask; H's eigendecomposition and J^T S are O(N m^2))."""
+        cached = self.__dict__.get("_factored")
+        if cached is None:
+            cached = FactoredProblem(self.J.T @ self.factor_S(), self.lam, self.b)
+            object.__setattr__(self, "_factored", cached)
+        return cached
 
     def eig_extremes(self) -> tuple[float, float]:
         return self.factored().eig_extremes()

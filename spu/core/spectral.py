@@ -72,9 +72,10 @@ class DenseSpectrum:
 class LowRankSpectrum:
     """A = lam I + U U^T = lam I + P diag(s) P^T, P = U W (implicit)."""
 
-    def __init__(self, U: np.ndarray, lam: float):
+    def __init__(self, U: np.ndarray, lam: float, gram: np.ndarray | None = None):
         U = np.asarray(U, dtype=np.float64)  # m x m algebra in float64 even for float32 factors
-        s, V = np.linalg.eigh(U.T @ U)  # the only O(N m^2) work
+        # U^T U is the only O(N m^2) work; a caller that has it (FactoredProblem.gram) saves it.
+        s, V = np.linalg.eigh(U.T @ U if gram is None else gram)
         smax = float(s[-1]) if s.size else 0.0
         keep = s > DROP_RTOL * smax if smax > 0 else np.zeros(s.shape, bool)
         self.U, self.s = U, s[keep]
@@ -113,4 +114,4 @@ def spectrum(problem):
     if isinstance(problem, DenseProblem):
         return DenseSpectrum(problem.A)
     f = problem.factored()
-    return LowRankSpectrum(f.U, f.lam)
+    return LowRankSpectrum(f.U, f.lam, f.gram)
