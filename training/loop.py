@@ -44,7 +44,8 @@ DEFAULTS = {
     "ngd-woodbury": {"lr": 0.01, "damping": 0.01},
 }
 
-# Circuit design for --backend ngspice unless the config says otherwise (circuits.Design fields).
+# Circuit design for --backend ngspice and asbuilt unless the config says otherwise (circuits.Design
+# fields; asbuilt has no time step of ngspice's and ignores dt_max).
 # bits_r = 16: J_f has entries 1e-6 of its largest and smaller, which map to resistors above
 # r_max (DesignError); 16-bit resistors round those to zero (relative step 1.5e-5 of the array's
 # full scale with autorange) and keep every other one inside [r_min, r_max].
@@ -130,7 +131,7 @@ class TrainConfig:
                 check_curvature(c.curvature, 1 if c.mc_samples is None else c.mc_samples)
             except CurvatureError as exc:
                 raise TrainingError(str(exc)) from None
-        if c.backend == "ngspice" and c.optimizer in ("tngd", "tngd-adam"):
+        if c.backend in ("ngspice", "asbuilt") and c.optimizer in ("tngd", "tngd-adam"):
             c.design = {**NGSPICE_DESIGN, **(c.design or {})}
         if c.spu_timeout is not None and not (math.isfinite(c.spu_timeout) and c.spu_timeout > 0):
             raise TrainingError(f"the SPU timeout must be > 0 seconds, got {c.spu_timeout!r}")
