@@ -187,3 +187,27 @@ def test_cli_solve_asbuilt(tmp_path):
     d = Design(bits_r=8, bits_dac=8, bits_adc=10, tol_r=0.01, tol_c=0.01, opamp=OpAmp(gain=1e4))
     want = SPU("asbuilt", topology="factored", design=d).run(p, t=3.0).x
     assert np.array_equal(x, want)
+
+
+def test_train_sweep_writes_rows_and_resumes(tmp_path):
+    """One TNGD step per run keeps it short: the asbuilt run, the ou and Adam references, CSV and
+    PNG; a rerun finds every run done; a bad setting is refused before any run starts."""
+    from analysis.train_sweeps import run_train_sweep
+    from spu.core.errors import ThermospiceError as TE
+
+    res = run_train_sweep("train-bits", str(tmp_path), settings=[8], seeds=1, steps=1, workers=1, progress=False)
+    rows = list(csv_rows(res["csv"]))
+    assert {r["run"] for r in rows} == {"asbuilt", "ou", "adam"}
+    assert all(r["status"] == "ok" and np.isfinite(float(r["final_train_loss"])) for r in rows)
+    assert (tmp_path / "train-bits.png").stat().st_size > 0
+    again = run_train_sweep("train-bits", str(tmp_path), settings=[8], seeds=1, steps=1, workers=1, progress=False)
+    assert again["computed"] == 0
+    with pytest.raises(TE):
+        run_train_sweep("train-bits", str(tmp_path / "bad"), settings=[40], seeds=1, steps=1, workers=1)
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path) as fh:
+        yield from csv.DictReader(fh)
