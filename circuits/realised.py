@@ -83,7 +83,7 @@ class ValueBuilder(Builder):
         self.summer_rf: dict[str, tuple[list[str], np.ndarray]] = {}
         self.inverter_gain: dict[str, np.ndarray] = {}
 
-    def place(self, label, rows, cols, vals, R, targets, pos, neg) -> None:
+    def place(self, label, rows, cols, vals, R, targets, pos, neg) -> tuple[list, list]:
         # Vectorised: the netlist builder's one-line-per-resistor loop would take minutes at
         # N = 1e5, m = 64. Same check: a negative entry needs an inverted copy of its column.
         missing = np.array([s is None for s in neg], dtype=bool)
@@ -93,6 +93,7 @@ class ValueBuilder(Builder):
             raise DesignError(f"{label}[{rows[k]},{cols[k]}] is negative but no inverted copy of column "
                               f"{cols[k]} exists")
         self.record.terminals.append(([], []))  # no power estimate from here
+        return [], []
 
     def noise_sources(self, kappa_nodes, kappa0, johnson=True) -> None:
         # Held sources pass each node's intensity through ValueNetlist.I (a noise table would

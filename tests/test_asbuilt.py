@@ -66,6 +66,21 @@ def test_ideal_design_equals_ou(topology):
     assert np.abs(a.x - o.x).max() < 1e-10
 
 
+def test_scaled_circuit_runs_in_problem_time():
+    """lam = 400 does not fit [r_min, r_max] at scale 1: the circuit realises (A/s) x = b/s with
+    s circuit tau per problem tau (circuits/scaling.py); asbuilt still equals ou in problem time."""
+    from spu.core.problems import FactoredProblem
+
+    rng = np.random.default_rng(0)
+    p = FactoredProblem(rng.normal(size=(10, 3)) * 30, 400.0, rng.normal(size=10) * 50)
+    assert build(p, "factored").scale > 1
+    x0 = rng.normal(size=10)
+    times = np.linspace(0.0, 0.05, 6)
+    a = SPU("asbuilt", topology="factored").run(p, t=0.05, x0=x0, times=times)
+    o = SPU("ou").run(p, t=0.05, x0=x0, times=times)
+    assert np.abs(a.trajectory - o.trajectory).max() < 1e-10 * np.abs(o.trajectory).max()
+
+
 @pytest.mark.parametrize("topology", ["factored", "crossbar"])
 @pytest.mark.parametrize("name", list(DESIGNS))
 def test_trajectory_matches_ngspice(topology, name):
