@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
     p.add_argument("--mc-samples", type=int, help="labels drawn per example for --curvature mc (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=10, help="steps between test evaluations")
-    d = p.add_argument_group("circuit design (--backend ngspice or asbuilt; defaults there: --bits-r 16 --dt-max 0.05)")
+    d = p.add_argument_group("circuit design (--backend ngspice: defaults --bits-r 16 --dt-max 0.05; asbuilt: --bits-r 16, r_max 1 GOhm)")
     d.add_argument("--bits-r", type=int, help="resistor resolution in bits (drops entries below 2^-bits "
                    "of each array's full scale, which would need resistors above r_max)")
     d.add_argument("--bits-dac", type=int, help="DAC resolution in bits")

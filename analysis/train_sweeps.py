@@ -40,23 +40,18 @@ ABOUT = {
 }
 
 
-# r_max 1 GOhm: an array autoranged to a full scale of 0.1 (the clamp of Builder.scale) has its
-# 16-bit LSB at R0 * 65535 / 0.1 = 0.66 GOhm, above the default 100 MOhm.
-R_MAX = 1e9
-
-
 def design_for(kind: str, setting, base_bits: int = 16) -> tuple[dict, float]:
-    """(circuits.Design fields, kappa0) of one setting. The resistors keep `base_bits` where the
-    sweep is not about bits: the digits CNN's J_f has entries ~1e-6 of its largest, which need
-    rounding to zero to fit [r_min, r_max] (training/loop.py NGSPICE_DESIGN)."""
+    """(circuits.Design fields, kappa0) of one setting, over training/loop.py ASBUILT_DESIGN (which
+    also widens r_max for 16-bit arrays). The resistors keep `base_bits` where the sweep is not
+    about bits: the digits CNN's J_f has entries ~1e-6 of its largest, which need rounding to zero."""
     if kind == "train-bits":
         b = int(setting)
-        return {"bits_r": b, "bits_dac": b, "bits_adc": b, "r_max": R_MAX}, 0.0
+        return {"bits_r": b, "bits_dac": b, "bits_adc": b}, 0.0
     if kind == "train-tolerance":
         tol = float(setting)
-        return {"bits_r": base_bits, "tol_r": tol, "tol_c": tol, "r_max": R_MAX}, 0.0
+        return {"bits_r": base_bits, "tol_r": tol, "tol_c": tol}, 0.0
     temperature, kappa0 = (float(v) for v in setting)
-    return {"bits_r": base_bits, "temperature": temperature or None, "r_max": R_MAX}, kappa0
+    return {"bits_r": base_bits, "temperature": temperature or None}, kappa0
 
 
 def build_points(kind: str, settings, seeds: int, seed: int) -> list[dict]:
