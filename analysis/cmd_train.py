@@ -47,7 +47,6 @@ def add_parser(sub) -> None:
     d.add_argument("--tol-c", type=float, help="relative sigma of each capacitor")
     d.add_argument("--component-seed", type=int, help="seed of the tolerance draws (default 0)")
     d.add_argument("--opamp-gain", type=float, help="op-amp DC gain (default ideal)")
-    d.add_argument("--temperature", type=float, help="Kelvin: Johnson noise of every resistor")
     d.add_argument("--dt-max", type=float, help="largest ngspice time step, in tau")
     d.add_argument("--temperature", type=float, help="kelvin: Johnson noise of every resistor (default: none)")
     d.add_argument("--ngspice-timeout", type=float, help="seconds before one ngspice solve is killed (default 600)")
