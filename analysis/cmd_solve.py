@@ -11,7 +11,7 @@ from circuits.report import component_report, format_report
 from circuits.topologies import build
 from spu.backends.direct import solve as direct_solve
 from spu.backends.ngspice import default_topology
-from spu.device import BACKENDS, SPU
+from spu.device import BACKENDS, CIRCUIT_BACKENDS, SPU
 from spu.core.errors import ThermospiceError
 from spu.core.spectral import MODE_DECAY_TOL
 
@@ -87,9 +87,10 @@ def _build(args):
 def cmd_solve(args) -> int:
     problem = problem_from_args(args)
     design = design_from_args(args)
-    if args.backend != "ngspice" and args.topology is not None:
+    if args.backend not in CIRCUIT_BACKENDS and args.topology is not None:
         # The numeric backends have no circuit; say so rather than silently ignoring it.
-        raise ThermospiceError(f"--topology only applies to --backend ngspice, not {args.backend}")
+        raise ThermospiceError(f"--topology only applies to the circuit backends "
+                               f"({', '.join(CIRCUIT_BACKENDS)}), not {args.backend}")
     if not (np.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
     osc = oscillator_from_args(args, applies=args.backend == "langevin" or args.topology == "oscillator")

@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .sweep_spec import KINDS, SweepError, columns_help
+from .sweep_spec import KINDS, SweepError, SweepOptionError, columns_help
 from .sweeps import run_sweep
+from .train_sweeps import ABOUT as _TRAIN_ABOUT
+from .train_sweeps import TRAIN_KINDS, run_train_sweep
 
 _ABOUT = {
     "noise": "kappa0 and temperature (Johnson noise) against the solution error and its spread over seeds",
@@ -43,6 +45,67 @@ def add_parser(sub) -> None:
         _kind_args(k, kind)
         _common_args(k, kind)
         k.set_defaults(func=cmd_sweep)
+    for kind in TRAIN_KINDS:
+        k = kinds.add_parser(kind, help=_TRAIN_ABOUT[kind], description=f"sweep {kind}: {_TRAIN_ABOUT[kind]}.",
+                             epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        _train_args(k, kind)
+        k.set_defaults(func=cmd_train_sweep)
+
+
+_TRAIN_EPILOG = """Each setting trains the digits CNN (batch 64) with TNGD (paper settings: lr 0.01, lambda 0.01,
+t = 50 tau; train-noise: t = 1 tau as the paper's noise study) on the asbuilt backend for --steps
+steps per seed; TNGD on the ideal ou device and Adam run beside it as reference lines. Writes
+KIND.csv, KIND.png, KIND.manifest.json and KIND.runs/ (one folder per run); rerun the same
+command on the same --out to resume."""
+
+
+def _train_args(p, kind: str) -> None:
+    g = p.add_argument_group(f"{kind} sweep")
+    if kind == "train-bits":
+        g.add_argument("--bits", help="comma-separated resolutions (default 4,6,8,10,12,16)")
+    elif kind == "train-tolerance":
+        g.add_argument("--tol", help="comma-separated relative tolerances of every R and C (default 0,0.005,0.01,0.02,0.05)")
+    else:
+        g.add_argument("--temperature", help="comma-separated temperatures in K (default 0,300)")
+        g.add_argument("--kappa0", help="comma-separated kappa0 values (default 0.001,0.01,0.1)")
+    g.add_argument("--steps", type=int, default=200, help="TNGD steps per run (default 200)")
+    g.add_argument("--seeds", type=int, default=3, help="seeds per setting (default 3)")
+    g.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    g.add_argument("--t", type=float, help="analog time per step in tau (default 50; train-noise 1)")
+    g.add_argument("--topology", choices=["factored", "crossbar"], default="factored")
+    g = p.add_argument_group("running")
+    g.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")
+    g.add_argument("--workers", type=int, help="parallel processes (default: the CPU count)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster, e.g. tcp://host:8786")
+    g.add_argument("--scheduler-timeout", type=float, default=10.0)
+    g.add_argument("--no-progress", action="store_true")
+
+
+def _numbers(text: str, name: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SweepOptionError(f"--{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def cmd_train_sweep(args) -> int:
+    settings = None
+    if args.kind == "train-bits" and args.bits:
+        settings = [int(v) for v in _numbers(args.bits, "bits")]
+    elif args.kind == "train-tolerance" and args.tol:
+        settings = _numbers(args.tol, "tol")
+    elif args.kind == "train-noise" and (args.temperature or args.kappa0):
+        temps = _numbers(args.temperature or "0,300", "temperature")
+        kappas = _numbers(args.kappa0 or "0.001,0.01,0.1", "kappa0")
+        settings = [[T, k] for T in temps for k in kappas]
+    res = run_train_sweep(args.kind, args.out, settings=settings, seeds=args.seeds, seed=args.seed,
+                          steps=args.steps, t=args.t, topology=args.topology, workers=args.workers,
+                          scheduler=args.scheduler, scheduler_timeout=args.scheduler_timeout,
+                          progress=not args.no_progress)
+    print(f"sweep {res['kind']}: {res['runs']} runs ({res['computed']} computed) in {res['wall_s']:.1f} s")
+    for label in ("csv", "png", "manifest"):
+        print(f"  {label:<9}{res[label]}")
+    return 0
 
 
 def _kind_args(p, kind: str) -> None:

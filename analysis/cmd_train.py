@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="tngd")
     p.add_argument("--backend", choices=BACKENDS, default="ou", help="SPU backend for tngd/tngd-adam")
     p.add_argument("--topology", choices=["crossbar", "factored", "dense", "ideal"],
-                   help="circuit topology with --backend ngspice (default crossbar)")
+                   help="circuit topology with --backend ngspice (default crossbar) or asbuilt "
+                        "(factored or crossbar; default factored)")
     p.add_argument("--model", choices=MODELS, default="cnn")
     p.add_argument("--width", type=int, default=32, help="hidden width")
     g = p.add_mutually_exclusive_group()
@@ -38,11 +39,15 @@ def add_parser(sub) -> None:
     p.add_argument("--mc-samples", type=int, help="labels drawn per example for --curvature mc (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=10, help="steps between test evaluations")
-    d = p.add_argument_group("circuit design (--backend ngspice; defaults there: --bits-r 16 --dt-max 0.05)")
+    d = p.add_argument_group("circuit design (--backend ngspice: defaults --bits-r 16 --dt-max 0.05; asbuilt: --bits-r 16, r_max 1 GOhm)")
     d.add_argument("--bits-r", type=int, help="resistor resolution in bits (drops entries below 2^-bits "
                    "of each array's full scale, which would need resistors above r_max)")
     d.add_argument("--bits-dac", type=int, help="DAC resolution in bits")
     d.add_argument("--bits-adc", type=int, help="ADC resolution in bits")
+    d.add_argument("--tol-r", type=float, help="relative sigma of each resistor (fabrication tolerance)")
+    d.add_argument("--tol-c", type=float, help="relative sigma of each capacitor")
+    d.add_argument("--component-seed", type=int, help="seed of the tolerance draws (default 0)")
+    d.add_argument("--opamp-gain", type=float, help="op-amp DC gain (default ideal)")
     d.add_argument("--dt-max", type=float, help="largest ngspice time step, in tau")
     d.add_argument("--temperature", type=float, help="kelvin: Johnson noise of every resistor (default: none)")
     d.add_argument("--ngspice-timeout", type=float, help="seconds before one ngspice solve is killed (default 600)")
@@ -54,6 +59,9 @@ def add_parser(sub) -> None:
 def cmd_train(args) -> int:
     from training.malloc import tune_glibc_malloc
     from training.loop import TrainConfig, train  # imports torch: only when training
+    from training.malloc import tune_glibc_malloc
+
+    tune_glibc_malloc()  # big U^T (and as-built N x m) buffers: no page faults every step
 
     # The per-step float64 copy of U^T for the simulator (86 MB, digits CNN at b = 64) would
     # otherwise be mmapped and page-faulted again at every step.
@@ -86,6 +94,8 @@ def cmd_train(args) -> int:
 def _design_args(args) -> dict | None:
     """The circuit-design options given on the command line (TrainConfig adds the ngspice defaults)."""
     given = {"bits_r": args.bits_r, "bits_dac": args.bits_dac, "bits_adc": args.bits_adc, "dt_max": args.dt_max,
-             "temperature": args.temperature}
+             "tol_r": args.tol_r, "tol_c": args.tol_c, "component_seed": args.component_seed,
+             "temperature": args.temperature,
+             "opamp": None if args.opamp_gain is None else {"gain": args.opamp_gain}}
     given = {k: v for k, v in given.items() if v is not None}
     return given or None

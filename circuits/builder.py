@@ -205,7 +205,9 @@ class Builder:
         """Resistors realising current(target_i) = sum_j coef[i,j] * v_j / R0.
 
         pos[j] carries v_j, neg[j] carries -v_j (needed only where a column has negative entries).
-        Returns the as-built signed conductances.
+        A 1-D coef is a diagonal array (coef[i] from pos[i] into targets[i]): the lambda resistors
+        of N cells then need no N x N matrix. Returns the as-built signed conductances (1-D for a
+        diagonal array).
         """
         asked = np.asarray(coef, dtype=float)
         coef = self.quantise(label, asked)
@@ -214,15 +216,34 @@ class Builder:
         n_open, open_max, open_index = int(opened.sum()), 0.0, ""
         if n_open:
             k = int(np.argmax(np.where(opened, np.abs(coef), -1.0)))
-            i, j = np.unravel_index(k, coef.shape)
-            open_max, open_index = float(np.abs(coef[i, j])), f"[{i},{j}]"
+            ij = np.unravel_index(k, coef.shape)
+            i, j = (ij[0], ij[0]) if coef.ndim == 1 else ij
+            open_max, open_index = float(np.abs(coef[ij])), f"[{i},{j}]"
             coef = np.where(opened, 0.0, coef)
-        rows, cols = np.nonzero(coef)
-        vals = coef[rows, cols]
+        if coef.ndim == 1:
+            rows = cols = np.flatnonzero(coef)
+            vals = coef[rows]
+        else:
+            rows, cols = np.nonzero(coef)
+            vals = coef[rows, cols]
         R_nom = self.ohms(label, vals, lambda k: f"[{rows[k]},{cols[k]}]")
         R = self.with_tolerance(R_nom, self.d.tol_r)
         S = np.zeros(coef.shape)
-        S[rows, cols] = np.sign(vals) / R
+        S[(rows,) if coef.ndim == 1 else (rows, cols)] = np.sign(vals) / R
+        srcs, dsts = self.place(label, rows, cols, vals, R, targets, pos, neg)
+        per_row = np.bincount(rows, weights=1.0 / R, minlength=len(targets))
+        for node, g in zip(targets, per_row):
+            self.node_conductance[node] = self.node_conductance.get(node, 0.0) + float(g)
+        self.record.resistors.append(R)
+        self.record.resistor_roles.append(label)
+        self.record.arrays[label] = ArrayRecord(label, asked, coef, rows, cols, R_nom, R, srcs, dsts,
+                                                n_open, open_max, open_index)
+        return Stage(label, S)
+
+    def place(self, label: str, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, R: np.ndarray,
+              targets: list[str], pos: list[str], neg: list[str | None]) -> tuple[list[str], list[str]]:
+        """Emit one array's resistors (entry k: R[k] from column cols[k]'s signal into row rows[k]);
+        returns the node each one joins (sources, targets)."""
         add = self.nl.R
         srcs, dsts = [], []
         for k in range(len(vals)):
@@ -234,14 +255,7 @@ class Builder:
             srcs.append(src)
             dsts.append(targets[i])
         self.record.terminals.append((srcs, dsts))
-        per_row = np.bincount(rows, weights=1.0 / R, minlength=len(targets))
-        for node, g in zip(targets, per_row):
-            self.node_conductance[node] = self.node_conductance.get(node, 0.0) + float(g)
-        self.record.resistors.append(R)
-        self.record.resistor_roles.append(label)
-        self.record.arrays[label] = ArrayRecord(label, asked, coef, rows, cols, R_nom, R, srcs, dsts,
-                                                n_open, open_max, open_index)
-        return Stage(label, S)
+        return srcs, dsts
 
     def summers(self, label: str, n: int, gain: float = 1.0) -> tuple[list[str], list[str], np.ndarray]:
         """n inverting summing amplifiers with feedback gain*R0. Returns (sum nodes, outputs, Rf).

@@ -70,6 +70,7 @@ class Circuit:
     scale: float = 1.0      # the circuit realises (A/scale) x = b/scale; one problem tau = scale circuit tau
     realised: object = None  # that scaled problem (circuits/scaling.scaled)
     seed: int | None = None            # of the noise tables (None: fresh noise)
+    builder: object | None = None  # the Builder that placed the elements (its stages and node conductances)
 
     def text(self) -> str:
         return self.netlist.text()
@@ -104,6 +105,15 @@ def effective(S: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> np.ndarray
     """Current per unit signal of an array whose positive entries read a node carrying c_pos*u and
     whose negative entries read a node carrying -c_neg*u."""
     return np.where(S > 0, S * c_pos[None, :], S * c_neg[None, :])
+
+
+def inverted_copies(gain: np.ndarray):
+    """The map x -> voltages of the inverted copies (-gain_j x_j for each built inverter j), sparse:
+    a dense k x N matrix would not fit at N = 1e5."""
+    from scipy.sparse import csr_matrix
+
+    idx = np.flatnonzero(gain > 0)
+    return csr_matrix((-gain[idx], (np.arange(idx.size), idx)), shape=(idx.size, gain.size))
 
 
 def check_x0(x0, n: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from spu.core.errors import DesignError
 from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 
 from .builder import Builder
-from .circuit import AsBuilt, Circuit, check_seed, check_x0, effective, finish_transient
+from .circuit import AsBuilt, Circuit, check_seed, check_x0, effective, finish_transient, inverted_copies
 from .design import Design
 from .noise_table import MAX_VALUES, table_values
 from .scaling import check_open, choose_scale, exact_solution, open_error, scaled
@@ -30,8 +30,8 @@ TOPOLOGIES = ("ideal", "dense", "crossbar", "factored", "oscillator")  # oscilla
 
 
 def _lam_array(B: Builder, lam: float, n: int, sums, xs) -> np.ndarray:
-    st = B.array("L", np.diag(np.full(n, lam)), sums, xs, [None] * n)
-    return B.d.R0 * np.diag(st.S)
+    st = B.array("L", np.full(n, lam), sums, xs, [None] * n)  # diagonal: no n x n matrix
+    return B.d.R0 * st.S
 
 
 def build_ideal(B: Builder, p: DenseProblem, x0: np.ndarray):
@@ -66,7 +66,7 @@ def build_dense(B: Builder, p: DenseProblem, x0: np.ndarray):
     b_eff = B.dac_inputs(p.b, sums)
     B.noise_nodes = sums
     A_eff = B.d.R0 * effective(st.S, np.ones(n), gx)
-    internal = {"xn": ([x for x in xn if x], -np.diag(gx)[gx > 0])}
+    internal = {"xn": ([x for x in xn if x], inverted_copies(gx))}
     return xs, AsBuilt(b=b_eff, C=C, dense=A_eff, internal=internal)
 
 
@@ -90,7 +90,7 @@ def build_factored(B: Builder, p: FactoredProblem, x0: np.ndarray):
     b_eff = B.dac_inputs(p.b, sums)
     B.noise_nodes = sums
     internal = {"y": (ys, -M1), "yn": (yn, gy[:, None] * M1),
-                "xn": ([x for x in xn if x], -np.diag(gx)[gx > 0])}
+                "xn": ([x for x in xn if x], inverted_copies(gx))}
     return xs, AsBuilt(b=b_eff, C=C, diag=lam_eff, P=P, Q=M1, internal=internal)
 
 
@@ -120,7 +120,7 @@ def build_crossbar(B: Builder, p: GGNProblem, x0: np.ndarray):
     b_eff = B.dac_inputs(p.b, sums)
     B.noise_nodes = sums
     internal = {"y": (ys, -M1), "yn": (yn, gy[:, None] * M1), "z": (zs, -M2),
-                "zn": (zn, gz[:, None] * M2), "xn": ([x for x in xn if x], -np.diag(gx)[gx > 0])}
+                "zn": (zn, gz[:, None] * M2), "xn": ([x for x in xn if x], inverted_copies(gx))}
     return xs, AsBuilt(b=b_eff, C=C, diag=lam_eff, P=P, Q=M2, internal=internal)
 
 
@@ -154,7 +154,8 @@ NOISE_MODES = ("table", "held")
 
 def build(problem, topology: str, design: Design | None = None, *, x0=None, kappa0: float = 0.0,
           t: float = 50.0, title: str | None = None, seed: int | None = None,
-          points: int = 200, noise: str = "table", **topology_options) -> Circuit:
+          points: int = 200, noise: str = "table", builder: type[Builder] = Builder,
+          **topology_options) -> Circuit:
     """Build the circuit for `problem` and set up a transient of t (in tau) from x0.
 
     kappa0: programmable noise level (0 = off). design.temperature adds Johnson noise.
@@ -163,7 +164,8 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
     noise: "table" (default): the noise comes from table files (Circuit.files()) at ~1 time point
         per hold; "held": TRRANDOM sources (~5-6 points per hold), the netlist then runs on its own.
         A table beyond noise_table.MAX_VALUES falls back to "held" (Circuit.noise_mode says which).
-        The oscillator topology always uses held noise."""
+        The oscillator topology always uses held noise.
+    builder: the Builder class placing the elements (circuits/realised.py keeps values, no text)."""
     if noise not in NOISE_MODES:
         raise DesignError(f"noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
     design = (design or Design()).check()
@@ -183,7 +185,7 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
     circuit_form = scaled(form, s)
 
     def assemble(d: Design, kappa: float, label: str):
-        B = Builder(d, label)
+        B = builder(d, label)
         B.record.scale = s
         if s != 1.0:
             B.nl.comment(f"scaled: the circuit realises (A/{s!r}) x = b/{s!r}; one problem tau is {s!r} circuit tau")
@@ -203,7 +205,7 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
     nl = B.nl
     finish_transient(nl, design, xs, xs, t, points, seed, B.record, fastest_rate=form.eig_extremes()[1] / s)
     return Circuit(topology, nl, xs, design, B.record, as_built, form.n, scale=s, realised=circuit_form,
-                   seed=check_seed(seed))
+                   seed=check_seed(seed), builder=B)
 
 
 def _nominal(design: Design, assemble, B: Builder, as_built):

@@ -5,7 +5,8 @@
     res.x, res.analog_time_s, res.device_time_s, res.report
 
 Backends: "ngspice" (circuit level), "ou" (exact OU transition), "euler" (Euler-Maruyama),
-"direct" (A^-1 b). Every backend gets the same validated problem and the same noise convention:
+"direct" (A^-1 b), "asbuilt" (the realised circuit without ngspice). Every backend gets the same
+validated problem and the same noise convention:
 dx = -(A x - b) ds + sqrt(2 kappa0) dW, s = time / tau.
 """
 from __future__ import annotations
@@ -22,7 +23,9 @@ from .core.problems import DenseProblem, FactoredProblem, GGNProblem, as_finite_
 from .core.spectral import MODE_DECAY_TOL, settling_time
 from .timing import TimingModel, resistor_count
 
-BACKENDS = ("ngspice", "ou", "euler", "direct", "langevin")
+BACKENDS = ("ngspice", "asbuilt", "ou", "euler", "direct", "langevin")
+# Backends that model a built circuit: they take the design and the topology.
+CIRCUIT_BACKENDS = ("ngspice", "asbuilt")
 
 
 def backend_module(name: str):
@@ -84,7 +87,7 @@ class SPU:
         # checks it, and its tau also times the other backends. spu/backends/ngspice.py is the only
         # bridge from spu to circuits/.
         bridge = backend_module("ngspice")
-        if topology is not None and backend != "ngspice":
+        if topology is not None and backend not in CIRCUIT_BACKENDS:
             bridge.check_topology(topology)
         self.topology = topology
         self.design = bridge.check_design(design)
@@ -165,8 +168,10 @@ class SPU:
         seed = self._next_seed(seed)
         self.runs += 1
         options = dict(self.options)
+        if self.backend in CIRCUIT_BACKENDS:
+            options.update(design=self.design, topology=self.topology)
         if self.backend == "ngspice":
-            options.update(design=self.design, topology=self.topology, state=self.backend_state)
+            options.update(state=self.backend_state)
         start = time.perf_counter()
         out = self._mod.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times, options=options)
         wall = time.perf_counter() - start

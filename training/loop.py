@@ -64,6 +64,10 @@ DEFAULTS = {name: {**paper, **TUNED.get(name, {})} for name, paper in PAPER.item
 # dt_max = 0.05 tau: ngspice's step control keeps the error ~1e-6 relative on the digits MLP at
 # 1/5 of the time points of the default 0.01.
 NGSPICE_DESIGN = {"bits_r": 16, "dt_max": 0.05}
+# asbuilt has no time step; r_max = 1 GOhm: an array autoranged to a full scale of 0.1 (the clamp of
+# Builder.scale) has its 16-bit LSB at R0 * 65535 / 0.1 = 0.66 GOhm, which the default 100 MOhm
+# would leave open (the digits CNN's U^T then misses 1e-5 of its steady state: DesignError).
+ASBUILT_DESIGN = {"bits_r": 16, "r_max": 1e9}
 
 # The methods that precondition with a curvature (and so take curvature= and mc_samples=).
 NATURAL_GRADIENT = ("tngd", "tngd-adam", "ngd", "ngd-cg", "ngd-woodbury")
@@ -151,8 +155,9 @@ class TrainConfig:
                 check_curvature(c.curvature, 1 if c.mc_samples is None else c.mc_samples)
             except CurvatureError as exc:
                 raise TrainingError(str(exc)) from None
-        if c.backend == "ngspice" and c.optimizer in ("tngd", "tngd-adam"):
-            c.design = {**NGSPICE_DESIGN, **(c.design or {})}
+        if c.backend in ("ngspice", "asbuilt") and c.optimizer in ("tngd", "tngd-adam"):
+            base = NGSPICE_DESIGN if c.backend == "ngspice" else ASBUILT_DESIGN
+            c.design = {**base, **(c.design or {})}
         if c.spu_timeout is not None and not (math.isfinite(c.spu_timeout) and c.spu_timeout > 0):
             raise TrainingError(f"the SPU timeout must be > 0 seconds, got {c.spu_timeout!r}")
         if c.design is not None:

@@ -27,3 +27,7 @@ class NgspiceNotFound(NgspiceError):
 
 class NgspiceTimeout(NgspiceError):
     pass
+
+
+class UnstableCircuitError(ThermospiceError, RuntimeError):
+    """The realised (as-built) drift has a mode that grows: the circuit would run to its rails."""

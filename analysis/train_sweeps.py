@@ -1,0 +1,168 @@
+"""Training sweeps with the circuit's errors: `thermospice sweep train-bits | train-tolerance |
+train-noise`.
+
+Each setting trains the digits CNN with TNGD on the `asbuilt` backend (the realised circuit) for a
+fixed number of steps, for several seeds; the ideal `ou` device and Adam train beside it as
+reference lines. Writes OUT/KIND.csv (one row per run, appended as runs finish), OUT/KIND.png
+(final train loss and test accuracy against the setting), OUT/KIND.manifest.json, and each run's
+own folder OUT/KIND.runs/NAME/ (metrics.csv, final.json). Rerun the same command to resume:
+finished runs are skipped and a run cut short continues from its checkpoint. Runs go to
+--workers processes or a Dask cluster (analysis/executors.py).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from functools import partial
+
+from spu.core.errors import ThermospiceError
+
+from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
+from .io import atomic_write, fmt, read_csv
+from .sweep_spec import SweepMismatchError, SweepOptionError
+
+TRAIN_KINDS = ("train-bits", "train-tolerance", "train-noise")
+# Paper (MNIST): TNGD lr 0.01, lambda 0.01, t = 50 tau; kappa0 in {0.1, 0.01, 0.001} at t = tau.
+DEFAULT_SETTINGS = {
+    "train-bits": [4, 6, 8, 10, 12, 16],
+    "train-tolerance": [0.0, 0.005, 0.01, 0.02, 0.05],
+    "train-noise": [[0.0, 0.001], [0.0, 0.01], [0.0, 0.1], [300.0, 0.001], [300.0, 0.01], [300.0, 0.1]],
+}
+COLUMNS = ("id", "kind", "run", "setting", "seed", "status", "final_train_loss", "final_test_accuracy",
+           "wall_s", "message")
+ABOUT = {
+    "train-bits": "TNGD on the realised circuit against the resistor/DAC/ADC resolution (bits)",
+    "train-tolerance": "TNGD on the realised circuit against the fabrication tolerance of every R and C",
+    "train-noise": "TNGD on the realised circuit against kappa0 and the temperature (Johnson noise)",
+}
+
+
+def design_for(kind: str, setting, base_bits: int = 16) -> tuple[dict, float]:
+    """(circuits.Design fields, kappa0) of one setting, over training/loop.py ASBUILT_DESIGN (which
+    also widens r_max for 16-bit arrays). The resistors keep `base_bits` where the sweep is not
+    about bits: the digits CNN's J_f has entries ~1e-6 of its largest, which need rounding to zero."""
+    if kind == "train-bits":
+        b = int(setting)
+        return {"bits_r": b, "bits_dac": b, "bits_adc": b}, 0.0
+    if kind == "train-tolerance":
+        tol = float(setting)
+        return {"bits_r": base_bits, "tol_r": tol, "tol_c": tol}, 0.0
+    temperature, kappa0 = (float(v) for v in setting)
+    return {"bits_r": base_bits, "temperature": temperature or None}, kappa0
+
+
+def build_points(kind: str, settings, seeds: int, seed: int) -> list[dict]:
+    points = []
+    for s in range(seed, seed + seeds):
+        for k, value in enumerate(settings):
+            points.append({"id": f"{k}-s{s}", "run": "asbuilt", "setting": value, "seed": s})
+        points.append({"id": f"ou-s{s}", "run": "ou", "setting": None, "seed": s})
+        points.append({"id": f"adam-s{s}", "run": "adam", "setting": None, "seed": s})
+    return points
+
+
+def evaluate(spec: dict, pt: dict) -> dict:
+    """Train one run (resuming its own folder); failures become a row, not a crash."""
+    from training.loop import TrainConfig, train
+    from training.malloc import tune_glibc_malloc
+
+    tune_glibc_malloc()  # the realised N x m arrays would pay their page faults every step
+    kind = spec["kind"]
+    t0 = time.perf_counter()
+    common = {"steps": spec["steps"], "seed": pt["seed"], "eval_every": spec["steps"], "batch_size": spec["batch"]}
+    if pt["run"] == "adam":
+        cfg = TrainConfig(optimizer="adam", **common)
+    elif pt["run"] == "ou":
+        cfg = TrainConfig(optimizer="tngd", backend="ou", t=spec["t"], **common)
+    else:
+        design, kappa0 = design_for(kind, pt["setting"])
+        design["component_seed"] = pt["seed"]
+        cfg = TrainConfig(optimizer="tngd", backend="asbuilt", topology=spec["topology"], t=spec["t"],
+                          kappa0=kappa0, design=design, **common)
+    folder = os.path.join(spec["out"], f"{kind}.runs", pt["id"])
+    try:
+        final = train(cfg, folder)
+        return {"status": "ok", "final_train_loss": final["final_train_loss"],
+                "final_test_accuracy": final["final_test_accuracy"], "wall_s": time.perf_counter() - t0,
+                "message": ""}
+    except ThermospiceError as exc:  # unstable circuit, non-finite loss, out-of-range component
+        return {"status": type(exc).__name__, "final_train_loss": math.nan, "final_test_accuracy": math.nan,
+                "wall_s": time.perf_counter() - t0, "message": " ".join(str(exc).split())[:300]}
+
+
+def run_train_sweep(kind: str, out: str, *, settings=None, seeds: int = 3, seed: int = 0, steps: int = 200,
+                    t: float | None = None, batch: int = 64, topology: str = "factored", workers: int | None = None,
+                    scheduler: str | None = None, scheduler_timeout: float = 10.0, progress: bool = True) -> dict:
+    if kind not in TRAIN_KINDS:
+        raise SweepOptionError(f"unknown training sweep {kind!r}; choose one of {', '.join(TRAIN_KINDS)}")
+    for name, v in (("seeds", seeds), ("steps", steps), ("batch", batch)):
+        if not isinstance(v, int) or v < 1:
+            raise SweepOptionError(f"--{name} must be an integer >= 1, got {v!r}")
+    if topology not in ("factored", "crossbar"):
+        raise SweepOptionError(f"--topology must be factored or crossbar, got {topology!r}")
+    settings = DEFAULT_SETTINGS[kind] if settings is None else settings
+    if t is None:
+        t = 1.0 if kind == "train-noise" else 50.0
+    for value in settings:  # check every setting now, not in a worker an hour later
+        from training.loop import make_design
+
+        fields, kappa0 = design_for(kind, value)
+        make_design(fields)
+        if not (math.isfinite(kappa0) and kappa0 >= 0):
+            raise SweepOptionError(f"kappa0 must be >= 0, got {kappa0!r}")
+    os.makedirs(out, exist_ok=True)
+    spec = {"kind": kind, "settings": settings, "seeds": seeds, "seed": seed, "steps": steps, "t": t,
+            "batch": batch, "topology": topology}
+    manifest = os.path.join(out, f"{kind}.manifest.json")
+    if os.path.exists(manifest):
+        with open(manifest) as fh:
+            old = json.load(fh)
+        if old != spec:
+            raise SweepMismatchError(f"{out} holds a {kind} sweep with other settings ({manifest}); "
+                                     "use another --out or the same options")
+    else:
+        atomic_write(manifest, json.dumps(spec, indent=1))
+    csv_path = os.path.join(out, f"{kind}.csv")
+    rows = read_csv(csv_path) if os.path.exists(csv_path) else []
+    done = {r["id"] for r in rows}
+    points = build_points(kind, settings, seeds, seed)
+    fh = open(csv_path, "a", newline="")
+    writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+    if not rows:
+        writer.writeheader()
+    start = time.perf_counter()
+    todo = sum(p["id"] not in done for p in points)
+    finished = [0]
+
+    def on_result(pt, res):
+        row = {"id": pt["id"], "kind": kind, "run": pt["run"], "setting": json.dumps(pt["setting"]),
+               "seed": pt["seed"], **{k: fmt(v) if isinstance(v, float) else v for k, v in res.items()}}
+        writer.writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
+        rows.append({k: str(v) for k, v in row.items()})
+        finished[0] += 1
+        if progress:
+            print(f"{kind}: {finished[0]}/{todo} runs ({pt['id']}: {res['status']}, "
+                  f"loss {res['final_train_loss']:.4g}, acc {res['final_test_accuracy']:.3g})", flush=True)
+
+    full = {**spec, "out": out}
+    if scheduler:
+        executor = DaskCluster(connect_scheduler(scheduler, scheduler_timeout), f"{kind}-{abs(hash(json.dumps(spec)))}",
+                               key=lambda p: p["id"])
+    else:
+        executor = ProcessPool(workers or default_workers(), preload=["training.loop", "spu.backends.asbuilt"])
+    try:
+        run_points(points, partial(evaluate, full), executor=executor, on_result=on_result,
+                   key=lambda p: p["id"], done=done)
+    finally:
+        fh.close()
+    png = os.path.join(out, f"{kind}.png")
+    from .train_sweep_plots import plot_train_sweep
+
+    plot_train_sweep(kind, rows, png)
+    return {"kind": kind, "csv": csv_path, "png": png, "manifest": manifest, "runs": len(points),
+            "computed": finished[0], "wall_s": time.perf_counter() - start}

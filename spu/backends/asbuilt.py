@@ -1,0 +1,82 @@
+"""As-built backend: the dynamics of the realised circuit, from the component values the netlist
+would carry (quantised R, DAC and ADC, seeded tolerances, finite op-amp DC gain, the lam resistor
+and capacitance of each cell, kappa0 plus the Johnson current of every resistor), without ngspice.
+
+The second bridge from spu to circuits (after ngspice.py): circuits/realised.py turns the built
+elements into  w dx/ds = -(D x + P Q x - b) + noise,  and spu/core/lowrank_drift.py steps it,
+O(N m) per step, exactly where the diagonal is uniform, else by Strang splitting (step error
+O(h^2), see there). Noise is white (the limit of ngspice's held noise sources).
+
+options (all optional):
+  topology  "factored" (default) | "crossbar"
+  design    circuits.Design (default Design())
+  step      largest splitting step in tau (default 0.25; unused where the transition is exact)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from circuits.design import Design
+from circuits.realised import REALISED_TOPOLOGIES, realise
+
+from ..core.errors import ThermospiceError
+from ..core.lowrank_drift import SplitTransition
+from ..core.problems import DenseProblem
+from .base import BackendRun
+from .ngspice import adc
+from .ou import check_run_args
+
+NAME = "asbuilt"
+DEFAULT_STEP = 0.25
+
+
+def problem_form(topology: str | None) -> str:
+    return "ggn" if topology == "crossbar" else "factored"
+
+
+def default_topology(problem) -> str:
+    """factored, also for a GGN problem: U U^T stays positive semi-definite whatever the rounding,
+    while a crossbar's quantised H can turn indefinite and the circuit unstable."""
+    return "factored"
+
+
+def transition(problem, topology: str, design: Design, kappa0: float, step: float = DEFAULT_STEP):
+    """The realised system and its propagator (reusable for many runs of the same circuit)."""
+    rs = realise(problem, topology, design, kappa0=kappa0)
+    w = rs.w
+    chain = rs.Sn is not None
+    m = rs.P.shape[1]
+    prop = SplitTransition(rs.D / w, rs.P / w[:, None], rs.Q, rs.b / w, rs.q_cell / w**2,
+                           Z=(rs.Wn[:, m:] / w[:, None]) if chain else None,
+                           S2=np.diag(rs.Sn)[m:] if chain else None,
+                           S1=rs.Sn[:m, :m] if chain else None, step=step)
+    return rs, prop
+
+
+def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
+    t, x0, kappa0, times = check_run_args(problem, t, x0, kappa0, times, allow_inf=False)
+    options = dict(options or {})
+    if isinstance(problem, DenseProblem):
+        raise ThermospiceError("backend asbuilt needs a factored (U, lam) or GGN (J, H, lam) problem: "
+                               "it models the factored and crossbar circuits (use ngspice for a dense A)")
+    design = options.get("design") or Design()
+    topology = options.get("topology") or default_topology(problem)
+    if topology not in REALISED_TOPOLOGIES:
+        raise ThermospiceError(f"backend asbuilt models topologies {', '.join(REALISED_TOPOLOGIES)}, "
+                               f"not {topology!r}")
+    step = float(options.get("step", DEFAULT_STEP))
+    rs, prop = transition(problem, topology, design, kappa0, step)
+    rng = np.random.default_rng(seed)
+    x, now, rows = rs.x0_gain * x0, 0.0, []
+    for target in ([] if times is None else list(times)) + [t]:
+        x = prop.advance(x, target - now, rng)
+        now = target
+        rows.append(x)
+
+    def read(v):  # the ADC reads V(x) = v_unit x
+        return adc(v * rs.v_unit, design) / rs.v_unit
+
+    traj = read(np.array(rows[:-1]).reshape(len(times), problem.n)) if times is not None else None
+    return BackendRun(x=read(rows[-1]), times=times, trajectory=traj,
+                      extra={"topology": topology, "exact": prop.uniform, "rank": int(rs.P.shape[1]),
+                             "step_tau": None if prop.uniform else step})
