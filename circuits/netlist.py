@@ -13,13 +13,13 @@ command. There is no method that appends a free-form line.
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from spu.core.errors import DesignError
+from spu.core.spice_number import spice_number
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _TEXT_RE = re.compile(r"^[ -~]*$")  # printable ASCII, no control characters (no newline, no CR)
@@ -45,13 +45,7 @@ def check_text(what: str, text: str) -> str:
 
 def num(value) -> str:
     """A number as SPICE text: finite float, full precision."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise DesignError(f"netlist value {value!r} is not a number") from None
-    if not math.isfinite(v):
-        raise DesignError(f"netlist value {value!r} is not finite")
-    return repr(v)
+    return spice_number(value, "netlist value")
 
 
 @dataclass(frozen=True)

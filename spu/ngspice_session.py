@@ -37,7 +37,6 @@ raise NgspiceError with the relevant lines quoted; the session stays usable.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 import select
@@ -51,6 +50,7 @@ import weakref
 from dataclasses import dataclass
 
 from .core.errors import DesignError, NgspiceError, NgspiceNotFound, NgspiceTimeout
+from .core.spice_number import spice_number
 from .ngspice_run import (DEFAULT_TIMEOUT_S, INSTALL_HINT, check_file_name, error_lines, find_ngspice, kill_group,
                           relevant_lines)
 from .rawfile import RawData, read_raw_all
@@ -78,31 +78,18 @@ class SessionRun:
     restarted: bool = False  # the child crashed and the run was retried in a fresh one
 
 
-def number(value, what: str) -> str:
-    """A finite float as command text (repr: no newline, no SPICE scale suffix, no word)."""
-    if isinstance(value, bool):
-        raise DesignError(f"{what} must be a number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise DesignError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise DesignError(f"{what} must be finite, got {value!r}")
-    return repr(v)
-
-
 def alter_command(name, param, value) -> str:
     """`alter NAME [PARAM] = NUMBER` from a checked element name, a fixed parameter word and a number."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise DesignError(f"invalid element name for alter: {name!r} (an element letter R C L E G I V A B, then letters, digits, underscores)")
     if param not in ALTER_PARAMS:
         raise DesignError(f"alter parameter {param!r} is not one of {ALTER_PARAMS}")
-    text = number(value, f"value for {name}")
+    text = spice_number(value, f"value for {name}")
     return f"alter {name} = {text}" if param is None else f"alter {name} {param} = {text}"
 
 
 def tran_command(tstep, tstop, tmax, uic: bool = True) -> str:
-    parts = [number(tstep, "tstep"), number(tstop, "tstop"), number(tmax, "tmax")]
+    parts = [spice_number(tstep, "tstep"), spice_number(tstop, "tstop"), spice_number(tmax, "tmax")]
     if not (float(parts[0]) > 0 and float(parts[1]) > 0 and float(parts[2]) > 0):
         raise DesignError(f"transient times must be > 0, got tstep={tstep!r} tstop={tstop!r} tmax={tmax!r}")
     return f"tran {parts[0]} {parts[1]} 0 {parts[2]}" + (" uic" if uic else "")
