@@ -29,7 +29,7 @@ def solve(problem, rhs) -> np.ndarray:
         return linalg.cho_solve(linalg.cho_factor(problem.A, lower=True), rhs)
     f = problem.factored()
     U = np.asarray(f.U, dtype=np.float64)
-    K = U.T @ U
+    K = np.array(f.gram_matrix(), dtype=np.float64)  # a copy: lam goes onto its diagonal
     K[np.diag_indices_from(K)] += f.lam  # lam I + U^T U: SPD since lam > 0
     return (rhs - U @ linalg.cho_solve(linalg.cho_factor(K, lower=True), U.T @ rhs)) / f.lam
 

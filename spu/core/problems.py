@@ -174,8 +174,12 @@ class FactoredProblem:
     def factored(self) -> "FactoredProblem":
         return self
 
+    def gram_matrix(self) -> np.ndarray:
+        """U^T U (m x m): the given gram when the caller supplied one, else the O(N m^2) product."""
+        return self.U.T @ self.U if self.gram is None else self.gram
+
     def eig_extremes(self) -> tuple[float, float]:
-        s = np.linalg.eigvalsh(self.U.T @ self.U)
+        s = np.linalg.eigvalsh(self.gram_matrix())
         top = self.lam + float(max(s[-1], 0.0))
         # With m < N, lam itself is an eigenvalue (the null space of U^T).
         low = self.lam + (float(max(s[0], 0.0)) if self.m >= self.n else 0.0)
