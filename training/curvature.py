@@ -84,12 +84,12 @@ class Curvature:
     curvature: str = "ggn"
     mc_draws: torch.Tensor | None = None
     loss_name: str = "cross_entropy"
+    gram_parts: GramParts | None = None  # what the layers engine saw of U^T's structure, for gram()
 
     @property
     def mc_targets(self) -> torch.Tensor | None:
         """The sampled targets of curvature "mc" (None otherwise)."""
         return None if self.mc_draws is None else mc_targets(self.loss_name, self.logits, self.mc_draws)
-    gram_parts: GramParts | None = None  # what the layers engine saw of U^T's structure, for gram()
 
     @property
     def N(self) -> int:
