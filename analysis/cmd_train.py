@@ -57,14 +57,11 @@ def add_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from training.malloc import tune_glibc_malloc
     from training.loop import TrainConfig, train  # imports torch: only when training
     from training.malloc import tune_glibc_malloc
 
-    tune_glibc_malloc()  # big U^T (and as-built N x m) buffers: no page faults every step
-
-    # The per-step float64 copy of U^T for the simulator (86 MB, digits CNN at b = 64) would
-    # otherwise be mmapped and page-faulted again at every step.
+    # Big U^T buffers, the simulator's float64 copy of U^T (86 MB, digits CNN at b = 64) and the
+    # as-built N x m arrays would otherwise be mmapped and page-faulted again at every step.
     tune_glibc_malloc()
 
     betas = None
