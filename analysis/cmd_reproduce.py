@@ -54,9 +54,6 @@ def add_parser(sub) -> None:
 
 
 def cmd_reproduce(args) -> int:
-    from training.malloc import tune_glibc_malloc
-
-    tune_glibc_malloc()  # big U^T buffers would otherwise pay their page faults every step (DESIGN.md)
     figures = FIGURES if args.figure == "all" else (args.figure,)
     for fig in figures:
         out = args.out if (args.out and len(figures) == 1) else None

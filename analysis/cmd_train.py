@@ -58,11 +58,6 @@ def add_parser(sub) -> None:
 
 def cmd_train(args) -> int:
     from training.loop import TrainConfig, train  # imports torch: only when training
-    from training.malloc import tune_glibc_malloc
-
-    # Big U^T buffers, the simulator's float64 copy of U^T (86 MB, digits CNN at b = 64) and the
-    # as-built N x m arrays would otherwise be mmapped and page-faulted again at every step.
-    tune_glibc_malloc()
 
     betas = None
     if args.beta1 is not None or args.beta2 is not None:

@@ -27,6 +27,11 @@ from .noise_table import SCALE, chunks, file_name
 from .scaling import negligible_columns
 
 
+def _max_abs(a: np.ndarray) -> float:
+    """max |a| without the |a| copy (0 for an empty array)."""
+    return float(max(a.max(), -a.min())) if a.size else 0.0
+
+
 @dataclass
 class Stage:
     """A linear map realised by one resistor array: current into each target = S @ source_voltages,
@@ -101,6 +106,10 @@ class BuildRecord:
 class Builder:
     """Accumulates one netlist. Topology functions call these methods in order."""
 
+    # False for a builder that keeps element values only (circuits/realised.py): the per-element
+    # netlist lines are then skipped, which at N = 1e5 cells is most of a realisation's time.
+    emits_text = True
+
     def __init__(self, design: Design, title: str):
         self.d = design.check()
         self.nl = Netlist(title)
@@ -113,6 +122,8 @@ class Builder:
         # "table": one XSPICE table source for every noisy node (~1 time point per hold, see
         # circuits/noise_table.py); "held": a TRRANDOM source per node (~6 points per hold).
         self.noise_mode = "held"
+        # node -> intensity (A^2 s) of the noise current into it, set by noise_sources.
+        self.noise_intensity: dict[str, float] = {}
         self._opamp_defined = False
 
     # -- programmed values ----------------------------------------------------------------
@@ -120,12 +131,15 @@ class Builder:
         """Round coefficients to bits_r levels of the array's full scale (its largest |entry|):
         a designer sizes each array so its largest entry uses the full conductance range."""
         bits = self.d.bits_r
-        full = float(np.abs(coef).max()) if coef.size else 0.0
+        full = _max_abs(coef)
         if bits is None or full == 0.0:
             return coef
         lsb = full / (2**bits - 1)
-        q = np.round(coef / lsb) * lsb
-        self.record.quant_error[label] = float(np.abs(q - coef).max() / full)
+        # In place: at N x m = 6.4M entries every temporary is a 51 MB allocation.
+        q = coef / lsb
+        np.round(q, out=q)
+        q *= lsb
+        self.record.quant_error[label] = _max_abs(np.subtract(q, coef)) / full
         return q
 
     def scale(self, coef: np.ndarray, power: int = 1, times: float = 1.0) -> float:
@@ -144,9 +158,9 @@ class Builder:
 
     def ohms(self, label: str, coef: np.ndarray, index_names) -> np.ndarray:
         """Nominal resistances R0/|a| of coefficients that must all be placed (range-checked)."""
-        mag = np.abs(coef)
+        R = np.abs(coef)
         with np.errstate(divide="ignore"):
-            R = self.d.R0 / mag
+            np.divide(self.d.R0, R, out=R)
         bad = (R < self.d.r_min) | (R > self.d.r_max)
         if bad.any():
             k = int(np.argmax(bad))
@@ -175,8 +189,18 @@ class Builder:
         if tol == 0:
             return values
         # Clip at 4 sigma so a draw can never give a non-positive component.
-        dev = np.clip(self.rng.standard_normal(values.shape), -4, 4)
-        return values * (1.0 + tol * dev)
+        dev = self.rng.standard_normal(values.shape)
+        np.clip(dev, -4, 4, out=dev)
+        dev *= tol
+        dev += 1.0
+        dev *= values  # values * (1 + tol * dev), bit for bit, without three temporaries
+        return dev
+
+    def add_conductance(self, nodes: list[str], g: np.ndarray) -> None:
+        """Add conductances (siemens) to the summing-node totals that set their Johnson current."""
+        total = self.node_conductance
+        for node, v in zip(nodes, np.asarray(g, dtype=float).tolist()):
+            total[node] = total.get(node, 0.0) + v
 
     # -- op-amps --------------------------------------------------------------------------
     def opamp(self, name: str, inn: str, out: str, comment: str | None = None) -> None:
@@ -212,28 +236,36 @@ class Builder:
         asked = np.asarray(coef, dtype=float)
         coef = self.quantise(label, asked)
         # An entry needing more than r_max is left open: no resistor, as an unprogrammed cell.
-        opened = (coef != 0) & (np.abs(coef) < self.d.R0 / self.d.r_max)
-        n_open, open_max, open_index = int(opened.sum()), 0.0, ""
+        g_min = self.d.R0 / self.d.r_max
+        opened = (coef != 0) & (coef < g_min) & (coef > -g_min)
+        n_open, open_max, open_index = int(np.count_nonzero(opened)), 0.0, ""
         if n_open:
             k = int(np.argmax(np.where(opened, np.abs(coef), -1.0)))
             ij = np.unravel_index(k, coef.shape)
             i, j = (ij[0], ij[0]) if coef.ndim == 1 else ij
             open_max, open_index = float(np.abs(coef[ij])), f"[{i},{j}]"
             coef = np.where(opened, 0.0, coef)
-        if coef.ndim == 1:
-            rows = cols = np.flatnonzero(coef)
-            vals = coef[rows]
-        else:
-            rows, cols = np.nonzero(coef)
-            vals = coef[rows, cols]
+        # The placed entries in row-major order (np.nonzero's). A full array, the usual case at
+        # scale, skips the gather and scatter: each is a slow pass over all N x m entries.
+        flat = np.flatnonzero(coef)
+        full = flat.size == coef.size
+        vals = coef.reshape(-1) if full else coef.reshape(-1)[flat]
+        rows, cols = (flat, flat) if coef.ndim == 1 else np.divmod(flat, coef.shape[1])
         R_nom = self.ohms(label, vals, lambda k: f"[{rows[k]},{cols[k]}]")
         R = self.with_tolerance(R_nom, self.d.tol_r)
-        S = np.zeros(coef.shape)
-        S[(rows,) if coef.ndim == 1 else (rows, cols)] = np.sign(vals) / R
+        G = np.reciprocal(R)
+        if full and coef.ndim == 2:
+            per_row = G.reshape(coef.shape).sum(axis=1)
+        else:
+            per_row = np.bincount(rows, weights=G, minlength=len(targets))
+        np.copysign(G, vals, out=G)  # the signed conductances sign(a)/R
+        if full:
+            S = G.reshape(coef.shape)
+        else:
+            S = np.zeros(coef.shape)
+            S.reshape(-1)[flat] = G
         srcs, dsts = self.place(label, rows, cols, vals, R, targets, pos, neg)
-        per_row = np.bincount(rows, weights=1.0 / R, minlength=len(targets))
-        for node, g in zip(targets, per_row):
-            self.node_conductance[node] = self.node_conductance.get(node, 0.0) + float(g)
+        self.add_conductance(targets, per_row)
         self.record.resistors.append(R)
         self.record.resistor_roles.append(label)
         self.record.arrays[label] = ArrayRecord(label, asked, coef, rows, cols, R_nom, R, srcs, dsts,
@@ -269,10 +301,13 @@ class Builder:
             raise DesignError(f"summer {label} needs feedback resistors of {rf:.6g} ohm (gain {gain:.6g}), "
                               f"{side} (allowed [{self.d.r_min:g}, {self.d.r_max:g}] ohm)")
         Rf = self.with_tolerance(np.full(n, rf), self.d.tol_r)
-        for k in range(n):
-            self.nl.R(f"f{label}_{k}", sums[k], outs[k], Rf[k], comment=f"feedback of summer {label}{k}")
-            self.opamp(f"{label}_{k}", sums[k], outs[k])
-            self.node_conductance[sums[k]] = self.node_conductance.get(sums[k], 0.0) + 1.0 / Rf[k]
+        if self.emits_text:
+            for k in range(n):
+                self.nl.R(f"f{label}_{k}", sums[k], outs[k], Rf[k], comment=f"feedback of summer {label}{k}")
+                self.opamp(f"{label}_{k}", sums[k], outs[k])
+        else:
+            self.record.amplifiers += n
+        self.add_conductance(sums, 1.0 / Rf)
         self.record.resistors.append(Rf)
         self.record.resistor_roles.append(f"feedback {label}")
         self.record.terminals.append((sums, outs))
@@ -286,18 +321,24 @@ class Builder:
         if idx.size == 0:
             return neg, gain
         R = self.with_tolerance(np.full((idx.size, 2), self.d.R0), self.d.tol_r)
-        ends: tuple[list[str], list[str]] = ([], [])
-        for k, j in enumerate(idx):
-            s, out = f"si{label}{j}", f"n{nodes[j]}"
-            self.nl.R(f"i{label}_{j}", nodes[j], s, R[k, 0], comment=f"inverter of {nodes[j]}: input")
-            self.nl.R(f"fi{label}_{j}", s, out, R[k, 1], comment=f"inverter of {nodes[j]}: feedback")
-            self.opamp(f"inv{label}_{j}", s, out)
-            self.node_conductance[s] = 1.0 / R[k, 0] + 1.0 / R[k, 1]
+        ins = [nodes[j] for j in idx.tolist()]
+        sums = [f"si{label}{j}" for j in idx.tolist()]
+        outs = [f"n{node}" for node in ins]
+        if self.emits_text:
+            for k, j in enumerate(idx.tolist()):
+                s, out = sums[k], outs[k]
+                self.nl.R(f"i{label}_{j}", ins[k], s, R[k, 0], comment=f"inverter of {ins[k]}: input")
+                self.nl.R(f"fi{label}_{j}", s, out, R[k, 1], comment=f"inverter of {ins[k]}: feedback")
+                self.opamp(f"inv{label}_{j}", s, out)
+        else:
+            self.record.amplifiers += idx.size
+        self.node_conductance.update(zip(sums, (1.0 / R[:, 0] + 1.0 / R[:, 1]).tolist()))
+        for j, out in zip(idx.tolist(), outs):
             neg[j] = out
-            gain[j] = R[k, 1] / R[k, 0]
-            ends[0].extend([nodes[j], s])
-            ends[1].extend([s, out])
-        self.record.terminals.append(ends)
+        gain[idx] = R[:, 1] / R[:, 0]
+        # Terminals per resistor, input then feedback of each inverter.
+        self.record.terminals.append(([a for pair in zip(ins, sums) for a in pair],
+                                      [a for pair in zip(sums, outs) for a in pair]))
         self.record.resistors.append(R.ravel())
         self.record.resistor_roles.append(f"inverters {label}")
         return neg, gain
@@ -308,11 +349,15 @@ class Builder:
         sums = [f"s{i}" for i in range(n)]
         xs = [f"x{i}" for i in range(n)]
         C = self.with_tolerance(np.full(n, self.d.C), self.d.tol_c)
-        for i in range(n):
-            # ic is V(s_i) - V(x_i) = 0 - v_unit*x0_i across the capacitor.
-            self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=-self.d.v_unit * x0[i], comment=f"cell {i} integrator")
-            self.opamp(f"cell{i}", sums[i], xs[i], comment=f"cell {i}: V(x{i}) = v_unit * x[{i}]")
-            self.node_conductance.setdefault(sums[i], 0.0)
+        if self.emits_text:
+            for i in range(n):
+                # ic is V(s_i) - V(x_i) = 0 - v_unit*x0_i across the capacitor.
+                self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=-self.d.v_unit * x0[i], comment=f"cell {i} integrator")
+                self.opamp(f"cell{i}", sums[i], xs[i], comment=f"cell {i}: V(x{i}) = v_unit * x[{i}]")
+        else:
+            self.record.amplifiers += n
+        for node in sums:
+            self.node_conductance.setdefault(node, 0.0)
         self.record.capacitors.extend(C.tolist())
         return sums, xs, C
 
@@ -335,10 +380,11 @@ class Builder:
                 f"[{d.r_min:g}, {d.r_max:g}]; change v_unit or v_fullscale"
             )
         R = self.with_tolerance(np.full(len(b), Rb), d.tol_r)
-        for i, s in enumerate(targets):
-            self.nl.V(f"dac{i}", f"d{i}", "0", volts[i], comment=f"DAC {i}: -b[{i}] scaled to full scale")
-            self.nl.R(f"b{i}", f"d{i}", s, R[i], comment=f"input resistor for b[{i}]")
-            self.node_conductance[s] = self.node_conductance.get(s, 0.0) + 1.0 / R[i]
+        if self.emits_text:
+            for i, s in enumerate(targets):
+                self.nl.V(f"dac{i}", f"d{i}", "0", volts[i], comment=f"DAC {i}: -b[{i}] scaled to full scale")
+                self.nl.R(f"b{i}", f"d{i}", s, R[i], comment=f"input resistor for b[{i}]")
+        self.add_conductance(targets, 1.0 / R)
         self.record.resistors.append(R)
         self.record.resistor_roles.append("DAC inputs")
         self.record.terminals.append(([f"d{i}" for i in range(len(b))], list(targets)))
@@ -346,12 +392,12 @@ class Builder:
         self.record.dac_volts = volts
         return -volts / R * d.R0 / d.v_unit
 
-    def johnson_kappa(self, node: str) -> float:
-        """The kappa (circuit units) that the Johnson current into an RC cell's node amounts to:
+    def johnson_kappa(self, nodes: list[str]) -> np.ndarray:
+        """The kappa (circuit units) that the Johnson current into each RC cell's node amounts to:
         sigma^2 = 2kT G against kappa_to_current_sigma's (C v_unit)^2 2 kappa / tau."""
         d = self.d
-        g = self.node_conductance.get(node, 0.0)
-        return d.johnson_sigma(g) ** 2 * d.tau / (2.0 * (d.C * d.v_unit) ** 2) if g > 0 else 0.0
+        g = np.array([self.node_conductance.get(node, 0.0) for node in nodes], dtype=float)
+        return np.where(g > 0, d.johnson_sigma(g) ** 2 * d.tau / (2.0 * (d.C * d.v_unit) ** 2), 0.0)
 
     def noise_sources(self, kappa_nodes: list[str], kappa0: float, johnson: bool = True) -> None:
         """One seeded Gaussian current source per node: programmable kappa0 noise on the cells,
@@ -370,10 +416,12 @@ class Builder:
             for node in kappa_nodes:
                 var[node] = var.get(node, 0.0) + s2
         if johnson and d.temperature:
-            for node, g in self.node_conductance.items():
-                if g > 0:
-                    var[node] = var.get(node, 0.0) + d.johnson_sigma(g) ** 2
-        if self.noise_mode == "table" and var:
+            nodes = [node for node, g in self.node_conductance.items() if g > 0]
+            g = np.array([self.node_conductance[node] for node in nodes], dtype=float)
+            for node, v in zip(nodes, (d.johnson_sigma(g) ** 2).tolist()):
+                var[node] = var.get(node, 0.0) + v
+        self.noise_intensity = var
+        if self.emits_text and self.noise_mode == "table" and var:
             nodes = sorted(var)
             # The table holds unit normals * 1/SCALE; a knot value sigma/sqrt(hold) per node gives
             # the same sigma^2 * hold per interval as a held value (circuits/noise_table.py).
@@ -381,7 +429,7 @@ class Builder:
             for j, c in enumerate(chunks(len(nodes))):
                 self.nl.table_currents(f"noise{j}", nodes[c.start:c.stop], file_name(j), scales[c.start:c.stop],
                                        comment=f"noise into {len(c)} nodes from {file_name(j)}, knots every {hold:.6g} s")
-        for k, (node, v) in enumerate(sorted(var.items()) if self.noise_mode == "held" else ()):
+        for k, (node, v) in enumerate(sorted(var.items()) if self.emits_text and self.noise_mode == "held" else ()):
             # A value held for `hold` seconds with std sigma/sqrt(hold) integrates to sigma^2*hold.
             self.nl.I(f"n{k}", "0", node, 0.0, noise=(hold, math.sqrt(v / hold)),
                       comment=f"noise into {node}: {v:.6g} A^2 s")

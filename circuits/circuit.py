@@ -104,7 +104,9 @@ class Circuit:
 def effective(S: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> np.ndarray:
     """Current per unit signal of an array whose positive entries read a node carrying c_pos*u and
     whose negative entries read a node carrying -c_neg*u."""
-    return np.where(S > 0, S * c_pos[None, :], S * c_neg[None, :])
+    out = S * c_neg[None, :]
+    np.multiply(S, c_pos[None, :], out=out, where=S > 0)  # one N x m temporary, not three
+    return out
 
 
 def inverted_copies(gain: np.ndarray):

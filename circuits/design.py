@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
+
 from spu.core.errors import DesignError
 
 BOLTZMANN = 1.380649e-23  # J/K
@@ -154,9 +156,9 @@ class Design:
         C dV = ... + sigma dW with V = v_unit*x gives sigma = C*v_unit*sqrt(2*kappa0/tau)."""
         return self.C * self.v_unit * math.sqrt(2.0 * kappa0 / self.tau)
 
-    def johnson_sigma(self, conductance_sum: float) -> float:
+    def johnson_sigma(self, conductance_sum):
         """Intensity of the Johnson current of resistors with total conductance G at `temperature`:
         two-sided PSD 2kT*G, so i dt = sqrt(2kT*G) dW."""
         if self.temperature is None:
             return 0.0
-        return math.sqrt(2.0 * BOLTZMANN * self.temperature * conductance_sum)
+        return np.sqrt(2.0 * BOLTZMANN * self.temperature * conductance_sum)  # also per node, as an array

@@ -41,12 +41,8 @@ REALISED_TOPOLOGIES = ("factored", "crossbar")
 
 
 class ValueNetlist(Netlist):
-    """A netlist that keeps no lines: element values live in the builder's record. It keeps the
-    noise sources (node, intensity in A^2 s), which is all the dynamics need from it."""
-
-    def __init__(self, title: str):
-        super().__init__(title)
-        self.noise: dict[str, float] = {}
+    """A netlist that keeps no lines: element values live in the builder's record, the noise
+    intensities in Builder.noise_intensity."""
 
     def _add(self, kind, name, nodes, value, comment=None):
         return None
@@ -67,14 +63,19 @@ class ValueNetlist(Netlist):
         return None
 
     def I(self, name, p, n, dc, noise=None, comment=None):
-        if noise is not None:
-            hold, sigma = noise
-            # Held for `hold` seconds with std sigma: intensity sigma^2 * hold (A^2 s), into node n.
-            self.noise[n] = self.noise.get(n, 0.0) + sigma * sigma * hold
+        return None
+
+    def save(self, nodes) -> None:
+        return None
+
+    def print_tran(self, nodes) -> None:
+        return None
 
 
 class ValueBuilder(Builder):
     """The topology builders' Builder, keeping element values and the stages instead of text."""
+
+    emits_text = False
 
     def __init__(self, design: Design, title: str):
         super().__init__(design, title)
@@ -96,8 +97,7 @@ class ValueBuilder(Builder):
         return [], []
 
     def noise_sources(self, kappa_nodes, kappa0, johnson=True) -> None:
-        # Held sources pass each node's intensity through ValueNetlist.I (a noise table would
-        # only carry it as a scale for a file that nobody writes here).
+        # White noise of the intensities in noise_intensity: no table file is written here.
         self.noise_mode = "held"
         super().noise_sources(kappa_nodes, kappa0, johnson)
 
@@ -184,7 +184,7 @@ def _compose(B: ValueBuilder, ab, topology: str, n: int) -> RealisedSystem:
     d = B.d
     R0, vu = d.R0, d.v_unit
     g = float("inf") if d.opamp.ideal else float(d.opamp.gain)
-    noise = B.nl.noise  # node -> intensity A^2 s (real time)
+    noise = B.noise_intensity  # node -> intensity A^2 s (real time)
     # Voltage noise (in units of v_unit) of a stage output = -Rf * f * i / v_unit; its intensity:
     def out_var(nodes, rf_f):
         v = np.array([noise.get(s, 0.0) for s in nodes])

@@ -196,7 +196,7 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
         B.noise_hold_tau = s * d.hold_for(form.eig_extremes()[1]) if kappa > 0 or d.temperature else None
         B.noise_mode = _noise_mode(noise, B, d, t * s)
         B.noise_sources(B.noise_nodes, kappa / s)
-        B.record.johnson_kappa = np.array([B.johnson_kappa(node) for node in B.noise_nodes])
+        B.record.johnson_kappa = B.johnson_kappa(B.noise_nodes)
         return B, xs, as_built
 
     B, xs, as_built = assemble(design, kappa0, title or f"thermospice {topology} SPU, n={form.n}")
