@@ -8,6 +8,7 @@
    with ou (median over steps after a warm-up).
 
 Run: OMP_NUM_THREADS=1 python benchmarks/bench_asbuilt.py [--steps K] [--skip-train]
+(glibc malloc tuned first, as the `thermospice` command does: training.malloc)
 Writes benchmarks/results/bench_asbuilt.json; say `uptime` beside the figures.
 """
 from __future__ import annotations
@@ -53,9 +54,7 @@ def solve_bench(n=100_000, m=64, t=50.0):
 
 def train_bench(steps: int):
     from training.loop import TrainConfig, train
-    from training.malloc import tune_glibc_malloc
 
-    tune_glibc_malloc()
     res = {}
     for backend, design in (("ou", None), ("asbuilt", {"bits_r": 8, "bits_dac": 8, "bits_adc": 8, "r_max": 1e9})):
         cfg = TrainConfig(optimizer="tngd", backend=backend, steps=steps, eval_every=steps, design=design)
@@ -76,6 +75,9 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--skip-train", action="store_true")
     args = ap.parse_args()
+    from training.malloc import tune_glibc_malloc
+
+    tune_glibc_malloc()  # as the thermospice command does for every subcommand
     res = {"load": os.getloadavg(), "solve": solve_bench()}
     print(json.dumps(res["solve"], indent=1), flush=True)
     if not args.skip_train:
