@@ -49,8 +49,10 @@ class ArrayRecord:
     coef         the coefficients asked for, in circuit units (after the scale s of
                  circuits/scaling.py and the array's own autorange), shape of the array
     programmed   after quantisation, with open cells set to 0 (what the array realises nominally)
-    rows, cols   the cells that got a resistor; ohms_nominal = R0/|programmed| there, ohms as built
-                 (tolerance drawn); sources/targets: the node each resistor joins
+    index        row-major flat indices of the cells that got a resistor (None: every cell, the
+                 usual case at scale, where N x m index arrays would double the memory); `rows`,
+                 `cols` and `values` give them. ohms_nominal = R0/|programmed| there, ohms as built
+                 (tolerance drawn); sources/targets: the node each resistor joins (filled by place)
     opened       nonzero coefficients left open (R0/|c| above r_max: an unprogrammed cell)
     open_max, open_index  the largest of them and its "[i,j]"
     """
@@ -58,15 +60,39 @@ class ArrayRecord:
     label: str
     coef: np.ndarray
     programmed: np.ndarray
-    rows: np.ndarray
-    cols: np.ndarray
+    index: np.ndarray | None
     ohms_nominal: np.ndarray
     ohms: np.ndarray
-    sources: list[str]
-    targets: list[str]
+    sources: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
     opened: int = 0
     open_max: float = 0.0
     open_index: str = ""
+
+    @property
+    def values(self) -> np.ndarray:
+        """The programmed coefficient of each placed resistor, in `index` order."""
+        flat = self.programmed.reshape(-1)
+        return flat if self.index is None else flat[self.index]
+
+    def _flat(self) -> np.ndarray:
+        return np.arange(self.programmed.size) if self.index is None else self.index
+
+    @property
+    def rows(self) -> np.ndarray:
+        p = self.programmed
+        return self._flat() if p.ndim == 1 else self._flat() // p.shape[1]
+
+    @property
+    def cols(self) -> np.ndarray:
+        p = self.programmed
+        return self._flat() if p.ndim == 1 else self._flat() % p.shape[1]
+
+    def where(self, k: int) -> str:
+        """'[i,j]' of the k-th placed resistor (a diagonal array's cell i reads column i)."""
+        f = int(self._flat()[k]) if self.index is not None else k
+        i, j = (f, f) if self.programmed.ndim == 1 else divmod(f, self.programmed.shape[1])
+        return f"[{i},{j}]"
 
     def span(self) -> float:
         """max |c| / min nonzero |c|: the resistor ratio the array would need to place every entry."""
@@ -246,44 +272,42 @@ class Builder:
             open_max, open_index = float(np.abs(coef[ij])), f"[{i},{j}]"
             coef = np.where(opened, 0.0, coef)
         # The placed entries in row-major order (np.nonzero's). A full array, the usual case at
-        # scale, skips the gather and scatter: each is a slow pass over all N x m entries.
-        flat = np.flatnonzero(coef)
-        full = flat.size == coef.size
-        vals = coef.reshape(-1) if full else coef.reshape(-1)[flat]
-        rows, cols = (flat, flat) if coef.ndim == 1 else np.divmod(flat, coef.shape[1])
-        R_nom = self.ohms(label, vals, lambda k: f"[{rows[k]},{cols[k]}]")
-        R = self.with_tolerance(R_nom, self.d.tol_r)
+        # scale, needs no index arrays, gather or scatter: each is a slow pass over N x m entries.
+        full = np.count_nonzero(coef) == coef.size
+        rec = ArrayRecord(label, asked, coef, None if full else np.flatnonzero(coef), None, None,
+                          opened=n_open, open_max=open_max, open_index=open_index)
+        vals = rec.values
+        rec.ohms_nominal = self.ohms(label, vals, rec.where)
+        rec.ohms = R = self.with_tolerance(rec.ohms_nominal, self.d.tol_r)
         G = np.reciprocal(R)
         if full and coef.ndim == 2:
             per_row = G.reshape(coef.shape).sum(axis=1)
         else:
-            per_row = np.bincount(rows, weights=G, minlength=len(targets))
+            per_row = np.bincount(rec.rows, weights=G, minlength=len(targets))
         np.copysign(G, vals, out=G)  # the signed conductances sign(a)/R
         if full:
             S = G.reshape(coef.shape)
         else:
             S = np.zeros(coef.shape)
-            S.reshape(-1)[flat] = G
-        srcs, dsts = self.place(label, rows, cols, vals, R, targets, pos, neg)
+            S.reshape(-1)[rec.index] = G
+        rec.sources, rec.targets = self.place(rec, targets, pos, neg)
         self.add_conductance(targets, per_row)
         self.record.resistors.append(R)
         self.record.resistor_roles.append(label)
-        self.record.arrays[label] = ArrayRecord(label, asked, coef, rows, cols, R_nom, R, srcs, dsts,
-                                                n_open, open_max, open_index)
+        self.record.arrays[label] = rec
         return Stage(label, S)
 
-    def place(self, label: str, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, R: np.ndarray,
-              targets: list[str], pos: list[str], neg: list[str | None]) -> tuple[list[str], list[str]]:
-        """Emit one array's resistors (entry k: R[k] from column cols[k]'s signal into row rows[k]);
-        returns the node each one joins (sources, targets)."""
-        add = self.nl.R
+    def place(self, rec: ArrayRecord, targets: list[str], pos: list[str],
+              neg: list[str | None]) -> tuple[list[str], list[str]]:
+        """Emit one array's resistors (entry k: rec.ohms[k] from column cols[k]'s signal into row
+        rows[k]); returns the node each one joins (sources, targets)."""
+        add, label, R = self.nl.R, rec.label, rec.ohms
         srcs, dsts = [], []
-        for k in range(len(vals)):
-            i, j = int(rows[k]), int(cols[k])
-            src = pos[j] if vals[k] > 0 else neg[j]
+        for i, j, v, r in zip(rec.rows.tolist(), rec.cols.tolist(), rec.values.tolist(), R.tolist()):
+            src = pos[j] if v > 0 else neg[j]
             if src is None:
                 raise DesignError(f"{label}[{i},{j}] is negative but no inverted copy of column {j} exists")
-            add(f"{label}_{i}_{j}", src, targets[i], R[k], comment=f"{label}[{i},{j}]={float(vals[k])!r}")
+            add(f"{label}_{i}_{j}", src, targets[i], r, comment=f"{label}[{i},{j}]={v!r}")
             srcs.append(src)
             dsts.append(targets[i])
         self.record.terminals.append((srcs, dsts))

@@ -84,15 +84,17 @@ class ValueBuilder(Builder):
         self.summer_rf: dict[str, tuple[list[str], np.ndarray]] = {}
         self.inverter_gain: dict[str, np.ndarray] = {}
 
-    def place(self, label, rows, cols, vals, R, targets, pos, neg) -> tuple[list, list]:
+    def place(self, rec, targets, pos, neg) -> tuple[list, list]:
         # Vectorised: the netlist builder's one-line-per-resistor loop would take minutes at
         # N = 1e5, m = 64. Same check: a negative entry needs an inverted copy of its column.
         missing = np.array([s is None for s in neg], dtype=bool)
-        bad = (vals < 0) & missing[cols]
-        if bad.any():
-            k = int(np.argmax(bad))
-            raise DesignError(f"{label}[{rows[k]},{cols[k]}] is negative but no inverted copy of column "
-                              f"{cols[k]} exists")
+        P = rec.programmed
+        if P.ndim == 1:
+            P = P[None, :]  # a diagonal array: cell i reads column i
+        if ((P < 0).any(axis=0) & missing).any():
+            i, j = np.unravel_index(int(np.argmax((P < 0) & missing[None, :])), P.shape)
+            i = j if rec.programmed.ndim == 1 else i
+            raise DesignError(f"{rec.label}[{i},{j}] is negative but no inverted copy of column {j} exists")
         self.record.terminals.append(([], []))  # no power estimate from here
         return [], []
 
