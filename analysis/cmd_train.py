@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--mc-samples", type=int, help="labels drawn per example for --curvature mc (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=10, help="steps between test evaluations")
-    d = p.add_argument_group("circuit design (--backend ngspice: defaults --bits-r 16 --dt-max 0.05; asbuilt: --bits-r 16, r_max 1 GOhm)")
+    d = p.add_argument_group("circuit design (--backend ngspice: defaults --bits-r 16 --dt-max 0.05; asbuilt: --bits-r 16, "
+                             "r_max 1 GOhm; both --open-error-max 0.01)")
     d.add_argument("--bits-r", type=int, help="resistor resolution in bits (drops entries below 2^-bits "
                    "of each array's full scale, which would need resistors above r_max)")
     d.add_argument("--bits-dac", type=int, help="DAC resolution in bits")
@@ -50,6 +51,8 @@ def add_parser(sub) -> None:
     d.add_argument("--opamp-gain", type=float, help="op-amp DC gain (default ideal)")
     d.add_argument("--dt-max", type=float, help="largest ngspice time step, in tau")
     d.add_argument("--temperature", type=float, help="kelvin: Johnson noise of every resistor (default: none)")
+    d.add_argument("--open-error-max", type=float, help="largest relative steady-state error allowed from entries "
+                   "below the smallest programmable conductance, left open (default 0.01 in training)")
     d.add_argument("--ngspice-timeout", type=float, help="seconds before one ngspice solve is killed (default 600)")
     p.add_argument("--out", help="output folder (metrics.csv, loss.png, final.json; resumes if present)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
@@ -87,7 +90,7 @@ def _design_args(args) -> dict | None:
     """The circuit-design options given on the command line (TrainConfig adds the ngspice defaults)."""
     given = {"bits_r": args.bits_r, "bits_dac": args.bits_dac, "bits_adc": args.bits_adc, "dt_max": args.dt_max,
              "tol_r": args.tol_r, "tol_c": args.tol_c, "component_seed": args.component_seed,
-             "temperature": args.temperature,
+             "temperature": args.temperature, "open_error_max": args.open_error_max,
              "opamp": None if args.opamp_gain is None else {"gain": args.opamp_gain}}
     given = {k: v for k, v in given.items() if v is not None}
     return given or None

@@ -63,11 +63,18 @@ DEFAULTS = {name: {**paper, **TUNED.get(name, {})} for name, paper in PAPER.item
 # full scale with autorange) and keep every other one inside [r_min, r_max].
 # dt_max = 0.05 tau: ngspice's step control keeps the error ~1e-6 relative on the digits MLP at
 # 1/5 of the time points of the default 0.01.
-NGSPICE_DESIGN = {"bits_r": 16, "dt_max": 0.05}
+# open_error_max = 1e-2 (the solver's default is 1e-6): a training step reads the device after a
+# finite t, far from its steady state along the slow modes (at the tuned lam = 0.003 and t = 50 tau,
+# e^{-lam t} = 0.86 of the start is left there), so an open-cell error of 1e-4 in the steady state
+# does not matter, while stopping a run at step k for it did: the train-bits sweep on the digits CNN
+# lost every 4-bit run and one 6-bit run to U columns whose entries all lie below R0/r_max (open-cell
+# errors 9e-6 to 1.2e-4; quantisation at those bits rounds those entries to zero anyway).
+TRAINING_OPEN_ERROR_MAX = 1e-2
+NGSPICE_DESIGN = {"bits_r": 16, "dt_max": 0.05, "open_error_max": TRAINING_OPEN_ERROR_MAX}
 # asbuilt has no time step; r_max = 1 GOhm: an array autoranged to a full scale of 0.1 (the clamp of
 # Builder.scale) has its 16-bit LSB at R0 * 65535 / 0.1 = 0.66 GOhm, which the default 100 MOhm
-# would leave open (the digits CNN's U^T then misses 1e-5 of its steady state: DesignError).
-ASBUILT_DESIGN = {"bits_r": 16, "r_max": 1e9}
+# would leave open (the digits CNN's U^T then misses 1e-5 of its steady state).
+ASBUILT_DESIGN = {"bits_r": 16, "r_max": 1e9, "open_error_max": TRAINING_OPEN_ERROR_MAX}
 
 # The methods that precondition with a curvature (and so take curvature= and mc_samples=).
 NATURAL_GRADIENT = ("tngd", "tngd-adam", "ngd", "ngd-cg", "ngd-woodbury")
