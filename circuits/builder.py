@@ -90,7 +90,7 @@ class ArrayRecord:
 
     def where(self, k: int) -> str:
         """'[i,j]' of the k-th placed resistor (a diagonal array's cell i reads column i)."""
-        f = int(self._flat()[k]) if self.index is not None else k
+        f = k if self.index is None else int(self.index[k])
         i, j = (f, f) if self.programmed.ndim == 1 else divmod(f, self.programmed.shape[1])
         return f"[{i},{j}]"
 
@@ -416,12 +416,17 @@ class Builder:
         self.record.dac_volts = volts
         return -volts / R * d.R0 / d.v_unit
 
+    def johnson_variance(self, nodes: list[str]) -> np.ndarray:
+        """sigma^2 (A^2 s per s) of the lumped Johnson current into each node: 2kT times the node's
+        total conductance (0 where no resistor joins it)."""
+        g = np.array([self.node_conductance.get(node, 0.0) for node in nodes], dtype=float)
+        return np.where(g > 0, self.d.johnson_sigma(g) ** 2, 0.0)
+
     def johnson_kappa(self, nodes: list[str]) -> np.ndarray:
         """The kappa (circuit units) that the Johnson current into each RC cell's node amounts to:
         sigma^2 = 2kT G against kappa_to_current_sigma's (C v_unit)^2 2 kappa / tau."""
         d = self.d
-        g = np.array([self.node_conductance.get(node, 0.0) for node in nodes], dtype=float)
-        return np.where(g > 0, d.johnson_sigma(g) ** 2 * d.tau / (2.0 * (d.C * d.v_unit) ** 2), 0.0)
+        return self.johnson_variance(nodes) * d.tau / (2.0 * (d.C * d.v_unit) ** 2)
 
     def noise_sources(self, kappa_nodes: list[str], kappa0: float, johnson: bool = True) -> None:
         """One seeded Gaussian current source per node: programmable kappa0 noise on the cells,
@@ -441,8 +446,7 @@ class Builder:
                 var[node] = var.get(node, 0.0) + s2
         if johnson and d.temperature:
             nodes = [node for node, g in self.node_conductance.items() if g > 0]
-            g = np.array([self.node_conductance[node] for node in nodes], dtype=float)
-            for node, v in zip(nodes, (d.johnson_sigma(g) ** 2).tolist()):
+            for node, v in zip(nodes, self.johnson_variance(nodes).tolist()):
                 var[node] = var.get(node, 0.0) + v
         self.noise_intensity = var
         if self.emits_text and self.noise_mode == "table" and var:
