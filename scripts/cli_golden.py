@@ -8,6 +8,7 @@ Wall-clock figures differ between runs: lines and JSON keys that carry them are 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,7 +35,10 @@ COMMANDS = [
     "train --optimizer ngd-woodbury --steps 2 --out run_w",
     "sweep time --t lin:1:40:4 --backend ou --out sw",
     "sweep bits --out swb --n 6",
-]
+] + [f"{cmd} --help" for cmd in (
+    "solve", "netlist", "report", "train", "demo", "sample", "reproduce", "sweep",
+    *(f"sweep {k}" for k in ("noise", "tolerance", "bits", "opamp", "time",
+                             "train-bits", "train-tolerance", "train-noise")))]
 TIMING = re.compile(r"(wall|_s\b|elapsed|seconds| s\)|ms\b|it/s|s/it|\d+(\.\d+)?s\b)", re.I)
 TIMED_KEYS = ("wall", "time", "elapsed", "seconds")
 
@@ -73,7 +77,8 @@ def main(out: Path) -> None:
         d = Path(tmp)
         inputs(d)
         for i, cmd in enumerate(COMMANDS):
-            r = subprocess.run([exe, *cmd.split()], cwd=d, capture_output=True, text=True)
+            r = subprocess.run([exe, *cmd.split()], cwd=d, capture_output=True, text=True,
+                               env={**os.environ, "COLUMNS": "80"})
             (out / f"{i:02d}.txt").write_text(f"$ {cmd}\nrc={r.returncode}\n{mask(r.stdout)}\n--- stderr\n"
                                              + "\n".join(l for l in r.stderr.splitlines()
                                                          if not TIMING.search(l) and "%|" not in l) + "\n")
