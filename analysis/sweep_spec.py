@@ -150,7 +150,7 @@ def build_spec(kind: str, *, quick: bool = False, **options) -> dict:
     spec["columns"] = columns(kind)
     spec["points"] = len(grid_points(spec))
     if spec["points"] == 0:
-        raise EmptyRangeError(f"sweep {kind} has no points (every gain is ideal and every GBW finite?)")
+        raise EmptyRangeError(f"sweep {kind} has no points{sweep.empty_hint}")
     if circuit:
         _check_buildable(problem, topology)
     return spec

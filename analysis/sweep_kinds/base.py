@@ -52,6 +52,7 @@ class SweepKind:
     random = True                             # False: no randomness, so one repetition only
     settles = False                           # measures settling: settle_tol option, settle_tau column
     report = False                            # reads the as-built error from the component report
+    empty_hint = ""                           # why a grid may have no points, for the error message
 
     @property
     def options(self) -> frozenset[str]:

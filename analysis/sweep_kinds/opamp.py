@@ -31,6 +31,7 @@ class Opamp(SweepKind):
                 "seeds": (1, 1)}
     random = False
     settles = True
+    empty_hint = " (every gain is ideal and every GBW finite?)"
 
     def add_grid_arguments(self, group) -> None:
         group.add_argument("--gain", nargs="+", metavar="RANGE",
