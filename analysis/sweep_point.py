@@ -123,25 +123,6 @@ def ideal_settle_time(ctx: _Context, t: float, tol: float, samples: int = 20001)
     return settle_time(s, X, tol)
 
 
-def _design(spec: dict, pt: dict):
-    from circuits.design import Design, OpAmp
-
-    kind = spec["kind"]
-    if kind == "noise":
-        return Design(temperature=pt["temperature_k"] or None)
-    if kind == "tolerance":
-        return Design(tol_r=pt["tol_r"], tol_c=pt["tol_c"], component_seed=pt["component_seed"])
-    if kind == "bits":
-        tg, b = pt["target"], pt["bits"]
-        return Design(bits_r=b if tg in ("r", "all") else None, bits_dac=b if tg in ("dac", "all") else None,
-                      bits_adc=b if tg in ("adc", "all") else None)
-    if kind == "opamp":
-        gain = None if math.isinf(pt["gain"]) else pt["gain"]
-        gbw = None if math.isinf(pt["gbw_hz"]) else pt["gbw_hz"]
-        return Design(opamp=OpAmp(gain, gbw))
-    return Design()
-
-
 # One ngspice session per worker process, shared by the SPUs of all its points: one child is
 # started per worker, not per point (spu/backends/ngspice.py).
 _WORKER_STATE: dict = {}
@@ -153,23 +134,25 @@ def evaluate_point(spec_json: str, pt: dict) -> dict:
     from spu.device import SPU
     from spu.core.errors import DesignError, ProblemError
 
+    from .sweep_kinds import CIRCUIT_BACKENDS, sweep_kind  # here: the kinds use this module's helpers
+
     start = time.perf_counter()
     spec = json.loads(spec_json)
-    kind = spec["kind"]
+    kind = sweep_kind(spec["kind"])
     ctx = _context(spec_json)
     row = dict(pt)  # the point's grid columns and its id
     info = {"row": None, "error": None, "retry": False, "host": socket.gethostname(), "pid": os.getpid()}
+    # A point's own time and noise level, else the sweep's (time: one kappa0; the others: one t).
     t = pt.get("t_tau", spec.get("t_tau"))
-    kappa0 = pt["kappa0"] if kind == "noise" else spec.get("kappa0", 0.0)
+    kappa0 = pt.get("kappa0", spec.get("kappa0", 0.0))
     seed = pt.get("seed")
-    design = _design(spec, pt)
-    want_report = kind in ("tolerance", "bits")
+    design = kind.design(pt)
     options = {}
-    if spec["backend"] == "ngspice":
+    if spec["backend"] in CIRCUIT_BACKENDS:
         # Held (TRRANDOM) noise: its breakpoints fix the time grid, so two points with the same
         # seed get common random numbers at any kappa0 (the noise sweep's exact sqrt(kappa0)
         # scaling); a table's grid follows ngspice's step control, which the noise level moves.
-        options = {"report": want_report, "timeout": spec.get("timeout", 600.0), "noise": "held"}
+        options = {"report": kind.report, "timeout": spec.get("timeout", 600.0), "noise": "held"}
     try:
         spu = SPU(spec["backend"], topology=spec["topology"], design=design, kappa0=kappa0, **options)
         spu.backend_state = _WORKER_STATE
@@ -185,23 +168,7 @@ def evaluate_point(spec_json: str, pt: dict) -> dict:
         msg = str(exc)
         row["status"] = "diverged" if "non-finite" in msg or "diverged" in msg else f"failed: {type(exc).__name__}"
         info["error"] = f"{type(exc).__name__}: {msg}"
-    if kind == "noise":
-        row["theory_rms_error"] = theory_rms(ctx, t, kappa0)
-    elif kind == "time":
-        row["theory_error"] = theory_rms(ctx, t, kappa0)
-        row["bound_error"] = math.exp(-ctx.lam_min * t)
-    elif kind in ("tolerance", "bits"):
-        row["asbuilt_error"] = (res.report["quantisation"]["steady_state_rel_error"]
-                                if res is not None and res.report else math.nan)
-    if kind in ("tolerance", "opamp"):
-        row["settle_tau"] = math.nan
-        if res is not None:
-            times, X = res.extra["raw_times_tau"], res.extra["raw_states"]
-            row["settle_tau"] = settle_time(times, X, spec["settle_tol"])
-            if math.isinf(row["settle_tau"]):
-                row["status"] = "unstable" if growing(times, X - ctx.x_star) else "unsettled"
-    if kind == "opamp":
-        row["ideal_settle_tau"] = ideal_settle_time(ctx, t, spec["settle_tol"])
+    kind.results(row, res, ctx, spec, t, kappa0)
     info["row"] = row
     info["wall_s"] = time.perf_counter() - start
     return info

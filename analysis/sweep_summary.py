@@ -6,18 +6,17 @@ import math
 import numpy as np
 
 from .io import csv_line, fmt
-from .sweep_spec import SUMMARY
 
 
-def summary_columns(kind: str) -> list[str]:
-    keys, extra = SUMMARY[kind]
-    return list(keys) + ["n_ok", "n_failed", "rel_error_mean", "rel_error_std", "rel_error_rms"] + \
-        [f"{e}_mean" for e in extra]
+def summary_columns(summary) -> list[str]:
+    """Columns of a kind's summary (a sweep_kinds.Summary: grouping keys and averaged extras)."""
+    return list(summary.keys) + ["n_ok", "n_failed", "rel_error_mean", "rel_error_std", "rel_error_rms"] + \
+        [f"{e}_mean" for e in summary.extra]
 
 
-def summary_rows(kind: str, rows: list[dict[str, str]]) -> list[dict]:
+def summary_rows(summary, rows: list[dict[str, str]]) -> list[dict]:
     """Statistics over the repetitions (seeds / draws) of each grid value; rows in id order."""
-    keys, extra = SUMMARY[kind]
+    keys, extra = summary.keys, summary.extra
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
@@ -37,6 +36,6 @@ def summary_rows(kind: str, rows: list[dict[str, str]]) -> list[dict]:
     return out
 
 
-def summary_csv(kind: str, rows: list[dict[str, str]]) -> str:
-    cols = summary_columns(kind)
-    return "".join(csv_line(v) for v in [cols] + [[fmt(r[c]) for c in cols] for r in summary_rows(kind, rows)])
+def summary_csv(summary, rows: list[dict[str, str]]) -> str:
+    cols = summary_columns(summary)
+    return "".join(csv_line(v) for v in [cols] + [[fmt(r[c]) for c in cols] for r in summary_rows(summary, rows)])

@@ -10,7 +10,8 @@ parameters, and compares the state with the exact solution x* = A^-1 b of the *i
 
     rel_error = ||x - x*|| / ||x*||
 
-Kinds (columns of each CSV in ``COLUMNS``; the same table is in ``thermospice sweep KIND --help``):
+Kinds (one module each in analysis/sweep_kinds/, with its CSV columns; the same table is in
+``thermospice sweep KIND --help``):
 
 * ``noise``      kappa0 x temperature x seeds. Seed index r uses the same noise seed at every
                  (kappa0, T): common random numbers, so differences between grid values are not
@@ -40,7 +41,8 @@ Execution: points run in parallel processes (``workers``, default: the CPU count
 this process), or on a Dask distributed cluster with ``scheduler="tcp://host:8786"``. Every Dask
 worker needs this package and ngspice installed.
 
-Modules: sweep_spec (kinds, columns, options, grid), sweep_point (the test problem and one point's
+Modules: sweep_kinds (one object per kind: its options, grid, point results and plot), sweep_spec
+(options, columns, grid), ranges (the range syntax), sweep_point (the test problem and one point's
 run), executors (serial / process pool / Dask, reusable by other long runs), sweep_summary,
 sweep_plots; this one runs and resumes a sweep in its output folder.
 """
@@ -60,9 +62,10 @@ import numpy as np
 
 from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
 from .io import atomic_write, csv_line, fmt, prepare_folder
+from .sweep_errors import SweepError, SweepInterrupted, SweepMismatchError, SweepOptionError
+from .sweep_kinds import sweep_kind
 from .sweep_point import evaluate_point
-from .sweep_spec import (PARAMS, SUMMARY, SweepError, SweepInterrupted, SweepMismatchError, SweepOptionError,
-                         build_spec, check_kind, grid_points, spec_json)
+from .sweep_spec import build_spec, grid_points, spec_json
 from .sweep_summary import summary_csv
 
 
@@ -89,7 +92,7 @@ def _load_partial(path: str, cols: list[str], points: list[dict], kind: str) -> 
         raise SweepMismatchError(f"{path} has columns {','.join(header)}, not those of sweep {kind} "
                                  f"({','.join(cols)}); use another --out folder or remove the file")
     done: dict[int, list[str]] = {}
-    params = PARAMS[kind]
+    params = sweep_kind(kind).params
     for ln, line in enumerate(lines[1:], start=2):
         vals = next(csv.reader([line]), [])
         if len(vals) != len(cols):
@@ -163,7 +166,7 @@ def run_sweep(kind: str, out: str = "sweeps", *, quick: bool = False, workers: i
 
     stop_after: stop (raising SweepInterrupted, which carries the partial SweepResult) once this
     many points have been written by this run, as a crash would; the next run resumes."""
-    check_kind(kind)
+    sweep_kind(kind)  # an unknown kind is an error before anything else
     t_start = time.perf_counter()
     if workers is None:
         workers = default_workers()
@@ -206,6 +209,7 @@ def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, sto
                 t_start) -> SweepResult:
     from tqdm import tqdm
 
+    sweep = sweep_kind(kind)
     cols = spec["columns"]
     points = grid_points(spec)
     csv_path = paths[".csv"]
@@ -228,7 +232,7 @@ def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, sto
             def write(pt, info):  # in this process, as each point finishes
                 if info["error"]:
                     with open(paths[".errors.log"], "a") as fe:
-                        fe.write(f"point {pt['point']} {json.dumps({k: pt[k] for k in PARAMS[kind]})}: "
+                        fe.write(f"point {pt['point']} {json.dumps({k: pt[k] for k in sweep.params})}: "
                                  f"{info['error']}\n")
                 if info["retry"]:
                     count["retry"] += 1
@@ -255,19 +259,17 @@ def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, sto
     # Finished (maybe with retries pending): the sorted CSV, summary and plot.
     atomic_write(csv_path, "".join(csv_line(v) for v in [cols] + [done[k] for k in sorted(done)]))
     rows = [dict(zip(cols, done[k])) for k in sorted(done)]
-    if kind in SUMMARY:
-        atomic_write(paths["_summary.csv"], summary_csv(kind, rows))
+    if sweep.summary:
+        atomic_write(paths["_summary.csv"], summary_csv(sweep.summary, rows))
     if plot and rows:
-        from .sweep_plots import plot_sweep
-
-        plot_sweep(kind, rows, spec, paths[".png"])
+        sweep.plot(rows, spec, paths[".png"])
     return _result(kind, out, paths, spec, points, skipped, **count, t_start=t_start, finished=True)
 
 
 def _result(kind, out, paths, spec, points, skipped, computed, failed, retry, t_start, finished) -> SweepResult:
     return SweepResult(kind=kind, out=out, csv_path=paths[".csv"],
                        png_path=paths[".png"] if finished and os.path.exists(paths[".png"]) else None,
-                       summary_path=paths["_summary.csv"] if finished and kind in SUMMARY else None,
+                       summary_path=paths["_summary.csv"] if finished and sweep_kind(kind).summary else None,
                        manifest_path=paths[".manifest.json"], total=len(points), skipped=skipped,
                        computed=computed, failed=failed, retry=retry, wall_s=time.perf_counter() - t_start,
                        spec=spec)

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-_XLABEL = {"train-bits": "bits (resistors, DAC and ADC)", "train-tolerance": "relative tolerance of every R and C",
-           "train-noise": "setting (temperature K, kappa0)"}
+from .sweep_kinds import train_kind  # noqa: E402
+from .train_sweeps import REFERENCE_RUNS, SWEPT_RUN  # noqa: E402
 
 
 def summarise(rows, run: str, key: str):
@@ -33,14 +33,13 @@ def summarise(rows, run: str, key: str):
 
 
 def plot_train_sweep(kind: str, rows, path: str) -> None:
+    sweep = train_kind(kind)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, label in ((axes[0], "final_train_loss", "final train loss"),
                            (axes[1], "final_test_accuracy", "test accuracy")):
-        stats = summarise(rows, "asbuilt", key)
+        stats = summarise(rows, SWEPT_RUN, key)
         settings = sorted(stats, key=lambda s: json.loads(s))
-        labels = [", ".join(f"{v:g}" for v in json.loads(s)) if kind == "train-noise" else f"{json.loads(s):g}"
-                  for s in settings]
-        x = np.arange(len(settings)) if kind == "train-noise" else np.array([json.loads(s) for s in settings], float)
+        x, labels = sweep.axis([json.loads(s) for s in settings])
         mean = np.array([stats[s][0] for s in settings])
         std = np.array([stats[s][1] for s in settings])
         ax.errorbar(x, mean, yerr=std, fmt="o-", capsize=3, label="TNGD, asbuilt circuit")
@@ -48,14 +47,13 @@ def plot_train_sweep(kind: str, rows, path: str) -> None:
             if stats[s][3]:
                 ax.annotate(f"{stats[s][3]} failed", (xi, np.nanmax(mean) if np.isfinite(mean).any() else 0),
                             fontsize=7, color="C3")
-        for run, style in (("ou", "--"), ("adam", ":")):
+        for run, line in REFERENCE_RUNS.items():
             ref = summarise(rows, run, key).get("null")
             if ref and math.isfinite(ref[0]):
-                ax.axhline(ref[0], ls=style, color="k" if run == "ou" else "C2",
-                           label=f"{'TNGD, ideal ou' if run == 'ou' else 'Adam'} ({ref[0]:.3g})")
-        if kind == "train-noise":
+                ax.axhline(ref[0], ls=line.style, color=line.color, label=f"{line.label} ({ref[0]:.3g})")
+        if labels is not None:
             ax.set_xticks(x, labels, rotation=20, fontsize=8)
-        ax.set_xlabel(_XLABEL[kind])
+        ax.set_xlabel(sweep.xlabel)
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     fig.suptitle(f"{kind}: digits CNN, final values after a fixed number of steps")

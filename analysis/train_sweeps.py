@@ -16,51 +16,45 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from spu.core.errors import ThermospiceError
 
 from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
 from .io import atomic_write, fmt, read_csv
-from .sweep_spec import SweepMismatchError, SweepOptionError
+from .sweep_errors import SweepMismatchError, SweepOptionError
+from .sweep_kinds import train_kind
 
-TRAIN_KINDS = ("train-bits", "train-tolerance", "train-noise")
-# Paper (MNIST): TNGD lr 0.01, lambda 0.01, t = 50 tau; kappa0 in {0.1, 0.01, 0.001} at t = tau.
-DEFAULT_SETTINGS = {
-    "train-bits": [4, 6, 8, 10, 12, 16],
-    "train-tolerance": [0.0, 0.005, 0.01, 0.02, 0.05],
-    "train-noise": [[0.0, 0.001], [0.0, 0.01], [0.0, 0.1], [300.0, 0.001], [300.0, 0.01], [300.0, 0.1]],
-}
 COLUMNS = ("id", "kind", "run", "setting", "seed", "status", "final_train_loss", "final_test_accuracy",
            "wall_s", "message")
-ABOUT = {
-    "train-bits": "TNGD on the realised circuit against the resistor/DAC/ADC resolution (bits)",
-    "train-tolerance": "TNGD on the realised circuit against the fabrication tolerance of every R and C",
-    "train-noise": "TNGD on the realised circuit against kappa0 and the temperature (Johnson noise)",
+SWEPT_RUN = "asbuilt"  # the run of each setting: TNGD on the realised circuit (its backend's name)
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """A run beside the swept ones, without the circuit's errors: drawn as a horizontal line."""
+    label: str
+    style: str
+    color: str
+    config: Callable[[dict], dict]  # spec -> its TrainConfig fields besides steps, seed, eval and batch
+
+
+# In the order of the points of each seed (after the settings).
+REFERENCE_RUNS = {
+    "ou": ReferenceRun("TNGD, ideal ou", "--", "k",
+                       lambda spec: {"optimizer": "tngd", "backend": "ou", "t": spec["t"]}),
+    "adam": ReferenceRun("Adam", ":", "C2", lambda spec: {"optimizer": "adam"}),
 }
-
-
-def design_for(kind: str, setting, base_bits: int = 16) -> tuple[dict, float]:
-    """(circuits.Design fields, kappa0) of one setting, over training/loop.py ASBUILT_DESIGN (which
-    also widens r_max for 16-bit arrays). The resistors keep `base_bits` where the sweep is not
-    about bits: the digits CNN's J_f has entries ~1e-6 of its largest, which need rounding to zero."""
-    if kind == "train-bits":
-        b = int(setting)
-        return {"bits_r": b, "bits_dac": b, "bits_adc": b}, 0.0
-    if kind == "train-tolerance":
-        tol = float(setting)
-        return {"bits_r": base_bits, "tol_r": tol, "tol_c": tol}, 0.0
-    temperature, kappa0 = (float(v) for v in setting)
-    return {"bits_r": base_bits, "temperature": temperature or None}, kappa0
 
 
 def build_points(kind: str, settings, seeds: int, seed: int) -> list[dict]:
     points = []
     for s in range(seed, seed + seeds):
         for k, value in enumerate(settings):
-            points.append({"id": f"{k}-s{s}", "run": "asbuilt", "setting": value, "seed": s})
-        points.append({"id": f"ou-s{s}", "run": "ou", "setting": None, "seed": s})
-        points.append({"id": f"adam-s{s}", "run": "adam", "setting": None, "seed": s})
+            points.append({"id": f"{k}-s{s}", "run": SWEPT_RUN, "setting": value, "seed": s})
+        points += [{"id": f"{name}-s{s}", "run": name, "setting": None, "seed": s} for name in REFERENCE_RUNS]
     return points
 
 
@@ -73,12 +67,11 @@ def evaluate(spec: dict, pt: dict) -> dict:
     kind = spec["kind"]
     t0 = time.perf_counter()
     common = {"steps": spec["steps"], "seed": pt["seed"], "eval_every": spec["steps"], "batch_size": spec["batch"]}
-    if pt["run"] == "adam":
-        cfg = TrainConfig(optimizer="adam", **common)
-    elif pt["run"] == "ou":
-        cfg = TrainConfig(optimizer="tngd", backend="ou", t=spec["t"], **common)
+    reference = REFERENCE_RUNS.get(pt["run"])
+    if reference is not None:
+        cfg = TrainConfig(**reference.config(spec), **common)
     else:
-        design, kappa0 = design_for(kind, pt["setting"])
+        design, kappa0 = train_kind(kind).design_for(pt["setting"])
         design["component_seed"] = pt["seed"]
         cfg = TrainConfig(optimizer="tngd", backend="asbuilt", topology=spec["topology"], t=spec["t"],
                           kappa0=kappa0, design=design, **common)
@@ -96,20 +89,19 @@ def evaluate(spec: dict, pt: dict) -> dict:
 def run_train_sweep(kind: str, out: str, *, settings=None, seeds: int = 3, seed: int = 0, steps: int = 200,
                     t: float | None = None, batch: int = 64, topology: str = "factored", workers: int | None = None,
                     scheduler: str | None = None, scheduler_timeout: float = 10.0, progress: bool = True) -> dict:
-    if kind not in TRAIN_KINDS:
-        raise SweepOptionError(f"unknown training sweep {kind!r}; choose one of {', '.join(TRAIN_KINDS)}")
+    sweep = train_kind(kind)
     for name, v in (("seeds", seeds), ("steps", steps), ("batch", batch)):
         if not isinstance(v, int) or v < 1:
             raise SweepOptionError(f"--{name} must be an integer >= 1, got {v!r}")
     if topology not in ("factored", "crossbar"):
         raise SweepOptionError(f"--topology must be factored or crossbar, got {topology!r}")
-    settings = DEFAULT_SETTINGS[kind] if settings is None else settings
+    settings = sweep.default_settings if settings is None else settings
     if t is None:
-        t = 1.0 if kind == "train-noise" else 50.0
+        t = sweep.default_t
     for value in settings:  # check every setting now, not in a worker an hour later
         from training.loop import make_design
 
-        fields, kappa0 = design_for(kind, value)
+        fields, kappa0 = sweep.design_for(value)
         make_design(fields)
         if not (math.isfinite(kappa0) and kappa0 >= 0):
             raise SweepOptionError(f"kappa0 must be >= 0, got {kappa0!r}")

@@ -20,8 +20,11 @@ import pytest
 from analysis.executors import SchedulerError
 from analysis.io import OutputFolderError, read_csv
 from analysis.sweep_point import growing, settle_time
-from analysis.sweep_spec import (COLUMNS, KINDS, SUMMARY, EmptyRangeError, SweepInterrupted, SweepMismatchError,
-                                 SweepOptionError, UnknownKindError, columns, columns_help, parse_range)
+from analysis.ranges import parse_range
+from analysis.sweep_errors import (EmptyRangeError, SweepInterrupted, SweepMismatchError, SweepOptionError,
+                                   UnknownKindError)
+from analysis.sweep_kinds import SWEEP_KINDS
+from analysis.sweep_spec import columns, columns_help
 from analysis.sweeps import run_sweep
 
 pytestmark = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")
@@ -33,7 +36,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def quick(tmp_path_factory):
     """Every kind in quick mode, on 2 local worker processes, into one shared folder."""
     out = tmp_path_factory.mktemp("quick")
-    return {kind: run_sweep(kind, str(out), quick=True, workers=2, progress=False) for kind in KINDS}
+    return {kind: run_sweep(kind, str(out), quick=True, workers=2, progress=False) for kind in SWEEP_KINDS}
 
 
 @pytest.fixture
@@ -51,12 +54,12 @@ def _floats(rows, col):
 
 
 # -- outputs --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", list(SWEEP_KINDS))
 def test_quick_sweep_writes_documented_csv_and_png(quick, kind):
     res = quick[kind]
     with open(res.csv_path, newline="") as fh:
         header = next(csv.reader(fh))
-    assert header == [c for c, _ in COLUMNS[kind]]
+    assert header == [c for c, _ in SWEEP_KINDS[kind].columns]
     rows = read_csv(res.csv_path)
     assert len(rows) == res.total == res.computed > 0 and res.skipped == 0
     assert [int(r["point"]) for r in rows] == list(range(res.total))  # sorted by point id
@@ -67,15 +70,15 @@ def test_quick_sweep_writes_documented_csv_and_png(quick, kind):
     assert os.path.getsize(res.png_path) > 5000
     manifest = json.load(open(res.manifest_path))
     assert manifest["kind"] == kind and manifest["columns"] == header and manifest["points"] == res.total
-    if kind in SUMMARY:
+    if SWEEP_KINDS[kind].summary:
         summ = read_csv(res.summary_path)
-        assert summ and set(SUMMARY[kind][0]) <= set(summ[0])
+        assert summ and set(SWEEP_KINDS[kind].summary.keys) <= set(summ[0])
     # Timings live apart from the deterministic CSV: one line per evaluated point.
     timings = read_csv(os.path.join(res.out, f"{kind}.timings.csv"))
     assert sorted(int(r["point"]) for r in timings) == list(range(res.total))
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", list(SWEEP_KINDS))
 def test_columns_are_documented_in_help(kind, capsys, cli):
     with pytest.raises(SystemExit) as exc:
         cli(["sweep", kind, "--help"])
