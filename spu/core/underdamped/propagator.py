@@ -57,9 +57,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import linalg
 
-from .errors import ProblemError
-from .spectral import MODE_DECAY_TOL, DenseSpectrum, settling_time, spectrum
-from .steps import record_map, step_points
+from ..errors import ProblemError
+from ..spectral import MODE_DECAY_TOL, DenseSpectrum, settling_time, spectrum
+from ..steps import record_map, step_points
 
 COUPLINGS = ("resistive", "capacitive")
 DIVERGED = 1e100  # |q| beyond this: the integrator is unstable
