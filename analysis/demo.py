@@ -48,14 +48,14 @@ def _log(msg: str) -> None:
 
 def tngd_system(width: int, batch: int, lam: float = 0.1, seed: int = 0) -> GGNProblem:
     """The GGN system of a tiny MLP at initialisation on the first digits minibatch."""
-    from training.curvature import compute_curvature
+    from training.curvature import jacobian_curvature
     from training.data import load_digits_split
     from training.models import build_model
 
     train_set, _ = load_digits_split(flatten=True)
     model = build_model("mlp", width=width, seed=seed)
     x, y = train_set.x[:batch], train_set.y[:batch]
-    c = compute_curvature(model, x, y, return_U=False, return_J=True, return_H=True)
+    c = jacobian_curvature(model, x, y)
     return GGNProblem(c.J.double().numpy(), c.H.double().numpy(), lam, c.grad.double().numpy())
 
 

@@ -5,13 +5,30 @@ import os
 
 
 def write_report(out, problem, val, report_text, trained, loop_rows, quick, seconds) -> str:
-    t, a = trained["tngd"], trained["adam"]
-    worst = max(r["rel_diff"] for r in loop_rows)
     lines = [
         "# thermospice demo" + (" (quick)" if quick else ""),
         "",
         f"Total time {seconds:.0f} s.",
         "",
+        *_circuit_section(problem, val),
+        "## 2. Component report",
+        "",
+        "```",
+        report_text,
+        "```",
+        "",
+        *_training_section(trained),
+        *_verdict_section(trained),
+        *_loop_section(loop_rows),
+    ]
+    path = os.path.join(out, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def _circuit_section(problem, val) -> list[str]:
+    return [
         "## 1. A TNGD system on the crossbar circuit",
         "",
         f"The GGN system A = J^T H J + lambda I of an MLP on a digits minibatch: N = {problem.n}, "
@@ -24,12 +41,12 @@ def write_report(out, problem, val, report_text, trained, loop_rows, quick, seco
         "",
         "![trajectory](circuit_trajectory.png)",
         "",
-        "## 2. Component report",
-        "",
-        "```",
-        report_text,
-        "```",
-        "",
+    ]
+
+
+def _training_section(trained) -> list[str]:
+    """TNGD and Adam at their tuned defaults: one table row each."""
+    lines = [
         "## 3. Training: TNGD (exact OU backend) against Adam, tuned against tuned",
         "",
         "Both at their defaults, which come from `thermospice reproduce tuning` (docs/TRAINING.md gives "
@@ -39,16 +56,22 @@ def write_report(out, problem, val, report_text, trained, loop_rows, quick, seco
         "estimated s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, r in (("TNGD", t), ("Adam", a)):
+    for name, r in (("TNGD", trained["tngd"]), ("Adam", trained["adam"])):
         c = r["config"]
         lam = f"{c['damping']:g}" if c["damping"] is not None else ""
         lines.append(f"| {name} | {c['lr']:g} | {lam} | {r['steps']} | {r['final_train_loss']:.4f} | "
                      f"{r['final_test_loss']:.4f} | {r['final_test_accuracy']:.3f} | {r['wall_time_s']:.1f} | "
                      f"{r['estimated_time_s']:.3g} |")
+    return lines
+
+
+def _verdict_section(trained) -> list[str]:
+    """Who wins per step and per estimated runtime, and where TNGD's wall time goes."""
+    t = trained["tngd"]
     v = trained["verdict"]
     s, rt = v["steps"], v["runtime"]
     who = {"tngd": "TNGD", "adam": "Adam"}
-    lines += [
+    return [
         "",
         "Estimated time = digital part (measured) + modelled device time (spu.timing); for Adam it is the "
         "measured step time.",
@@ -68,6 +91,13 @@ def write_report(out, problem, val, report_text, trained, loop_rows, quick, seco
         "",
         "![training](training.png)",
         "",
+    ]
+
+
+def _loop_section(loop_rows) -> list[str]:
+    """The same TNGD steps with ngspice and with the exact OU backend, side by side."""
+    worst = max(r["rel_diff"] for r in loop_rows)
+    lines = [
         "## 4. ngspice in the loop",
         "",
         "The same TNGD steps with the crossbar circuit in ngspice and with the exact OU backend "
@@ -78,9 +108,5 @@ def write_report(out, problem, val, report_text, trained, loop_rows, quick, seco
         "| step | loss (ngspice) | loss (ou) | loss rel. diff | estimate rel. diff |",
         "| --- | --- | --- | --- | --- |",
     ]
-    lines += [f"| {r['step']} | {r['loss_ngspice']:.6f} | {r['loss_ou']:.6f} | {r['rel_diff']:.1e} | "
-              f"{r['estimate_rel_diff']:.1e} |" for r in loop_rows]
-    path = os.path.join(out, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    return lines + [f"| {r['step']} | {r['loss_ngspice']:.6f} | {r['loss_ou']:.6f} | {r['rel_diff']:.1e} | "
+                    f"{r['estimate_rel_diff']:.1e} |" for r in loop_rows]

@@ -21,7 +21,7 @@ The load average before and after is printed. Peak RSS includes the reference Ad
 Cases (median and min over reps after warm-up):
   adam          forward + backward + Adam step (the reference)
   write U^T floor  fill a reused (m, N) buffer: the memory traffic no U^T method can avoid
-  g+J+H jacrev  compute_curvature(return_J=True, return_H=True, return_U=False, method="jacobian"):
+  g+J+H jacrev  jacobian_curvature(method="jacobian") and its H:
                 vmap(jacrev) per sample
   g+J+H layers  the same by the layers method (unit-vector cotangents)
   g+J+H+U layers  the same plus U^T = bmm(S^T, J)
@@ -63,7 +63,7 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from training.curvature import compute_curvature, make_ggn_vp
+    from training.curvature import compute_curvature, jacobian_curvature, make_ggn_vp
     from training.data import batches, load_digits_split
     from training.models import build_model, count_params
 
@@ -88,13 +88,14 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
             buf.fill_(1.0)
     elif case == "g+J+H jacrev":
         def fn():
-            compute_curvature(model, x, y, return_U=False, return_J=True, return_H=True, method="jacobian")
+            return jacobian_curvature(model, x, y, method="jacobian").H
     elif case == "g+J+H layers":
         def fn():
-            compute_curvature(model, x, y, return_U=False, return_J=True, return_H=True, method="layers")
+            return jacobian_curvature(model, x, y, method="layers").H
     elif case == "g+J+H+U layers":
         def fn():
-            compute_curvature(model, x, y, return_J=True, return_H=True, method="layers")
+            c = jacobian_curvature(model, x, y, method="layers")
+            return c.H, c.Ut
     elif case == "g+U vjp":
         def fn():
             compute_curvature(model, x, y, method="vjp")

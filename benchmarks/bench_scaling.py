@@ -86,7 +86,7 @@ def run_timing(width, dz, threads, ngd_max, quick) -> dict:
     import torch
 
     from spu.timing import TimingModel, resistor_count
-    from training.curvature import compute_curvature, loss_and_grad, make_ggn_vp
+    from training.curvature import compute_curvature, jacobian_curvature, loss_and_grad, make_ggn_vp
     from training.models import count_params
     from training.preconditioners import NGD, NGDCG, NGDWoodbury, conjugate_gradient
 
@@ -137,7 +137,7 @@ def run_timing(width, dz, threads, ngd_max, quick) -> dict:
     buf_u = torch.empty(m, N)
     out["tngd_digital_U_s"], _ = _time(lambda: compute_curvature(model, x, y, out=buf_u), budget)
     out["tngd_digital_JH_s"], _ = _time(
-        lambda: compute_curvature(model, x, y, return_U=False, return_J=True, return_H=True), budget)
+        lambda: jacobian_curvature(model, x, y).H, budget)
     dev = TimingModel().device_time(N, resistor_count("crossbar", N, m), T_ANALOG)
     out["tngd_device_s"] = dev["total"]
     out["tngd_device_breakdown"] = dev
@@ -148,19 +148,19 @@ def run_timing(width, dz, threads, ngd_max, quick) -> dict:
 
 
 def run_memory(width, dz, threads, method, budget_mib) -> dict:
-    from training.curvature import compute_curvature
+    from training.curvature import jacobian_curvature
     from training.models import count_params
 
     model, x, y = _setup(width, dz, threads)
     N, m = count_params(model), BATCH * dz
-    compute_curvature(model, x[:1], y[:1], return_U=False, return_J=True, return_H=True, method=method)
+    _ = jacobian_curvature(model, x[:1], y[:1], method=method).H  # H is formed on first use
     rss0 = maxrss_mb()
     t0 = time.perf_counter()
-    c = compute_curvature(model, x, y, return_U=False, return_J=True, return_H=True, method=method,
-                          memory_budget=budget_mib * 2**20)
+    c = jacobian_curvature(model, x, y, method=method, memory_budget=budget_mib * 2**20)
+    H = c.H
     wall = time.perf_counter() - t0
     peak = maxrss_mb()
-    outputs_mb = (c.J.numel() * c.J.element_size() + c.H.numel() * c.H.element_size()) / 2**20
+    outputs_mb = (c.J.numel() * c.J.element_size() + H.numel() * H.element_size()) / 2**20
     return {"width": width, "dz": dz, "N": N, "m": m, "method": c.method, "memory_budget_mib": budget_mib,
             "outputs_mib": outputs_mb, "stated_budget_mib": outputs_mb + budget_mib,
             "peak_above_start_mib": peak - rss0, "rss_start_mib": rss0, "wall_s": wall}

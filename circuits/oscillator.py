@@ -1,4 +1,4 @@
-"""The coupled-oscillator SPU: RLC resonator cells (underdamped Langevin dynamics, spu/core/underdamped.py).
+"""The coupled-oscillator SPU: RLC resonator cells (underdamped Langevin dynamics, spu/core/underdamped/).
 
 Two realisations, chosen by OscillatorParams.coupling; both in units of the RC cell
 (R0, C, tau = R0 C, V = v_unit * state, s = time / tau):

@@ -22,10 +22,20 @@ def component_report(circuit: Circuit, problem, t: float, x0=None, *, x_star) ->
     t: analog time of the solve, in tau (for the energy per solve)."""
     d = circuit.design
     rec = circuit.record
-    ab = circuit.as_built
-    n = circuit.n
-    x0 = np.zeros(n) if x0 is None else np.asarray(x0, float)
+    x0 = np.zeros(circuit.n) if x0 is None else np.asarray(x0, float)
+    x_built = circuit.as_built.solve()
+    rep = {"topology": circuit.topology, "n": circuit.n, "counts": _counts(circuit), "ranges": _ranges(d, rec),
+           "quantisation": _quantisation(d, rec, x_built, x_star), "open_cells": _open_cells(d, rec),
+           "noise": _noise(d, rec, circuit.scale), "timing": _timing(circuit, problem, t),
+           "voltages": _voltages(circuit, x_built, x0), "power": _power(circuit, x_built, t), "design": d.as_dict()}
+    hook = getattr(circuit, "report_hook", None)  # second-order cells amend timing and peaks
+    if hook is not None:
+        hook(rep, problem, t, x0)
+    return rep
 
+
+def _counts(circuit: Circuit) -> dict:
+    rec = circuit.record
     counts = dict(sorted(circuit.netlist.counts().items()))
     kinds = {"R": "resistors", "C": "capacitors", "L": "inductors", "E": "vcvs", "G": "vccs", "I": "current_sources",
              "V": "voltage_sources"}
@@ -33,10 +43,13 @@ def component_report(circuit: Circuit, problem, t: float, x0=None, *, x_star) ->
     count_named["op_amps"] = rec.amplifiers
     count_named["noise_sources"] = rec.noise_sources
     count_named["dacs"] = rec.dacs
-    count_named["adcs"] = n
+    count_named["adcs"] = circuit.n
+    return count_named
 
+
+def _ranges(d, rec) -> dict:
     R_all = np.concatenate(rec.resistors) if rec.resistors else np.zeros(0)
-    ranges = {
+    return {
         "resistance_ohm": {"min": float(R_all.min()) if R_all.size else None,
                            "max": float(R_all.max()) if R_all.size else None,
                            "allowed": [d.r_min, d.r_max],
@@ -46,24 +59,27 @@ def component_report(circuit: Circuit, problem, t: float, x0=None, *, x_star) ->
                       for role, r in zip(rec.resistor_roles, rec.resistors) if r.size},
     }
 
-    # Solution error caused by quantisation and tolerance: as-built steady state vs the exact one.
+
+def _quantisation(d, rec, x_built: np.ndarray, x_star) -> dict:
+    """Solution error caused by quantisation and tolerance: as-built steady state vs the exact one."""
     x_exact = np.asarray(x_star, dtype=float)
-    x_built = ab.solve()
     denom = max(float(np.linalg.norm(x_exact)), np.finfo(float).tiny)
-    quant = {
+    return {
         "bits_r": d.bits_r, "bits_dac": d.bits_dac, "bits_adc": d.bits_adc,
         "max_entry_error_rel_full_scale": rec.quant_error,
         "steady_state_rel_error": float(np.linalg.norm(x_built - x_exact) / denom),
         "adc_lsb_v": (2 * d.v_fullscale / (2**d.bits_adc - 1)) if d.bits_adc else None,
     }
 
-    # Times in problem tau; the circuit realises A/scale, so it runs scale times longer (tau_s is
-    # the circuit's R0*C, one problem tau is scale*tau_s seconds of analog time).
-    sc = circuit.scale
+
+def _timing(circuit: Circuit, problem, t: float) -> dict:
+    """Times in problem tau; the circuit realises A/scale, so it runs scale times longer (tau_s is
+    the circuit's R0*C, one problem tau is scale*tau_s seconds of analog time)."""
+    d, rec, sc = circuit.design, circuit.record, circuit.scale
     lam_min, lam_max = problem.eig_extremes()
     settle_tau = settling_time(lam_min)
     hold = None if rec.noise_hold_tau is None else rec.noise_hold_tau / sc
-    timing = {
+    return {
         "scale": sc,
         "tau_s": d.tau,
         "problem_tau_s": sc * d.tau,
@@ -86,27 +102,40 @@ def component_report(circuit: Circuit, problem, t: float, x0=None, *, x_star) ->
         "noise_hold_tau": hold,
         "noise_hold_ok": bool(hold is None or hold * lam_max <= 0.1),
     }
-    jk = rec.johnson_kappa
-    noise = {"temperature_k": d.temperature,
-             # Johnson noise is physical: as a kappa of the problem (covariance kappa A^-1) it is
-             # the circuit's kappa times the scale.
-             "johnson_kappa0_max": float(sc * jk.max()) if jk is not None and jk.size else 0.0,
-             "johnson_kappa0_min": float(sc * jk.min()) if jk is not None and jk.size else 0.0}
-    opened = {"count": rec.open_count() + rec.columns_dropped_entries,
-              "per_array": {k: a.opened for k, a in rec.arrays.items() if a.opened},
-              "columns_dropped": rec.columns_dropped,
-              "columns_dropped_entries": rec.columns_dropped_entries,
-              "min_conductance_s": 1.0 / d.r_max,
-              "steady_state_rel_error": rec.open_error,
-              "bound": d.open_error_max}
 
-    # Node voltages at the start and at steady state (in volts): cells plus every driven node.
+
+def _noise(d, rec, sc: float) -> dict:
+    jk = rec.johnson_kappa
+    return {"temperature_k": d.temperature,
+            # Johnson noise is physical: as a kappa of the problem (covariance kappa A^-1) it is
+            # the circuit's kappa times the scale.
+            "johnson_kappa0_max": float(sc * jk.max()) if jk is not None and jk.size else 0.0,
+            "johnson_kappa0_min": float(sc * jk.min()) if jk is not None and jk.size else 0.0}
+
+
+def _open_cells(d, rec) -> dict:
+    return {"count": rec.open_count() + rec.columns_dropped_entries,
+            "per_array": {k: a.opened for k, a in rec.arrays.items() if a.opened},
+            "columns_dropped": rec.columns_dropped,
+            "columns_dropped_entries": rec.columns_dropped_entries,
+            "min_conductance_s": 1.0 / d.r_max,
+            "steady_state_rel_error": rec.open_error,
+            "bound": d.open_error_max}
+
+
+def _voltages(circuit: Circuit, x_built: np.ndarray, x0: np.ndarray) -> dict:
+    """Node voltages at the start and at steady state (in volts): cells plus every driven node."""
+    d = circuit.design
     volts = _node_voltages(circuit, x_built, x0)
     peak = max((abs(v) for v in volts.values()), default=0.0)
     worst = max(volts, key=lambda k: abs(volts[k])) if volts else None
-    voltages = {"peak_v": peak, "peak_node": worst, "rails_v": d.rails, "within_rails": peak <= d.rails,
-                "adc_fullscale_v": d.v_fullscale, "state_peak_v": float(d.v_unit * max(np.abs(x_built).max(), np.abs(x0).max()))}
+    return {"peak_v": peak, "peak_node": worst, "rails_v": d.rails, "within_rails": peak <= d.rails,
+            "adc_fullscale_v": d.v_fullscale, "state_peak_v": float(d.v_unit * max(np.abs(x_built).max(), np.abs(x0).max()))}
 
+
+def _power(circuit: Circuit, x_built: np.ndarray, t: float) -> dict:
+    """Steady-state dissipation of the resistors plus the op-amps' quiescent power."""
+    d, rec = circuit.design, circuit.record
     steady = _node_voltages(circuit, x_built, None)
     p_res = 0.0
     for (a, b), R in zip(rec.terminals, rec.resistors):
@@ -114,16 +143,9 @@ def component_report(circuit: Circuit, problem, t: float, x0=None, *, x_star) ->
         vb = np.array([steady.get(k, 0.0) for k in b])
         p_res += float(np.sum((va - vb) ** 2 / R))
     p_amp = rec.amplifiers * d.amp_quiescent_w
-    power = {"resistive_w": p_res, "amplifier_quiescent_w": p_amp, "total_w": p_res + p_amp,
-             "energy_per_solve_j": (p_res + p_amp) * t * sc * d.tau,
-             "assumption": f"steady-state dissipation, {d.amp_quiescent_w:g} W quiescent per op-amp"}
-    rep = {"topology": circuit.topology, "n": n, "counts": count_named, "ranges": ranges,
-           "quantisation": quant, "open_cells": opened, "noise": noise, "timing": timing, "voltages": voltages, "power": power,
-           "design": d.as_dict()}
-    hook = getattr(circuit, "report_hook", None)  # second-order cells amend timing and peaks
-    if hook is not None:
-        hook(rep, problem, t, x0)
-    return rep
+    return {"resistive_w": p_res, "amplifier_quiescent_w": p_amp, "total_w": p_res + p_amp,
+            "energy_per_solve_j": (p_res + p_amp) * t * circuit.scale * d.tau,
+            "assumption": f"steady-state dissipation, {d.amp_quiescent_w:g} W quiescent per op-amp"}
 
 
 def _node_voltages(circuit: Circuit, x: np.ndarray, x0: np.ndarray | None) -> dict[str, float]:

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.curvature import Curvature, compute_curvature, loss_and_grad, make_ggn_vp, param_spec, params_to_vector
+from training.curvature import (Curvature, compute_curvature, gradient_curvature, jacobian_curvature, loss_and_grad,
+                                make_ggn_vp, param_spec, params_to_vector)
 from training.ggn_operator import GGNOperator, ggn_vp
 from training.losses import loss_value, output_factors
 from training.params import (CurvatureError, UnsupportedModelError, check_functional, unflatten_params,
@@ -86,7 +87,7 @@ def test_U_grad_loss_match_dense_ggn(mlp_case, method):
 @pytest.mark.parametrize("method", ["auto", *METHODS])
 def test_jacobian_H_S_match_autograd(mlp_case, method):
     loss, model, x, y, ref = mlp_case
-    c = compute_curvature(model, x, y, loss, return_J=True, return_H=True, return_S=True, method=method)
+    c = jacobian_curvature(model, x, y, loss, method=method)
     assert c.method == ("layers" if method == "auto" else method)
     torch.testing.assert_close(c.J, ref.J, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(c.H, ref.H, rtol=1e-10, atol=1e-12)  # block diagonal, includes 1/b
@@ -103,7 +104,7 @@ def test_jacobian_H_S_match_autograd(mlp_case, method):
 def test_chunked_equals_unchunked(mlp_case, method, chunk):
     loss, model, x, y, ref = mlp_case
     full = compute_curvature(model, x, y, loss, method=method)
-    part = compute_curvature(model, x, y, loss, method=method, chunk_size=chunk, return_J=True)
+    part = jacobian_curvature(model, x, y, loss, method=method, chunk_size=chunk)
     torch.testing.assert_close(part.Ut, full.Ut, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(part.grad, full.grad, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(part.J, ref.J, rtol=1e-10, atol=1e-12)
@@ -138,7 +139,7 @@ def test_loss_conventions():
 def test_cnn_methods_agree(loss):
     model = small_cnn()
     x, y = batch(loss, d_out=10, image=True)
-    cj = compute_curvature(model, x, y, loss, return_J=True, method="jacobian")
+    cj = jacobian_curvature(model, x, y, loss, method="jacobian")
     ref_grad = loss_and_grad(model, x, y, loss)[1]
     auto = compute_curvature(model, x, y, loss)
     assert auto.method == "layers"
@@ -146,7 +147,7 @@ def test_cnn_methods_agree(loss):
         c = compute_curvature(model, x, y, loss, method=method, chunk_size=3)
         torch.testing.assert_close(c.Ut, cj.Ut, rtol=1e-10, atol=1e-13)
         torch.testing.assert_close(c.grad, ref_grad, rtol=1e-10, atol=1e-13)
-        cJ = compute_curvature(model, x, y, loss, method=method, return_J=True)
+        cJ = jacobian_curvature(model, x, y, loss, method=method)
         torch.testing.assert_close(cJ.J, cj.J, rtol=1e-10, atol=1e-13)
         torch.testing.assert_close(cJ.Ut, cj.Ut, rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(auto.Ut, cj.Ut, rtol=1e-10, atol=1e-13)
@@ -188,7 +189,7 @@ def test_dtype_option_and_params_forms():
 
 def test_gradient_only_path(mlp_case):
     loss, model, x, y, ref = mlp_case
-    c = compute_curvature(model, x, y, loss, return_U=False, return_H=True, return_S=True)
+    c = gradient_curvature(model, x, y, loss)
     assert c.method == "backward" and c.Ut is None and c.J is None
     torch.testing.assert_close(c.grad, ref.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(c.H, ref.H, rtol=1e-10, atol=1e-12)
@@ -215,7 +216,7 @@ def test_out_buffer_reused():
     buf = torch.empty(12, N, dtype=D64)
     for method in METHODS:
         for want_J in (False, True):
-            c = compute_curvature(model, x, y, method=method, out=buf, return_J=want_J)
+            c = (jacobian_curvature if want_J else compute_curvature)(model, x, y, method=method, out=buf)
             assert c.Ut is buf and (c.J is not None) == want_J
             torch.testing.assert_close(buf, compute_curvature(model, x, y, method=method).Ut)
     with pytest.raises(CurvatureError, match="out must be"):
@@ -298,7 +299,7 @@ def test_unusual_models_agree_with_jacobian(cls):
         assert c.method == "vjp"  # fell back
     torch.testing.assert_close(c.ggn_matrix(), ref.G, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(c.grad, ref.grad, rtol=1e-10, atol=1e-12)
-    cJ = compute_curvature(model, x, y, return_J=True)
+    cJ = jacobian_curvature(model, x, y)
     assert cJ.method == ("layers" if cls is Tokens else "jacobian")
     torch.testing.assert_close(cJ.J, ref.J, rtol=1e-10, atol=1e-12)
 
@@ -387,7 +388,7 @@ def test_ggn_vp_matches_dense(mlp_case):
 def test_to_numpy():
     model = small_mlp()
     x, y = batch("cross_entropy")
-    c = compute_curvature(model, x, y, return_J=True, return_H=True, return_S=True)
+    c = jacobian_curvature(model, x, y)
     assert isinstance(c, Curvature)
     d = c.to_numpy()
     assert isinstance(d["loss"], float)
@@ -426,4 +427,4 @@ def test_gram_from_layer_factors(make, d_in, image, chunk):
     assert v.gram_parts is None
     np.testing.assert_allclose(v.gram(), K, rtol=1e-10, atol=1e-13)
     # with J_f asked for, the rows are J_f, not U^T: no factors are kept
-    assert compute_curvature(model, x, y, return_J=True).gram_parts is None
+    assert jacobian_curvature(model, x, y).gram_parts is None

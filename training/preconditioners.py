@@ -47,7 +47,7 @@ from spu.device import SPU
 from spu.core.errors import ThermospiceError
 from spu.core.problems import FactoredProblem, GGNProblem
 
-from .curvature import compute_curvature, loss_and_grad, make_ggn_vp, param_spec, params_to_vector
+from .curvature import compute_curvature, jacobian_curvature, loss_and_grad, make_ggn_vp, param_spec, params_to_vector
 from .losses import check_curvature
 from .params import CurvatureError
 
@@ -201,8 +201,7 @@ class TNGD(_Damped):
         # The crossbar takes (J, H); for the exact GGN that is J_f and H_L. The MC and empirical
         # Fisher have no H of their own: they are sent in the factored form J = U^T, H = I.
         if crossbar and self.curvature == "ggn":
-            return compute_curvature(self.model, x, y, self.loss, params=params, return_U=False,
-                                     return_J=True, return_H=True)
+            return jacobian_curvature(self.model, x, y, self.loss, params=params)
         return self._curvature_U(x, y, k, params=params)
 
     def _problem(self, curv, lam: float, g: np.ndarray):

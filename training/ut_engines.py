@@ -151,6 +151,32 @@ def _rows_layers(forward, plan, x, make_C, Ut3, g, i0, parts=None):
     make_C(logits) -> (dz+1, c, dz) cotangents: C[k] = S[:, :, k] (rows of U^T) or e_k (rows of
     J_f) for k < dz, C[dz] = r = dL/dz. parts: a GramParts to record the rows' factors in.
     """
+    z, calls = _hooked_forward(forward, plan, x)
+    names = list(plan.modules)
+    C = make_C(z.detach())
+    deltas = torch.autograd.grad(z, [calls[n][2] for n in names], C, is_grads_batched=True, allow_unused=True)
+    with_grad = g is not None  # C[-1] is then the gradient's cotangent r
+    dz1 = C.shape[0]
+    dzs = dz1 - 1 if with_grad else dz1
+    rows = Ut3[i0:i0 + x.shape[0]]  # (c, dz, N)
+    for name, d in zip(names, deltas):
+        mod = plan.modules[name]
+        a = calls[name][0].detach()
+        sw, sb = plan.rows[name]
+        if d is None:  # layer output does not reach the model output
+            if sw is not None:
+                rows[:, :, sw].zero_()
+            if sb is not None:
+                rows[:, :, sb].zero_()
+            continue
+        write = _linear_rows if isinstance(mod, nn.Linear) else _conv_rows
+        write(name, mod, a, d, (sw, sb), rows, g if with_grad else None, dzs, parts)
+    return z.detach()
+
+
+def _hooked_forward(forward, plan, x):
+    """(logits, name -> (input, output) of the one call of each planned layer), or LayersFallback
+    when some layer breaks what the layers method assumes."""
     store: dict[str, list] = {n: [] for n in plan.modules}
 
     def hook_for(name):
@@ -180,69 +206,62 @@ def _rows_layers(forward, plan, x, make_C, Ut3, g, i0, parts=None):
         # T == b would slip through: the layers method assumes batch-first layers)
         if a.shape[0] != c or o.shape[0] != c:
             raise LayersFallback(f"layer {name!r} does not see the batch in dim 0")
-    names = list(plan.modules)
-    outs = [store[n][0][2] for n in names]
-    C = make_C(z.detach())
-    deltas = torch.autograd.grad(z, outs, C, is_grads_batched=True, allow_unused=True)
-    with_grad = g is not None  # C[-1] is then the gradient's cotangent r
-    dz1, _, dz = C.shape
-    dzs = dz1 - 1 if with_grad else dz1
-    rows = Ut3[i0:i0 + c]  # (c, dz, N)
-    for name, d in zip(names, deltas):
-        mod = plan.modules[name]
-        a = store[name][0][0].detach()
-        sw, sb = plan.rows[name]
-        if d is None:  # layer output does not reach the model output
-            if sw is not None:
-                rows[:, :, sw].zero_()
-            if sb is not None:
-                rows[:, :, sb].zero_()
-            continue
-        if isinstance(mod, nn.Linear):
-            out_f, in_f = mod.out_features, mod.in_features
-            d = d.reshape(dz1, c, -1, out_f)  # (dz+1, c, T, out)
-            a = a.reshape(c, -1, in_f)  # (c, T, in)
-            dS = d[:dzs]
-            if sw is not None:
-                dst = rows[:, :, sw].view(c, dzs, out_f, in_f)
-                if a.shape[1] == 1:
-                    torch.mul(dS[:, :, 0].permute(1, 0, 2)[..., None], a[:, None, :, :], out=dst)
-                else:
-                    dst.copy_(torch.matmul(dS.permute(1, 0, 3, 2), a[:, None]))
-                if with_grad:
-                    g[sw].view(out_f, in_f).add_(d[dzs].reshape(-1, out_f).T @ a.reshape(-1, in_f))
-            if sb is not None:
-                rows[:, :, sb].copy_(dS.sum(2).permute(1, 0, 2))
-                if with_grad:
-                    g[sb].add_(d[dzs].sum((0, 1)))
-            if parts is not None:
-                if a.shape[1] == 1:
-                    parts.add_linear(name, dS[:, :, 0].permute(1, 0, 2).reshape(c * dzs, out_f), a[:, 0],
-                                     sw is not None, sb is not None)
-                else:
-                    for sl in (sw, sb):
-                        if sl is not None:
-                            parts.add_direct(sl)
-        else:  # Conv2d, groups=1
-            co = mod.out_channels
-            d = d.reshape(dz1, c, co, -1)  # (dz+1, c, co, P)
-            dS = d[:dzs]
-            if sw is not None:
-                unf = F.unfold(a, mod.kernel_size, mod.dilation, mod.padding, mod.stride)  # (c, K, P)
-                K = unf.shape[1]
-                w = torch.bmm(dS.permute(1, 0, 2, 3).reshape(c, dzs * co, -1), unf.transpose(1, 2))
-                rows[:, :, sw].copy_(w.view(c, dzs, co * K))
-                if with_grad:
-                    g[sw].view(co, K).add_(torch.einsum("cop,ckp->ok", d[dzs], unf))
-            if sb is not None:
-                rows[:, :, sb].copy_(dS.sum(-1).permute(1, 0, 2))
-                if with_grad:
-                    g[sb].add_(d[dzs].sum((0, 2)))
-            if parts is not None:
-                for sl in (sw, sb):
-                    if sl is not None:
-                        parts.add_direct(sl)
-    return z.detach()
+    return z, {name: calls[0] for name, calls in store.items()}
+
+
+def _linear_rows(name, mod, a, d, slices, rows, g, dzs, parts):
+    """A Linear layer's rows delta (x) a (weight) and delta (bias), from its deltas d (dz+1, c, ...,
+    out) and input a; its share of the gradient into g (None: no gradient cotangent in d)."""
+    sw, sb = slices
+    c, dz1 = rows.shape[0], d.shape[0]
+    out_f, in_f = mod.out_features, mod.in_features
+    d = d.reshape(dz1, c, -1, out_f)  # (dz+1, c, T, out)
+    a = a.reshape(c, -1, in_f)  # (c, T, in)
+    dS = d[:dzs]
+    if sw is not None:
+        dst = rows[:, :, sw].view(c, dzs, out_f, in_f)
+        if a.shape[1] == 1:
+            torch.mul(dS[:, :, 0].permute(1, 0, 2)[..., None], a[:, None, :, :], out=dst)
+        else:
+            dst.copy_(torch.matmul(dS.permute(1, 0, 3, 2), a[:, None]))
+        if g is not None:
+            g[sw].view(out_f, in_f).add_(d[dzs].reshape(-1, out_f).T @ a.reshape(-1, in_f))
+    if sb is not None:
+        rows[:, :, sb].copy_(dS.sum(2).permute(1, 0, 2))
+        if g is not None:
+            g[sb].add_(d[dzs].sum((0, 1)))
+    if parts is not None:
+        if a.shape[1] == 1:
+            parts.add_linear(name, dS[:, :, 0].permute(1, 0, 2).reshape(c * dzs, out_f), a[:, 0],
+                             sw is not None, sb is not None)
+        else:
+            for sl in (sw, sb):
+                if sl is not None:
+                    parts.add_direct(sl)
+
+
+def _conv_rows(name, mod, a, d, slices, rows, g, dzs, parts):
+    """A Conv2d layer's (groups=1) rows delta @ unfold(a)^T (weight) and the summed deltas (bias)."""
+    sw, sb = slices
+    c, dz1 = rows.shape[0], d.shape[0]
+    co = mod.out_channels
+    d = d.reshape(dz1, c, co, -1)  # (dz+1, c, co, P)
+    dS = d[:dzs]
+    if sw is not None:
+        unf = F.unfold(a, mod.kernel_size, mod.dilation, mod.padding, mod.stride)  # (c, K, P)
+        K = unf.shape[1]
+        w = torch.bmm(dS.permute(1, 0, 2, 3).reshape(c, dzs * co, -1), unf.transpose(1, 2))
+        rows[:, :, sw].copy_(w.view(c, dzs, co * K))
+        if g is not None:
+            g[sw].view(co, K).add_(torch.einsum("cop,ckp->ok", d[dzs], unf))
+    if sb is not None:
+        rows[:, :, sb].copy_(dS.sum(-1).permute(1, 0, 2))
+        if g is not None:
+            g[sb].add_(d[dzs].sum((0, 2)))
+    if parts is not None:
+        for sl in (sw, sb):
+            if sl is not None:
+                parts.add_direct(sl)
 
 
 def fill_layers(forward, plan, x, cotangents, rows3, g, logits, chunk, parts=None):

@@ -1,4 +1,4 @@
-"""Underdamped Langevin backend: the coupled-oscillator SPU without a circuit (spu/core/underdamped.py).
+"""Underdamped Langevin backend: the coupled-oscillator SPU without a circuit (spu/core/underdamped/).
 
     SPU("langevin", oscillator=dict(zeta=0.5), method="exact").run(problem, t, x0)
 
