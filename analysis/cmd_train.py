@@ -8,6 +8,23 @@ import sys
 from spu.device import BACKENDS
 from training.names import MODELS, OPTIMIZERS
 
+from .problem_args import add_design_flags
+
+# The design flags train takes, and its wording of those whose default differs from solve's (the
+# training config fills in its own, so none has a default here).
+_DESIGN_FLAGS = ("--bits-r", "--bits-dac", "--bits-adc", "--tol-r", "--tol-c", "--component-seed", "--opamp-gain",
+                 "--dt-max", "--temperature", "--open-error-max")
+_DESIGN_HELP = {
+    "--bits-r": "resistor resolution in bits (drops entries below 2^-bits of each array's full scale, which "
+                "would need resistors above r_max)",
+    "--tol-r": "relative sigma of each resistor (fabrication tolerance)",
+    "--component-seed": "seed of the tolerance draws (default 0)",
+    "--dt-max": "largest ngspice time step, in tau",
+    "--temperature": "kelvin: Johnson noise of every resistor (default: none)",
+    "--open-error-max": "largest relative steady-state error allowed from entries below the smallest "
+                        "programmable conductance, left open (default 0.01 in training)",
+}
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train the digits classifier with TNGD or a baseline",
@@ -41,18 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-every", type=int, default=10, help="steps between test evaluations")
     d = p.add_argument_group("circuit design (--backend ngspice: defaults --bits-r 16 --dt-max 0.05; asbuilt: --bits-r 16, "
                              "r_max 1 GOhm; both --open-error-max 0.01)")
-    d.add_argument("--bits-r", type=int, help="resistor resolution in bits (drops entries below 2^-bits "
-                   "of each array's full scale, which would need resistors above r_max)")
-    d.add_argument("--bits-dac", type=int, help="DAC resolution in bits")
-    d.add_argument("--bits-adc", type=int, help="ADC resolution in bits")
-    d.add_argument("--tol-r", type=float, help="relative sigma of each resistor (fabrication tolerance)")
-    d.add_argument("--tol-c", type=float, help="relative sigma of each capacitor")
-    d.add_argument("--component-seed", type=int, help="seed of the tolerance draws (default 0)")
-    d.add_argument("--opamp-gain", type=float, help="op-amp DC gain (default ideal)")
-    d.add_argument("--dt-max", type=float, help="largest ngspice time step, in tau")
-    d.add_argument("--temperature", type=float, help="kelvin: Johnson noise of every resistor (default: none)")
-    d.add_argument("--open-error-max", type=float, help="largest relative steady-state error allowed from entries "
-                   "below the smallest programmable conductance, left open (default 0.01 in training)")
+    add_design_flags(d, _DESIGN_FLAGS, helps=_DESIGN_HELP, defaults=False)
     d.add_argument("--ngspice-timeout", type=float, help="seconds before one ngspice solve is killed (default 600)")
     p.add_argument("--out", help="output folder (metrics.csv, loss.png, final.json; resumes if present)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")

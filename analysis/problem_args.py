@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,31 +24,62 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--x0", help="initial state (length N; default zeros)")
 
 
+@dataclass(frozen=True)
+class DesignFlag:
+    """One circuit-design option. type bool: an on/off switch (store_true). default: the value
+    when the flag is not given (Design's own default where it has one)."""
+
+    flag: str
+    type: type
+    help: str
+    default: object = None
+
+
+# Every circuit-design flag of the CLI, in the order `solve --help` lists them. A command picks the
+# ones it takes (add_design_flags); dest is argparse's (--bits-r -> bits_r).
+DESIGN_FLAGS = {f.flag: f for f in (
+    DesignFlag("--temperature", float, "Kelvin: add Johnson noise of every resistor"),
+    DesignFlag("--R0", float, "unit resistance, ohm (default 1k)", Design.R0),
+    DesignFlag("--C", float, "cell capacitance, F (default 1n)", Design.C),
+    DesignFlag("--r-min", float, "smallest resistor, ohm", Design.r_min),
+    DesignFlag("--r-max", float, "largest resistor, ohm", Design.r_max),
+    DesignFlag("--bits-r", int, "resistor resolution in bits (default continuous)"),
+    DesignFlag("--bits-dac", int, "DAC resolution in bits"),
+    DesignFlag("--bits-adc", int, "ADC resolution in bits"),
+    DesignFlag("--tol-r", float, "relative sigma of each resistor", 0.0),
+    DesignFlag("--tol-c", float, "relative sigma of each capacitor", 0.0),
+    DesignFlag("--component-seed", int, "seed of the tolerance draws", 0),
+    DesignFlag("--opamp-gain", float, "op-amp DC gain (default ideal)"),
+    DesignFlag("--opamp-gbw", float, "op-amp gain-bandwidth product, Hz"),
+    DesignFlag("--noise-dt", float, "noise hold time in tau (default: min(0.05, 0.02/lambda_max))", Design.noise_dt),
+    DesignFlag("--dt-max", float, "largest ngspice step in tau", Design.dt_max),
+    DesignFlag("--no-autoscale", bool,
+               "program A as given (no scale s: the circuit then realises A x = b exactly or fails)"),
+    DesignFlag("--open-error-max", float, "largest relative steady-state error allowed from entries below the "
+               f"smallest programmable conductance, which are left open (default {Design.open_error_max:g})",
+               Design.open_error_max),
+)}
+
+
+def add_design_flags(group, flags=tuple(DESIGN_FLAGS), *, helps: dict | None = None, defaults: bool = True) -> None:
+    """Declare the design flags `flags` (in that order) on an argument group. helps: a command's own
+    wording of some help lines (for its own defaults); defaults=False: a flag not given stays None,
+    for a command that fills in defaults of its own (train)."""
+    for name in flags:
+        f = DESIGN_FLAGS[name]
+        text = (helps or {}).get(name, f.help)
+        if f.type is bool:
+            group.add_argument(name, action="store_true", help=text)
+        else:
+            group.add_argument(name, type=f.type, default=f.default if defaults else None, help=text)
+
+
 def add_design_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("circuit design")
     g.add_argument("--topology", choices=list(TOPOLOGIES),
                    help="circuit topology (default: dense for A, factored for U, crossbar for J/H; "
                         "oscillator: second-order RLC cells)")
-    g.add_argument("--temperature", type=float, help="Kelvin: add Johnson noise of every resistor")
-    g.add_argument("--R0", type=float, default=Design.R0, help="unit resistance, ohm (default 1k)")
-    g.add_argument("--C", type=float, default=Design.C, help="cell capacitance, F (default 1n)")
-    g.add_argument("--r-min", type=float, default=Design.r_min, help="smallest resistor, ohm")
-    g.add_argument("--r-max", type=float, default=Design.r_max, help="largest resistor, ohm")
-    g.add_argument("--bits-r", type=int, help="resistor resolution in bits (default continuous)")
-    g.add_argument("--bits-dac", type=int, help="DAC resolution in bits")
-    g.add_argument("--bits-adc", type=int, help="ADC resolution in bits")
-    g.add_argument("--tol-r", type=float, default=0.0, help="relative sigma of each resistor")
-    g.add_argument("--tol-c", type=float, default=0.0, help="relative sigma of each capacitor")
-    g.add_argument("--component-seed", type=int, default=0, help="seed of the tolerance draws")
-    g.add_argument("--opamp-gain", type=float, help="op-amp DC gain (default ideal)")
-    g.add_argument("--opamp-gbw", type=float, help="op-amp gain-bandwidth product, Hz")
-    g.add_argument("--noise-dt", type=float, default=Design.noise_dt, help="noise hold time in tau (default: min(0.05, 0.02/lambda_max))")
-    g.add_argument("--dt-max", type=float, default=Design.dt_max, help="largest ngspice step in tau")
-    g.add_argument("--no-autoscale", action="store_true",
-                   help="program A as given (no scale s: the circuit then realises A x = b exactly or fails)")
-    g.add_argument("--open-error-max", type=float, default=Design.open_error_max,
-                   help="largest relative steady-state error allowed from entries below the smallest "
-                        f"programmable conductance, which are left open (default {Design.open_error_max:g})")
+    add_design_flags(g)
 
 
 def load_array(path: str, name: str) -> np.ndarray:

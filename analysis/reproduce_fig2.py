@@ -180,7 +180,9 @@ def run_fig2(size: dict, out: str, csv_path: str, png_path: str, progress: bool)
 
 
 def scaling_exponent(rows: list[dict], sweep: str, method: str) -> float:
-    """Slope of log(seconds_per_iter) against log(x) (x = N or dz) over the timed points."""
+    """Slope of log(seconds_per_iter) against log(x) (x = N or dz) over the timed points. Not
+    called by the run itself: it is how the fitted exponents in docs/RESULTS.md are read off
+    fig2.csv, and the test checks the paper's scaling claim with it."""
     xs, ys = [], []
     for r in rows:
         if r["sweep"] == sweep and r["method"] == method and r.get("seconds_per_iter"):

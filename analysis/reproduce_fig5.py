@@ -163,7 +163,8 @@ def run_fig5(size: dict, out: str, csv_path: str, png_path: str, log):
 
 def ordering(summary: list[dict]) -> dict:
     """Whether the paper's orderings hold in the final training losses: TNGD-Adam < Adam < TNGD
-    (panel a) and TNGD-Adam's loss falling as t grows (panel b)."""
+    (panel a) and TNGD-Adam's loss falling as t grows (panel b). Not called by the run itself: it
+    reads a finished summary (the test, and whoever checks the paper's claims against a run)."""
     a = {s["optimizer"]: s["final_train_loss_mean"] for s in summary if s["panel"] == "a"}
     b = sorted((s["t_tau"], s["final_train_loss_mean"]) for s in summary if s["panel"] == "b")
     panel_a = (a.get("tngd-adam", math.nan) < a.get("adam", math.nan) < a.get("tngd", math.nan))

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spu.core.errors import DesignError, ProblemError
-from spu.core.problems import DenseProblem, GGNProblem
+from spu.core.problems import DenseProblem
 from spu.core.underdamped import DenseLangevin, ExactLangevin, OscillatorParams, damping_ratios
 
 from .builder import Builder
@@ -191,12 +191,8 @@ class OscillatorCircuit(Circuit):
 
 def _form(problem, coupling: str):
     if coupling == "resistive":
-        if isinstance(problem, GGNProblem):
-            return problem.factored()
-        return problem
-    if not isinstance(problem, DenseProblem):
-        problem = DenseProblem(problem.matrix(), problem.b)
-    return problem
+        return problem.factored() or problem  # a GGN problem's U = J^T S; a dense A as given
+    return problem.dense()
 
 
 def _check_gamma_range(d: Design, R: float, what: str):
@@ -218,7 +214,7 @@ def _build_resistive(B: Builder, p, x0, v0, params: OscillatorParams, gamma: flo
     sums, xs, C = B.integrator_cells(n, x0)
     # Force summers: V(u_i) = -Rf_i * (current into su_i).
     su, us, Rf = B.summers("u", n)
-    if isinstance(p, DenseProblem):
+    if not p.low_rank:
         xn, gx = B.inverters("x", xs, (p.A > 0).any(axis=0))
         st = B.array("negA", -p.A, su, xs, xn)
         G = effective(st.S, np.ones(n), gx)                  # current into su per volt of V(x)
@@ -354,7 +350,7 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
     v0 = check_x0(v0, form.n)
     if params.coupling == "capacitive" and np.any(v0 != 0):
         raise DesignError("v0 applies to the resistive coupling; capacitive cells start from the node voltages x0")
-    topology = "dense" if isinstance(form, DenseProblem) else "factored"
+    topology = "factored" if form.low_rank else "dense"
     s = choose_scale(form, topology, design, coupling=params.coupling)
     circuit_form = scaled(form, s)
     # Everything below is in circuit units: eigenvalues of A/s, gamma of the circuit's cells (the

@@ -25,7 +25,6 @@ import math
 import numpy as np
 
 from spu.core.errors import DesignError
-from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 from spu.core.spectral import DenseSpectrum, LowRankSpectrum
 
 from .design import Design
@@ -33,7 +32,7 @@ from .design import Design
 
 def _direct_coefficients(form, topology: str) -> tuple[str, float]:
     """(name, largest magnitude) of the coefficients programmed directly as R0*s/|c|."""
-    if isinstance(form, DenseProblem):
+    if not form.low_rank:
         if topology == "ideal":  # only the diagonal is a resistor; off-diagonals are VCCS
             return "diag(A)", float(np.abs(np.diag(form.A)).max())
         return "A", float(np.abs(form.A).max())
@@ -85,21 +84,15 @@ def scaled(form, s: float):
     """The problem the circuit realises: A/s, b/s (U/sqrt(s) or H/s for the factored forms)."""
     if s == 1.0:
         return form
-    if isinstance(form, DenseProblem):
-        return DenseProblem(form.A / s, form.b / s)
-    if isinstance(form, FactoredProblem):
-        return FactoredProblem(form.U / math.sqrt(s), form.lam / s, form.b / s)
-    if isinstance(form, GGNProblem):
-        return GGNProblem(form.J, form.H / s, form.lam / s, form.b / s)
-    raise DesignError(f"cannot scale a {type(form).__name__}")
+    return form.scaled(s)
 
 
 def exact_solution(form) -> np.ndarray:
     """A^-1 b from the symmetric decomposition (spu.core.spectral), for the open-cell error."""
-    if isinstance(form, DenseProblem):
+    f = form.factored()
+    if f is None:
         sp = DenseSpectrum(form.A)
         return sp.apply(form.b, 1.0 / sp.eigs)
-    f = form.factored()
     sp = LowRankSpectrum(f.U, f.lam)
     lam = sp.lam
     return sp.apply(form.b, 1.0 / lam, -sp.s / (lam * (lam + sp.s)))

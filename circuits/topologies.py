@@ -127,17 +127,14 @@ def build_crossbar(B: Builder, p: GGNProblem, x0: np.ndarray):
 def _as_problem_for(topology: str, problem):
     """Pick the form each topology needs; an impossible pairing is a clear error."""
     if topology in ("ideal", "dense"):
-        if isinstance(problem, DenseProblem):
-            return problem
-        return DenseProblem(problem.matrix(), problem.b)
+        return problem.dense()
     if topology == "factored":
-        if isinstance(problem, GGNProblem):
-            return problem.factored()
-        if isinstance(problem, FactoredProblem):
-            return problem
+        f = problem.factored()
+        if f is not None:
+            return f
         raise DesignError("topology 'factored' needs a factored (U, lam) or GGN (J, H, lam) problem, got a dense A")
     if topology == "crossbar":
-        if isinstance(problem, GGNProblem):
+        if problem.ggn() is not None:
             return problem
         raise DesignError(
             f"topology 'crossbar' needs a GGN problem (J, H, lam), got a {type(problem).__name__}; "

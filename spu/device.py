@@ -19,7 +19,7 @@ from importlib import import_module
 import numpy as np
 
 from .core.errors import ProblemError, ThermospiceError
-from .core.problems import DenseProblem, FactoredProblem, GGNProblem, as_finite_array
+from .core.problems import Problem, as_finite_array
 from .core.spectral import MODE_DECAY_TOL, settling_time
 from .timing import TimingModel, resistor_count
 
@@ -65,9 +65,9 @@ class SPUResult:
 
 def _resistors_for(problem, topology: str | None) -> int:
     n = problem.n
-    if isinstance(problem, GGNProblem) and topology in (None, "crossbar"):
+    if problem.ggn() is not None and topology in (None, "crossbar"):
         return resistor_count("crossbar", n, problem.m)
-    if isinstance(problem, (FactoredProblem, GGNProblem)) and topology in (None, "factored"):
+    if problem.low_rank and topology in (None, "factored"):
         return resistor_count("factored", n, problem.factored().m)
     return resistor_count("dense", n)
 
@@ -142,7 +142,7 @@ class SPU:
             kappa0: float | None = None, settle_tol: float = MODE_DECAY_TOL) -> SPUResult:
         """t: analog time in tau of the problem, or "auto": until the slowest mode has decayed
         to settle_tol (SPU.settling_time)."""
-        if not isinstance(problem, (DenseProblem, FactoredProblem, GGNProblem)):
+        if not isinstance(problem, Problem):
             raise ProblemError(f"expected a DenseProblem, FactoredProblem or GGNProblem, got {type(problem).__name__}")
         if isinstance(t, str) and t == "auto":
             t = self.settling_time(problem, settle_tol)

@@ -5,7 +5,7 @@ import numpy as np
 from scipy.linalg import expm
 
 from spu.core.problems import DenseProblem, FactoredProblem
-from spu.core.softmax import random_ggn_problem
+from cases import random_ggn_problem
 
 
 def random_spd(n: int, seed: int, lam_min: float = 0.5) -> np.ndarray:
@@ -19,6 +19,13 @@ def random_spd(n: int, seed: int, lam_min: float = 0.5) -> np.ndarray:
         d[1] = -1
         A = d[:, None] * A * d[None, :]
     return A
+
+
+def spd_spectrum(n: int, seed: int, lo: float, hi: float) -> np.ndarray:
+    """Mixed-sign SPD matrix (random_spd) rescaled to a spectrum of exactly [lo, hi]."""
+    A = random_spd(n, seed, 0.3)
+    w = np.linalg.eigvalsh(A)
+    return lo * np.eye(n) + (A - w[0] * np.eye(n)) * (hi - lo) / (w[-1] - w[0])
 
 
 def problem(kind: str, n: int, seed: int, lam: float = 0.5):

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from analysis.cli import main
+from cases import assert_one_line_error, call, needs_ngspice
 from spu.core.softmax import softmax, softmax_ce_hessian
 
-pytestmark = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")
+pytestmark = needs_ngspice
 
 TAU = 1e-6
 JSON_KEYS = {"x", "backend", "topology", "analog_time_s", "wall_time_s", "device_time_s"}
@@ -86,24 +86,6 @@ def run_cli(*args, env=None, timeout=120):
     p = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return p.returncode, p.stdout, p.stderr
-
-
-def call(capsys, *args):
-    """analysis.cli.main in-process: (exit status, stdout, stderr)."""
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_line_error(rc, out, err, *needles):
-    assert rc != 0, f"expected failure, got rc=0 and stdout {out[:200]!r}"
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected ONE line on stderr, got {len(lines)}:\n{err}"
-    assert lines[0].startswith("thermospice: error: "), lines[0]
-    for needle in needles:
-        assert re.search(needle, lines[0], re.IGNORECASE), f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def solve_json(capsys, *args):

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_cases import D64, batch, small_cnn, small_mlp
 from training.curvature import (Curvature, compute_curvature, gradient_curvature, jacobian_curvature, loss_and_grad,
                                 make_ggn_vp, param_spec, params_to_vector)
 from training.ggn_operator import GGNOperator, ggn_vp
@@ -16,27 +17,7 @@ from training.models import build_model
 # torch's forward-mode AD scripts its decompositions on first use and warns that jit is deprecated
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
-D64 = torch.float64
 METHODS = ("layers", "vjp", "jacobian")
-
-
-def small_mlp(d_in=6, width=7, d_out=3, seed=0, act=nn.Tanh):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(d_in, width), act(), nn.Linear(width, d_out)).to(D64)
-
-
-def small_cnn(seed=0):
-    return build_model("cnn", width=5, seed=seed, channels=2, dtype=D64)  # N = 20+645+60 = 725
-
-
-def batch(loss, b=4, d_in=6, d_out=3, seed=1, image=False):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, 1, 8, 8, generator=g, dtype=D64) if image else torch.randn(b, d_in, generator=g, dtype=D64)
-    if loss == "cross_entropy":
-        y = torch.randint(0, d_out, (b,), generator=g)
-    else:
-        y = torch.randn(b, d_out, generator=g, dtype=D64)
-    return x, y
 
 
 class Reference:

@@ -9,35 +9,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy import stats
-from torch import nn
 
+import torch_cases
 from spu.device import SPU
 from spu.core.problems import GGNProblem
+from torch_cases import D64, small_cnn
 from training.curvature import compute_curvature, param_spec, params_to_vector
 from training.loop import TrainConfig, train
 from training.models import build_model
 from training.params import CurvatureError
 from training.preconditioners import NGD, NGDCG, TNGD, NGDWoodbury, TrainingError
 
-D64 = torch.float64
 ENGINES = ("layers", "vjp", "jacobian")
 
 
 def small_mlp(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).to(D64)  # N = 39
-
-
-def small_cnn(seed=0):
-    return build_model("cnn", width=5, seed=seed, channels=2, dtype=D64)
+    return torch_cases.small_mlp(5, 4, 3, seed)  # N = 39
 
 
 def batch(loss, b=4, image=False, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, 1, 8, 8, generator=g, dtype=D64) if image else torch.randn(b, 5, generator=g, dtype=D64)
-    dz = 10 if image else 3
-    y = torch.randint(0, dz, (b,), generator=g) if loss == "cross_entropy" else torch.randn(b, dz, generator=g, dtype=D64)
-    return x, y
+    return torch_cases.batch(loss, b, d_in=5, d_out=10 if image else 3, seed=seed, image=image)
 
 
 def sample_grad(model, xi, target, loss):

@@ -8,7 +8,8 @@ see a plausible wrong answer.
 """
 import numpy as np
 import pytest
-from physics import random_spd, sampled_mean_cov_sigma
+from cases import random_factored
+from physics import sampled_mean_cov_sigma, spd_spectrum
 from scipy import integrate, linalg
 
 from spu import SPU, DenseProblem, FactoredProblem, GGNProblem
@@ -22,15 +23,7 @@ NSIG = 5.0
 
 
 def dense(n=6, seed=0, lo=0.2, hi=1.0):
-    A = random_spd(n, seed, 0.3)
-    w = np.linalg.eigvalsh(A)
-    A = lo * np.eye(n) + (A - w[0] * np.eye(n)) * (hi - lo) / (w[-1] - w[0])  # spectrum exactly [lo, hi]
-    return DenseProblem(A, np.random.default_rng(seed + 7).normal(size=n))
-
-
-def factored(n=40, m=3, lam=0.3, seed=1):
-    rng = np.random.default_rng(seed)
-    return FactoredProblem(rng.normal(size=(n, m)) / np.sqrt(n), lam, rng.normal(size=n))
+    return DenseProblem(spd_spectrum(n, seed, lo, hi), np.random.default_rng(seed + 7).normal(size=n))
 
 
 # ------------------------------------------------------------------------- the 2x2 mode algebra
@@ -132,7 +125,7 @@ def test_one_dimensional_closed_form():
 
 
 def test_low_rank_path_never_forms_the_matrix_and_matches_dense(monkeypatch):
-    pf = factored()
+    pf = random_factored(40, 3, 0.3, seed=1)
     pd = DenseProblem(pf.matrix(), pf.b)
     x0 = np.linspace(-1, 1, pf.n)
     params = OscillatorParams(zeta=0.4)

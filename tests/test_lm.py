@@ -16,21 +16,20 @@ from spu.device import SPU
 from spu.core.problems import FactoredProblem
 from training.curvature import compute_curvature, param_spec, params_to_vector
 from training.lm_data import best_spans, exact_match, f1_score, generate, span_texts, splits
-from training.lm_model import (MASKED_LOGIT, build_span_qa, load_encoder, load_tokenizer, packaged_model_dir,
-                               reference_count, rows, tiny_encoder, trainable_count)
+from torch_cases import tiny_encoder
+from training.lm_model import (LORA_RANK, MASKED_LOGIT, build_span_qa, load_encoder, load_tokenizer,
+                               packaged_model_dir, rows, trainable_count)
 from training.lm_train import LMRunConfig, batch_indices, make_optimizer, train_run
 
 CLS, SEP, PAD = 101, 102, 0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a loaded 2-core machine two threads spin-wait for busy cores and made
-    these small steps ~100x slower (docs/RESULTS.md, conditions)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def reference_count(hidden: int, layers: int, rank: int = LORA_RANK) -> int:
+    """Trainable parameters of SpanQA: 2 projections x layers x (A + B), plus the span head."""
+    return 2 * layers * 2 * hidden * rank + 2 * hidden + 2
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from torch_cases import synthetic_regression
 from training.data import (
     Dataset,
     batches,
     load_digits_split,
     n_batches,
-    synthetic_regression,
 )
 from training.models import MLP, DigitsCNN, build_model, count_params
 

@@ -8,6 +8,8 @@ Each statistical test also checks it has the power to see a plausible wrong answ
 """
 import numpy as np
 import pytest
+from cases import random_factored
+from physics import exact_mean
 from scipy import linalg
 
 from spu.backends import direct, euler, ou
@@ -31,20 +33,13 @@ def dense(n=50, seed=0, lo=0.5, hi=3.0):
     return DenseProblem(spd(n, lo, hi, seed), rng.standard_normal(n))
 
 
-def factored(n=50, m=5, lam=0.5, seed=0, scale=2.0):
-    rng = np.random.default_rng(seed)
-    U = scale * rng.standard_normal((n, m)) / np.sqrt(n)
-    return FactoredProblem(U, lam, rng.standard_normal(n))
+def factored(n=50, m=5, lam=0.5, seed=0):
+    return random_factored(n, m, lam, seed, scale=2.0)
 
 
 def run(mod, p, t, x0=None, kappa0=0.0, seed=0, times=None, **options):
     x0 = np.zeros(p.n) if x0 is None else x0
     return mod.run(p, t=t, x0=x0, kappa0=kappa0, seed=seed, times=times, options=options)
-
-
-def exact_mean(A, b, x0, t):
-    mu = np.linalg.solve(A, b)
-    return linalg.expm(-A * t) @ (x0 - mu) + mu
 
 
 def forbid_matrix(monkeypatch):

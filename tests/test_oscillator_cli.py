@@ -13,13 +13,11 @@ import sys
 import numpy as np
 import pytest
 
-from analysis.cli import main
+from cases import assert_one_line_error, call, needs_ngspice
 from spu import DenseProblem
 from spu.core.underdamped import OscillatorParams
 from spu.sampling import theory
 
-HAVE_NGSPICE = shutil.which("ngspice") is not None
-needs_ngspice = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice is not installed")
 
 
 @pytest.fixture
@@ -35,19 +33,6 @@ def files(tmp_path):
         np.save(tmp_path / f"{name}.npy", arr)
         paths[name] = str(tmp_path / f"{name}.npy")
     return paths
-
-
-def call(capsys, *args):
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line_error(rc, out, err, needle):
-    assert rc != 0 and "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("thermospice: error: "), err
-    assert re.search(needle, lines[0], re.IGNORECASE), lines[0]
 
 
 @needs_ngspice
@@ -176,7 +161,7 @@ def test_sample_errors_are_one_line(capsys, files, extra, needle):
     if "--backend" not in extra:
         base += ["--backend", "langevin"]
     rc, out, err = call(capsys, *base, *extra)
-    one_line_error(rc, out, err, needle)
+    assert_one_line_error(rc, out, err, needle)
 
 
 @pytest.mark.parametrize("extra, needle", [
@@ -188,4 +173,4 @@ def test_sample_errors_are_one_line(capsys, files, extra, needle):
 @needs_ngspice
 def test_solve_oscillator_errors_are_one_line(capsys, files, extra, needle):
     rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], *extra)
-    one_line_error(rc, out, err, needle)
+    assert_one_line_error(rc, out, err, needle)

@@ -22,7 +22,7 @@ import shutil
 
 import numpy as np
 import pytest
-from physics import problem, random_spd
+from physics import problem, spd_spectrum
 from scipy import stats
 
 from circuits.design import Design
@@ -42,9 +42,7 @@ ZMAX = 4.0   # per-statistic z bound: two-sided p ~ 6e-5, a few dozen statistics
 
 def spectrum(n, seed, lo, hi):
     """Mixed-sign SPD matrix with spectrum exactly [lo, hi] (extremes attained)."""
-    A = random_spd(n, seed, 0.3)
-    w = np.linalg.eigvalsh(A)
-    A = lo * np.eye(n) + (A - w[0] * np.eye(n)) * (hi - lo) / (w[-1] - w[0])
+    A = spd_spectrum(n, seed, lo, hi)
     assert (A < 0).any() and (A - np.diag(np.diag(A)) > 0).any()
     return A
 

@@ -22,37 +22,21 @@ from spu.device import SPU
 from spu.core.problems import FactoredProblem
 from training.curvature import compute_curvature, param_spec, params_to_vector
 from training.params import UnsupportedModelError
-from training.data import Dataset, batches, load_digits_split
+from training.data import Dataset, batches
 from training.loop import TrainConfig, train
 from training.models import build_model
 from training.preconditioners import NGD, NGDCG, TNGD, Gradient, NGDWoodbury, TrainingError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One BLAS and one torch thread: on this shared 2-core machine, numpy's OpenBLAS threads and
-    torch's OpenMP threads spinning against each other made a 320 x 320 eigh take 0.3-1 s instead
-    of 20 ms."""
-    from threadpoolctl import threadpool_limits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 WIDTH, BATCH = 6, 8  # N = 64*6 + 6 + 6*10 + 10 = 460, m = 80
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_digits_split(flatten=True)
-
-
-@pytest.fixture(scope="module")
-def some_batches(digits):
-    train_set, _ = digits
+def some_batches(digits_flat):
+    train_set, _ = digits_flat
     return [(x.double(), y) for _, (x, y) in zip(range(4), batches(train_set, BATCH, seed=3))]
 
 
@@ -347,10 +331,10 @@ def test_nonfinite_gradient_with_finite_loss_is_caught():
             pre.step(x, y)
 
 
-def test_nonfinite_data_in_train_stops_with_last_good_parameters(digits, tmp_path):
+def test_nonfinite_data_in_train_stops_with_last_good_parameters(digits_flat, tmp_path):
     """NaN in the data of step 3: train() raises TrainingError, the model (and the checkpoint in
     the output folder) hold the parameters after step 2."""
-    train_set, test_set = digits
+    train_set, test_set = digits_flat
     cfg = TrainConfig(optimizer="tngd", model="mlp", width=WIDTH, batch_size=BATCH, steps=2, t=5.0,
                       seed=1, eval_every=100)
     ref = build_model("mlp", width=WIDTH, seed=1)

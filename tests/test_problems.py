@@ -7,6 +7,8 @@ import pytest
 from circuits.design import Design, OpAmp
 from circuits.topologies import build
 from spu import SPU, DenseProblem, DesignError, FactoredProblem, GGNProblem, ProblemError
+from spu.core.problems import Problem
+from spu.core.spectral import DenseSpectrum, LowRankSpectrum
 
 
 @pytest.mark.parametrize("A, b, match", [
@@ -33,6 +35,35 @@ def test_factored_and_ggn_errors():
         GGNProblem(np.ones((2, 3)), np.eye(3), 1.0, np.ones(3))
     with pytest.raises(ProblemError, match="not positive semidefinite"):
         GGNProblem(np.ones((2, 3)), -np.eye(2), 1.0, np.ones(3))
+
+
+def _three_forms():
+    rng = np.random.default_rng(3)
+    J, b = rng.standard_normal((2, 4)), rng.standard_normal(4)
+    H = np.array([[2.0, 0.5], [0.5, 1.0]])
+    g = GGNProblem(J, H, 0.7, b)
+    f = g.factored()
+    return DenseProblem(g.matrix(), b), FactoredProblem(f.U, f.lam, b), g
+
+
+def test_every_form_answers_the_problem_interface():
+    """Callers ask the problem (views, spectrum, scaling) instead of testing its type: the three
+    forms of one system agree on every answer."""
+    dense, fact, ggn = _three_forms()
+    x = np.arange(4.0)
+    for p, low_rank, spec in ((dense, False, DenseSpectrum), (fact, True, LowRankSpectrum),
+                              (ggn, True, LowRankSpectrum)):
+        assert isinstance(p, Problem) and p.n == 4 and p.low_rank is low_rank
+        assert np.allclose(p.matvec(x), dense.A @ x)
+        assert np.allclose(p.eig_extremes(), dense.eig_extremes())
+        assert isinstance(p.spectrum(), spec)
+        assert np.allclose(p.dense().A, dense.A)
+        assert (p.factored() is None) is (not low_rank)
+        half = p.scaled(2.0)
+        assert type(half) is type(p) and np.allclose(half.matrix(), dense.A / 2) and np.allclose(half.b, p.b / 2)
+    assert dense.dense() is dense and fact.factored() is fact and ggn.ggn() is ggn
+    assert dense.ggn() is None and fact.ggn() is None
+    assert ggn.factored() is ggn.factored()  # computed once
 
 
 def test_entries_below_the_smallest_conductance_are_left_open():

@@ -10,12 +10,13 @@ import pytest
 from scipy import stats
 
 from analysis.cli import main
+from cases import random_ggn_problem
 from circuits.design import BOLTZMANN, Design
 from circuits.report import component_report
 from circuits.topologies import TOPOLOGIES, build
 from physics import sampled_mean_cov_sigma
 from spu import SPU, DenseProblem, DesignError, FactoredProblem, GGNProblem
-from spu.core.softmax import random_ggn_problem, random_softmax_hessian
+from spu.core.softmax import random_softmax_hessian
 from spu.core.spectral import MODE_DECAY_TOL
 
 pytestmark = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")

@@ -14,31 +14,14 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from analysis.cli import main
 from training.curvature import params_to_vector
-from training.data import load_digits_split
 from training.loop import DEFAULTS, METRIC_COLUMNS, NGSPICE_DESIGN, PAPER, TrainConfig, evaluate, train
 from training.models import build_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One BLAS and one torch thread: numpy's OpenBLAS threads and torch's OpenMP threads
-    oversubscribe the 2 shared cores (a 320 x 320 eigh took 0.3-1 s instead of 20 ms)."""
-    from threadpoolctl import threadpool_limits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def digits_flat():
-    return load_digits_split(flatten=True)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------

@@ -102,24 +102,3 @@ def batches(
 def n_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
     """Batches per epoch that `batches` yields for n samples."""
     return n // batch_size if drop_last else -(-n // batch_size)
-
-
-def synthetic_regression(
-    n: int = 32,
-    d_in: int = 5,
-    d_out: int = 3,
-    *,
-    noise: float = 0.1,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float32,
-) -> Dataset:
-    """Tiny regression set: y = tanh(x W1) W2 + noise, x ~ N(0, 1). Targets are (n, d_out) floats.
-
-    For MSE tests; deterministic in `seed`.
-    """
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d_in, generator=g, dtype=torch.float64)
-    w1 = torch.randn(d_in, 8, generator=g, dtype=torch.float64) / d_in**0.5
-    w2 = torch.randn(8, d_out, generator=g, dtype=torch.float64) / 8**0.5
-    y = torch.tanh(x @ w1) @ w2 + noise * torch.randn(n, d_out, generator=g, dtype=torch.float64)
-    return Dataset(x.to(dtype), y.to(dtype))

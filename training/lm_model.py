@@ -178,29 +178,9 @@ def load_encoder() -> nn.Module:
     return enc.eval()
 
 
-def tiny_encoder(vocab_size: int, hidden: int = 16, layers: int = 2, heads: int = 2, max_len: int = 64,
-                 seed: int = 0) -> nn.Module:
-    """A small randomly initialised BERT (same code path as MiniLM-L6) for fast tests."""
-    from transformers import BertConfig, BertModel
-    cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                     num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=max_len,
-                     attn_implementation="eager")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        enc = BertModel(cfg, add_pooling_layer=False)
-    return enc.eval()
-
-
 def build_span_qa(encoder: nn.Module, sep_id: int, seed: int = 0, pad_id: int = 0) -> SpanQA:
     """SpanQA on a copy of `encoder` (adapters are inserted into the copy, so one loaded encoder
     serves many runs), its adapters and head initialised from `seed`."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return SpanQA(copy.deepcopy(encoder), sep_id=sep_id, pad_id=pad_id)
-
-
-def reference_count(hidden: int, layers: int, rank: int = LORA_RANK) -> int:
-    """Trainable parameters of SpanQA: 2 projections x layers x (A + B), plus the span head."""
-    return 2 * layers * 2 * hidden * rank + 2 * hidden + 2
-
-

@@ -21,7 +21,6 @@ from circuits.realised import REALISED_TOPOLOGIES, realise
 
 from ..core.errors import ThermospiceError
 from ..core.lowrank_drift import SplitTransition
-from ..core.problems import DenseProblem
 from .base import BackendRun
 from .ngspice import adc
 from .ou import check_run_args
@@ -56,7 +55,7 @@ def transition(problem, topology: str, design: Design, kappa0: float, step: floa
 def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     t, x0, kappa0, times = check_run_args(problem, t, x0, kappa0, times, allow_inf=False)
     options = dict(options or {})
-    if isinstance(problem, DenseProblem):
+    if not problem.low_rank:
         raise ThermospiceError("backend asbuilt needs a factored (U, lam) or GGN (J, H, lam) problem: "
                                "it models the factored and crossbar circuits (use ngspice for a dense A)")
     design = options.get("design") or Design()

@@ -14,7 +14,6 @@ import numpy as np
 from scipy import linalg
 
 from ..core.errors import ProblemError
-from ..core.problems import DenseProblem
 from .base import BackendRun
 
 NAME = "direct"
@@ -25,9 +24,9 @@ def solve(problem, rhs) -> np.ndarray:
     rhs = np.asarray(rhs, dtype=np.float64)
     if rhs.ndim not in (1, 2) or rhs.shape[0] != problem.n:
         raise ProblemError(f"rhs has shape {rhs.shape} but the problem needs ({problem.n},) or ({problem.n}, k)")
-    if isinstance(problem, DenseProblem):
-        return linalg.cho_solve(linalg.cho_factor(problem.A, lower=True), rhs)
     f = problem.factored()
+    if f is None:
+        return linalg.cho_solve(linalg.cho_factor(problem.A, lower=True), rhs)
     U = np.asarray(f.U, dtype=np.float64)
     K = np.array(f.gram_matrix(), dtype=np.float64)  # a copy: lam goes onto its diagonal
     K[np.diag_indices_from(K)] += f.lam  # lam I + U^T U: SPD since lam > 0

@@ -32,7 +32,6 @@ from circuits.scaling import choose_scale, scaled
 from circuits.topologies import TOPOLOGIES, build
 
 from ..core.errors import NgspiceError, ThermospiceError
-from ..core.problems import DenseProblem, GGNProblem
 from ..core.spectral import settling_time
 from ..core.underdamped import ExactLangevin, OscillatorParams
 from ..ngspice_run import run_ngspice
@@ -62,9 +61,9 @@ def problem_form(topology: str | None) -> str:
 
 
 def default_topology(problem) -> str:
-    if isinstance(problem, DenseProblem):
+    if not problem.low_rank:
         return "dense"
-    return "crossbar" if isinstance(problem, GGNProblem) else "factored"
+    return "crossbar" if problem.ggn() is not None else "factored"
 
 
 def settle_time(problem, tol, options) -> float:
@@ -75,10 +74,10 @@ def settle_time(problem, tol, options) -> float:
     if (options.get("topology") or default_topology(problem)) != "oscillator":
         return settling_time(problem.eig_extremes()[0], tol)
     params = OscillatorParams.make(options.get("oscillator"))
-    form = problem.factored() if isinstance(problem, GGNProblem) else problem
-    if params.coupling == "capacitive" and not isinstance(form, DenseProblem):
-        form = DenseProblem(form.matrix(), form.b)
-    topology = "dense" if isinstance(form, DenseProblem) else "factored"
+    form = problem.factored() or problem  # a GGN problem's U = J^T S; a dense A as given
+    if params.coupling == "capacitive":
+        form = form.dense()
+    topology = "factored" if form.low_rank else "dense"
     s = choose_scale(form, topology, check_design(options.get("design")), coupling=params.coupling)
     return ExactLangevin(scaled(form, s), params, 0.0).settle_time(tol) / s
 

@@ -18,7 +18,6 @@ import weakref
 import numpy as np
 
 from ..core.errors import ProblemError
-from ..core.problems import DenseProblem
 from ..core.spectral import DenseSpectrum, LowRankSpectrum, ou_transition_var
 from .base import BackendRun
 
@@ -120,10 +119,10 @@ def propagator(problem):
     """
     prop = _PROPAGATORS.get(problem)
     if prop is None:
-        if isinstance(problem, DenseProblem):
+        f = problem.factored()  # GGNProblem -> U = J^T S; FactoredProblem -> itself
+        if f is None:
             prop = DensePropagator(problem.A, problem.b)
         else:
-            f = problem.factored()  # GGNProblem -> U = J^T S; FactoredProblem -> itself
             prop = LowRankPropagator(f.U, f.lam, f.b, f.gram)
         _PROPAGATORS[problem] = prop
     return prop

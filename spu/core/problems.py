@@ -8,15 +8,21 @@ Three ways to give A, all with a right-hand side b:
   Jacobian, H the block-diagonal loss Hessian). ``factored()`` turns it into U = J^T S with
   S S^T = H.
 
-Validation happens at construction, so every backend can trust what it gets.
+Validation happens at construction, so every backend can trust what it gets. All three answer
+the questions of the ``Problem`` base (size, products, spectrum, the dense / factored / GGN views,
+scaling), so callers ask the problem instead of testing its type.
 """
 from __future__ import annotations
 
+import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from .errors import ProblemError
+from .spectral import DenseSpectrum, LowRankSpectrum
 
 # Relative asymmetry allowed before a matrix is called non-symmetric (float32 round-off of a GGN
 # built by torch is ~1e-7; anything a user builds by hand that is meant to be symmetric passes).
@@ -93,8 +99,59 @@ def check_rhs(b, n: int, what: str) -> np.ndarray:
     return b
 
 
+class Problem(ABC):
+    """A x = b with A symmetric positive definite, in whichever form it was given.
+
+    low_rank: True when A = lam*I + (a low-rank part held as factors), so that A need never be
+    formed; False when A is held as a dense matrix. A class constant, so asking it costs nothing
+    (factored() of a GGNProblem is an eigendecomposition)."""
+
+    low_rank: ClassVar[bool]
+    b: np.ndarray
+
+    @property
+    @abstractmethod
+    def n(self) -> int:
+        """The size N of the system."""
+
+    @abstractmethod
+    def matrix(self) -> np.ndarray:
+        """A as a dense N x N array (O(N^2) memory: for checks and small problems)."""
+
+    @abstractmethod
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """A x, in the form's own arithmetic (never forms A)."""
+
+    @abstractmethod
+    def eig_extremes(self) -> tuple[float, float]:
+        """(smallest, largest) eigenvalue of A: they set the settling time and the stiffness."""
+
+    @abstractmethod
+    def scaled(self, s: float) -> "Problem":
+        """The same form with A/s and b/s (what a circuit at scale s realises)."""
+
+    def dense(self) -> "DenseProblem":
+        """This system with A formed (itself when already dense)."""
+        return DenseProblem(self.matrix(), self.b)
+
+    def factored(self) -> "FactoredProblem | None":
+        """The view A = lam*I + U U^T, or None when A is only known dense."""
+        return None
+
+    def ggn(self) -> "GGNProblem | None":
+        """The view A = J^T H J + lam*I (J, H kept apart, as the crossbar builds them), or None."""
+        return None
+
+    def spectrum(self) -> "DenseSpectrum | LowRankSpectrum":
+        """The symmetric decomposition of A (spu.core.spectral): dense eigh, or the low-rank one
+        of the factored view."""
+        f = self.factored()
+        return LowRankSpectrum(f.U, f.lam, f.gram)
+
+
 @dataclass(frozen=True, eq=False)
-class DenseProblem:
+class DenseProblem(Problem):
+    low_rank: ClassVar[bool] = False
     A: np.ndarray
     b: np.ndarray
     _lam_min: float = field(init=False, repr=False)
@@ -124,9 +181,17 @@ class DenseProblem:
         return self.A @ x
 
     def eig_extremes(self) -> tuple[float, float]:
-        """(smallest, largest) eigenvalue of A: they set the settling time and the stiffness."""
         ev = np.linalg.eigvalsh(self.A)
         return float(ev[0]), float(ev[-1])
+
+    def scaled(self, s: float) -> "DenseProblem":
+        return DenseProblem(self.A / s, self.b / s)
+
+    def dense(self) -> "DenseProblem":
+        return self
+
+    def spectrum(self) -> DenseSpectrum:
+        return DenseSpectrum(self.A)
 
 
 # How far a given Gram matrix may be from U^T U, relative to its Frobenius norm, in the one random
@@ -135,12 +200,14 @@ GRAM_RTOL = 1e-5
 
 
 @dataclass(frozen=True, eq=False)
-class FactoredProblem:
+class FactoredProblem(Problem):
     """A = lam*I + U U^T with U of shape (N, m).
 
     gram: optional U^T U (m x m) when the caller has it cheaper than the O(N m^2) product (the
     training loop gets it from the layer structure, see training.curvature.Curvature.gram); the
     exact OU backend then skips that product. It is checked against U by one random product."""
+
+    low_rank: ClassVar[bool] = True
 
     U: np.ndarray
     lam: float
@@ -174,6 +241,10 @@ class FactoredProblem:
     def factored(self) -> "FactoredProblem":
         return self
 
+    def scaled(self, s: float) -> "FactoredProblem":
+        # gram is not carried over: the scaled problem recomputes U^T U/s if it needs it.
+        return FactoredProblem(self.U / math.sqrt(s), self.lam / s, self.b / s)
+
     def gram_matrix(self) -> np.ndarray:
         """U^T U (m x m): the given gram when the caller supplied one, else the O(N m^2) product."""
         return self.U.T @ self.U if self.gram is None else self.gram
@@ -187,8 +258,10 @@ class FactoredProblem:
 
 
 @dataclass(frozen=True, eq=False)
-class GGNProblem:
+class GGNProblem(Problem):
     """A = J^T H J + lam*I. J: (m, N) output Jacobian, H: (m, m) symmetric PSD loss Hessian."""
+
+    low_rank: ClassVar[bool] = True
 
     J: np.ndarray
     H: np.ndarray
@@ -248,12 +321,12 @@ class GGNProblem:
             object.__setattr__(self, "_factored", cached)
         return cached
 
+    def ggn(self) -> "GGNProblem":
+        return self
+
     def eig_extremes(self) -> tuple[float, float]:
         return self.factored().eig_extremes()
 
-
-Problem = DenseProblem | FactoredProblem | GGNProblem
-
-
-def kind_of(problem: Problem) -> str:
-    return {DenseProblem: "dense", FactoredProblem: "factored", GGNProblem: "ggn"}[type(problem)]
+    def scaled(self, s: float) -> "GGNProblem":
+        # J stays: the crossbar programs J and J^T as given and takes the scale on H and lam.
+        return GGNProblem(self.J, self.H / s, self.lam / s, self.b / s)

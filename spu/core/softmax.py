@@ -1,4 +1,4 @@
-"""The softmax cross-entropy Hessian and random GGN problems built from it.
+"""The softmax cross-entropy Hessian, and random ones for test problems and sweeps.
 
 For logits z with p = softmax(z), the Hessian of CE(p, y) with respect to z is diag(p) - p p^T
 (whatever the label y); the TNGD curvature H_L of a batch is block-diagonal with one such block per
@@ -8,8 +8,6 @@ lam I relies on lam > 0.
 from __future__ import annotations
 
 import numpy as np
-
-from .problems import GGNProblem
 
 
 def softmax(z) -> np.ndarray:
@@ -37,14 +35,3 @@ def softmax_ce_hessian(probs, *, mean: bool = False) -> np.ndarray:
 def random_softmax_hessian(rng: np.random.Generator, batch: int, dz: int, *, mean: bool = False) -> np.ndarray:
     """softmax_ce_hessian of standard-normal logits, drawn from rng one sample (dz logits) at a time."""
     return softmax_ce_hessian([softmax(rng.normal(size=dz)) for _ in range(batch)], mean=mean)
-
-
-def random_ggn_problem(n: int, batch: int, dz: int, lam: float, rng: np.random.Generator, *,
-                       J_scale: float = 1.0) -> GGNProblem:
-    """A random TNGD system A = J^T H_L J + lam I, A x = b: J (batch*dz x n) standard normal times
-    J_scale, H_L from random logits (sum over the batch, as in the paper's crossbar), b standard
-    normal. Drawn in that order from rng."""
-    J = rng.normal(size=(batch * dz, n)) * J_scale
-    H = random_softmax_hessian(rng, batch, dz)
-    b = rng.normal(size=n)
-    return GGNProblem(J, H, lam, b)

@@ -22,8 +22,6 @@ import math
 
 import numpy as np
 
-from .problems import DenseProblem
-
 # Modes of U^T U below this fraction of the largest are numerically zero (round-off of a
 # rank-deficient U); dropping one changes A by at most that much relative to ||U||^2.
 DROP_RTOL = 1e-12
@@ -109,9 +107,6 @@ class LowRankSpectrum:
 
 
 def spectrum(problem):
-    """The decomposition of a problem's A: DenseSpectrum for a DenseProblem, otherwise the low-rank
-    one of its factored form (a GGNProblem's U = J^T S)."""
-    if isinstance(problem, DenseProblem):
-        return DenseSpectrum(problem.A)
-    f = problem.factored()
-    return LowRankSpectrum(f.U, f.lam, f.gram)
+    """The decomposition of a problem's A: DenseSpectrum for a dense A, otherwise the low-rank one
+    of its factored view (a GGNProblem's U = J^T S). See Problem.spectrum."""
+    return problem.spectrum()
