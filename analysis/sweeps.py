@@ -64,7 +64,7 @@ from .executors import DaskCluster, ProcessPool, connect_scheduler, default_work
 from .io import atomic_write, csv_line, fmt, prepare_folder
 from .sweep_errors import SweepError, SweepInterrupted, SweepMismatchError, SweepOptionError
 from .sweep_kinds import sweep_kind
-from .sweep_point import evaluate_point
+from .sweep_eval import evaluate_point
 from .sweep_spec import build_spec, grid_points, spec_json
 from .sweep_summary import summary_csv
 
@@ -202,7 +202,7 @@ def _executor(kind: str, run_json: str, workers: int, client):
     if client is not None:
         tag = hashlib.sha1(run_json.encode()).hexdigest()[:12]
         return DaskCluster(client, f"thermospice-sweep-{kind}-{tag}", key=lambda pt: pt["point"])
-    return ProcessPool(workers, preload=["analysis.sweep_point"])
+    return ProcessPool(workers, preload=["analysis.sweep_eval"])
 
 
 def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, stop_after, plot,

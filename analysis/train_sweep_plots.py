@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .sweep_kinds import train_kind  # noqa: E402
-from .train_sweeps import REFERENCE_RUNS, SWEPT_RUN  # noqa: E402
+from .train_sweep_runs import REFERENCE_RUNS, SWEPT_RUN  # noqa: E402
 
 
 def summarise(rows, run: str, key: str):

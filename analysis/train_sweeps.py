@@ -16,8 +16,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 from spu.core.errors import ThermospiceError
@@ -26,29 +24,10 @@ from .executors import DaskCluster, ProcessPool, connect_scheduler, default_work
 from .io import atomic_write, fmt, read_csv
 from .sweep_errors import SweepMismatchError, SweepOptionError
 from .sweep_kinds import train_kind
+from .train_sweep_runs import REFERENCE_RUNS, SWEPT_RUN
 
 COLUMNS = ("id", "kind", "run", "setting", "seed", "status", "final_train_loss", "final_test_accuracy",
            "wall_s", "message")
-SWEPT_RUN = "asbuilt"  # the run of each setting: TNGD on the realised circuit (its backend's name)
-
-
-@dataclass(frozen=True)
-class ReferenceRun:
-    """A run beside the swept ones, without the circuit's errors: drawn as a horizontal line."""
-    label: str
-    style: str
-    color: str
-    config: Callable[[dict], dict]  # spec -> its TrainConfig fields besides steps, seed, eval and batch
-
-
-# In the order of the points of each seed (after the settings).
-REFERENCE_RUNS = {
-    "ou": ReferenceRun("TNGD, ideal ou", "--", "k",
-                       lambda spec: {"optimizer": "tngd", "backend": "ou", "t": spec["t"]}),
-    "adam": ReferenceRun("Adam", ":", "C2", lambda spec: {"optimizer": "adam"}),
-}
-
-
 def build_points(kind: str, settings, seeds: int, seed: int) -> list[dict]:
     points = []
     for s in range(seed, seed + seeds):
