@@ -42,8 +42,8 @@ this process), or on a Dask distributed cluster with ``scheduler="tcp://host:878
 worker needs this package and ngspice installed.
 
 Modules: sweep_kinds (one object per kind: its options, grid, point results and plot), sweep_spec
-(options, columns, grid), ranges (the range syntax), sweep_point (the test problem and one point's
-run), executors (serial / process pool / Dask, reusable by other long runs), sweep_summary,
+(options, columns, grid), ranges (the range syntax), sweep_point (the test problem and its theory),
+sweep_eval (one point's run), executors (serial / process pool / Dask, reusable by other long runs), sweep_summary,
 sweep_plots; this one runs and resumes a sweep in its output folder.
 """
 from __future__ import annotations
