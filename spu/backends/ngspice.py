@@ -4,10 +4,10 @@ options (all optional):
   topology   "ideal" | "dense" | "crossbar" | "factored" | "oscillator" (default: dense for a dense A,
              factored for (U, lam), crossbar for a GGN problem)
   design     circuits.Design (default Design())
-  engine     "session" (default): one long-lived ngspice child per SPU (spu/ngspice_session.py),
+  engine     "session" (default): one long-lived ngspice child per SPU (spu/ngspice/session.py),
              kept in `state`: a run with the same netlist text only re-runs the transient (the
              noise tables are rewritten), another netlist is re-sourced into the same child;
-             "batch": a fresh `ngspice -b` process per run (spu/ngspice_run.py), the former path.
+             "batch": a fresh `ngspice -b` process per run (spu/ngspice/run.py), the former path.
              (The session never `alter`s values here: a value typed through ngspice's front end
              may round differently from the same value parsed from a netlist, and a run must give
              the same bits whatever ran before it in the child: sweeps resume on that.)
@@ -35,8 +35,8 @@ from ..core.errors import NgspiceError, ThermospiceError
 from ..core.problems import DenseProblem, GGNProblem
 from ..core.spectral import settling_time
 from ..core.underdamped import ExactLangevin, OscillatorParams
-from ..ngspice_run import run_ngspice
-from ..ngspice_session import NgspiceSession
+from ..ngspice.run import run_ngspice
+from ..ngspice.session import NgspiceSession
 from .base import BackendRun
 from .direct import solve as direct_solve
 
