@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from spu.device import BACKENDS
+from spu.backends import NAMES as BACKENDS
 from training.names import MODELS, OPTIMIZERS
 
 
@@ -53,7 +53,10 @@ def add_parser(sub) -> None:
     d.add_argument("--temperature", type=float, help="kelvin: Johnson noise of every resistor (default: none)")
     d.add_argument("--open-error-max", type=float, help="largest relative steady-state error allowed from entries "
                    "below the smallest programmable conductance, left open (default 0.01 in training)")
-    d.add_argument("--ngspice-timeout", type=float, help="seconds before one ngspice solve is killed (default 600)")
+    # --ngspice-timeout stays accepted: scripts written before train shared --timeout with solve,
+    # sample and sweep still run.
+    d.add_argument("--timeout", "--ngspice-timeout", dest="timeout", type=float,
+                   help="seconds before one ngspice solve is killed (default 600)")
     p.add_argument("--out", help="output folder (metrics.csv, loss.png, final.json; resumes if present)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.set_defaults(func=cmd_train)
@@ -69,7 +72,7 @@ def cmd_train(args) -> int:
                       width=args.width, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, damping=args.damping, t=args.t, td=args.td, kappa0=args.kappa0, betas=betas,
                       cg_iters=args.cg_iters, seed=args.seed, eval_every=args.eval_every,
-                      design=_design_args(args), spu_timeout=args.ngspice_timeout, curvature=args.curvature,
+                      design=_design_args(args), timeout=args.timeout, curvature=args.curvature,
                       mc_samples=args.mc_samples)
     out = args.out or os.path.join("runs", f"train-{args.optimizer}-{args.backend}-seed{args.seed}")
     final = train(cfg, out, progress=sys.stderr.isatty() or not args.json)

@@ -104,7 +104,7 @@ def test_ngspice_crossbar_follows_ou_backend(digits_flat):
     if shutil.which("ngspice") is None:
         pytest.skip("ngspice not installed")
     kw = dict(optimizer="tngd", model="mlp", width=4, batch_size=4, steps=10, lr=0.5, damping=0.01,
-              t=5.0, seed=0, eval_every=1000, kappa0=0.0, spu_timeout=60.0)
+              t=5.0, seed=0, eval_every=1000, kappa0=0.0, timeout=60.0)
     results = {}
     for backend in ("ou", "ngspice"):
         model = build_model("mlp", width=4, seed=0)

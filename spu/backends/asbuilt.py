@@ -22,11 +22,10 @@ from circuits.realised import REALISED_TOPOLOGIES, realise
 from ..core.errors import ThermospiceError
 from ..core.lowrank_drift import SplitTransition
 from ..core.problems import DenseProblem
-from .base import BackendRun
-from .ngspice import adc
+from .base import BackendRun, CircuitBackend
+from .circuit import adc
 from .ou import check_run_args
 
-NAME = "asbuilt"
 DEFAULT_STEP = 0.25
 
 
@@ -80,3 +79,13 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     return BackendRun(x=read(rows[-1]), times=times, trajectory=traj,
                       extra={"topology": topology, "exact": prop.uniform, "rank": int(rs.P.shape[1]),
                              "step_tau": None if prop.uniform else step})
+
+
+class AsbuiltBackend(CircuitBackend):
+    name = "asbuilt"
+    options = frozenset({"topology", "design", "step"})
+    run = staticmethod(run)
+    problem_form = staticmethod(problem_form)
+
+
+BACKEND = AsbuiltBackend()

@@ -29,7 +29,7 @@ import numpy as np
 from circuits.design import Design
 from circuits.report import component_report
 from circuits.scaling import choose_scale, scaled
-from circuits.topologies import TOPOLOGIES, build
+from circuits.topologies import build
 
 from ..core.errors import NgspiceError, ThermospiceError
 from ..core.problems import DenseProblem, GGNProblem
@@ -37,22 +37,11 @@ from ..core.spectral import settling_time
 from ..core.underdamped import ExactLangevin, OscillatorParams
 from ..ngspice.run import run_ngspice
 from ..ngspice.session import NgspiceSession
-from .base import BackendRun
+from .base import BackendRun, CircuitBackend
+from .circuit import adc, checked_design
 from .direct import solve as direct_solve
 
-NAME = "ngspice"
 ENGINES = ("session", "batch")
-
-
-# The bridge from the device to circuits/: spu/device.py asks these instead of importing circuits.
-def check_design(design):
-    """The checked circuits.Design of an SPU (default Design()); its tau also times other backends."""
-    return (design or Design()).check()
-
-
-def check_topology(topology: str) -> None:
-    if topology not in TOPOLOGIES:
-        raise ThermospiceError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
 
 
 def problem_form(topology: str | None) -> str:
@@ -79,17 +68,8 @@ def settle_time(problem, tol, options) -> float:
     if params.coupling == "capacitive" and not isinstance(form, DenseProblem):
         form = DenseProblem(form.matrix(), form.b)
     topology = "dense" if isinstance(form, DenseProblem) else "factored"
-    s = choose_scale(form, topology, check_design(options.get("design")), coupling=params.coupling)
+    s = choose_scale(form, topology, checked_design(options.get("design")), coupling=params.coupling)
     return ExactLangevin(scaled(form, s), params, 0.0).settle_time(tol) / s
-
-
-def adc(volts: np.ndarray, design: Design) -> np.ndarray:
-    """Read voltages through the ADC: clip to full scale, round to bits_adc levels."""
-    if design.bits_adc is None:
-        return volts
-    fs = design.v_fullscale
-    lsb = 2 * fs / (2**design.bits_adc - 1)
-    return np.round(np.clip(volts, -fs, fs) / lsb) * lsb
 
 
 def _session_run(circuit, state: dict, timeout):
@@ -170,3 +150,17 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
                   "ngspice_wall_s": wall, "raw_points": int(len(time_tau)), "raw_times_tau": time_tau, "raw_states": X})
     return BackendRun(x=X[-1].copy(), times=times, trajectory=traj, netlist_path=netlist_path,
                       report=report, programmed_resistors=circuit.programmed_resistors(), extra=extra)
+
+
+class NgspiceBackend(CircuitBackend):
+    name = "ngspice"
+    stateful = True           # its long-lived session
+    options = frozenset({"topology", "design", "engine", "noise", "state", "timeout", "keep", "workdir",
+                         "report", "points", "oscillator"})
+    run = staticmethod(run)
+    settle_time = staticmethod(settle_time)
+    problem_form = staticmethod(problem_form)
+    close = staticmethod(close)
+
+
+BACKEND = NgspiceBackend()
