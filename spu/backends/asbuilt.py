@@ -2,7 +2,7 @@
 would carry (quantised R, DAC and ADC, seeded tolerances, finite op-amp DC gain, the lam resistor
 and capacitance of each cell, kappa0 plus the Johnson current of every resistor), without ngspice.
 
-The second bridge from spu to circuits (after ngspice.py): circuits/realised.py turns the built
+A circuit backend, like ngspice.py, but it never loads ngspice: circuits/realised.py turns the built
 elements into  w dx/ds = -(D x + P Q x - b) + noise,  and spu/core/lowrank_drift.py steps it,
 O(N m) per step, exactly where the diagonal is uniform, else by Strang splitting (step error
 O(h^2), see there). Noise is white (the limit of ngspice's held noise sources).
