@@ -237,6 +237,21 @@ def test_resume_refuses_other_settings_and_fewer_steps(capsys, tmp_path):
     assert len(_metrics(tmp_path / "run")) == 3  # the refused runs left the folder alone
 
 
+def test_resume_reads_a_folder_that_names_the_timeout_spu_timeout(capsys, tmp_path):
+    """Folders written before TrainConfig's timeout had its one name keep the key spu_timeout in
+    config.json: a resume still continues them (the timeout may differ between runs anyway)."""
+    out = tmp_path / "run"
+    _cli_json(capsys, SMALL + ["--optimizer", "tngd", "--steps", "2", "--t", "5", "--timeout", "30",
+                               "--out", str(out)])
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["spu_timeout"] = cfg.pop("timeout")
+    assert cfg["spu_timeout"] == 30
+    (out / "config.json").write_text(json.dumps(cfg))
+    resumed = _cli_json(capsys, SMALL + ["--optimizer", "tngd", "--steps", "3", "--t", "5", "--timeout", "60",
+                                         "--out", str(out)])
+    assert resumed["steps"] == 3 and len(_metrics(out)) == 3
+
+
 def test_console_script_runs(tmp_path):
     """The installed entry point, in a fresh process (2 steps)."""
     exe = shutil.which("thermospice")
