@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from spu.backends import NAMES as BACKENDS
+from spu import backends
 from training.names import MODELS, OPTIMIZERS
 
 
@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                                    "`thermospice reproduce tuning` (training.loop.TUNED); the rest, and the "
                                    "paper's values beside them, in docs/TRAINING.md (training.loop.PAPER).")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="tngd")
-    p.add_argument("--backend", choices=BACKENDS, default="ou", help="SPU backend for tngd/tngd-adam")
+    p.add_argument("--backend", choices=backends.NAMES, default="ou", help="SPU backend for tngd/tngd-adam")
     p.add_argument("--topology", choices=["crossbar", "factored", "dense", "ideal"],
                    help="circuit topology with --backend ngspice (default crossbar) or asbuilt "
                         "(factored or crossbar; default factored)")
