@@ -25,7 +25,7 @@ from .core.problems import DenseProblem, FactoredProblem, GGNProblem, as_finite_
 from .core.spectral import MODE_DECAY_TOL
 from .timing import TimingModel, resistor_count
 
-BACKENDS = NAMES
+BACKENDS = NAMES  # what `from spu import BACKENDS` gives
 
 
 @dataclass
@@ -162,9 +162,9 @@ class SPU:
         kappa = self.kappa0 if kappa0 is None else _check_kappa(kappa0)
         seed = self._next_seed(seed)
         self.runs += 1
+        options = self._options()
         start = time.perf_counter()
-        out = self.backend_object.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times,
-                                      options=self._options())
+        out = self.backend_object.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times, options=options)
         wall = time.perf_counter() - start
         topology = out.extra.get("topology", self.topology)
         # Count what the built circuit programs where one exists (it skips H's zero blocks).
