@@ -15,7 +15,8 @@ import os
 
 import numpy as np
 
-from spu.device import BACKENDS, SPU
+from spu import backends
+from spu.device import SPU
 from spu.core.errors import ThermospiceError
 from spu.sampling import dynamics_of, sample, theory
 
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
     add_problem_args(p)
     add_design_args(p)
     add_oscillator_args(p)
-    p.add_argument("--backend", choices=BACKENDS, default="ngspice")
+    p.add_argument("--backend", choices=backends.NAMES, default="ngspice")
     p.add_argument("--method", choices=["exact", "baoab"], help="backend langevin: exact transitions or BAOAB")
     p.add_argument("--dt", type=float, help="step of the euler / baoab integrators, in tau")
     p.add_argument("--samples", type=int, required=True, help="number of recorded states K (>= 2)")
@@ -51,25 +52,24 @@ def cmd_sample(args) -> int:
     design = design_from_args(args)
     if not (math.isfinite(args.kappa0) and args.kappa0 > 0):
         raise ThermospiceError(f"--kappa0 must be > 0 for sampling (the stationary spread is kappa0 A^-1), got {args.kappa0:g}")
-    if args.backend != "ngspice" and args.topology is not None:
-        raise ThermospiceError(f"--topology only applies to --backend ngspice, not {args.backend}")
-    osc = args.backend == "langevin" or args.topology == "oscillator"
-    params = oscillator_from_args(args, applies=osc)
+    backend = backends.get(args.backend)
+    if not backend.circuit and args.topology is not None:
+        raise ThermospiceError(f"--topology only applies to --backend {_taking(lambda b: b.circuit)}, "
+                               f"not {args.backend}")
+    params = oscillator_from_args(args, applies=backend.oscillator(args.topology))
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
     options = {}
     if params is not None:
         options["oscillator"] = params
-    if args.backend == "ngspice":
+    if "timeout" in backend.options:
         options["timeout"] = args.timeout
-    if args.method is not None:
-        if args.backend != "langevin":
-            raise ThermospiceError("--method applies to --backend langevin")
-        options["method"] = args.method
-    if args.dt is not None:
-        if args.backend not in ("euler", "langevin"):
-            raise ThermospiceError("--dt applies to --backend euler or langevin")
-        options["dt"] = args.dt
+    for name in ("method", "dt"):
+        value = getattr(args, name)
+        if value is not None:
+            if name not in backend.options:
+                raise ThermospiceError(f"--{name} applies to --backend {_taking(lambda b: name in b.options)}")
+            options[name] = value
     if args.output:
         folder = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(folder):
@@ -110,3 +110,8 @@ def cmd_sample(args) -> int:
     if args.output:
         print(f"wrote {args.output}_{{mean,cov,inverse,samples,times}}.npy")
     return 0
+
+
+def _taking(question) -> str:
+    """The backends that would take an option, as an error message lists them."""
+    return backends.either(backends.names_where(question))

@@ -9,9 +9,10 @@ import numpy as np
 
 from circuits.report import component_report, format_report
 from circuits.topologies import build
+from spu import backends
 from spu.backends.direct import solve as direct_solve
 from spu.backends.ngspice import default_topology
-from spu.device import BACKENDS, CIRCUIT_BACKENDS, SPU
+from spu.device import SPU
 from spu.core.errors import ThermospiceError
 from spu.core.spectral import MODE_DECAY_TOL
 
@@ -23,7 +24,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("solve", help="run a linear system on the SPU and print the state")
     add_problem_args(p)
     add_design_args(p)
-    p.add_argument("--backend", choices=BACKENDS, default="ngspice")
+    p.add_argument("--backend", choices=backends.NAMES, default="ngspice")
     _common(p)
     p.add_argument("--keep", action="store_true", help="keep the ngspice netlist and raw file")
     p.add_argument("--timeout", type=float, default=600.0,
@@ -87,16 +88,18 @@ def _build(args):
 def cmd_solve(args) -> int:
     problem = problem_from_args(args)
     design = design_from_args(args)
-    if args.backend not in CIRCUIT_BACKENDS and args.topology is not None:
+    backend = backends.get(args.backend)
+    if not backend.circuit and args.topology is not None:
         # The numeric backends have no circuit; say so rather than silently ignoring it.
+        circuit = backends.names_where(lambda b: b.circuit)
         raise ThermospiceError(f"--topology only applies to the circuit backends "
-                               f"({', '.join(CIRCUIT_BACKENDS)}), not {args.backend}")
+                               f"({', '.join(circuit)}), not {args.backend}")
     if not (np.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
-    osc = oscillator_from_args(args, applies=args.backend == "langevin" or args.topology == "oscillator")
+    osc = oscillator_from_args(args, applies=backend.oscillator(args.topology))
     # One solve: a long-lived ngspice session would serve a single run, so the CLI keeps the plain
     # `ngspice -b` process (and its error messages) for it.
-    engine = {"engine": "batch"} if args.backend == "ngspice" else {}
+    engine = {"engine": "batch"} if "engine" in backend.options else {}
     spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, keep=args.keep,
               timeout=args.timeout, **engine, **({"oscillator": osc} if osc else {}))
     res = spu.run(problem, t=args.t, x0=x0_from_args(args, problem.n), seed=args.seed, settle_tol=args.settle_tol)

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from spu.device import BACKENDS
+from spu import backends
 from training.names import MODELS, OPTIMIZERS
 
 from .problem_args import add_design_flags
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
                                    "`thermospice reproduce tuning` (training.loop.TUNED); the rest, and the "
                                    "paper's values beside them, in docs/TRAINING.md (training.loop.PAPER).")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="tngd")
-    p.add_argument("--backend", choices=BACKENDS, default="ou", help="SPU backend for tngd/tngd-adam")
+    p.add_argument("--backend", choices=backends.NAMES, default="ou", help="SPU backend for tngd/tngd-adam")
     p.add_argument("--topology", choices=["crossbar", "factored", "dense", "ideal"],
                    help="circuit topology with --backend ngspice (default crossbar) or asbuilt "
                         "(factored or crossbar; default factored)")
@@ -59,7 +59,10 @@ def add_parser(sub) -> None:
     d = p.add_argument_group("circuit design (--backend ngspice: defaults --bits-r 16 --dt-max 0.05; asbuilt: --bits-r 16, "
                              "r_max 1 GOhm; both --open-error-max 0.01)")
     add_design_flags(d, _DESIGN_FLAGS, helps=_DESIGN_HELP, defaults=False)
-    d.add_argument("--ngspice-timeout", type=float, help="seconds before one ngspice solve is killed (default 600)")
+    # --ngspice-timeout stays accepted: scripts written before train shared --timeout with solve,
+    # sample and sweep still run.
+    d.add_argument("--timeout", "--ngspice-timeout", dest="timeout", type=float,
+                   help="seconds before one ngspice solve is killed (default 600)")
     p.add_argument("--out", help="output folder (metrics.csv, loss.png, final.json; resumes if present)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.set_defaults(func=cmd_train)
@@ -75,7 +78,7 @@ def cmd_train(args) -> int:
                       width=args.width, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, damping=args.damping, t=args.t, td=args.td, kappa0=args.kappa0, betas=betas,
                       cg_iters=args.cg_iters, seed=args.seed, eval_every=args.eval_every,
-                      design=_design_args(args), spu_timeout=args.ngspice_timeout, curvature=args.curvature,
+                      design=_design_args(args), timeout=args.timeout, curvature=args.curvature,
                       mc_samples=args.mc_samples)
     out = args.out or os.path.join("runs", f"train-{args.optimizer}-{args.backend}-seed{args.seed}")
     final = train(cfg, out, progress=sys.stderr.isatty() or not args.json)

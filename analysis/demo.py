@@ -139,9 +139,9 @@ def ngspice_in_the_loop(size: dict, design: Design, out: str) -> list[dict]:
 
     train_set, _ = load_digits_split(flatten=True)
     losses, estimates = {}, {}
-    for backend in ("ngspice", "ou"):
+    for backend, topology in (("ngspice", "crossbar"), ("ou", None)):
         model = build_model("mlp", width=size["width"], seed=0)
-        spu = SPU(backend, topology="crossbar" if backend == "ngspice" else None, design=design)
+        spu = SPU(backend, topology=topology, design=design)
         pre = TNGD(model, damping=0.1, t=5.0, spu=spu)
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
         losses[backend], estimates[backend] = [], []

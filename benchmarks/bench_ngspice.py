@@ -9,8 +9,8 @@
 What one solve costs, split the way the code splits it:
 
 * generation: circuits.topologies.build (matrix -> components) and Circuit.text() (netlist text);
-* ngspice: the `ngspice -b -r out.raw` process as spu.ngspice_run.run_ngspice runs it;
-* parsing: spu.rawfile.read_raw of the binary raw file;
+* ngspice: the `ngspice -b -r out.raw` process as spu.ngspice.run.run_ngspice runs it;
+* parsing: spu.ngspice.rawfile.read_raw of the binary raw file;
 * overhead: the rest of run_ngspice (writing the netlist, process start, temp dir).
 
 Every solve is a transient of t = 50 tau. At the sizes that matter one such run takes minutes to
@@ -55,10 +55,10 @@ from circuits.design import Design  # noqa: E402
 from circuits.netlist import Element, Netlist  # noqa: E402
 from circuits.topologies import build  # noqa: E402
 from spu.core.errors import NgspiceTimeout, ThermospiceError  # noqa: E402
-from spu.ngspice_run import run_ngspice  # noqa: E402
+from spu.ngspice.run import run_ngspice  # noqa: E402
 from spu.core.problems import FactoredProblem, GGNProblem  # noqa: E402
 from spu.core.softmax import random_softmax_hessian  # noqa: E402
-from spu.rawfile import read_raw  # noqa: E402
+from spu.ngspice.rawfile import read_raw  # noqa: E402
 
 T_FULL = 50.0            # tau: the solve being benchmarked
 T_SHORT = {True: 0.05, False: 0.1}   # tau of the measured run, noise on / off

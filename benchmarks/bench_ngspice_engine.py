@@ -134,7 +134,7 @@ def case_layouts(log) -> list[dict]:
     import re
 
     from circuits.topologies import build
-    from spu.ngspice_run import run_ngspice
+    from spu.ngspice.run import run_ngspice
 
     design, rows = Design(), []
     for n, m, t in ((100, 16, 14.0), (400, 16, 1.0)):
@@ -167,7 +167,7 @@ def case_target1000(log, t_short: float) -> list[dict]:
     The short run's table is small; at the full 50 tau it would need ~1e8 values and build() would
     fall back to held noise, so the figure is what a table (written in pieces) would give."""
     from circuits.topologies import build
-    from spu.ngspice_session import NgspiceSession
+    from spu.ngspice.session import NgspiceSession
 
     p = make_problem("factored", 1000, 64)
     design = Design()

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
     data = load_digits_split(flatten=True)
     kw = dict(optimizer="tngd", model="mlp", width=4, batch_size=4, steps=args.steps, lr=0.5, t=args.t,
-              seed=0, eval_every=args.steps, kappa0=0.0, spu_timeout=60.0)
+              seed=0, eval_every=args.steps, kappa0=0.0, timeout=60.0)
     losses = {}
     for backend in ("ou", "ngspice"):
         design = {"bits_r": args.bits_r} if backend == "ngspice" else None

@@ -4,34 +4,28 @@
     res = spu.run(GGNProblem(J, H, lam, b), t=50.0, x0=x_prev)     # t in units of tau
     res.x, res.analog_time_s, res.device_time_s, res.report
 
-Backends: "ngspice" (circuit level), "ou" (exact OU transition), "euler" (Euler-Maruyama),
-"direct" (A^-1 b), "asbuilt" (the realised circuit without ngspice). Every backend gets the same
-validated problem and the same noise convention:
-dx = -(A x - b) ds + sqrt(2 kappa0) dW, s = time / tau.
+Backends (spu/backends/, found by name): "ngspice" (circuit level), "asbuilt" (the realised circuit
+without ngspice), "ou" (exact OU transition), "euler" (Euler-Maruyama), "direct" (A^-1 b),
+"langevin" (the coupled oscillators without a circuit). Every backend gets the same validated
+problem and the same noise convention: dx = -(A x - b) ds + sqrt(2 kappa0) dW, s = time / tau.
+The device itself never needs the circuit layer: only a circuit backend makes and checks a design.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from importlib import import_module
 
 import numpy as np
 
-from .core.errors import ProblemError, ThermospiceError
+from .backends import NAMES, either, names_where
+from .backends import get as get_backend
+from .core.errors import ProblemError
 from .core.problems import Problem, as_finite_array
-from .core.spectral import MODE_DECAY_TOL, settling_time
+from .core.spectral import MODE_DECAY_TOL
 from .timing import TimingModel, resistor_count
 
-BACKENDS = ("ngspice", "asbuilt", "ou", "euler", "direct", "langevin")
-# Backends that model a built circuit: they take the design and the topology.
-CIRCUIT_BACKENDS = ("ngspice", "asbuilt")
-
-
-def backend_module(name: str):
-    if name not in BACKENDS:
-        raise ThermospiceError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return import_module(f"spu.backends.{name}")
+BACKENDS = NAMES  # what `from spu import BACKENDS` gives
 
 
 @dataclass
@@ -77,23 +71,23 @@ class SPU:
 
     kappa0: noise level. seed: base seed; run k of this SPU uses a seed derived from (seed, k), so
     repeated solves get fresh noise yet a whole sequence is reproducible. Pass seed= to run() to
-    pin one run. options go to the backend (see each backend's docstring)."""
+    pin one run. options go to the backend (see each backend's docstring).
+
+    design: the circuit design (circuits.Design). A circuit backend defaults and checks it; the
+    others keep it only for its tau. tau (seconds) comes from the design when there is one, else
+    from the timing model (whose default, 1 us, is the default design's R0 C)."""
 
     def __init__(self, backend: str = "ou", *, topology: str | None = None, design=None,
                  kappa0: float = 0.0, seed: int | None = None, timing: TimingModel | None = None, **options):
-        self.backend = backend
-        self._mod = backend_module(backend)
-        # The circuit design (circuits.Design) is the circuit backend's business: it defaults and
-        # checks it, and its tau also times the other backends. spu/backends/ngspice.py is the only
-        # bridge from spu to circuits/.
-        bridge = backend_module("ngspice")
-        if topology is not None and backend not in CIRCUIT_BACKENDS:
-            bridge.check_topology(topology)
+        self.backend = backend                      # the name, as given
+        self.backend_object = get_backend(backend)
+        self.backend_object.check_topology(topology)
         self.topology = topology
-        self.design = bridge.check_design(design)
+        self.design = self.backend_object.check_design(design)
         self.kappa0 = _check_kappa(kappa0)
         self.seed = seed
-        self.timing = timing or TimingModel(tau=self.design.tau)
+        self.tau = self.design.tau if self.design is not None else (timing or TimingModel()).tau
+        self.timing = timing or TimingModel(tau=self.tau)
         self.options = options
         # Runs so far: run k draws its noise seed from (seed, k). Public and settable so that a
         # resumed training run continues the same seed sequence.
@@ -105,29 +99,29 @@ class SPU:
     def close(self) -> None:
         """Release what the backend holds between runs (ngspice: the session's child process).
         The SPU stays usable; its next run starts a fresh one."""
-        close = getattr(self._mod, "close", None)
-        if close is not None:
-            close(self.backend_state)
+        self.backend_object.close(self.backend_state)
 
     @property
     def problem_form(self) -> str:
         """"ggn" or "factored": the problem form this device prefers to be given (a crossbar
         circuit builds J, H and J^T; everything else works from A = lam I + U U^T)."""
-        prefer = getattr(self._mod, "problem_form", None)
-        return prefer(self.topology) if prefer is not None else "factored"
+        return self.backend_object.problem_form(self.topology)
 
     def settling_time(self, problem, tol: float = MODE_DECAY_TOL) -> float:
         """Time (problem tau) for the slowest mode of what this device runs to decay to tol: the
         component report's settling estimate, with the backend's own rate where it has one."""
         if not (isinstance(tol, (int, float)) and 0 < tol < 1):
             raise ProblemError(f"settling tolerance must be in (0, 1), got {tol!r}")
-        own = getattr(self._mod, "settle_time", None)
+        return self.backend_object.settle_time(problem, tol, self._options())
+
+    def _options(self) -> dict:
+        """The backend's options for a run: the SPU's, with what the SPU keeps for it."""
         options = dict(self.options)
-        if self.backend == "ngspice":
+        if self.backend_object.circuit:
             options.update(design=self.design, topology=self.topology)
-        if own is not None:
-            return own(problem, tol, options)
-        return settling_time(problem.eig_extremes()[0], tol)
+        if self.backend_object.stateful:
+            options.update(state=self.backend_state)
+        return options
 
     def _next_seed(self, seed):
         if seed is not None:
@@ -152,8 +146,9 @@ class SPU:
             raise ProblemError(f"analog time t must be a number (in tau), got {t!r}") from None
         if math.isnan(t) or t < 0:
             raise ProblemError(f"analog time t must be >= 0 (in tau), got {t}")
-        if math.isinf(t) and self.backend not in ("ou", "direct", "langevin"):
-            raise ProblemError(f"t = inf is only possible with the ou, direct or langevin (exact) backend, not {self.backend}")
+        if math.isinf(t) and not self.backend_object.exact:
+            exact = either(names_where(lambda b: b.exact))
+            raise ProblemError(f"t = inf is only possible with the {exact} (exact) backend, not {self.backend}")
         if x0 is not None:
             x0 = as_finite_array("x0", x0, 1)  # also rejects complex and text (no silent casts)
             if x0.shape != (problem.n,):
@@ -167,13 +162,9 @@ class SPU:
         kappa = self.kappa0 if kappa0 is None else _check_kappa(kappa0)
         seed = self._next_seed(seed)
         self.runs += 1
-        options = dict(self.options)
-        if self.backend in CIRCUIT_BACKENDS:
-            options.update(design=self.design, topology=self.topology)
-        if self.backend == "ngspice":
-            options.update(state=self.backend_state)
+        options = self._options()
         start = time.perf_counter()
-        out = self._mod.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times, options=options)
+        out = self.backend_object.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times, options=options)
         wall = time.perf_counter() - start
         topology = out.extra.get("topology", self.topology)
         # Count what the built circuit programs where one exists (it skips H's zero blocks).
@@ -184,7 +175,7 @@ class SPU:
         breakdown = self.timing.device_time(problem.n, resistors,
                                             t * scale if math.isfinite(t) else 0.0)
         return SPUResult(x=out.x, backend=self.backend, topology=topology, t=t,
-                         analog_time_s=t * scale * self.design.tau, wall_time_s=wall,
+                         analog_time_s=t * scale * self.tau, wall_time_s=wall,
                          device_time_s=breakdown["total"], device_time_breakdown=breakdown,
                          times=out.times, trajectory=out.trajectory, netlist_path=out.netlist_path,
                          report=out.report, extra=out.extra)

@@ -66,7 +66,7 @@ class SampleResult:
 
 def dynamics_of(spu) -> tuple[str, OscillatorParams | None]:
     """Which stationary dynamics an SPU runs: ("rc", None) or ("oscillator-<coupling>", params)."""
-    if spu.backend == "langevin" or (spu.backend == "ngspice" and spu.topology == "oscillator"):
+    if spu.backend_object.oscillator(spu.topology):
         from .backends.langevin import params_from_options
         params = params_from_options(spu.options)
         return f"oscillator-{params.coupling}", params

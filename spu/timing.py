@@ -28,7 +28,9 @@ from .core.errors import DesignError
 
 @dataclass(frozen=True)
 class TimingModel:
-    tau: float = 1e-6                 # s, RC time constant (paper)
+    # s, RC time constant (paper): 1 kOhm * 1 nF written as that product, the default circuit's
+    # R0 * C (1 us plus one ulp), so that a device without a circuit times its runs bit for bit alike.
+    tau: float = 1e3 * 1e-9
     bits: int = 16                    # bits per transferred value (paper)
     link_bps: float = 50e9            # host <-> SPU link, bit/s (paper)
     dac_settle_s: float = 100e-9      # per DAC conversion (assumption)

@@ -263,7 +263,7 @@ def test_ngspice_crossbar_trains_with_fisher(curvature, tmp_path):
 
     data = load_digits_split(flatten=True)
     kw = dict(optimizer="tngd", model="mlp", width=4, batch_size=4, steps=3, lr=0.5, damping=0.01, t=5.0,
-              seed=0, eval_every=1000, kappa0=0.0, spu_timeout=60.0, curvature=curvature)
+              seed=0, eval_every=1000, kappa0=0.0, timeout=60.0, curvature=curvature)
     out = {}
     start = params_to_vector(build_model("mlp", width=4, seed=0))
     for backend in ("ou", "ngspice"):

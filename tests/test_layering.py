@@ -1,16 +1,23 @@
-"""The package layers (docs: spu/core at the bottom, spu/backends/ngspice.py the only bridge from spu
-to circuits) and the absence of import cycles between files, read from the source with ast.
+"""The package layers (docs: spu/core at the bottom; in spu only the circuit backends and their shared
+spu/backends/circuit.py reach circuits; training never does) and the absence of import cycles between
+files, read from the source with ast.
 
 Every import counts, also those inside functions: a lazy import still ties two files together."""
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("circuits", "spu", "training", "analysis", "netlists", "benchmarks", "tests")
 # Files in spu/ allowed to import circuits/ (add a future circuit backend here, on purpose).
-CIRCUIT_BRIDGES = {"spu/backends/ngspice.py", "spu/backends/asbuilt.py"}
+CIRCUIT_BRIDGES = {"spu/backends/circuit.py", "spu/backends/ngspice.py", "spu/backends/asbuilt.py"}
 
 
 def _files() -> list[Path]:
@@ -81,6 +88,52 @@ def test_only_the_bridge_imports_circuits_from_spu():
     users = {str(p.relative_to(ROOT)) for p in (ROOT / "spu").rglob("*.py")
              if any(n.split(".")[0] == "circuits" for n in _project_imports(p))}
     assert users <= CIRCUIT_BRIDGES, sorted(users - CIRCUIT_BRIDGES)
+
+
+def test_the_device_does_not_import_circuits():
+    """Not even lazily: a circuit backend, found through the registry, makes and checks the design."""
+    bad = {n for n in _project_imports(ROOT / "spu" / "device.py") if n.split(".")[0] == "circuits"}
+    assert not bad, sorted(bad)
+
+
+def test_training_does_not_import_circuits():
+    """Training hands the SPU a design built through spu/backends/circuit.py."""
+    for path in (ROOT / "training").rglob("*.py"):
+        bad = {n for n in _project_imports(path) if n.split(".")[0] == "circuits"}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+# What a run on each backend loads, seen in a fresh interpreter: the modules under these prefixes.
+_LOADED = """
+import json, sys
+import numpy as np
+from spu import SPU, FactoredProblem
+spu = SPU({backend!r})
+spu.run(FactoredProblem(np.eye(3, 2), 0.5, np.ones(3)), t=1.0)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("circuits", "spu"))))
+"""
+
+
+def _loaded_by(backend: str) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _LOADED.format(backend=backend)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+@pytest.mark.parametrize("backend", ["ou", "direct", "euler", "langevin"])
+def test_a_numeric_backend_loads_neither_circuits_nor_ngspice(backend):
+    loaded = _loaded_by(backend)
+    assert f"spu.backends.{backend}" in loaded      # the check sees what a run imports
+    bad = [m for m in loaded if m.split(".")[0] == "circuits" or m.startswith(("spu.ngspice", "spu.backends.circuit",
+                                                                                 "spu.backends.ngspice"))]
+    assert not bad, bad
+
+
+def test_asbuilt_loads_circuits_but_not_ngspice():
+    loaded = _loaded_by("asbuilt")
+    assert "circuits.realised" in loaded
+    assert not [m for m in loaded if m.startswith(("spu.ngspice", "spu.backends.ngspice"))]
 
 
 def test_no_import_cycle_between_files():

@@ -1,4 +1,4 @@
-"""Tests of spu.ngspice_run and spu.rawfile against the real ngspice (nothing here mocks ngspice's
+"""Tests of spu.ngspice.run and spu.ngspice.rawfile against the real ngspice (nothing here mocks ngspice's
 results; one test uses a stub executable that kills itself, to check crash handling)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from spu.core.errors import NgspiceError, NgspiceNotFound, NgspiceTimeout, ThermospiceError
-from spu.ngspice_run import ENV_VAR, NgspiceRun, find_ngspice, ngspice_version, run_ngspice
-from spu.rawfile import RawData, read_raw, read_raw_all
+from spu.ngspice.run import ENV_VAR, NgspiceRun, find_ngspice, ngspice_version, run_ngspice
+from spu.ngspice.rawfile import RawData, read_raw, read_raw_all
 
 HAVE_NGSPICE = shutil.which(os.environ.get(ENV_VAR) or "ngspice") is not None
 needs_ngspice = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice not installed (apt-get install ngspice)")
@@ -293,7 +293,7 @@ def test_corrupt_raw_files(tmp_path):
         read_raw(p)
 
 
-# --------------------------------------------------------------- TRRANDOM facts (ngspice_run doc)
+# --------------------------------------------------------------- TRRANDOM facts (spu/ngspice/run.py doc)
 
 def _trrandom(seed, cap=False, tmax="1", nt="1m", tstop="20m"):
     load = "C1 a 0 1 IC=0\nR1 a 0 1e12\n" if cap else "R1 a 0 1\n"

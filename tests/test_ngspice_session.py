@@ -14,8 +14,8 @@ import pytest
 from circuits.design import Design
 from circuits.topologies import build
 from spu.core.errors import DesignError, NgspiceError, NgspiceTimeout
-from spu.ngspice_run import run_ngspice
-from spu.ngspice_session import NgspiceSession
+from spu.ngspice.run import run_ngspice
+from spu.ngspice.session import NgspiceSession
 from spu.core.problems import FactoredProblem
 
 from test_netlist_safety import INJECTIONS

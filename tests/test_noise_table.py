@@ -8,7 +8,7 @@ import pytest
 from circuits.netlist import Netlist
 from circuits.noise_table import COLUMNS, LINE_MAX, SCALE, chunks, file_name, noise_files
 from spu.core.errors import DesignError
-from spu.ngspice_run import run_ngspice
+from spu.ngspice.run import run_ngspice
 
 
 def _parse(files: dict[str, bytes], n: int) -> tuple[np.ndarray, np.ndarray]:

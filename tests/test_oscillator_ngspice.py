@@ -33,7 +33,7 @@ from circuits.topologies import build
 from spu import SPU, DenseProblem, GGNProblem
 from spu.core.errors import DesignError, ProblemError
 from spu.core.underdamped import ExactLangevin, OscillatorParams, expm_batch, lag_sums, mode_autocov, sampling_theory
-from spu.ngspice_run import run_ngspice
+from spu.ngspice.run import run_ngspice
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("THERMOSPICE_NGSPICE") or "ngspice") is None,
                                 reason="ngspice not installed")

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from spu.ngspice_run import run_ngspice
+from spu.ngspice.run import run_ngspice
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDER = os.path.join(ROOT, "netlists")

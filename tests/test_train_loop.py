@@ -87,7 +87,7 @@ def test_ngspice_crossbar_follows_ou_backend(digits_flat):
     if shutil.which("ngspice") is None:
         pytest.skip("ngspice not installed")
     kw = dict(optimizer="tngd", model="mlp", width=4, batch_size=4, steps=10, lr=0.5, damping=0.01,
-              t=5.0, seed=0, eval_every=1000, kappa0=0.0, spu_timeout=60.0)
+              t=5.0, seed=0, eval_every=1000, kappa0=0.0, timeout=60.0)
     results = {}
     for backend in ("ou", "ngspice"):
         model = build_model("mlp", width=4, seed=0)
@@ -218,6 +218,21 @@ def test_resume_refuses_other_settings_and_fewer_steps(capsys, tmp_path):
     err = capsys.readouterr().err
     assert rc == 2 and "already at step 3, beyond the 2 steps" in err
     assert len(_metrics(tmp_path / "run")) == 3  # the refused runs left the folder alone
+
+
+def test_resume_reads_a_folder_that_names_the_timeout_spu_timeout(capsys, tmp_path):
+    """Folders written before TrainConfig's timeout had its one name keep the key spu_timeout in
+    config.json: a resume still continues them (the timeout may differ between runs anyway)."""
+    out = tmp_path / "run"
+    _cli_json(capsys, SMALL + ["--optimizer", "tngd", "--steps", "2", "--t", "5", "--timeout", "30",
+                               "--out", str(out)])
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["spu_timeout"] = cfg.pop("timeout")
+    assert cfg["spu_timeout"] == 30
+    (out / "config.json").write_text(json.dumps(cfg))
+    resumed = _cli_json(capsys, SMALL + ["--optimizer", "tngd", "--steps", "3", "--t", "5", "--timeout", "60",
+                                         "--out", str(out)])
+    assert resumed["steps"] == 3 and len(_metrics(out)) == 3
 
 
 def test_console_script_runs(tmp_path):

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from spu import backends
 from spu.device import SPU
 from spu.core.errors import ThermospiceError
 from spu.outdir import ensure_output_folder
@@ -75,6 +76,8 @@ NGSPICE_DESIGN = {"bits_r": 16, "dt_max": 0.05, "open_error_max": TRAINING_OPEN_
 # Builder.scale) has its 16-bit LSB at R0 * 65535 / 0.1 = 0.66 GOhm, which the default 100 MOhm
 # would leave open (the digits CNN's U^T then misses 1e-5 of its steady state).
 ASBUILT_DESIGN = {"bits_r": 16, "r_max": 1e9, "open_error_max": TRAINING_OPEN_ERROR_MAX}
+# The circuit backends' training designs, by backend name.
+TRAINING_DESIGNS = {"ngspice": NGSPICE_DESIGN, "asbuilt": ASBUILT_DESIGN}
 
 # The methods that precondition with a curvature (and so take curvature= and mc_samples=).
 NATURAL_GRADIENT = ("tngd", "tngd-adam", "ngd", "ngd-cg", "ngd-woodbury")
@@ -111,8 +114,8 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 10
     loss: str = "cross_entropy"
-    design: dict | None = None  # circuits.Design fields; for ngspice merged over NGSPICE_DESIGN
-    spu_timeout: float | None = None  # seconds before one ngspice solve is killed (None: backend's 600)
+    design: dict | None = None  # circuits.Design fields; merged over the backend's TRAINING_DESIGNS entry
+    timeout: float | None = None  # seconds before one ngspice solve is killed (None: backend's 600)
     curvature: str | None = None  # "ggn" | "mc" | "empirical" (natural-gradient methods; default "ggn")
     mc_samples: int | None = None  # sampled labels per example for curvature "mc" (default 1)
 
@@ -162,11 +165,10 @@ class TrainConfig:
                 check_curvature(c.curvature, 1 if c.mc_samples is None else c.mc_samples)
             except CurvatureError as exc:
                 raise TrainingError(str(exc)) from None
-        if c.backend in ("ngspice", "asbuilt") and c.optimizer in ("tngd", "tngd-adam"):
-            base = NGSPICE_DESIGN if c.backend == "ngspice" else ASBUILT_DESIGN
-            c.design = {**base, **(c.design or {})}
-        if c.spu_timeout is not None and not (math.isfinite(c.spu_timeout) and c.spu_timeout > 0):
-            raise TrainingError(f"the SPU timeout must be > 0 seconds, got {c.spu_timeout!r}")
+        if c.backend in TRAINING_DESIGNS and c.optimizer in ("tngd", "tngd-adam"):
+            c.design = {**TRAINING_DESIGNS[c.backend], **(c.design or {})}
+        if c.timeout is not None and not (math.isfinite(c.timeout) and c.timeout > 0):
+            raise TrainingError(f"the SPU timeout must be > 0 seconds, got {c.timeout!r}")
         if c.design is not None:
             c.design = dict(c.design)
             make_design(c.design)  # checked now, not at the first step
@@ -174,19 +176,16 @@ class TrainConfig:
 
 
 def make_design(fields: dict | None):
-    """circuits.Design from a dict of its fields (opamp may be a dict of OpAmp's); None: default."""
-    from circuits.design import Design, OpAmp
-
+    """The checked circuits.Design of a dict of its fields (opamp may be a dict of OpAmp's), made by
+    the SPU's circuit bridge; None: none (a circuit backend defaults its own, the others need none)."""
     if fields is None:
-        return Design()
-    fields = dict(fields)
-    if isinstance(fields.get("opamp"), dict):
-        fields["opamp"] = OpAmp(**fields["opamp"])
+        return None
+    from spu.backends.circuit import design_from_fields
+
     try:
-        return Design(**fields).check()
+        return design_from_fields(fields)
     except TypeError as exc:
-        known = ", ".join(Design.__dataclass_fields__)
-        raise TrainingError(f"bad circuit design {fields}: {exc}; fields are {known}") from None
+        raise TrainingError(str(exc)) from None
 
 
 def make_optimizer(cfg: TrainConfig, model):
@@ -195,7 +194,8 @@ def make_optimizer(cfg: TrainConfig, model):
     name = cfg.optimizer
     fisher = {"curvature": cfg.curvature, "mc_samples": cfg.mc_samples or 1, "seed": cfg.seed}
     if name in ("tngd", "tngd-adam"):
-        options = {"timeout": cfg.spu_timeout} if cfg.backend == "ngspice" and cfg.spu_timeout else {}
+        takes_timeout = "timeout" in backends.get(cfg.backend).options
+        options = {"timeout": cfg.timeout} if takes_timeout and cfg.timeout else {}
         spu = SPU(cfg.backend, topology=cfg.topology, design=make_design(cfg.design), kappa0=cfg.kappa0,
                   seed=cfg.seed, **options)
         pre = TNGD(model, cfg.loss, damping=cfg.damping, t=cfg.t, td=cfg.td, spu=spu, **fisher)
@@ -376,8 +376,9 @@ def _prepare_out(out_dir, cfg, model, pre, opt, resume):
     if resume and os.path.exists(cfg_path) and os.path.exists(ckpt_path):
         with open(cfg_path) as f:
             old = json.load(f)
-        # A resume may run longer or with another timeout; every other setting must match.
-        length = ("steps", "epochs", "spu_timeout")
+        # A resume may run longer or with another timeout (spu_timeout: its name in older folders);
+        # every other setting must match.
+        length = ("steps", "epochs", "timeout", "spu_timeout")
         differ = sorted(k for k in set(old) | set(cfg_json) if k not in length and old.get(k) != cfg_json.get(k))
         if differ:
             what = ", ".join(f"{k} {old.get(k)!r} there, {cfg_json.get(k)!r} here" for k in differ)

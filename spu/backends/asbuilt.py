@@ -2,7 +2,7 @@
 would carry (quantised R, DAC and ADC, seeded tolerances, finite op-amp DC gain, the lam resistor
 and capacitance of each cell, kappa0 plus the Johnson current of every resistor), without ngspice.
 
-The second bridge from spu to circuits (after ngspice.py): circuits/realised.py turns the built
+A circuit backend, like ngspice.py, but it never loads ngspice: circuits/realised.py turns the built
 elements into  w dx/ds = -(D x + P Q x - b) + noise,  and spu/core/lowrank_drift.py steps it,
 O(N m) per step, exactly where the diagonal is uniform, else by Strang splitting (step error
 O(h^2), see there). Noise is white (the limit of ngspice's held noise sources).
@@ -21,11 +21,10 @@ from circuits.realised import REALISED_TOPOLOGIES, realise
 
 from ..core.errors import ThermospiceError
 from ..core.lowrank_drift import SplitTransition
-from .base import BackendRun
-from .ngspice import adc
+from .base import BackendRun, CircuitBackend
+from .circuit import adc
 from .ou import check_run_args
 
-NAME = "asbuilt"
 DEFAULT_STEP = 0.25
 
 
@@ -79,3 +78,13 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     return BackendRun(x=read(rows[-1]), times=times, trajectory=traj,
                       extra={"topology": topology, "exact": prop.uniform, "rank": int(rs.P.shape[1]),
                              "step_tau": None if prop.uniform else step})
+
+
+class AsbuiltBackend(CircuitBackend):
+    name = "asbuilt"
+    options = frozenset({"topology", "design", "step"})
+    run = staticmethod(run)
+    problem_form = staticmethod(problem_form)
+
+
+BACKEND = AsbuiltBackend()

@@ -15,10 +15,9 @@ import numpy as np
 
 from ..core.errors import ProblemError
 from ..core.steps import record_map, step_points
-from .base import BackendRun
+from .base import Backend, BackendRun
 from .ou import check_run_args
 
-NAME = "euler"
 DEFAULT_DT = 0.1
 CHECK_EVERY = 256  # steps between divergence checks
 
@@ -54,3 +53,12 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     trajectory = None if times is None else np.array(traj).reshape(len(times), problem.n)
     return BackendRun(x=x, times=times, trajectory=trajectory,
                       extra={"steps": int(pts.size - 1), "dt": dt})
+
+
+class EulerBackend(Backend):
+    name = "euler"
+    options = frozenset({"dt"})
+    run = staticmethod(run)
+
+
+BACKEND = EulerBackend()

@@ -26,10 +26,9 @@ import numpy as np
 
 from ..core.errors import ProblemError
 from ..core.underdamped import BAOAB, ExactLangevin, OscillatorParams
-from .base import BackendRun
+from .base import Backend, BackendRun
 from .ou import check_run_args
 
-NAME = "langevin"
 DEFAULT_DT = 0.05
 _KEYS = ("mass", "gamma", "zeta", "coupling", "stiffness")
 
@@ -79,3 +78,17 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     if times is not None:
         extra["velocities"] = V
     return BackendRun(x=q, times=times, trajectory=Q, extra=extra)
+
+
+class LangevinBackend(Backend):
+    name = "langevin"
+    exact = True              # method "exact" reaches t = inf; BAOAB refuses it in run()
+    options = frozenset({"oscillator", *_KEYS, "method", "dt", "v0"})
+    run = staticmethod(run)
+    settle_time = staticmethod(settle_time)
+
+    def oscillator(self, topology):
+        return True
+
+
+BACKEND = LangevinBackend()

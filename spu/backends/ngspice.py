@@ -4,10 +4,10 @@ options (all optional):
   topology   "ideal" | "dense" | "crossbar" | "factored" | "oscillator" (default: dense for a dense A,
              factored for (U, lam), crossbar for a GGN problem)
   design     circuits.Design (default Design())
-  engine     "session" (default): one long-lived ngspice child per SPU (spu/ngspice_session.py),
+  engine     "session" (default): one long-lived ngspice child per SPU (spu/ngspice/session.py),
              kept in `state`: a run with the same netlist text only re-runs the transient (the
              noise tables are rewritten), another netlist is re-sourced into the same child;
-             "batch": a fresh `ngspice -b` process per run (spu/ngspice_run.py), the former path.
+             "batch": a fresh `ngspice -b` process per run (spu/ngspice/run.py), the former path.
              (The session never `alter`s values here: a value typed through ngspice's front end
              may round differently from the same value parsed from a netlist, and a run must give
              the same bits whatever ran before it in the child: sweeps resume on that.)
@@ -29,29 +29,18 @@ import numpy as np
 from circuits.design import Design
 from circuits.report import component_report
 from circuits.scaling import choose_scale, scaled
-from circuits.topologies import TOPOLOGIES, build
+from circuits.topologies import build
 
 from ..core.errors import NgspiceError, ThermospiceError
 from ..core.spectral import settling_time
 from ..core.underdamped import ExactLangevin, OscillatorParams
-from ..ngspice_run import run_ngspice
-from ..ngspice_session import NgspiceSession
-from .base import BackendRun
+from ..ngspice.run import run_ngspice
+from ..ngspice.session import NgspiceSession
+from .base import BackendRun, CircuitBackend
+from .circuit import adc, checked_design
 from .direct import solve as direct_solve
 
-NAME = "ngspice"
 ENGINES = ("session", "batch")
-
-
-# The bridge from the device to circuits/: spu/device.py asks these instead of importing circuits.
-def check_design(design):
-    """The checked circuits.Design of an SPU (default Design()); its tau also times other backends."""
-    return (design or Design()).check()
-
-
-def check_topology(topology: str) -> None:
-    if topology not in TOPOLOGIES:
-        raise ThermospiceError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
 
 
 def problem_form(topology: str | None) -> str:
@@ -78,17 +67,8 @@ def settle_time(problem, tol, options) -> float:
     if params.coupling == "capacitive":
         form = form.dense()
     topology = "factored" if form.low_rank else "dense"
-    s = choose_scale(form, topology, check_design(options.get("design")), coupling=params.coupling)
+    s = choose_scale(form, topology, checked_design(options.get("design")), coupling=params.coupling)
     return ExactLangevin(scaled(form, s), params, 0.0).settle_time(tol) / s
-
-
-def adc(volts: np.ndarray, design: Design) -> np.ndarray:
-    """Read voltages through the ADC: clip to full scale, round to bits_adc levels."""
-    if design.bits_adc is None:
-        return volts
-    fs = design.v_fullscale
-    lsb = 2 * fs / (2**design.bits_adc - 1)
-    return np.round(np.clip(volts, -fs, fs) / lsb) * lsb
 
 
 def _session_run(circuit, state: dict, timeout):
@@ -169,3 +149,17 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
                   "ngspice_wall_s": wall, "raw_points": int(len(time_tau)), "raw_times_tau": time_tau, "raw_states": X})
     return BackendRun(x=X[-1].copy(), times=times, trajectory=traj, netlist_path=netlist_path,
                       report=report, programmed_resistors=circuit.programmed_resistors(), extra=extra)
+
+
+class NgspiceBackend(CircuitBackend):
+    name = "ngspice"
+    stateful = True           # its long-lived session
+    options = frozenset({"topology", "design", "engine", "noise", "state", "timeout", "keep", "workdir",
+                         "report", "points", "oscillator"})
+    run = staticmethod(run)
+    settle_time = staticmethod(settle_time)
+    problem_form = staticmethod(problem_form)
+    close = staticmethod(close)
+
+
+BACKEND = NgspiceBackend()

@@ -19,9 +19,8 @@ import numpy as np
 
 from ..core.errors import ProblemError
 from ..core.spectral import DenseSpectrum, LowRankSpectrum, ou_transition_var
-from .base import BackendRun
+from .base import Backend, BackendRun
 
-NAME = "ou"
 
 def check_run_args(problem, t, x0, kappa0, times, *, allow_inf: bool = True):
     """Validate the common run() arguments; return (t, x0, kappa0, times) as floats/arrays.
@@ -144,3 +143,12 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     if isinstance(prop, LowRankPropagator):
         extra["rank"] = prop.rank
     return BackendRun(x=x, times=times, trajectory=traj, extra=extra)
+
+
+class OUBackend(Backend):
+    name = "ou"
+    exact = True
+    run = staticmethod(run)
+
+
+BACKEND = OUBackend()

@@ -2,7 +2,7 @@
 
     with NgspiceSession(timeout=60) as ng:
         ng.load(netlist_text, files={"noise.txt": table_bytes})
-        raw = ng.tran(tstep, tstop, tmax).raw            # spu.rawfile.RawData of the last transient
+        raw = ng.tran(tstep, tstop, tmax).raw            # spu.ngspice.rawfile.RawData of the last transient
         ng.alter([("R1", None, 2e3), ("Vdac0", "dc", 0.5), ("C3", "ic", -0.1)])
         raw = ng.tran(tstep, tstop, tmax).raw
 
@@ -23,7 +23,7 @@ re-program a few values of a large circuit.
 Safety: the control channel of ngspice runs shell commands (``shell``), so nothing but the commands
 composed here ever reaches it. Every command is built from fixed words, element names that match
 ``NAME_RE``, parameter words from ``ALTER_PARAMS`` and numbers that are finite floats printed with
-repr(); the files the session writes have fixed names or names spu.ngspice_run.check_file_name allows and live in the
+repr(); the files the session writes have fixed names or names spu.ngspice.run.check_file_name allows and live in the
 session's own fresh directory (the child's working directory), so no path a user gives is ever
 typed into the channel. The netlist text itself is the caller's responsibility (circuits.netlist
 emits only checked text; it is loaded with ``source`` from a file, never typed into the channel).
@@ -49,10 +49,10 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from .core.errors import DesignError, NgspiceError, NgspiceNotFound, NgspiceTimeout
-from .core.spice_number import spice_number
-from .ngspice_run import (DEFAULT_TIMEOUT_S, INSTALL_HINT, check_file_name, error_lines, find_ngspice, kill_group,
-                          relevant_lines)
+from ..core.errors import DesignError, NgspiceError, NgspiceNotFound, NgspiceTimeout
+from ..core.spice_number import spice_number
+from .run import (DEFAULT_TIMEOUT_S, INSTALL_HINT, check_file_name, error_lines, find_ngspice, kill_group,
+                  relevant_lines)
 from .rawfile import RawData, read_raw_all
 
 __all__ = ["NgspiceSession", "SessionRun", "ALTER_PARAMS", "NAME_RE"]

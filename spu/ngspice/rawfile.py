@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core.errors import NgspiceError
+from ..core.errors import NgspiceError
 
 __all__ = ["RawData", "RawVariableError", "read_raw", "read_raw_all"]
 

@@ -24,7 +24,7 @@ SPICE_ASCIIRAWFILE=1) give an ascii raw file, which is read as well but parses ~
 
 Measured facts (ngspice 39.3, this machine)
 -------------------------------------------
-Binary raw parsing: 100 000 points x 100 variables (80 MB) in ~0.07 s (ascii: ~6 s); see spu/rawfile.py.
+Binary raw parsing: 100 000 points x 100 variables (80 MB) in ~0.07 s (ascii: ~6 s); see spu/ngspice/rawfile.py.
 
 Startup overhead of one ``ngspice -b`` run of a tiny circuit: ~10 ms.
 
@@ -64,7 +64,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from .core.errors import NgspiceError, NgspiceNotFound, NgspiceTimeout
+from ..core.errors import NgspiceError, NgspiceNotFound, NgspiceTimeout
 from .rawfile import RawData, read_raw_all
 
 __all__ = ["NgspiceRun", "run_ngspice", "ngspice_version", "find_ngspice", "ENV_VAR", "check_file_name",
@@ -224,99 +224,128 @@ def run_ngspice(
     """
     exe = find_ngspice(ngspice)
     files = {check_file_name(k): bytes(v) for k, v in (files or {}).items()}
-
-    given_path: str | None = None
-    if isinstance(netlist, os.PathLike) or ("\n" not in netlist and "\r" not in netlist):
-        given_path = os.path.abspath(os.fspath(netlist))
-        if not os.path.isfile(given_path):
-            raise NgspiceError(f"netlist file {given_path} does not exist "
-                               "(netlist text must contain at least a title line and a newline)")
+    given_path = _netlist_path(netlist)
+    if given_path is not None and files:
+        raise NgspiceError("extra files go with netlist text, not with a netlist path")
     if workdir is not None:
         os.makedirs(workdir, exist_ok=True)
     rundir = tempfile.mkdtemp(prefix="ngspice-", dir=None if workdir is None else os.fspath(workdir))
     try:
         if given_path is None:
-            cir = os.path.join(rundir, "circuit.cir")
-            text = netlist if netlist.endswith("\n") else netlist + "\n"
-            with open(cir, "w", encoding="utf-8") as f:
-                f.write(text)
-            for fname, blob in files.items():
-                with open(os.path.join(rundir, fname), "wb") as f:
-                    f.write(blob)
+            cir, name = _write_run_files(rundir, netlist, files)
         else:
-            if files:
-                raise NgspiceError("extra files go with netlist text, not with a netlist path")
-            cir = given_path
-        raw_path = os.path.join(rundir, "out.raw")
-        where = f" (kept in {rundir})" if keep else ""
-        if given_path is None:
-            title = text.lstrip("\ufeff").splitlines()[0].strip() if text.strip() else ""
-            name = f"netlist {title[:60]!r}"
-        else:
-            name = cir
+            cir = name = given_path
+        job = _Job(exe, cir, os.path.join(rundir, "out.raw"), rundir, name,
+                   f" (kept in {rundir})" if keep else "")
+        stdout, stderr, returncode, wall = job.wait(timeout, ascii)
+        raw, plots = job.read_plots(stdout, stderr, returncode)
+        for p in plots:
+            p.path = job.raw_path if keep else None
+        return NgspiceRun(raw=raw, stdout=stdout, stderr=stderr, wall_time_s=wall,
+                          netlist_path=cir if (keep or given_path) else None,
+                          workdir=rundir if keep else None, returncode=returncode, plots=plots)
+    finally:
+        if not keep:
+            shutil.rmtree(rundir, ignore_errors=True)
 
+
+def _netlist_path(netlist) -> str | None:
+    """The absolute path when ``netlist`` names a file (no line break in it), None for netlist text."""
+    if not isinstance(netlist, os.PathLike) and ("\n" in netlist or "\r" in netlist):
+        return None
+    path = os.path.abspath(os.fspath(netlist))
+    if not os.path.isfile(path):
+        raise NgspiceError(f"netlist file {path} does not exist "
+                           "(netlist text must contain at least a title line and a newline)")
+    return path
+
+
+def _write_run_files(rundir: str, text: str, files: dict[str, bytes]) -> tuple[str, str]:
+    """Write the netlist text and its extra files into the run directory; (netlist path, the name
+    error messages give the run: its title line)."""
+    cir = os.path.join(rundir, "circuit.cir")
+    text = text if text.endswith("\n") else text + "\n"
+    with open(cir, "w", encoding="utf-8") as f:
+        f.write(text)
+    for fname, blob in files.items():
+        with open(os.path.join(rundir, fname), "wb") as f:
+            f.write(blob)
+    title = text.lstrip("\ufeff").splitlines()[0].strip() if text.strip() else ""
+    return cir, f"netlist {title[:60]!r}"
+
+
+@dataclass
+class _Job:
+    """One ``ngspice -b`` process on a netlist in its run directory, and what its output means."""
+    exe: str
+    cir: str
+    raw_path: str
+    rundir: str
+    name: str        # how error messages call the run
+    where: str       # " (kept in DIR)" when the run directory stays
+
+    def wait(self, timeout: float | None, ascii: bool) -> tuple[str, str, int, float]:
+        """Run ngspice to its end or the timeout; (stdout, stderr, return code, wall seconds)."""
         t0 = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [exe, "-b", "-r", raw_path, cir],
-                cwd=rundir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                [self.exe, "-b", "-r", self.raw_path, self.cir],
+                cwd=self.rundir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=_child_env(ascii), start_new_session=True,
             )
         except (FileNotFoundError, PermissionError) as e:
-            raise NgspiceNotFound(f"cannot start {exe}: {e}; {INSTALL_HINT}") from None
+            raise NgspiceNotFound(f"cannot start {self.exe}: {e}; {INSTALL_HINT}") from None
         try:
             out_b, err_b = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_group(proc)
             out_b, err_b = proc.communicate()
-            elapsed = time.monotonic() - t0
-            err = err_b.decode("utf-8", "replace")
-            progress = re.findall(r"Reference value\s*:\s*(\S+)", err)   # ngspice's progress report
-            reached = f" (simulated time reached {progress[-1]} s)" if progress else ""
-            last = _tail(err + out_b.decode("utf-8", "replace"))
-            raise NgspiceTimeout(
-                f"ngspice ran {elapsed:.2f} s on {name}, past the timeout of {timeout:g} s, and was killed"
-                f"{reached}{where}" + (f"; last output: {last}" if last else "")
-            ) from None
+            raise self._timeout(time.monotonic() - t0, timeout, out_b, err_b) from None
         except BaseException:          # KeyboardInterrupt etc.: never leave ngspice running
             kill_group(proc)
             proc.communicate()
             raise
         wall = time.monotonic() - t0
-        stdout = out_b.decode("utf-8", errors="replace")
-        stderr = err_b.decode("utf-8", errors="replace")
+        return (out_b.decode("utf-8", errors="replace"), err_b.decode("utf-8", errors="replace"),
+                proc.returncode, wall)
 
+    def _timeout(self, elapsed: float, timeout: float, out_b: bytes, err_b: bytes) -> NgspiceTimeout:
+        err = err_b.decode("utf-8", "replace")
+        progress = re.findall(r"Reference value\s*:\s*(\S+)", err)   # ngspice's progress report
+        reached = f" (simulated time reached {progress[-1]} s)" if progress else ""
+        last = _tail(err + out_b.decode("utf-8", "replace"))
+        return NgspiceTimeout(
+            f"ngspice ran {elapsed:.2f} s on {self.name}, past the timeout of {timeout:g} s, and was killed"
+            f"{reached}{self.where}" + (f"; last output: {last}" if last else "")
+        )
+
+    def read_plots(self, stdout: str, stderr: str, returncode: int) -> tuple[RawData, list[RawData]]:
+        """(last transient plot, else last plot; every plot) of a finished run's raw file;
+        NgspiceError when the run failed, whatever its exit code."""
         def fail(what: str, hint: str = "") -> NgspiceError:
             lines = relevant_lines(stdout, stderr)
             detail = (":\n  " + "\n  ".join(lines)) if lines else "; it printed nothing"
-            return NgspiceError(f"ngspice {what} on {name}{where}{hint}{detail}")
+            return NgspiceError(f"ngspice {what} on {self.name}{self.where}{hint}{detail}")
 
-        if proc.returncode != 0:
-            if proc.returncode < 0:
-                sig = -proc.returncode
+        if returncode != 0:
+            if returncode < 0:
+                sig = -returncode
                 try:
                     signame = signal.Signals(sig).name
                 except ValueError:
                     signame = str(sig)
                 raise fail(f"was killed by signal {signame}")
-            raise fail(f"failed with exit code {proc.returncode}")
+            raise fail(f"failed with exit code {returncode}")
         if any(ERROR_RE.search(ln) for ln in (stderr + "\n" + stdout).splitlines()):
             raise fail("reported errors (exit code 0)")
-        if not os.path.exists(raw_path):
+        if not os.path.exists(self.raw_path):
             raise fail("wrote no raw file", " (does the netlist contain an analysis such as .tran?)")
         try:
-            plots = read_raw_all(raw_path)
+            plots = read_raw_all(self.raw_path)
         except NgspiceError as e:
             raise fail(f"wrote an unreadable raw file ({e})") from None
         tran = [p for p in plots if p.is_transient]
         raw = tran[-1] if tran else plots[-1]
         if raw.npoints == 0:
             raise fail(f"wrote no data points for {raw.plotname or 'its analysis'}")
-        for p in plots:
-            p.path = raw_path if keep else None
-        return NgspiceRun(raw=raw, stdout=stdout, stderr=stderr, wall_time_s=wall,
-                          netlist_path=cir if (keep or given_path) else None,
-                          workdir=rundir if keep else None, returncode=proc.returncode, plots=plots)
-    finally:
-        if not keep:
-            shutil.rmtree(rundir, ignore_errors=True)
+        return raw, plots

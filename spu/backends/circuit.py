@@ -1,0 +1,45 @@
+"""The way from spu to circuits/ that the circuit backends share: the design, the topology names
+and the ADC read-out. Only this module and the circuit backends (ngspice.py, asbuilt.py) import
+circuits/, so that the device, the numeric backends and training run without the circuit layer."""
+from __future__ import annotations
+
+import numpy as np
+
+from circuits.design import Design, OpAmp
+from circuits.topologies import TOPOLOGIES
+
+from ..core.errors import ThermospiceError
+
+
+def checked_design(design) -> Design:
+    """The checked circuits.Design of an SPU (default Design())."""
+    return (design or Design()).check()
+
+
+def design_from_fields(fields: dict | None) -> Design:
+    """circuits.Design from a dict of its fields (opamp may be a dict of OpAmp's), checked; None: the
+    default. A field Design does not have raises TypeError naming the fields it has."""
+    if fields is None:
+        return Design()
+    fields = dict(fields)
+    if isinstance(fields.get("opamp"), dict):
+        fields["opamp"] = OpAmp(**fields["opamp"])
+    try:
+        return Design(**fields).check()
+    except TypeError as exc:
+        known = ", ".join(Design.__dataclass_fields__)
+        raise TypeError(f"bad circuit design {fields}: {exc}; fields are {known}") from None
+
+
+def check_topology(topology: str) -> None:
+    if topology not in TOPOLOGIES:
+        raise ThermospiceError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
+
+
+def adc(volts: np.ndarray, design: Design) -> np.ndarray:
+    """Read voltages through the ADC: clip to full scale, round to bits_adc levels."""
+    if design.bits_adc is None:
+        return volts
+    fs = design.v_fullscale
+    lsb = 2 * fs / (2**design.bits_adc - 1)
+    return np.round(np.clip(volts, -fs, fs) / lsb) * lsb
