@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from circuits.topologies import is_second_order
 from spu.device import BACKENDS, SPU
 from spu.core.errors import ThermospiceError
 from spu.sampling import dynamics_of, sample, theory
@@ -53,7 +54,7 @@ def cmd_sample(args) -> int:
         raise ThermospiceError(f"--kappa0 must be > 0 for sampling (the stationary spread is kappa0 A^-1), got {args.kappa0:g}")
     if args.backend != "ngspice" and args.topology is not None:
         raise ThermospiceError(f"--topology only applies to --backend ngspice, not {args.backend}")
-    osc = args.backend == "langevin" or args.topology == "oscillator"
+    osc = args.backend == "langevin" or is_second_order(args.topology)
     params = oscillator_from_args(args, applies=osc)
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")

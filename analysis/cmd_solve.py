@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from circuits.report import component_report, format_report
-from circuits.topologies import build
+from circuits.topologies import build, is_second_order
 from spu.backends.direct import solve as direct_solve
 from spu.backends.ngspice import default_topology
 from spu.device import BACKENDS, CIRCUIT_BACKENDS, SPU
@@ -72,7 +72,7 @@ def _build(args):
     design = design_from_args(args)
     topology = args.topology or default_topology(problem)
     x0 = x0_from_args(args, problem.n)
-    osc = oscillator_from_args(args, applies=topology == "oscillator")
+    osc = oscillator_from_args(args, applies=is_second_order(topology))
     # A written netlist must run on its own (`ngspice -b FILE.cir`): held TRRANDOM noise, no table file.
     opts = {"oscillator": osc} if osc else {"noise": "held"}
     t = args.t
@@ -93,7 +93,7 @@ def cmd_solve(args) -> int:
                                f"({', '.join(CIRCUIT_BACKENDS)}), not {args.backend}")
     if not (np.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
-    osc = oscillator_from_args(args, applies=args.backend == "langevin" or args.topology == "oscillator")
+    osc = oscillator_from_args(args, applies=args.backend == "langevin" or is_second_order(args.topology))
     # One solve: a long-lived ngspice session would serve a single run, so the CLI keeps the plain
     # `ngspice -b` process (and its error messages) for it.
     engine = {"engine": "batch"} if args.backend == "ngspice" else {}

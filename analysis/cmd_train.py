@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+from circuits import topologies
 from spu.device import BACKENDS
 from training.names import MODELS, OPTIMIZERS
 
@@ -16,7 +17,7 @@ def add_parser(sub) -> None:
                                    "paper's values beside them, in docs/TRAINING.md (training.loop.PAPER).")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="tngd")
     p.add_argument("--backend", choices=BACKENDS, default="ou", help="SPU backend for tngd/tngd-adam")
-    p.add_argument("--topology", choices=["crossbar", "factored", "dense", "ideal"],
+    p.add_argument("--topology", choices=topologies.choices("train"),
                    help="circuit topology with --backend ngspice (default crossbar) or asbuilt "
                         "(factored or crossbar; default factored)")
     p.add_argument("--model", choices=MODELS, default="cnn")

@@ -21,7 +21,7 @@ import numpy as np
 from .core.errors import ProblemError, ThermospiceError
 from .core.problems import DenseProblem, FactoredProblem, GGNProblem, as_finite_array
 from .core.spectral import MODE_DECAY_TOL, settling_time
-from .timing import TimingModel, resistor_count
+from .timing import TimingModel, programmed_resistors
 
 BACKENDS = ("ngspice", "asbuilt", "ou", "euler", "direct", "langevin")
 # Backends that model a built circuit: they take the design and the topology.
@@ -64,12 +64,11 @@ class SPUResult:
 
 
 def _resistors_for(problem, topology: str | None) -> int:
-    n = problem.n
-    if isinstance(problem, GGNProblem) and topology in (None, "crossbar"):
-        return resistor_count("crossbar", n, problem.m)
-    if isinstance(problem, (FactoredProblem, GGNProblem)) and topology in (None, "factored"):
-        return resistor_count("factored", n, problem.factored().m)
-    return resistor_count("dense", n)
+    """What the timing model programs where the backend counted nothing (no circuit, or one
+    without programmed arrays): the array layout of the named topology, which only the circuit
+    bridge can look up (SPU() asked it already to check the name), else the problem's own form's."""
+    layout = None if topology is None else backend_module("ngspice").timing_layout(topology)
+    return programmed_resistors(problem, layout)
 
 
 class SPU:
