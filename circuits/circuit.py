@@ -1,6 +1,6 @@
 """What every topology returns: the Circuit (netlist + as-built system) and the pieces all the
 builders share (as-built algebra, x0 check, the seeded transient). Its own module so that
-circuits/topologies.py and circuits/oscillator.py both build on it without importing each other.
+the RC topologies (circuits/topologies/) and circuits/oscillator.py both build on it.
 """
 from __future__ import annotations
 

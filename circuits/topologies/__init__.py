@@ -8,21 +8,38 @@
 * ``oscillator``  RLC resonator cells (oscillator.py; the circuit in circuits/oscillator.py)
 
 This registry is the one place a topology is found by name: code elsewhere asks the object
-(circuits/topologies/base.Topology), never compares the name. ``build(problem, topology, design,
+(circuits/topologies/base.Topology), never compares the name. It holds every module of this
+package that defines TOPOLOGY, so adding a topology is adding its module (and its test). ``build(problem, topology, design,
 ...)`` returns a Circuit: the netlist plus the as-built (quantised, toleranced) system that the
 component report and the tests use.
 """
 from __future__ import annotations
+
+import pkgutil
+from importlib import import_module
 
 from spu.core.errors import DesignError
 
 from ..builder import Builder
 from ..circuit import Circuit
 from ..design import Design
-from . import crossbar, dense, factored, ideal, oscillator
 from .base import Topology
 
-_REGISTRY: dict[str, Topology] = {m.TOPOLOGY.name: m.TOPOLOGY for m in (ideal, dense, crossbar, factored, oscillator)}
+
+def _discover() -> dict[str, Topology]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        topology = getattr(import_module(f"{__name__}.{info.name}"), "TOPOLOGY", None)
+        if topology is not None:
+            found.append(topology)
+    found.sort(key=lambda t: t.rank)
+    registry = {t.name: t for t in found}
+    if len(registry) != len(found) or len({t.rank for t in found}) != len(found):
+        raise RuntimeError(f"topology names and ranks must be unique: {[(t.name, t.rank) for t in found]}")
+    return registry
+
+
+_REGISTRY = _discover()
 TOPOLOGIES = tuple(_REGISTRY)  # the names, in the order of --topology's choices
 
 NOISE_MODES = ("table", "held")

@@ -19,6 +19,7 @@ class Topology:
     """Base of every topology; a subclass sets the attributes and implements form and build."""
 
     name: str
+    rank: int                # its place in TOPOLOGIES and in --topology's choices
     # The spu/timing.resistor_count layout the timing model counts for it ("dense", "factored",
     # "crossbar"): spu/ has no circuits to ask, so the device gets this string through the bridge.
     layout: str = "dense"

@@ -15,6 +15,7 @@ from .rc import RCTopology, lam_array
 
 class Crossbar(RCTopology):
     name = "crossbar"
+    rank = 2
     layout = "crossbar"
     programmed_arrays = ("J", "H", "Jt")
     chain = (("J", "H", "Jt"), ("y", "z"))

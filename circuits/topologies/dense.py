@@ -14,6 +14,7 @@ from .rc import RCTopology
 
 class Dense(RCTopology):
     name = "dense"
+    rank = 1
     layout = "dense"
     programmed_arrays = ("A",)
     listed = {"train": 2}

@@ -14,6 +14,7 @@ from .rc import RCTopology, lam_array
 
 class Factored(RCTopology):
     name = "factored"
+    rank = 3
     layout = "factored"
     programmed_arrays = ("Ut", "U")
     chain = (("Ut", "U"), ("y",))

@@ -15,6 +15,7 @@ from .rc import RCTopology
 
 class Ideal(RCTopology):
     name = "ideal"
+    rank = 0
     listed = {"train": 3}
 
     def form(self, problem) -> DenseProblem:

@@ -9,6 +9,7 @@ from .base import Topology
 
 class Oscillator(Topology):
     name = "oscillator"
+    rank = 4
     second_order = True
     takes_noise_mode = False   # its noise sources are always held (TRRANDOM)
 
