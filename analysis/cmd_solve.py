@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from circuits.report import component_report, format_report
-from circuits.topologies import build
+from circuits.topologies import build, is_second_order
 from spu import backends
 from spu.backends.direct import solve as direct_solve
 from spu.backends.ngspice import default_topology
@@ -73,7 +73,7 @@ def _build(args):
     design = design_from_args(args)
     topology = args.topology or default_topology(problem)
     x0 = x0_from_args(args, problem.n)
-    osc = oscillator_from_args(args, applies=topology == "oscillator")
+    osc = oscillator_from_args(args, applies=is_second_order(topology))
     # A written netlist must run on its own (`ngspice -b FILE.cir`): held TRRANDOM noise, no table file.
     opts = {"oscillator": osc} if osc else {"noise": "held"}
     t = args.t

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from circuits import topologies
+
 from .sweep_errors import SweepError
 from .sweep_kinds import SWEEP_KINDS, TRAIN_KINDS, sweep_kind, train_kind
 from .sweep_spec import COMMON_OPTIONS, columns_help
@@ -60,7 +62,7 @@ def _train_args(p, kind) -> None:
     g.add_argument("--seeds", type=int, default=3, help="seeds per setting (default 3)")
     g.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     g.add_argument("--t", type=float, help="analog time per step in tau (default 50; train-noise 1)")
-    g.add_argument("--topology", choices=["factored", "crossbar"], default="factored")
+    g.add_argument("--topology", choices=topologies.choices("asbuilt"), default="factored")
     g = p.add_argument_group("running")
     g.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")
     g.add_argument("--workers", type=int, help="parallel processes (default: the CPU count)")

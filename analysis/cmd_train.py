@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+from circuits import topologies
 from spu import backends
 from training.names import MODELS, OPTIMIZERS
 
@@ -33,7 +34,7 @@ def add_parser(sub) -> None:
                                    "paper's values beside them, in docs/TRAINING.md (training.loop.PAPER).")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="tngd")
     p.add_argument("--backend", choices=backends.NAMES, default="ou", help="SPU backend for tngd/tngd-adam")
-    p.add_argument("--topology", choices=["crossbar", "factored", "dense", "ideal"],
+    p.add_argument("--topology", choices=topologies.choices("train"),
                    help="circuit topology with --backend ngspice (default crossbar) or asbuilt "
                         "(factored or crossbar; default factored)")
     p.add_argument("--model", choices=MODELS, default="cnn")

@@ -91,12 +91,13 @@ def _given(kind: SweepKind, options: dict) -> dict:
 
 
 def _topology(given: dict, form: str) -> str:
-    from circuits.topologies import TOPOLOGIES
+    from circuits.topologies import TOPOLOGIES, find
 
     topology = given.get("topology", "crossbar" if form == "ggn" else "dense")
-    if topology not in TOPOLOGIES:
+    chosen = find(topology)
+    if chosen is None:
         raise SweepOptionError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
-    if form == "spd" and topology in ("crossbar", "factored"):
+    if form == "spd" and not chosen.accepts_dense:
         raise SweepOptionError(f"topology {topology} needs --form ggn (a dense SPD A has no J/H factors)")
     return topology
 

@@ -18,6 +18,7 @@ import os
 import time
 from functools import partial
 
+from circuits import topologies
 from spu.core.errors import ThermospiceError
 
 from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
@@ -72,8 +73,8 @@ def run_train_sweep(kind: str, out: str, *, settings=None, seeds: int = 3, seed:
     for name, v in (("seeds", seeds), ("steps", steps), ("batch", batch)):
         if not isinstance(v, int) or v < 1:
             raise SweepOptionError(f"--{name} must be an integer >= 1, got {v!r}")
-    if topology not in ("factored", "crossbar"):
-        raise SweepOptionError(f"--topology must be factored or crossbar, got {topology!r}")
+    if topology not in topologies.choices("asbuilt"):  # the sweeps train on backend asbuilt
+        raise SweepOptionError(f"--topology must be {' or '.join(topologies.choices('asbuilt'))}, got {topology!r}")
     settings = sweep.default_settings if settings is None else settings
     if t is None:
         t = sweep.default_t

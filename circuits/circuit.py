@@ -1,6 +1,6 @@
 """What every topology returns: the Circuit (netlist + as-built system) and the pieces all the
 builders share (as-built algebra, x0 check, the seeded transient). Its own module so that
-circuits/topologies.py and circuits/oscillator.py both build on it without importing each other.
+the RC topologies (circuits/topologies/) and circuits/oscillator.py both build on it.
 """
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ from .builder import BuildRecord
 from .design import Design
 from .netlist import Netlist
 from .noise_table import noise_files
-
-# The arrays holding A per topology (builder labels), as spu/timing.resistor_count counts them:
-# dense n^2, factored U^T and U, crossbar J, H and J^T. Feedback, inverter, DAC and lam resistors
-# are fixed by the design or by lam, not programmed from the problem's matrices.
-PROGRAMMED_ARRAYS = {"dense": ("A",), "factored": ("Ut", "U"), "crossbar": ("J", "H", "Jt")}
 
 
 @dataclass
@@ -71,6 +66,8 @@ class Circuit:
     realised: object = None  # that scaled problem (circuits/scaling.scaled)
     seed: int | None = None            # of the noise tables (None: fresh noise)
     builder: object | None = None  # the Builder that placed the elements (its stages and node conductances)
+    # Builder labels of the arrays holding A (the topology's Topology.programmed_arrays); None: none.
+    programmed_arrays: tuple[str, ...] | None = None
 
     def text(self) -> str:
         return self.netlist.text()
@@ -94,8 +91,9 @@ class Circuit:
     def programmed_resistors(self) -> int | None:
         """Resistors that store A's values (the arrays the timing model programs per call), counted
         as built: only nonzero entries get a resistor, so a block-diagonal H costs its blocks only.
-        None for topologies without programmed arrays (ideal, oscillator)."""
-        roles = PROGRAMMED_ARRAYS.get(self.topology)
+        Feedback, inverter, DAC and lam resistors are fixed by the design or by lam, not programmed
+        from the problem's matrices. None for topologies without programmed arrays (ideal, oscillator)."""
+        roles = self.programmed_arrays
         if roles is None:
             return None
         return sum(int(r.size) for role, r in zip(self.record.resistor_roles, self.record.resistors) if role in roles)

@@ -135,7 +135,6 @@ class OscillatorCircuit(Circuit):
         spec_problem = self.ideal_problem
         p = self.params
         ex = ExactLangevin(spec_problem, p, 0.0)
-        eigs = ex.spec.eigs
         m, w, g = ex.m, ex.w, ex.g
         # Rates here are per circuit tau; times s per problem tau (the report's unit).
         sc = self.scale
@@ -327,6 +326,73 @@ def _build_capacitive(B: Builder, p: DenseProblem, x0, params: OscillatorParams,
     return xs, ab, stiff, gam, R, L
 
 
+def oscillator_scale(form, params: OscillatorParams, design: Design) -> float:
+    """The circuit scale s (circuits/scaling.py): the directly programmed coefficients are the
+    entries of A (dense form) or lam (factored form, whose U arrays autorange); the capacitive
+    cells' capacitors have no range to fit, so they stay at s = 1."""
+    if params.coupling == "capacitive":
+        return 1.0
+    direct = ("A", float(np.abs(form.A).max())) if not form.low_rank else ("lam", float(form.lam))
+    return choose_scale(form, direct, design)
+
+
+def settle_time(problem, tol: float, design: Design, oscillator=None) -> float:
+    """Settling time (problem tau) of the oscillator circuit that would be built: the second-order
+    one, whose damping is resolved on the scaled circuit, so the scale enters."""
+    params = OscillatorParams.make(oscillator)
+    form = _form(problem, params.coupling)
+    s = oscillator_scale(form, params, design)
+    return ExactLangevin(scaled(form, s), params, 0.0).settle_time(tol) / s
+
+
+@dataclass
+class _Cells:
+    """What assembling the cells gives build_oscillator (as-built values, nodes, noise rates)."""
+
+    xs: list
+    ab: AsBuilt
+    gam: np.ndarray
+    Rd: np.ndarray
+    L: np.ndarray
+    us: list
+    junctions: list
+    noise_rate: np.ndarray
+    mass_eff: np.ndarray
+
+
+def _assemble(d: Design, kappa: float, label: str, p, x0, v0, s: float, params: OscillatorParams,
+              gamma: float, hi: float, lrange: InductorRange) -> tuple[Builder, _Cells]:
+    """Place the cells of the scaled problem p (circuit units: v0 per circuit tau) with noise kappa."""
+    B = Builder(d, label)
+    B.record.scale = s
+    B.record.inductors = np.zeros(0)
+    if s != 1.0:
+        B.nl.comment(f"scaled: the circuit realises (A/{s!r}) q = b/{s!r}; one problem tau is {s!r} circuit tau")
+    B.nl.comment(f"oscillator, {params.coupling} coupling: m q'' = -(A q - b) - gamma q' + noise, gamma = {gamma!r}")
+    # Noise must be white against the fastest rate: the stiffest mode or the damping (the
+    # hold is the problem's, s times longer in circuit tau).
+    B.noise_hold_tau = s * d.hold_for(s * max(hi, gamma))
+    if params.coupling == "resistive":
+        xs, ab, mass, gam, Rd, L, us, junctions, Rf = _build_resistive(B, p, x0, v0, params, gamma, lrange)
+        # Force noise into the summers: kappa_to_current_sigma(kappa * gamma) = v sqrt(2 kappa gamma C/R0),
+        # with kappa0/s so that the stationary covariance stays kappa0 A^-1.
+        B.noise_sources(B.noise_nodes, kappa * gamma / s)
+        noise_rate = _force_noise_rate(B, kappa * gamma / s, su_nodes(p.n), Rf, junctions, Rd)
+        johnson = _force_noise_rate(B, 0.0, su_nodes(p.n), Rf, junctions, Rd) / (2 * gam)
+        mass_eff = mass
+    else:
+        xs, ab, stiff, gam, Rd, L = _build_capacitive(B, p, x0, params, gamma, lrange)
+        B.noise_sources(B.noise_nodes, kappa * gamma)
+        us, junctions = [], []
+        # Node noise current sigma -> force rate tau sigma^2 / (v C)^2 (s units).
+        to_rate = d.tau / (d.v_unit * d.C) ** 2
+        noise_rate = to_rate * np.array([_node_var(B, kappa * gamma, x) for x in xs])
+        johnson = to_rate * np.array([_node_var(B, 0.0, x) for x in xs]) / (2 * gam)
+        mass_eff = stiff
+    B.record.johnson_kappa = johnson
+    return B, _Cells(xs, ab, gam, Rd, L, us, junctions, noise_rate, mass_eff)
+
+
 def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None, kappa0: float = 0.0,
                      t: float = 50.0, title: str | None = None, seed: int | None = None, points: int = 200,
                      oscillator=None, inductors: InductorRange | None = None, save_velocity: bool = True,
@@ -350,8 +416,7 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
     v0 = check_x0(v0, form.n)
     if params.coupling == "capacitive" and np.any(v0 != 0):
         raise DesignError("v0 applies to the resistive coupling; capacitive cells start from the node voltages x0")
-    topology = "factored" if form.low_rank else "dense"
-    s = choose_scale(form, topology, design, coupling=params.coupling)
+    s = oscillator_scale(form, params, design)
     circuit_form = scaled(form, s)
     # Everything below is in circuit units: eigenvalues of A/s, gamma of the circuit's cells (the
     # damping ratio zeta is the same in both), velocities dq/d(circuit tau) = v0/s.
@@ -359,55 +424,26 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
     gamma = params.resolve_gamma(lo, hi)
 
     def assemble(d: Design, kappa: float, label: str):
-        B = Builder(d, label)
-        B.record.scale = s
-        B.record.inductors = np.zeros(0)
-        if s != 1.0:
-            B.nl.comment(f"scaled: the circuit realises (A/{s!r}) q = b/{s!r}; one problem tau is {s!r} circuit tau")
-        B.nl.comment(f"oscillator, {params.coupling} coupling: m q'' = -(A q - b) - gamma q' + noise, gamma = {gamma!r}")
-        # Noise must be white against the fastest rate: the stiffest mode or the damping (the
-        # hold is the problem's, s times longer in circuit tau).
-        B.noise_hold_tau = s * d.hold_for(s * max(hi, gamma))
-        if params.coupling == "resistive":
-            xs, ab, mass, gam, Rd, L, us, junctions, Rf = _build_resistive(B, circuit_form, x0, v0 / s, params,
-                                                                           gamma, lrange)
-            # Force noise into the summers: kappa_to_current_sigma(kappa * gamma) = v sqrt(2 kappa gamma C/R0),
-            # with kappa0/s so that the stationary covariance stays kappa0 A^-1.
-            B.noise_sources(B.noise_nodes, kappa * gamma / s)
-            noise_rate = _force_noise_rate(B, kappa * gamma / s, su_nodes(form.n), Rf, junctions, Rd)
-            johnson = _force_noise_rate(B, 0.0, su_nodes(form.n), Rf, junctions, Rd) / (2 * gam)
-            mass_eff = mass
-        else:
-            xs, ab, stiff, gam, Rd, L = _build_capacitive(B, circuit_form, x0, params, gamma, lrange)
-            B.noise_sources(B.noise_nodes, kappa * gamma)
-            us, junctions = [], []
-            # Node noise current sigma -> force rate tau sigma^2 / (v C)^2 (s units).
-            to_rate = d.tau / (d.v_unit * d.C) ** 2
-            noise_rate = to_rate * np.array([_node_var(B, kappa * gamma, x) for x in xs])
-            johnson = to_rate * np.array([_node_var(B, 0.0, x) for x in xs]) / (2 * gam)
-            mass_eff = stiff
-        B.record.johnson_kappa = johnson
-        return B, (xs, ab, gam, Rd, L, us, junctions, noise_rate, mass_eff)
+        return _assemble(d, kappa, label, circuit_form, x0, v0 / s, s, params, gamma, hi, lrange)
 
-    B, (xs, ab, gam, Rd, L, us, junctions, noise_rate, mass_eff) = assemble(
-        design, kappa0, title or f"thermospice oscillator SPU ({params.coupling} coupling), n={form.n}")
+    B, c = assemble(design, kappa0, title or f"thermospice oscillator SPU ({params.coupling} coupling), n={form.n}")
     if B.record.open_count() or B.record.columns_dropped:
         d = design
-        nominal = ab
+        nominal = c.ab
         if d.tol_r or d.tol_c or d.bits_r is not None or d.bits_dac is not None or lrange.tol_l:
             nd = d.with_(tol_r=0.0, tol_c=0.0, bits_r=None, bits_dac=None, temperature=None)
-            nominal = assemble(nd, 0.0, "nominal")[1][1]
+            nominal = assemble(nd, 0.0, "nominal")[1].ab
         check_open(B.record, open_error(nominal, exact_solution(form)), design)
     nl = B.nl
-    saves = list(xs) + (list(us) + list(junctions) if save_velocity else [])
+    saves = list(c.xs) + (list(c.us) + list(c.junctions) if save_velocity else [])
     fastest = max(math.sqrt(hi / params.mass) if params.coupling == 'resistive' else hi, gamma)
-    finish_transient(nl, design, saves, xs, t, points, seed, B.record, fastest_rate=fastest)
+    finish_transient(nl, design, saves, c.xs, t, points, seed, B.record, fastest_rate=fastest)
     ideal = circuit_form if params.coupling == "resistive" else DenseProblem(circuit_form.A, np.zeros(form.n))
     return OscillatorCircuit(
-        topology="oscillator", netlist=nl, state_nodes=xs, design=design, record=B.record, as_built=ab, n=form.n,
-        scale=s, realised=circuit_form,
-        params=params, gamma=gamma, inductors=L, dampers=Rd, mass_eff=mass_eff, gamma_eff=gam,
-        noise_rate=noise_rate, force_nodes=list(us), junction_nodes=list(junctions), ideal_problem=ideal,
+        topology="oscillator", netlist=nl, state_nodes=c.xs, design=design, record=B.record, as_built=c.ab,
+        n=form.n, scale=s, realised=circuit_form,
+        params=params, gamma=gamma, inductors=c.L, dampers=c.Rd, mass_eff=c.mass_eff, gamma_eff=c.gam,
+        noise_rate=c.noise_rate, force_nodes=list(c.us), junction_nodes=list(c.junctions), ideal_problem=ideal,
         noise_hold_tau=B.noise_hold_tau)
 
 

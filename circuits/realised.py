@@ -36,8 +36,7 @@ from .builder import Builder, Stage
 from .circuit import effective
 from .design import Design
 from .netlist import Netlist
-
-REALISED_TOPOLOGIES = ("factored", "crossbar")
+from .topologies import build, choices, find
 
 
 class ValueNetlist(Netlist):
@@ -154,18 +153,18 @@ def _stage_factor(g: float, rf_times_g_node: np.ndarray) -> np.ndarray:
 
 
 def realise(problem, topology: str, design: Design | None = None, *, kappa0: float = 0.0) -> RealisedSystem:
-    """The realised dynamics of `problem` built in `topology` (factored or crossbar) with `design`."""
-    from .topologies import build  # build() knows which form each topology needs
-
+    """The realised dynamics of `problem` built in `topology` (one with Topology.chain: factored
+    or crossbar) with `design`."""
     design = (design or Design()).check()
-    if topology not in REALISED_TOPOLOGIES:
-        raise DesignError(f"the as-built dynamics cover topologies {', '.join(REALISED_TOPOLOGIES)}, "
+    topo = find(topology)
+    if topo is None or not topo.realisable:
+        raise DesignError(f"the as-built dynamics cover topologies {', '.join(choices('asbuilt'))}, "
                           f"not {topology!r} (use backend ngspice for it)")
     if design.opamp.gbw is not None:
         raise DesignError("the as-built dynamics model a finite DC gain but no op-amp bandwidth "
                           "(gbw adds a pole per amplifier): unset gbw or use backend ngspice")
     circuit = build(problem, topology, design, kappa0=kappa0, builder=ValueBuilder)
-    return _to_problem_time(_compose(circuit.builder, circuit.as_built, topology, circuit.n), circuit.scale)
+    return _to_problem_time(_compose(circuit.builder, circuit.as_built, topo, circuit.n), circuit.scale)
 
 
 def _to_problem_time(rs: RealisedSystem, s: float) -> RealisedSystem:
@@ -182,7 +181,9 @@ def _to_problem_time(rs: RealisedSystem, s: float) -> RealisedSystem:
     return rs
 
 
-def _compose(B: ValueBuilder, ab, topology: str, n: int) -> RealisedSystem:
+def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
+    """The chain the topology's Topology.chain names: its arrays in signal order, with its
+    inverting summers between them."""
     d = B.d
     R0, vu = d.R0, d.v_unit
     g = float("inf") if d.opamp.ideal else float(d.opamp.gain)
@@ -192,8 +193,7 @@ def _compose(B: ValueBuilder, ab, topology: str, n: int) -> RealisedSystem:
         v = np.array([noise.get(s, 0.0) for s in nodes])
         return (rf_f / vu) ** 2 * v
 
-    arrays = {"factored": ("Ut", "U"), "crossbar": ("J", "H", "Jt")}[topology]
-    summers = {"factored": ("y",), "crossbar": ("y", "z")}[topology]
+    arrays, summers = topology.chain
     ideal = np.isinf(g)
     chain_noise = bool(d.temperature)  # inside the chain only Johnson currents are injected
     # With ideal op-amps the circuit's own AsBuilt P, Q are the chain (no N x m array twice);
@@ -243,7 +243,7 @@ def _compose(B: ValueBuilder, ab, topology: str, n: int) -> RealisedSystem:
     D = ab.diag + (0.0 if ideal else R0 * G_s / g)
     q_cell = (R0 / vu) ** 2 * np.array([noise.get(s, 0.0) for s in cells]) / d.tau
     return RealisedSystem(w=w, D=D, P=P, Q=L, b=ab.b, q_cell=q_cell, Wn=Wn, Sn=Sn,
-                          x0_gain=1.0 if ideal else g / (g + 1.0), topology=topology, bits_adc=d.bits_adc,
+                          x0_gain=1.0 if ideal else g / (g + 1.0), topology=topology.name, bits_adc=d.bits_adc,
                           v_fullscale=d.v_fullscale, v_unit=vu)
 
 

@@ -1,9 +1,10 @@
 """Automatic scaling and open cells: how a problem's coefficients become the circuit's, decided once.
 
 Scaling. The circuit realises (A/s) x = b/s, which has the same solution, with one scale s chosen
-from the design before anything is built: the directly programmed coefficients (the entries of A
-for dense, ideal and the dense oscillator; lam for the factored, crossbar and factored oscillator,
-whose U / J / H arrays autorange on their own) must have their largest entry placeable
+from the design before anything is built: the directly programmed coefficients (each topology
+names its own: the entries of A for dense and the dense oscillator, diag(A) for ideal; lam for the
+factored, crossbar and factored oscillator, whose U / J / H arrays autorange on their own; the
+capacitive oscillator has none) must have their largest entry placeable
 (R0*s/max|c| in [r_min, r_max]) and the DACs must reach b/s at full scale. s = 1 whenever it fits
 (so circuits that needed no scaling are unchanged), else s = max|c| (largest entry at R0, where
 the default ngspice step resolves the circuit's rates) clamped into the DACs' range. In time
@@ -30,20 +31,12 @@ from spu.core.spectral import DenseSpectrum, LowRankSpectrum
 from .design import Design
 
 
-def _direct_coefficients(form, topology: str) -> tuple[str, float]:
-    """(name, largest magnitude) of the coefficients programmed directly as R0*s/|c|."""
-    if not form.low_rank:
-        if topology == "ideal":  # only the diagonal is a resistor; off-diagonals are VCCS
-            return "diag(A)", float(np.abs(np.diag(form.A)).max())
-        return "A", float(np.abs(form.A).max())
-    return "lam", float(form.lam)
-
-
-def scale_range(form, topology: str, design: Design) -> tuple[float, float, str, str]:
+def scale_range(form, direct: tuple[str, float], design: Design) -> tuple[float, float, str, str]:
     """(lo, hi, why_lo, why_hi): the scales s for which the largest direct coefficient and the
-    DACs' full scale fit [r_min, r_max]."""
+    DACs' full scale fit [r_min, r_max]. direct: (name, largest magnitude) of the coefficients the
+    topology programs directly (circuits/topologies: RCTopology.direct_coefficients)."""
     d = design
-    name, big = _direct_coefficients(form, topology)
+    name, big = direct
     lo, hi = big * d.r_min / d.R0, big * d.r_max / d.R0
     why_lo = why_hi = f"max |{name}| = {big:.6g}"
     bmax = float(np.abs(form.b).max())
@@ -57,12 +50,12 @@ def scale_range(form, topology: str, design: Design) -> tuple[float, float, str,
     return lo, hi, why_lo, why_hi
 
 
-def choose_scale(form, topology: str, design: Design, *, coupling: str | None = None) -> float:
-    """The scale s of the circuit for `form` (1 when it fits, or design.autoscale is off, or the
-    capacitive oscillator, whose capacitors have no range to fit)."""
-    if not design.autoscale or coupling == "capacitive":
+def choose_scale(form, direct: tuple[str, float], design: Design) -> float:
+    """The scale s of the circuit for `form` whose directly programmed coefficients are `direct`
+    (1 when it fits, or design.autoscale is off)."""
+    if not design.autoscale:
         return 1.0
-    lo, hi, why_lo, why_hi = scale_range(form, topology, design)
+    lo, hi, why_lo, why_hi = scale_range(form, direct, design)
     if lo > hi:
         raise DesignError(
             f"no circuit scale fits: {why_lo} needs s >= {lo:.4g} but {why_hi} needs s <= {hi:.4g}; "
@@ -76,8 +69,7 @@ def choose_scale(form, topology: str, design: Design, *, coupling: str | None = 
     # solve at the settling time, factored, lam = 200, against < 1e-6 with the entry at R0).
     # The finite-gain error does not depend on the choice (6.09e-7 relative at s = 7.8 and at
     # s = 783 with gain 1e9: residual and amplification move together).
-    _, big = _direct_coefficients(form, topology)
-    return float(min(max(big, lo), hi))
+    return float(min(max(direct[1], lo), hi))
 
 
 def scaled(form, s: float):

@@ -23,7 +23,7 @@ from .backends import get as get_backend
 from .core.errors import ProblemError
 from .core.problems import Problem, as_finite_array
 from .core.spectral import MODE_DECAY_TOL
-from .timing import TimingModel, resistor_count
+from .timing import TimingModel, programmed_resistors
 
 BACKENDS = NAMES  # what `from spu import BACKENDS` gives
 
@@ -57,13 +57,12 @@ class SPUResult:
         return out
 
 
-def _resistors_for(problem, topology: str | None) -> int:
-    n = problem.n
-    if problem.ggn() is not None and topology in (None, "crossbar"):
-        return resistor_count("crossbar", n, problem.m)
-    if problem.low_rank and topology in (None, "factored"):
-        return resistor_count("factored", n, problem.factored().m)
-    return resistor_count("dense", n)
+def _resistors_for(problem, topology: str | None, backend) -> int:
+    """What the timing model programs where the backend counted nothing (no circuit, or one
+    without programmed arrays): the array layout of the named topology, which only the circuit
+    bridge can look up (through the backend, which checked the name), else the problem's own form's."""
+    layout = None if topology is None else backend.timing_layout(topology)
+    return programmed_resistors(problem, layout)
 
 
 class SPU:
@@ -170,7 +169,7 @@ class SPU:
         # Count what the built circuit programs where one exists (it skips H's zero blocks).
         resistors = out.programmed_resistors
         if resistors is None:
-            resistors = _resistors_for(problem, topology)
+            resistors = _resistors_for(problem, topology, self.backend_object)
         scale = float(out.extra.get("scale", 1.0))
         breakdown = self.timing.device_time(problem.n, resistors,
                                             t * scale if math.isfinite(t) else 0.0)

@@ -60,6 +60,27 @@ class TimingModel:
         return out
 
 
+def _dense(n, m, dz, block_diag):
+    return n * n
+
+
+def _factored(n, m, dz, block_diag):
+    return 2 * n * m
+
+
+def _crossbar(n, m, dz, block_diag):
+    if block_diag:
+        if dz is None:
+            raise DesignError("block_diag=True needs dz")
+        return m * dz + 2 * n * m
+    return m * (m + 2 * n)
+
+
+# The array layouts that store A, each with its count (n, m, dz, block_diag) -> resistors. The
+# topologies name theirs (circuits/topologies: Topology.layout); "ggn" is the crossbar's paper name.
+_LAYOUTS = {"dense": _dense, "factored": _factored, "ggn": _crossbar, "crossbar": _crossbar}
+
+
 def resistor_count(kind: str, n: int, m: int | None = None, dz: int | None = None,
                    b: int | None = None, *, block_diag: bool = False) -> int:
     """Resistors needed to store A for a problem of size n (m = b*dz auxiliary outputs).
@@ -75,16 +96,35 @@ def resistor_count(kind: str, n: int, m: int | None = None, dz: int | None = Non
         if m is not None and m != b * dz:
             raise DesignError(f"m={m} disagrees with b*dz={b * dz}")
         m = b * dz
-    if kind == "dense":
-        return n * n
-    if m is None:
+    count = _LAYOUTS.get(kind)
+    if m is None and count is not _dense:  # every layout but the dense one is sized by m
         raise DesignError(f"resistor_count({kind!r}) needs m, or b and dz")
-    if kind == "factored":
-        return 2 * n * m
-    if kind in ("ggn", "crossbar"):
-        if block_diag:
-            if dz is None:
-                raise DesignError("block_diag=True needs dz")
-            return m * dz + 2 * n * m
-        return m * (m + 2 * n)
-    raise DesignError(f"unknown kind {kind!r}; expected dense, factored, ggn or crossbar")
+    if count is None:
+        raise DesignError(f"unknown kind {kind!r}; expected dense, factored, ggn or crossbar")
+    return count(n, m, dz, block_diag)
+
+
+def _crossbar_m(problem) -> int | None:
+    ggn = problem.ggn()
+    return None if ggn is None else ggn.m
+
+
+def _factored_m(problem) -> int | None:
+    return problem.factored().m if problem.low_rank else None
+
+
+# The layouts that need the problem's factors, richest first, with the m they take from it (None:
+# the problem has no such factors).
+_FACTOR_LAYOUTS = {"crossbar": _crossbar_m, "factored": _factored_m}
+
+
+def programmed_resistors(problem, layout: str | None = None) -> int:
+    """Resistors programmed per call for `problem` stored in `layout` (a resistor_count kind; None:
+    the richest layout the problem's form fills). A layout whose factors the problem lacks counts
+    as the dense n x n array."""
+    for kind in (_FACTOR_LAYOUTS if layout is None else (layout,)):
+        factors_m = _FACTOR_LAYOUTS.get(kind)
+        m = None if factors_m is None else factors_m(problem)
+        if m is not None:
+            return resistor_count(kind, problem.n, m)
+    return resistor_count("dense", problem.n)

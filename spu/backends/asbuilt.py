@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from circuits.design import Design
-from circuits.realised import REALISED_TOPOLOGIES, realise
+from circuits.realised import realise
+from circuits.topologies import choices, find, get
 
 from ..core.errors import ThermospiceError
 from ..core.lowrank_drift import SplitTransition
@@ -29,7 +30,7 @@ DEFAULT_STEP = 0.25
 
 
 def problem_form(topology: str | None) -> str:
-    return "ggn" if topology == "crossbar" else "factored"
+    return get(topology or default_topology(None)).preferred_form
 
 
 def default_topology(problem) -> str:
@@ -59,8 +60,9 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
                                "it models the factored and crossbar circuits (use ngspice for a dense A)")
     design = options.get("design") or Design()
     topology = options.get("topology") or default_topology(problem)
-    if topology not in REALISED_TOPOLOGIES:
-        raise ThermospiceError(f"backend asbuilt models topologies {', '.join(REALISED_TOPOLOGIES)}, "
+    realised = find(topology)
+    if realised is None or not realised.realisable:
+        raise ThermospiceError(f"backend asbuilt models topologies {', '.join(choices('asbuilt'))}, "
                                f"not {topology!r}")
     step = float(options.get("step", DEFAULT_STEP))
     rs, prop = transition(problem, topology, design, kappa0, step)

@@ -80,6 +80,12 @@ class Backend:
             from .circuit import check_topology
             check_topology(topology)
 
+    def timing_layout(self, topology: str) -> str:
+        """The array layout the timing model counts for a named topology (only the circuit layer
+        knows it; asked only when a topology is named, so a plain numeric run never loads it)."""
+        from .circuit import timing_layout
+        return timing_layout(topology)
+
 
 class CircuitBackend(Backend):
     """A backend that models a built circuit (spu/backends/circuit.py is its way into circuits/)."""
@@ -95,6 +101,7 @@ class CircuitBackend(Backend):
         """Nothing here: building the circuit checks the topology, with the design it needs."""
 
     def oscillator(self, topology: str | None) -> bool:
-        """The oscillator topology builds oscillator cells (a backend that cannot build it says so
+        """A second-order topology builds oscillator cells (a backend that cannot build it says so
         when it runs)."""
-        return topology == "oscillator"
+        from .circuit import second_order
+        return second_order(topology)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from circuits.design import Design, OpAmp
-from circuits.topologies import TOPOLOGIES
+from circuits import topologies
 
-from ..core.errors import ThermospiceError
 
 
 def checked_design(design) -> Design:
@@ -32,8 +31,18 @@ def design_from_fields(fields: dict | None) -> Design:
 
 
 def check_topology(topology: str) -> None:
-    if topology not in TOPOLOGIES:
-        raise ThermospiceError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
+    """DesignError (a ThermospiceError) naming the choices where `topology` names none."""
+    topologies.get(topology)
+
+
+def timing_layout(topology: str) -> str:
+    """The array layout (spu/timing.resistor_count kind) the timing model counts for `topology`."""
+    return topologies.get(topology).layout
+
+
+def second_order(topology: str | None) -> bool:
+    """Whether `topology` builds coupled-oscillator cells (underdamped dynamics)."""
+    return topology is not None and topologies.get(topology).second_order
 
 
 def adc(volts: np.ndarray, design: Design) -> np.ndarray:

@@ -28,25 +28,22 @@ import numpy as np
 
 from circuits.design import Design
 from circuits.report import component_report
-from circuits.scaling import choose_scale, scaled
-from circuits.topologies import build
+from circuits.topologies import build, get
 
 from ..core.errors import NgspiceError, ThermospiceError
-from ..core.spectral import settling_time
-from ..core.underdamped import ExactLangevin, OscillatorParams
 from ..ngspice.run import run_ngspice
 from ..ngspice.session import NgspiceSession
 from .base import BackendRun, CircuitBackend
-from .circuit import adc, checked_design
+from .circuit import adc
 from .direct import solve as direct_solve
 
 ENGINES = ("session", "batch")
 
 
 def problem_form(topology: str | None) -> str:
-    """The problem form this backend prefers: "ggn" for the crossbar (it builds J, H and J^T),
-    "factored" otherwise (any other topology builds from U or from A)."""
-    return "ggn" if topology in (None, "crossbar") else "factored"
+    """The problem form this backend prefers: the topology's own ("ggn" for the crossbar, which
+    builds J, H and J^T); with none chosen "ggn", as a GGN problem gets the crossbar."""
+    return "ggn" if topology is None else get(topology).preferred_form
 
 
 def default_topology(problem) -> str:
@@ -56,19 +53,9 @@ def default_topology(problem) -> str:
 
 
 def settle_time(problem, tol, options) -> float:
-    """Settling time (problem tau) of the circuit that would be built: that of lambda_min(A) for
-    the RC cells, the second-order one of the oscillator cells (whose damping is resolved on the
-    scaled circuit, so the scale enters)."""
+    """Settling time (problem tau) of the circuit that would be built (Topology.settle_time)."""
     options = dict(options or {})
-    if (options.get("topology") or default_topology(problem)) != "oscillator":
-        return settling_time(problem.eig_extremes()[0], tol)
-    params = OscillatorParams.make(options.get("oscillator"))
-    form = problem.factored() or problem  # a GGN problem's U = J^T S; a dense A as given
-    if params.coupling == "capacitive":
-        form = form.dense()
-    topology = "factored" if form.low_rank else "dense"
-    s = choose_scale(form, topology, checked_design(options.get("design")), coupling=params.coupling)
-    return ExactLangevin(scaled(form, s), params, 0.0).settle_time(tol) / s
+    return get(options.get("topology") or default_topology(problem)).settle_time(problem, tol, options)
 
 
 def _session_run(circuit, state: dict, timeout):
@@ -113,7 +100,7 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
         traj = None if times is None else np.tile(x0, (len(times), 1))
         return BackendRun(x=x0.copy(), times=times, trajectory=traj)
     topology_options = {"oscillator": options["oscillator"]} if options.get("oscillator") is not None else {}
-    if topology != "oscillator":              # the oscillator's sources are always held
+    if get(topology).takes_noise_mode:        # the oscillator's sources are always held
         topology_options["noise"] = options.get("noise") or "table"
     circuit = build(problem, topology, design, x0=x0, kappa0=kappa0, t=float(t), seed=seed,
                     points=int(options.get("points", 200)), **topology_options)
