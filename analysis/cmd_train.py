@@ -6,7 +6,8 @@ import os
 import sys
 
 from spu.device import BACKENDS
-from training.names import MODELS, OPTIMIZERS
+from training.names import MODELS
+from training.optimizers import OPTIMIZERS
 
 
 def add_parser(sub) -> None:
@@ -14,7 +15,7 @@ def add_parser(sub) -> None:
                        description="Defaults: lr and damping of sgd, adam, tngd and tngd-adam tuned by "
                                    "`thermospice reproduce tuning` (training.loop.TUNED); the rest, and the "
                                    "paper's values beside them, in docs/TRAINING.md (training.loop.PAPER).")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="tngd")
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="tngd")
     p.add_argument("--backend", choices=BACKENDS, default="ou", help="SPU backend for tngd/tngd-adam")
     p.add_argument("--topology", choices=["crossbar", "factored", "dense", "ideal"],
                    help="circuit topology with --backend ngspice (default crossbar) or asbuilt "
