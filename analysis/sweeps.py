@@ -57,7 +57,7 @@ from functools import partial
 import numpy as np
 
 from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
-from spu.run_folder import CsvLog, check_manifest, hold_lock, read_rows
+from spu.run_folder import CsvLog, check_manifest, hold_lock, read_rows, remove_stale_temps
 
 from .io import atomic_write, csv_line, fmt, prepare_folder
 from .sweep_point import evaluate_point
@@ -146,6 +146,7 @@ def run_sweep(kind: str, out: str = "sweeps", *, quick: bool = False, workers: i
              (".csv", ".png", "_summary.csv", ".manifest.json", ".timings.csv", ".errors.log")}
     try:
         with hold_lock(out, kind, f"{kind} sweep", SweepError):
+            remove_stale_temps(out, [os.path.basename(p) for p in paths.values()])
             return _run_locked(kind, spec, run_json, out, paths, workers, client, progress, stop_after, plot,
                                t_start)
     finally:

@@ -104,8 +104,10 @@ def test_cut_off_last_row_is_recovered(whole, capsys, tmp_path):
     row3 = whole[1][3]
     with open(out / "metrics.csv", "a") as fh:
         fh.write(row3[: len(row3) // 2])
+    (out / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # a write cut by the kill
     rc, final, err = _train(capsys, out, 4)
     assert rc == 0, err
+    assert not (out / ".checkpoint.pt.k1ll3d.tmp").exists()
     _same_run(final, whole[0])
     lines = (out / "metrics.csv").read_text().splitlines()
     assert [ln.split(",")[0] for ln in lines] == ["step", "1", "2", "3", "4"]

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from spu.run_folder import CsvLog, atomic_write, hold_lock, load_checkpoint, resume_rows, save_checkpoint
+from spu.run_folder import (CsvLog, atomic_write, hold_lock, load_checkpoint, remove_stale_temps, resume_rows,
+                             save_checkpoint)
 
 from .lm_data import QASet, best_spans, exact_match, f1_score, span_texts
 from .lm_model import build_span_qa, rows
@@ -113,6 +114,7 @@ def train_run(cfg: LMRunConfig, encoder, tokenizer, train: QASet, heldout: QASet
     os.makedirs(run_dir, exist_ok=True)
     final_path = os.path.join(run_dir, "final.json")
     with hold_lock(run_dir, "train", "train run"):
+        remove_stale_temps(run_dir, ("checkpoint.pt", "metrics.csv", "final.json"))
         if finished(run_dir, cfg):
             with open(final_path) as fh:
                 return json.load(fh)
