@@ -7,6 +7,11 @@ Files in the output folder:
                  last good step when a TrainingError stops the run)
   loss.png       train/test loss and test accuracy against step and estimated time
   final.json     the final metrics (also returned by `train`)
+
+The files are kept by spu/run_folder.py: a second run on the folder is refused (its lock), a
+checkpoint holds only tensors and plain data, and a resume checks config.json, the checkpoint and
+that metrics.csv holds every step up to the checkpoint's (a row cut off by a crash after it is
+dropped and its step run again).
 """
 from __future__ import annotations
 
