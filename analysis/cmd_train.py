@@ -7,7 +7,8 @@ import sys
 
 from circuits import topologies
 from spu import backends
-from training.names import MODELS, OPTIMIZERS
+from training.names import MODELS
+from training.optimizers import OPTIMIZERS
 
 from .problem_args import add_design_flags
 
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
                        description="Defaults: lr and damping of sgd, adam, tngd and tngd-adam tuned by "
                                    "`thermospice reproduce tuning` (training.loop.TUNED); the rest, and the "
                                    "paper's values beside them, in docs/TRAINING.md (training.loop.PAPER).")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="tngd")
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="tngd")
     p.add_argument("--backend", choices=backends.NAMES, default="ou", help="SPU backend for tngd/tngd-adam")
     p.add_argument("--topology", choices=topologies.choices("train"),
                    help="circuit topology with --backend ngspice (default crossbar) or asbuilt "

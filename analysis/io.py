@@ -8,15 +8,15 @@
 from __future__ import annotations
 
 import csv
-import io
 import math
-import os
-import tempfile
 
 import numpy as np
 
 from spu.outdir import OutputFolderError as _FolderError
 from spu.outdir import ensure_output_folder
+# The atomic write and the CSV line are the run folder's (spu/run_folder.py); every analysis
+# module writes through them.
+from spu.run_folder import atomic_write, csv_line  # noqa: F401
 
 
 class OutputFolderError(_FolderError):
@@ -51,13 +51,6 @@ def fmt(v, *, digits: int = 12, missing: str = "nan") -> str:
 REPRODUCE_CELLS = {"digits": 10, "missing": ""}
 
 
-def csv_line(values) -> str:
-    """One CSV line (quoted as the csv module does, '\\n'-terminated) of already formatted cells."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue()
-
-
 def write_csv(path: str, names, rows, **cells) -> None:
     """A whole CSV at once (atomically): header `names`, then fmt(row.get(name), **cells) per row."""
     atomic_write(path, "".join(csv_line(v) for v in
@@ -68,20 +61,3 @@ def read_csv(path: str) -> list[dict[str, str]]:
     """Rows of a CSV file as dicts of strings."""
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
-
-
-def atomic_write(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, fsync'd before the
-    rename: after a crash `path` holds either the old or the new content, never a torn mix."""
-    d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

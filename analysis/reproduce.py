@@ -39,8 +39,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from spu.core.errors import ThermospiceError
+from training.optimizers import OPTIMIZERS
 
-from .io import REPRODUCE_CELLS, atomic_write, prepare_folder, read_csv, write_csv
+from spu.run_folder import check_manifest as check_manifest_file
+from spu.run_folder import hold_lock
+
+from .io import REPRODUCE_CELLS, prepare_folder, read_csv, write_csv
 
 FIGURES = ("fig2", "fig3", "fig4", "fig5", "fig7")
 FORMAT = 1
@@ -209,21 +213,23 @@ def default_out(figure: str, quick: bool) -> str:
 
 
 def check_manifest(out: str, figure: str, spec: dict) -> str:
-    """Write FIG.manifest.json, or refuse a folder holding the same figure with other settings."""
+    """Write FIG.manifest.json, or refuse a folder holding the same figure with other settings (or
+    an unreadable manifest)."""
     path = os.path.join(out, f"{figure}.manifest.json")
-    if os.path.exists(path):
-        try:
-            with open(path) as fh:
-                old = json.load(fh)
-        except (OSError, ValueError):
-            old = None
-        if old is not None and old.get("spec") != spec:
-            raise ReproduceMismatchError(
-                f"{out} holds a {figure} reproduction with other settings (quick={old.get('quick')}); "
-                "use another --out folder or remove that one")
-    atomic_write(path, json.dumps({"format": FORMAT, "figure": figure, "quick": spec["quick"], "spec": spec},
-                                  indent=1, sort_keys=True) + "\n")
+    settings = {"format": FORMAT, "figure": figure, "quick": spec["quick"], "spec": spec}
+    check_manifest_file(path, settings, ignore=("format",), error=ReproduceMismatchError, refuse=lambda keys, old:
+                        ReproduceMismatchError(f"{out} holds a {figure} reproduction with other settings "
+                                               f"(quick={old.get('quick')}); use another --out folder or remove "
+                                               "that one"))
     return path
+
+
+@contextlib.contextmanager
+def figure_folder(out: str, figure: str, spec: dict):
+    """The block holds the figure's lock in `out` (a second run of it there is refused) and its
+    checked manifest; yields the manifest's path."""
+    with hold_lock(out, figure, f"{figure} reproduction", ReproduceError):
+        yield check_manifest(out, figure, spec)
 
 
 def log(msg: str, enabled: bool = True) -> None:
@@ -273,7 +279,7 @@ def _g(v) -> str:
 def run_name(curve: Curve, size: dict, seed: int) -> str:
     """Folder name of one run: every setting that changes it, so equal runs are shared."""
     parts = [curve.optimizer]
-    if curve.optimizer.startswith("tngd"):
+    if OPTIMIZERS[curve.optimizer].uses_spu:
         parts += [f"t{_g(curve.t)}", f"td{_g(curve.td)}", f"k{_g(curve.kappa0)}"]
     parts += [f"{size['model']}{size['width']}", f"b{size['batch']}", f"s{curve.steps}", f"e{size['eval_every']}",
               f"seed{seed}"]
@@ -282,7 +288,7 @@ def run_name(curve: Curve, size: dict, seed: int) -> str:
 
 def train_config(curve: Curve, size: dict, seed: int):
     from training.loop import PAPER, TrainConfig
-    tngd = curve.optimizer.startswith("tngd")
+    tngd = OPTIMIZERS[curve.optimizer].uses_spu
     paper = PAPER[curve.optimizer]  # the paper's figures at the paper's settings, not train's tuned defaults
     return TrainConfig(optimizer=curve.optimizer, backend="ou", model=size["model"], width=size["width"],
                        steps=curve.steps, batch_size=size["batch"], lr=paper["lr"], damping=paper.get("damping"),
@@ -389,7 +395,7 @@ def aggregate(figure: str, by_curve: dict) -> tuple[list[dict], list[dict]]:
         runs = [_load_metrics(d, c.steps) for d in dirs]
         stack = {k: np.stack([r[k] for r in runs]) for k in runs[0]}
         stack["test_error"] = 1.0 - stack["test_accuracy"]
-        tngd = c.optimizer.startswith("tngd")
+        tngd = OPTIMIZERS[c.optimizer].uses_spu
         base = {"figure": figure, "panel": c.panel, "label": c.label, "optimizer": c.optimizer,
                 "t_tau": c.t if tngd else None, "td_tau": c.td if tngd else None,
                 "kappa0": c.kappa0 if tngd else None, "seeds": len(dirs)}
@@ -511,10 +517,9 @@ def reproduce(figure: str, out: str | None = None, *, quick: bool = False, progr
     out = out or default_out(figure, quick)
     prepare_folder(out, "results")
     spec = {"quick": bool(quick), "size": size}
-    manifest = check_manifest(out, figure, spec)
     start = time.perf_counter()
     csv_path, png_path = os.path.join(out, f"{figure}.csv"), os.path.join(out, f"{figure}.png")
-    with thread_limit(threads):
+    with figure_folder(out, figure, spec) as manifest, thread_limit(threads):
         if figure == "fig2":
             from .reproduce_fig2 import run_fig2
             computed, skipped, summary = run_fig2(size, out, csv_path, png_path, progress)

@@ -33,6 +33,8 @@ import time
 import numpy as np
 import torch
 
+from training.optimizers import OPTIMIZERS
+
 from .io import REPRODUCE_CELLS, fmt, read_csv, write_csv
 
 METHODS = ("adam", "ngd", "ngd-cg", "ngd-woodbury", "tngd")
@@ -94,19 +96,11 @@ def _batches(batch: int, dz: int, seed: int = 0):
 def time_method(method: str, pt: dict, size: dict) -> dict:
     """Time one method at one sweep point; returns the timing columns."""
     from spu.device import SPU
-    from training.preconditioners import NGD, NGDCG, TNGD, Gradient, NGDWoodbury
+    from training.optimizers import make_optimizer
 
     model = _model(pt["width"], pt["dz"])
-    params = [p for p in model.parameters()]
-    lam = 0.01
-    if method == "adam":
-        pre, opt = Gradient(model), torch.optim.Adam(params, lr=0.0)
-    else:
-        pre = {"ngd": lambda: NGD(model, damping=lam),
-               "ngd-cg": lambda: NGDCG(model, damping=lam, iters=size["cg_iters"]),
-               "ngd-woodbury": lambda: NGDWoodbury(model, damping=lam),
-               "tngd": lambda: TNGD(model, damping=lam, t=size["t"], spu=SPU("direct"))}[method]()
-        opt = torch.optim.SGD(params, lr=0.0)
+    spu = SPU("direct") if OPTIMIZERS[method].uses_spu else None
+    pre, opt = make_optimizer(method, model, spu=spu, lr=0.0, damping=0.01, t=size["t"], cg_iters=size["cg_iters"])
     stream = _batches(size["batch"], pt["dz"])
     times, digital, device = [], [], []
     spent = 0.0
@@ -154,10 +148,11 @@ def run_fig2(size: dict, out: str, csv_path: str, png_path: str, progress: bool)
             if key in done:
                 skipped += 1
                 continue
+            variant = OPTIMIZERS[method]
             row = {**pt, "method": method, "batch": size["batch"], "m": size["batch"] * pt["dz"],
-                   "cg_iters": size["cg_iters"] if method == "ngd-cg" else None,
-                   "t_tau": size["t"] if method == "tngd" else None}
-            if method == "ngd" and pt["N"] > size["ngd_max_n"]:
+                   "cg_iters": size["cg_iters"] if "cg_iters" in variant.reads else None,
+                   "t_tau": size["t"] if variant.uses_spu else None}
+            if variant.dense and pt["N"] > size["ngd_max_n"]:
                 row.update(reps=0, status=f"skipped: N > ngd_max_n = {size['ngd_max_n']} (dense O(N^3))")
             else:
                 row.update(time_method(method, pt, size))

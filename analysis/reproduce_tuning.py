@@ -42,12 +42,14 @@ from functools import partial
 
 import numpy as np
 
+from training.optimizers import OPTIMIZERS
+
 from .executors import run_points
 from .io import REPRODUCE_CELLS, atomic_write, csv_line, fmt, read_csv, write_csv
 from .reproduce import ReproduceError, log
 
 METHODS = ("sgd", "adam", "tngd", "tngd-adam")
-NATURAL = ("tngd", "tngd-adam")
+NATURAL = tuple(m for m in METHODS if OPTIMIZERS[m].uses_spu)  # the methods whose damping is tuned too
 PAPER_DAMPING = 0.01
 
 # Learning-rate grids, 6 log-spaced values each. Where the pilot (digits CNN, b = 64, 150 steps,
@@ -412,7 +414,7 @@ def reproduce_tuning(out: str, *, quick: bool = False, progress: bool = True, ov
     scheduler address instead."""
     from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers
     from .io import prepare_folder
-    from .reproduce import ReproduceResult, check_manifest
+    from .reproduce import ReproduceResult, figure_folder
 
     size = json.loads(json.dumps(SIZES[bool(quick)]))
     for k, v in (overrides or {}).items():
@@ -426,20 +428,20 @@ def reproduce_tuning(out: str, *, quick: bool = False, progress: bool = True, ov
         raise ReproduceError(f"workers must be an integer >= 1, got {workers!r}")
     out = prepare_folder(out, "results")
     spec = {"quick": bool(quick), "size": size}
-    manifest = check_manifest(out, "tuning", spec)
     paths = tuning_paths(out)
     start = time.perf_counter()
-    client = connect_scheduler(scheduler) if scheduler is not None else None
-    try:
-        if client is not None:
-            # Task keys: the run names, under a hash of the grid, so two grids never share a key.
-            tag = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-            executor = DaskCluster(client, f"thermospice-tuning-{tag}", key=lambda j: j["run"])
-        else:
-            executor = ProcessPool(workers, preload=["analysis.reproduce_tuning"])
-        computed, skipped, best = run_tuning(size, out, paths, progress, executor)
-    finally:
-        if client is not None:
-            client.close()
+    with figure_folder(out, "tuning", spec) as manifest:
+        client = connect_scheduler(scheduler) if scheduler is not None else None
+        try:
+            if client is not None:
+                # Task keys: the run names, under a hash of the grid, so two grids never share a key.
+                tag = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+                executor = DaskCluster(client, f"thermospice-tuning-{tag}", key=lambda j: j["run"])
+            else:
+                executor = ProcessPool(workers, preload=["analysis.reproduce_tuning"])
+            computed, skipped, best = run_tuning(size, out, paths, progress, executor)
+        finally:
+            if client is not None:
+                client.close()
     return ReproduceResult("tuning", out, paths["csv"], paths["png_lr"], paths["best"], manifest, computed, skipped,
                            best, time.perf_counter() - start)

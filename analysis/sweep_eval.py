@@ -16,7 +16,7 @@ import numpy as np
 
 from spu.core.errors import NgspiceError, NgspiceTimeout
 
-from .sweep_kinds import CIRCUIT_BACKENDS, sweep_kind
+from .sweep_kinds import circuit_backend, sweep_kind
 from .sweep_point import _context
 
 # One ngspice session per worker process, shared by the SPUs of all its points: one child is
@@ -42,7 +42,7 @@ def evaluate_point(spec_json: str, pt: dict) -> dict:
     seed = pt.get("seed")
     design = kind.design(pt)
     options = {}
-    if spec["backend"] in CIRCUIT_BACKENDS:
+    if circuit_backend(spec["backend"]):
         # Held (TRRANDOM) noise: its breakpoints fix the time grid, so two points with the same
         # seed get common random numbers at any kappa0 (the noise sweep's exact sqrt(kappa0)
         # scaling); a table's grid follows ngspice's step control, which the noise level moves.

@@ -14,7 +14,7 @@ import numpy as np
 
 from .ranges import round12
 from .sweep_errors import EmptyRangeError, SweepOptionError
-from .sweep_kinds import CIRCUIT_BACKENDS, SWEEP_KINDS, SweepKind, sweep_kind
+from .sweep_kinds import SWEEP_KINDS, SweepKind, circuit_backend, sweep_kind
 from .sweep_point import make_problem
 
 FORMAT = 1
@@ -142,7 +142,7 @@ def build_spec(kind: str, *, quick: bool = False, **options) -> dict:
     prob = _problem_options(given, quick)
     topology = _topology(given, prob["form"])
     backend, seeds, seed = _run_options(sweep, given, quick)
-    circuit = backend in CIRCUIT_BACKENDS
+    circuit = circuit_backend(backend)
     problem = make_problem(**prob)
     lam_min = float(problem.eig_extremes()[0])
     spec = {"format": FORMAT, "kind": kind, "problem": prob, "topology": topology if circuit else None,

@@ -48,8 +48,6 @@ sweep_plots; this one runs and resumes a sweep in its output folder.
 """
 from __future__ import annotations
 
-import csv
-import fcntl
 import hashlib
 import json
 import os
@@ -61,6 +59,8 @@ from functools import partial
 import numpy as np
 
 from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
+from spu.run_folder import CsvLog, check_manifest, hold_lock, read_rows, remove_stale_temps
+
 from .io import atomic_write, csv_line, fmt, prepare_folder
 from .sweep_errors import SweepError, SweepInterrupted, SweepMismatchError, SweepOptionError
 from .sweep_kinds import sweep_kind
@@ -70,34 +70,14 @@ from .sweep_summary import summary_csv
 
 
 # -- resuming -------------------------------------------------------------------------------------
-def _load_partial(path: str, cols: list[str], points: list[dict], kind: str) -> tuple[dict[int, list[str]], int]:
+def _load_partial(path: str, cols: list[str], points: list[dict], kind: str) -> dict[int, list[str]]:
     """Finished rows of an earlier (maybe interrupted) run: {point id: values}. A last line cut
     short by a crash is dropped (its point is recomputed); anything else that does not fit the
     sweep is an error, never silently overwritten."""
-    with open(path, newline="") as fh:
-        text = fh.read()
-    if not text:
-        return {}, 0
-    lines = text.split("\n")
-    dropped = 0
-    if lines[-1] != "":
-        lines = lines[:-1]  # partial last line (no newline): an interrupted write
-        dropped = 1
-    else:
-        lines = lines[:-1]
-    if not lines:
-        return {}, dropped
-    header = next(csv.reader([lines[0]]))
-    if header != cols:
-        raise SweepMismatchError(f"{path} has columns {','.join(header)}, not those of sweep {kind} "
-                                 f"({','.join(cols)}); use another --out folder or remove the file")
+    rows = read_rows(path, cols, error=SweepMismatchError, remedy="remove it (and its manifest) to start over")
     done: dict[int, list[str]] = {}
     params = sweep_kind(kind).params
-    for ln, line in enumerate(lines[1:], start=2):
-        vals = next(csv.reader([line]), [])
-        if len(vals) != len(cols):
-            raise SweepMismatchError(f"{path} line {ln} has {len(vals)} fields, not {len(cols)}; the file is "
-                                     "damaged: remove it (and its manifest) to start over")
+    for ln, vals in enumerate(rows, start=2):
         try:
             pid = int(vals[0])
             pt = points[pid]
@@ -108,37 +88,20 @@ def _load_partial(path: str, cols: list[str], points: list[dict], kind: str) -> 
                 raise SweepMismatchError(f"{path} line {ln}: point {pid} has {c} = {vals[cols.index(c)]}, but this "
                                          f"sweep's point {pid} has {c} = {fmt(pt[c])}")
         done.setdefault(pid, vals)
-    return done, dropped
+    return done
 
 
 # -- output folder --------------------------------------------------------------------------------
-def _diff_keys(a, b, prefix="") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
-
-
 def _check_manifest(path: str, spec: dict, csv_path: str) -> None:
-    if not os.path.exists(path):
-        if os.path.exists(csv_path) and os.path.getsize(csv_path) > 0:
-            raise SweepMismatchError(f"{csv_path} exists but {os.path.basename(path)} does not: it is not a "
-                                     "resumable sweep of this kind; use another --out folder or remove the CSV")
-        atomic_write(path, json.dumps(spec, indent=1, sort_keys=True) + "\n")
-        return
-    try:
-        with open(path) as fh:
-            old = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise SweepMismatchError(f"cannot read the sweep manifest {path}: {exc}") from None
-    if old != json.loads(spec_json(spec)):
-        keys = _diff_keys(old, json.loads(spec_json(spec)))
-        raise SweepMismatchError(
+    """The sweep's manifest (spec) against the one in the folder; a CSV without one is refused."""
+    def refuse(keys, old):
+        return SweepMismatchError(
             f"{os.path.dirname(path)} holds a different {spec['kind']} sweep (its manifest differs in "
             f"{', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}); use another --out folder, rerun with "
             f"the same options, or delete {spec['kind']}.* there to start over")
+
+    check_manifest(path, json.loads(spec_json(spec)), refuse=refuse, orphans=(csv_path,), what="sweep manifest",
+                   error=SweepMismatchError)
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -185,12 +148,8 @@ def run_sweep(kind: str, out: str = "sweeps", *, quick: bool = False, workers: i
     paths = {s: os.path.join(out, f"{kind}{s}") for s in
              (".csv", ".png", "_summary.csv", ".manifest.json", ".timings.csv", ".errors.log")}
     try:
-        with open(os.path.join(out, f".{kind}.lock"), "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise SweepError(f"another {kind} sweep is running in {out} (lock held); wait for it or use "
-                                 "another --out folder") from None
+        with hold_lock(out, kind, f"{kind} sweep", SweepError):
+            remove_stale_temps(out, [os.path.basename(p) for p in paths.values()])
             return _run_locked(kind, spec, run_json, out, paths, workers, client, progress, stop_after, plot,
                                t_start)
     finally:
@@ -216,14 +175,14 @@ def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, sto
     _check_manifest(paths[".manifest.json"], spec, csv_path)
     done: dict[int, list[str]] = {}
     if os.path.exists(csv_path):
-        done, _ = _load_partial(csv_path, cols, points, kind)
-    # Rewrite what is valid (drops a half-written last line), then append to it.
-    atomic_write(csv_path, "".join(csv_line(v) for v in [cols] + [done[k] for k in sorted(done)]))
+        done = _load_partial(csv_path, cols, points, kind)
+    # Rewrite what is valid (drops a half-written last line), then append to it, each row fsync'd.
+    rows_csv = CsvLog(csv_path, cols, [done[k] for k in sorted(done)], sync=True)
     skipped = len(done)
     count = {"computed": 0, "failed": 0, "retry": 0}
     if len(done) < len(points):
         new_timings = not os.path.exists(paths[".timings.csv"])
-        with open(csv_path, "a", newline="") as fcsv, open(paths[".timings.csv"], "a") as ftim, \
+        with rows_csv, open(paths[".timings.csv"], "a") as ftim, \
                 tqdm(total=len(points), initial=skipped, desc=f"sweep {kind}", unit="pt", file=sys.stderr,
                      disable=not progress, dynamic_ncols=True) as bar:
             if new_timings:
@@ -239,9 +198,7 @@ def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, sto
                     bar.update(1)
                     return
                 vals = [fmt(info["row"][c]) for c in cols]
-                fcsv.write(csv_line(vals))
-                fcsv.flush()
-                os.fsync(fcsv.fileno())
+                rows_csv.append(vals)
                 ftim.write(f"{pt['point']},{info['wall_s']:.4f},{info['host']},{info['pid']}\n")
                 ftim.flush()
                 done[pt["point"]] = vals

@@ -11,7 +11,6 @@ finished runs are skipped and a run cut short continues from its checkpoint. Run
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -22,8 +21,10 @@ from circuits import topologies
 from spu.core.errors import ThermospiceError
 
 from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
-from .io import atomic_write, fmt, read_csv
-from .sweep_errors import SweepMismatchError, SweepOptionError
+from spu.run_folder import CsvLog, check_manifest, hold_lock, read_rows
+
+from .io import fmt
+from .sweep_errors import SweepError, SweepMismatchError, SweepOptionError
 from .sweep_kinds import train_kind
 from .train_sweep_runs import REFERENCE_RUNS, SWEPT_RUN
 
@@ -88,23 +89,21 @@ def run_train_sweep(kind: str, out: str, *, settings=None, seeds: int = 3, seed:
     os.makedirs(out, exist_ok=True)
     spec = {"kind": kind, "settings": settings, "seeds": seeds, "seed": seed, "steps": steps, "t": t,
             "batch": batch, "topology": topology}
+    with hold_lock(out, kind, f"{kind} sweep", SweepError):
+        return _run_locked(kind, out, spec, workers, scheduler, scheduler_timeout, progress)
+
+
+def _run_locked(kind, out, spec, workers, scheduler, scheduler_timeout, progress) -> dict:
     manifest = os.path.join(out, f"{kind}.manifest.json")
-    if os.path.exists(manifest):
-        with open(manifest) as fh:
-            old = json.load(fh)
-        if old != spec:
-            raise SweepMismatchError(f"{out} holds a {kind} sweep with other settings ({manifest}); "
-                                     "use another --out or the same options")
-    else:
-        atomic_write(manifest, json.dumps(spec, indent=1))
     csv_path = os.path.join(out, f"{kind}.csv")
-    rows = read_csv(csv_path) if os.path.exists(csv_path) else []
+    check_manifest(manifest, spec, orphans=(csv_path,), what="sweep manifest", error=SweepMismatchError,
+                   refuse=lambda keys, old: SweepMismatchError(
+                       f"{out} holds a {kind} sweep with other settings ({manifest}); use another --out or the "
+                       "same options"))
+    rows = [dict(zip(COLUMNS, r)) for r in read_rows(csv_path, COLUMNS, error=SweepMismatchError)]
     done = {r["id"] for r in rows}
-    points = build_points(kind, settings, seeds, seed)
-    fh = open(csv_path, "a", newline="")
-    writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-    if not rows:
-        writer.writeheader()
+    points = build_points(kind, spec["settings"], spec["seeds"], spec["seed"])
+    log = CsvLog(csv_path, COLUMNS, [[r[c] for c in COLUMNS] for r in rows], sync=True)
     start = time.perf_counter()
     todo = sum(p["id"] not in done for p in points)
     finished = [0]
@@ -112,9 +111,7 @@ def run_train_sweep(kind: str, out: str, *, settings=None, seeds: int = 3, seed:
     def on_result(pt, res):
         row = {"id": pt["id"], "kind": kind, "run": pt["run"], "setting": json.dumps(pt["setting"]),
                "seed": pt["seed"], **{k: fmt(v) if isinstance(v, float) else v for k, v in res.items()}}
-        writer.writerow(row)
-        fh.flush()
-        os.fsync(fh.fileno())
+        log.append([row[c] for c in COLUMNS])
         rows.append({k: str(v) for k, v in row.items()})
         finished[0] += 1
         if progress:
@@ -127,11 +124,9 @@ def run_train_sweep(kind: str, out: str, *, settings=None, seeds: int = 3, seed:
                                key=lambda p: p["id"])
     else:
         executor = ProcessPool(workers or default_workers(), preload=["training.loop", "spu.backends.asbuilt"])
-    try:
+    with log:
         run_points(points, partial(evaluate, full), executor=executor, on_result=on_result,
                    key=lambda p: p["id"], done=done)
-    finally:
-        fh.close()
     png = os.path.join(out, f"{kind}.png")
     from .train_sweep_plots import plot_train_sweep
 

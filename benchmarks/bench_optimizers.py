@@ -77,7 +77,8 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
     from spu.core.problems import FactoredProblem
     from training.curvature import compute_curvature, loss_and_grad
     from training.data import batches, load_digits_split
-    from training.loop import NATURAL_GRADIENT, TrainConfig, make_optimizer
+    from training.loop import TrainConfig, build_optimizer
+    from training.optimizers import OPTIMIZERS
     from training.models import build_model, count_params
     from training.preconditioners import NGD, TrainingError
 
@@ -119,8 +120,8 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
 
     name, iters, curvature, K = parse_case(case)
     cfg = TrainConfig(optimizer=name, model="cnn", batch_size=batch, cg_iters=iters, steps=1,
-                      curvature=curvature if name in NATURAL_GRADIENT else None, mc_samples=K).resolved()
-    pre, opt = make_optimizer(cfg, model)
+                      curvature=curvature if OPTIMIZERS[name].needs_curvature else None, mc_samples=K).resolved()
+    pre, opt = build_optimizer(cfg, model)
     if name == "ngd-cg" and iters >= 200:
         reps, warm = max(3, reps // 10), 1
         out["reps"] = reps

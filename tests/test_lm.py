@@ -19,7 +19,7 @@ from training.lm_data import best_spans, exact_match, f1_score, generate, span_t
 from torch_cases import tiny_encoder
 from training.lm_model import (LORA_RANK, MASKED_LOGIT, build_span_qa, load_encoder, load_tokenizer,
                                packaged_model_dir, rows, trainable_count)
-from training.lm_train import LMRunConfig, batch_indices, make_optimizer, train_run
+from training.lm_train import LMRunConfig, batch_indices, build_optimizer, train_run
 
 CLS, SEP, PAD = 101, 102, 0
 
@@ -180,7 +180,7 @@ def test_tngd_adam_step_system_on_the_circuit(tokenizer):
     model = build_span_qa(enc, tokenizer.sep_token_id, seed=0)
     train = generate(tokenizer, 8, 24, seed=11)
     cfg = LMRunConfig("tngd-adam", steps=2, batch=1, seed=0, lr=1e-3, t=0.4, damping=1.0)
-    pre, opt = make_optimizer(model, cfg)
+    pre, opt = build_optimizer(model, cfg)
     x, y = rows(train.ids[:1], train.starts[:1], train.ends[:1])
     opt.zero_grad()
     pre.step(x, y)  # the first step: the estimate x0 of the second is this step's device state

@@ -16,11 +16,11 @@ Resume: metrics.csv gets one line per step (flushed); every `checkpoint_every` s
 the trainable parameters, the optimizer and preconditioner states and the step go to checkpoint.pt
 (atomically). A restarted run truncates metrics.csv to the checkpoint's step and goes on from
 there; batches depend only on (seed, step), so the resumed run repeats the uninterrupted one.
-final.json marks a finished run (with its settings, so changed settings rerun it).
+final.json marks a finished run (with its settings, so changed settings rerun it). The files and
+their checks are spu/run_folder.py's, as for `train`.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -29,11 +29,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from spu.run_folder import (CsvLog, atomic_write, hold_lock, load_checkpoint, remove_stale_temps, resume_rows,
+                             save_checkpoint)
+
 from .lm_data import QASet, best_spans, exact_match, f1_score, span_texts
 from .lm_model import build_span_qa, rows
-from .preconditioners import TNGD, Gradient, TrainingError
+from .optimizers import OPTIMIZERS, optimizers_for
+from .preconditioners import TrainingError
 
-OPTIMIZERS = ("adam", "tngd", "tngd-adam")
 METRICS = ("step", "train_loss", "digital_s", "simulator_s", "heldout_loss", "heldout_em", "heldout_f1")
 
 
@@ -50,8 +53,8 @@ class LMRunConfig:
     checkpoint_every: int = 10
 
     def check(self) -> "LMRunConfig":
-        if self.optimizer not in OPTIMIZERS:
-            raise TrainingError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.optimizer not in optimizers_for("lm"):
+            raise TrainingError(f"optimizer must be one of {optimizers_for('lm')}, got {self.optimizer!r}")
         for name in ("steps", "batch", "eval_every", "checkpoint_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -66,14 +69,10 @@ def batch_indices(n: int, batch: int, seed: int, step: int) -> np.ndarray:
     return np.random.default_rng([seed, step]).choice(n, size=min(batch, n), replace=False)
 
 
-def make_optimizer(model, cfg: LMRunConfig):
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        return Gradient(model), torch.optim.Adam(params, lr=cfg.lr)
-    pre = TNGD(model, damping=cfg.damping, t=cfg.t)
-    if cfg.optimizer == "tngd":
-        return pre, torch.optim.SGD(params, lr=cfg.lr)
-    return pre, torch.optim.Adam(params, lr=cfg.lr, betas=(0.0, 0.0))
+def build_optimizer(model, cfg: LMRunConfig):
+    """(preconditioner, torch optimizer) of the run: the optimizer's own record, with the run's lr,
+    damping and t (TNGD on SPU("ou"); TNGD-Adam's betas are its (0, 0))."""
+    return OPTIMIZERS[cfg.optimizer].build(model, lr=cfg.lr, damping=cfg.damping, t=cfg.t)
 
 
 @torch.no_grad()
@@ -94,23 +93,9 @@ def evaluate(model, tokenizer, data: QASet, chunk: int = 64) -> dict:
             "heldout_f1": float(np.mean(f1))}
 
 
-def _atomic_save(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _trainable_state(model) -> dict:
     """Only the adapters and the head: the frozen encoder is rebuilt from the package."""
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def _read_metrics(path: str, upto: int) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as fh:
-        return [r for r in csv.DictReader(fh) if r.get("step") and r.get("heldout_f1") is not None
-                and int(r["step"]) <= upto]
 
 
 def finished(run_dir: str, cfg: LMRunConfig) -> bool:
@@ -128,55 +113,61 @@ def train_run(cfg: LMRunConfig, encoder, tokenizer, train: QASet, heldout: QASet
     cfg.check()
     os.makedirs(run_dir, exist_ok=True)
     final_path = os.path.join(run_dir, "final.json")
-    if finished(run_dir, cfg):
-        with open(final_path) as fh:
-            return json.load(fh)
-    model = build_span_qa(encoder, tokenizer.sep_token_id, seed=cfg.seed)
-    pre, opt = make_optimizer(model, cfg)
+    with hold_lock(run_dir, "train", "train run"):
+        remove_stale_temps(run_dir, ("checkpoint.pt", "metrics.csv", "final.json"))
+        if finished(run_dir, cfg):
+            with open(final_path) as fh:
+                return json.load(fh)
+        model = build_span_qa(encoder, tokenizer.sep_token_id, seed=cfg.seed)
+        pre, opt = build_optimizer(model, cfg)
+        start, kept = _resume(run_dir, cfg, model, pre, opt)
+        t_start = time.perf_counter()
+        with CsvLog(os.path.join(run_dir, "metrics.csv"), METRICS, kept) as metrics:
+            for k in range(start, cfg.steps):
+                row = _step(cfg, model, pre, opt, tokenizer, train, heldout, k)
+                metrics.append([row.get(c, "") for c in METRICS])
+                if (k + 1) % cfg.checkpoint_every == 0 or k + 1 == cfg.steps:
+                    save_checkpoint(os.path.join(run_dir, "checkpoint.pt"),
+                                    {"config": asdict(cfg), "step": k + 1, "trainable": _trainable_state(model),
+                                     "opt": opt.state_dict(), "pre": pre.state_dict()})
+                if log:
+                    log(f"step {k + 1}/{cfg.steps} loss {row['train_loss']:.4f} ({row['digital_s']:.2f} s)"
+                        + (f" held-out F1 {row['heldout_f1']:.3f}" if "heldout_f1" in row else ""))
+        last = dict(zip(METRICS, resume_rows(metrics.path, METRICS, cfg.steps,
+                                                 os.path.join(run_dir, "checkpoint.pt"))[-1]))
+        out = {"config": asdict(cfg), "steps": cfg.steps, "wall_s": time.perf_counter() - t_start,
+               **{c: float(last[c]) for c in ("train_loss", "heldout_loss", "heldout_em", "heldout_f1")}}
+        atomic_write(final_path, json.dumps(out, indent=1))
+        return out
+
+
+def _resume(run_dir: str, cfg: LMRunConfig, model, pre, opt) -> tuple[int, list[list[str]]]:
+    """(step, metrics rows to keep) from run_dir's checkpoint when it holds a run of these settings
+    (loaded into model, pre and opt); (0, []) when there is none or it holds other settings."""
     ckpt_path = os.path.join(run_dir, "checkpoint.pt")
-    metrics_path = os.path.join(run_dir, "metrics.csv")
-    start = 0
-    if os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path, weights_only=False)
-        if ck.get("config") == asdict(cfg):
-            missing = set(_trainable_state(model)) - set(ck["trainable"])
-            if missing:
-                raise TrainingError(f"{ckpt_path} lacks parameters {sorted(missing)[:3]}")
-            model.load_state_dict(ck["trainable"], strict=False)
-            opt.load_state_dict(ck["opt"])
-            pre.load_state_dict(ck["pre"])
-            start = int(ck["step"])
-    kept = _read_metrics(metrics_path, start)
-    with open(metrics_path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, METRICS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(kept)
-    t_start = time.perf_counter()
-    with open(metrics_path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, METRICS, lineterminator="\n")
-        for k in range(start, cfg.steps):
-            idx = torch.from_numpy(batch_indices(len(train), cfg.batch, cfg.seed, k))
-            x, y = rows(train.ids[idx], train.starts[idx], train.ends[idx])
-            opt.zero_grad(set_to_none=True)
-            info = pre.step(x, y)
-            opt.step()
-            row = {"step": k + 1, "train_loss": info.loss, "digital_s": info.digital_s,
-                   "simulator_s": info.simulator_s}
-            if (k + 1) % cfg.eval_every == 0 or k + 1 == cfg.steps:
-                row.update(evaluate(model, tokenizer, heldout))
-            w.writerow({c: row.get(c, "") for c in METRICS})
-            fh.flush()
-            if (k + 1) % cfg.checkpoint_every == 0 or k + 1 == cfg.steps:
-                _atomic_save({"config": asdict(cfg), "step": k + 1, "trainable": _trainable_state(model),
-                              "opt": opt.state_dict(), "pre": pre.state_dict()}, ckpt_path)
-            if log:
-                log(f"step {k + 1}/{cfg.steps} loss {info.loss:.4f} ({info.digital_s:.2f} s)"
-                    + (f" held-out F1 {row['heldout_f1']:.3f}" if "heldout_f1" in row else ""))
-    last = _read_metrics(metrics_path, cfg.steps)[-1]
-    out = {"config": asdict(cfg), "steps": cfg.steps, "wall_s": time.perf_counter() - t_start,
-           **{c: float(last[c]) for c in ("train_loss", "heldout_loss", "heldout_em", "heldout_f1")}}
-    tmp = final_path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(out, fh, indent=1)
-    os.replace(tmp, final_path)
-    return out
+    if not os.path.exists(ckpt_path):
+        return 0, []
+    ck = load_checkpoint(ckpt_path, TrainingError)
+    if ck.get("config") != asdict(cfg):
+        return 0, []
+    missing = set(_trainable_state(model)) - set(ck["trainable"])
+    if missing:
+        raise TrainingError(f"{ckpt_path} lacks parameters {sorted(missing)[:3]}")
+    model.load_state_dict(ck["trainable"], strict=False)
+    opt.load_state_dict(ck["opt"])
+    pre.load_state_dict(ck["pre"])
+    start = int(ck["step"])
+    return start, resume_rows(os.path.join(run_dir, "metrics.csv"), METRICS, start, ckpt_path)
+
+
+def _step(cfg: LMRunConfig, model, pre, opt, tokenizer, train: QASet, heldout: QASet, k: int) -> dict:
+    """Step k (0-based) on its batch; the metrics row (held-out metrics every eval_every steps)."""
+    idx = torch.from_numpy(batch_indices(len(train), cfg.batch, cfg.seed, k))
+    x, y = rows(train.ids[idx], train.starts[idx], train.ends[idx])
+    opt.zero_grad(set_to_none=True)
+    info = pre.step(x, y)
+    opt.step()
+    row = {"step": k + 1, "train_loss": info.loss, "digital_s": info.digital_s, "simulator_s": info.simulator_s}
+    if (k + 1) % cfg.eval_every == 0 or k + 1 == cfg.steps:
+        row.update(evaluate(model, tokenizer, heldout))
+    return row

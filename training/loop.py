@@ -7,10 +7,14 @@ Files in the output folder:
                  last good step when a TrainingError stops the run)
   loss.png       train/test loss and test accuracy against step and estimated time
   final.json     the final metrics (also returned by `train`)
+
+The files are kept by spu/run_folder.py: a second run on the folder is refused (its lock), a
+checkpoint holds only tensors and plain data, and a resume checks config.json, the checkpoint and
+that metrics.csv holds every step up to the checkpoint's (a row cut off by a crash after it is
+dropped and its step run again).
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -24,39 +28,23 @@ from spu import backends
 from spu.device import SPU
 from spu.core.errors import ThermospiceError
 from spu.outdir import ensure_output_folder
+from spu.run_folder import (CsvLog, RunFolderError, atomic_write, check_manifest, hold_lock, load_checkpoint,
+                             remove_stale_temps, resume_rows, save_checkpoint, write_manifest)
 
 from .data import batches, load_digits_split, n_batches
 from .losses import check_curvature
 from .params import CurvatureError
 from .models import build_model, count_params
-from .names import OPTIMIZERS
-from .preconditioners import NGD, NGDCG, TNGD, Gradient, NGDWoodbury, TrainingError
+from .optimizers import OPTIMIZERS, make_optimizer
+from .preconditioners import TrainingError
 
 
-# The paper's settings where it gives them (MNIST: TNGD lr 0.01, t = 50 tau, lambda = 0.01; Adam
-# lr 1e-3; TNGD-Adam with beta1 = beta2 = 0 from the LM runs); SGD's 0.1 and the CG count are ours.
-# `reproduce fig3/fig4/fig7` train with these, as the paper did.
-PAPER = {
-    "tngd": {"lr": 0.01, "damping": 0.01, "t": 50.0},
-    "tngd-adam": {"lr": 1e-3, "damping": 0.01, "t": 50.0, "betas": (0.0, 0.0)},
-    "adam": {"lr": 1e-3, "betas": (0.9, 0.999)},
-    "sgd": {"lr": 0.1},
-    "ngd": {"lr": 0.01, "damping": 0.01},
-    "ngd-cg": {"lr": 0.01, "damping": 0.01, "cg_iters": 20},
-    "ngd-woodbury": {"lr": 0.01, "damping": 0.01},
-}
-
-# The defaults: lr and damping of sgd, adam, tngd and tngd-adam from `thermospice reproduce tuning`
-# (digits CNN, batch 64, 150 steps, 5 seeds: the lowest final training loss of each method; the
-# grid and its numbers are in docs/TRAINING.md). Everything the grid does not tune (t, betas, the
-# NGD baselines) keeps the paper's value.
-TUNED = {
-    "tngd": {"lr": 0.1, "damping": 0.003},
-    "tngd-adam": {"lr": 0.004, "damping": 0.01},
-    "adam": {"lr": 0.04},
-    "sgd": {"lr": 0.3},
-}
-DEFAULTS = {name: {**paper, **TUNED.get(name, {})} for name, paper in PAPER.items()}
+# Each optimizer's settings from its record (training/optimizers.py): the paper's, the ones
+# `thermospice reproduce tuning` found (lr and damping of sgd, adam, tngd and tngd-adam), and the
+# defaults of `train` (the paper's updated by the tuned ones).
+PAPER = {name: o.paper for name, o in OPTIMIZERS.items()}
+TUNED = {name: o.tuned for name, o in OPTIMIZERS.items() if o.tuned}
+DEFAULTS = {name: o.defaults for name, o in OPTIMIZERS.items()}
 
 # Circuit design for --backend ngspice unless the config says otherwise (circuits.Design fields).
 # bits_r = 16: J_f has entries 1e-6 of its largest and smaller, which map to resistors above
@@ -78,9 +66,6 @@ NGSPICE_DESIGN = {"bits_r": 16, "dt_max": 0.05, "open_error_max": TRAINING_OPEN_
 ASBUILT_DESIGN = {"bits_r": 16, "r_max": 1e9, "open_error_max": TRAINING_OPEN_ERROR_MAX}
 # The circuit backends' training designs, by backend name.
 TRAINING_DESIGNS = {"ngspice": NGSPICE_DESIGN, "asbuilt": ASBUILT_DESIGN}
-
-# The methods that precondition with a curvature (and so take curvature= and mc_samples=).
-NATURAL_GRADIENT = ("tngd", "tngd-adam", "ngd", "ngd-cg", "ngd-woodbury")
 
 METRIC_COLUMNS = ("step", "epoch", "train_loss", "test_loss", "test_accuracy", "digital_s", "device_s",
                   "simulator_s", "bookkeeping_s", "estimated_s", "cumulative_estimated_s", "wall_s")
@@ -121,9 +106,10 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """Fill unset hyper-parameters from DEFAULTS and check every value."""
-        if self.optimizer not in OPTIMIZERS:
+        variant = OPTIMIZERS.get(self.optimizer)
+        if variant is None:
             raise TrainingError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        d = DEFAULTS[self.optimizer]
+        d = variant.defaults
         c = TrainConfig(**{**asdict(self)})
         for key in ("lr", "damping", "t", "betas", "cg_iters"):
             if getattr(c, key) is None and key in d:
@@ -152,10 +138,11 @@ class TrainConfig:
             raise TrainingError(f"eval_every must be an integer >= 1, got {c.eval_every!r}")
         if c.betas is not None:
             c.betas = tuple(float(b) for b in c.betas)
-        if c.optimizer in NATURAL_GRADIENT:
+        if variant.needs_curvature:
             c.curvature = c.curvature or "ggn"
         elif c.curvature is not None:
-            raise TrainingError(f"--curvature applies to {', '.join(NATURAL_GRADIENT)}, not {c.optimizer}")
+            natural = ", ".join(name for name, o in OPTIMIZERS.items() if o.needs_curvature)
+            raise TrainingError(f"--curvature applies to {natural}, not {c.optimizer}")
         if c.curvature == "mc":
             c.mc_samples = 1 if c.mc_samples is None else c.mc_samples
         elif c.mc_samples is not None:
@@ -165,7 +152,7 @@ class TrainConfig:
                 check_curvature(c.curvature, 1 if c.mc_samples is None else c.mc_samples)
             except CurvatureError as exc:
                 raise TrainingError(str(exc)) from None
-        if c.backend in TRAINING_DESIGNS and c.optimizer in ("tngd", "tngd-adam"):
+        if c.backend in TRAINING_DESIGNS and variant.uses_spu:
             c.design = {**TRAINING_DESIGNS[c.backend], **(c.design or {})}
         if c.timeout is not None and not (math.isfinite(c.timeout) and c.timeout > 0):
             raise TrainingError(f"the SPU timeout must be > 0 seconds, got {c.timeout!r}")
@@ -188,30 +175,18 @@ def make_design(fields: dict | None):
         raise TrainingError(str(exc)) from None
 
 
-def make_optimizer(cfg: TrainConfig, model):
-    """(preconditioner, torch optimizer) for a resolved config."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    name = cfg.optimizer
-    fisher = {"curvature": cfg.curvature, "mc_samples": cfg.mc_samples or 1, "seed": cfg.seed}
-    if name in ("tngd", "tngd-adam"):
+def build_optimizer(cfg: TrainConfig, model):
+    """(preconditioner, torch optimizer) for a resolved config: make_optimizer with the config's
+    settings, and the SPU of its backend for an optimizer that uses one."""
+    spu = None
+    if OPTIMIZERS[cfg.optimizer].uses_spu:
         takes_timeout = "timeout" in backends.get(cfg.backend).options
         options = {"timeout": cfg.timeout} if takes_timeout and cfg.timeout else {}
         spu = SPU(cfg.backend, topology=cfg.topology, design=make_design(cfg.design), kappa0=cfg.kappa0,
                   seed=cfg.seed, **options)
-        pre = TNGD(model, cfg.loss, damping=cfg.damping, t=cfg.t, td=cfg.td, spu=spu, **fisher)
-    elif name == "ngd":
-        pre = NGD(model, cfg.loss, damping=cfg.damping, **fisher)
-    elif name == "ngd-cg":
-        pre = NGDCG(model, cfg.loss, damping=cfg.damping, iters=cfg.cg_iters, **fisher)
-    elif name == "ngd-woodbury":
-        pre = NGDWoodbury(model, cfg.loss, damping=cfg.damping, **fisher)
-    else:
-        pre = Gradient(model, cfg.loss)
-    if name in ("adam", "tngd-adam"):
-        opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
-    else:
-        opt = torch.optim.SGD(params, lr=cfg.lr)
-    return pre, opt
+    return make_optimizer(cfg.optimizer, model, spu=spu, lr=cfg.lr, loss=cfg.loss, damping=cfg.damping, t=cfg.t,
+                          td=cfg.td, betas=cfg.betas, cg_iters=cfg.cg_iters, curvature=cfg.curvature,
+                          mc_samples=cfg.mc_samples, seed=cfg.seed)
 
 
 @torch.no_grad()
@@ -255,106 +230,166 @@ def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = Fals
     instead of build_model(cfg.model, cfg.width, cfg.seed) (it is then the caller's to inspect;
     a resume does not check that it is the same model). A TrainingError (non-finite loss, gradient
     or update) leaves the model at the last good step, and with out_dir that step is checkpointed.
+    A second train on the same out_dir while this one runs is refused (the folder's lock).
     """
     cfg = cfg.resolved()
     train_set, test_set = data or load_digits_split(flatten=cfg.model == "mlp")
     if model is None:
         model = build_model(cfg.model, width=cfg.width, seed=cfg.seed)
-    pre, opt = make_optimizer(cfg, model)
-    per_epoch = n_batches(len(train_set), cfg.batch_size)
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
-    epochs_needed = -(-total // per_epoch)
+    run = _Run(cfg, model, train_set, test_set)
+    if out_dir is None:
+        run.steps(progress)
+        return run.final(None, plot)
+    out_dir = os.fspath(out_dir)
+    ensure_output_folder(out_dir, "training results")
+    with hold_lock(out_dir, "train", "train run"):
+        remove_stale_temps(out_dir, RUN_FILES)
+        run.open(out_dir, resume)
+        try:
+            run.steps(progress)
+        finally:
+            run.log.close()
+        return run.final(out_dir, plot)
 
-    start_step, cumulative, rows_kept = 0, 0.0, []
-    writer = None
-    if out_dir is not None:
-        out_dir = os.fspath(out_dir)
-        start_step, cumulative, rows_kept = _prepare_out(out_dir, cfg, model, pre, opt, resume)
-        if start_step > total:
-            raise ThermospiceError(f"{out_dir} holds a run already at step {start_step}, beyond the "
-                                   f"{total} steps asked for; ask for more steps or use another --out folder")
-        fh = open(os.path.join(out_dir, "metrics.csv"), "w", newline="")
-        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        for row in rows_kept:
-            writer.writerow(row)
-        fh.flush()
-    rows = list(rows_kept)
 
-    wall0 = time.perf_counter() - (float(rows_kept[-1]["wall_s"]) if rows_kept else 0.0)
-    last = time.perf_counter()  # end of the previous step: a step's wall time runs from there
-    bar = _Progress(total, start_step, progress, cfg.optimizer)
-    params = [p for p in model.parameters() if p.requires_grad]
-    test_loss = test_acc = float("nan")
-    step = start_step
-    try:
-        stream = batches(train_set, cfg.batch_size, epochs=epochs_needed, seed=cfg.seed)
-        for _ in range(start_step):  # deterministic stream: skip what a resumed run already did
-            next(stream)
-        for x, y in stream:
-            if step >= total:
-                break
-            backup = [p.detach().clone() for p in params]
-            opt.zero_grad(set_to_none=True)
-            try:
-                info = pre.step(x, y)
-            except TrainingError as exc:
-                # Nothing has changed yet (model, optimizer, preconditioner): keep this state.
-                if writer is not None and step > start_step:
-                    _save_checkpoint(out_dir, step, cumulative, model, pre, opt)
-                    raise TrainingError(f"{exc} (checkpoint of step {step} in {out_dir})") from None
-                raise
-            opt.step()
-            if not all(torch.isfinite(p).all() for p in params):
-                with torch.no_grad():
-                    for p, b in zip(params, backup):
-                        p.copy_(b)
-                raise TrainingError(f"the update at step {step + 1} made parameters NaN or inf: stopped, "
-                                    "parameters restored to the last good step")
-            step += 1
-            estimated = info.digital_s + info.device_s
-            cumulative += estimated
-            evaluate_now = step % cfg.eval_every == 0 or step == total
-            if evaluate_now:
-                test_loss, test_acc = evaluate(model, test_set, cfg.loss)
-            now = time.perf_counter()
-            row = {"step": step, "epoch": (step - 1) // per_epoch, "train_loss": info.loss,
-                   "test_loss": test_loss if evaluate_now else "", "test_accuracy": test_acc if evaluate_now else "",
-                   "digital_s": info.digital_s, "device_s": info.device_s, "simulator_s": info.simulator_s,
-                   "bookkeeping_s": max(0.0, now - last - info.digital_s - info.simulator_s),
-                   "estimated_s": estimated, "cumulative_estimated_s": cumulative,
-                   "wall_s": now - wall0}
-            rows.append(row)
-            if writer is not None:
-                writer.writerow(row)
-                fh.flush()
-                if evaluate_now:
-                    _save_checkpoint(out_dir, step, cumulative, model, pre, opt)
-            bar.update(info.loss, row)
-            # Writing this row and its checkpoint is bookkeeping of the next step.
-            last = now
-    finally:
-        bar.close()
-        if writer is not None:
-            fh.close()
+# The files of a run folder (module docstring); loss.png is written whole by matplotlib.
+RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "final.json")
+# A resume may run longer or with another timeout (spu_timeout: its name in older folders); every
+# other setting must match.
+RESUMABLE_CHANGES = ("steps", "epochs", "timeout", "spu_timeout")
 
-    if rows and math.isnan(test_loss):  # nothing evaluated in this call (a finished run resumed)
-        done = [r for r in rows if r["test_loss"] != ""]
-        if done:
-            test_loss, test_acc = float(done[-1]["test_loss"]), float(done[-1]["test_accuracy"])
-    final = {"optimizer": cfg.optimizer, "backend": cfg.backend if cfg.optimizer.startswith("tngd") else None,
-             "model": cfg.model, "n_params": count_params(model), "steps": step,
-             "final_train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
-             "final_test_loss": test_loss, "final_test_accuracy": test_acc,
-             "wall_time_s": float(rows[-1]["wall_s"]) if rows else 0.0,
-             "estimated_time_s": cumulative, "per_step_ms": per_step_ms(rows), "config": asdict(cfg)}
-    if out_dir is not None:
-        with open(os.path.join(out_dir, "final.json"), "w") as f:
-            json.dump(final, f, indent=2)
-    if out_dir is not None and plot:  # plot=False: a grid of hundreds of runs plots its own summary
-        from .plots import plot_training
-        plot_training(rows, os.path.join(out_dir, "loss.png"), title=f"{cfg.optimizer} on digits ({cfg.model})")
-    return final
+
+class _Run:
+    """One training run: the model, its optimizer, the metrics so far, and (with a folder) the files
+    that keep them."""
+
+    def __init__(self, cfg: TrainConfig, model, train_set, test_set):
+        self.cfg, self.model, self.train_set, self.test_set = cfg, model, train_set, test_set
+        self.pre, self.opt = build_optimizer(cfg, model)
+        self.per_epoch = n_batches(len(train_set), cfg.batch_size)
+        self.total = cfg.steps if cfg.steps is not None else cfg.epochs * self.per_epoch
+        self.step, self.cumulative, self.rows = 0, 0.0, []
+        self.out_dir = self.log = None
+        self.test_loss = self.test_acc = float("nan")
+
+    # -- the folder --------------------------------------------------------------------------------
+    def open(self, out_dir: str, resume: bool) -> None:
+        """Resume from the folder's checkpoint when its settings match (refuse when they do not),
+        else start afresh; then keep the metrics rows so far and append from there."""
+        self.out_dir = out_dir
+        cfg_path, ckpt_path = (os.path.join(out_dir, f) for f in ("config.json", "checkpoint.pt"))
+        metrics_path = os.path.join(out_dir, "metrics.csv")
+        settings = json.loads(json.dumps(asdict(self.cfg)))
+        if resume and os.path.exists(cfg_path) and os.path.exists(ckpt_path):
+            check_manifest(cfg_path, settings, ignore=RESUMABLE_CHANGES, what="run settings",
+                           refuse=lambda keys, old: self._other_settings(keys, old, settings))
+            self.step, self.cumulative = _restore(ckpt_path, self.model, self.pre, self.opt)
+            self.rows = [dict(zip(METRIC_COLUMNS, r)) for r in
+                         resume_rows(metrics_path, METRIC_COLUMNS, self.step, ckpt_path, optional=("bookkeeping_s",))]
+        if self.step > self.total:
+            raise ThermospiceError(f"{out_dir} holds a run already at step {self.step}, beyond the "
+                                   f"{self.total} steps asked for; ask for more steps or use another --out folder")
+        write_manifest(cfg_path, settings)
+        self.log = CsvLog(metrics_path, METRIC_COLUMNS, [[r[c] for c in METRIC_COLUMNS] for r in self.rows])
+
+    def _other_settings(self, keys, old, new) -> ThermospiceError:
+        what = ", ".join(f"{k} {_at(old, k)!r} there, {_at(new, k)!r} here" for k in keys)
+        return ThermospiceError(f"{self.out_dir} holds a run with other settings ({what}); use another --out folder")
+
+    def checkpoint(self) -> None:
+        save_checkpoint(os.path.join(self.out_dir, "checkpoint.pt"),
+                        {"step": self.step, "cumulative": self.cumulative, "model": self.model.state_dict(),
+                         "optimizer": self.opt.state_dict(), "preconditioner": self.pre.state_dict()})
+
+    # -- the steps ---------------------------------------------------------------------------------
+    def steps(self, progress: bool) -> None:
+        cfg, start = self.cfg, self.step
+        wall0 = time.perf_counter() - (float(self.rows[-1]["wall_s"]) if self.rows else 0.0)
+        last = time.perf_counter()  # end of the previous step: a step's wall time runs from there
+        bar = _Progress(self.total, start, progress, cfg.optimizer)
+        try:
+            stream = batches(self.train_set, cfg.batch_size, epochs=-(-self.total // self.per_epoch), seed=cfg.seed)
+            for _ in range(start):  # deterministic stream: skip what a resumed run already did
+                next(stream)
+            for x, y in stream:
+                if self.step >= self.total:
+                    break
+                info = self._update(x, y, start)
+                row, evaluated, now = self._record(info, last, wall0)
+                if self.log is not None and evaluated:
+                    self.checkpoint()
+                bar.update(info.loss, row)
+                # Writing this row and its checkpoint is bookkeeping of the next step.
+                last = now
+        finally:
+            bar.close()
+
+    def _update(self, x, y, start: int):
+        """One optimizer step; a TrainingError leaves (and checkpoints) the last good step."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        backup = [p.detach().clone() for p in params]
+        self.opt.zero_grad(set_to_none=True)
+        try:
+            info = self.pre.step(x, y)
+        except TrainingError as exc:
+            # Nothing has changed yet (model, optimizer, preconditioner): keep this state.
+            if self.log is not None and self.step > start:
+                self.checkpoint()
+                raise TrainingError(f"{exc} (checkpoint of step {self.step} in {self.out_dir})") from None
+            raise
+        self.opt.step()
+        if not all(torch.isfinite(p).all() for p in params):
+            with torch.no_grad():
+                for p, b in zip(params, backup):
+                    p.copy_(b)
+            raise TrainingError(f"the update at step {self.step + 1} made parameters NaN or inf: stopped, "
+                                "parameters restored to the last good step")
+        self.step += 1
+        return info
+
+    def _record(self, info, last: float, wall0: float) -> tuple[dict, bool, float]:
+        """The step's metrics row (evaluated on the test set every eval_every steps and at the end),
+        appended to metrics.csv; (row, evaluated or not, the time it was taken)."""
+        step = self.step
+        estimated = info.digital_s + info.device_s
+        self.cumulative += estimated
+        evaluate_now = step % self.cfg.eval_every == 0 or step == self.total
+        if evaluate_now:
+            self.test_loss, self.test_acc = evaluate(self.model, self.test_set, self.cfg.loss)
+        now = time.perf_counter()
+        row = {"step": step, "epoch": (step - 1) // self.per_epoch, "train_loss": info.loss,
+               "test_loss": self.test_loss if evaluate_now else "",
+               "test_accuracy": self.test_acc if evaluate_now else "",
+               "digital_s": info.digital_s, "device_s": info.device_s, "simulator_s": info.simulator_s,
+               "bookkeeping_s": max(0.0, now - last - info.digital_s - info.simulator_s),
+               "estimated_s": estimated, "cumulative_estimated_s": self.cumulative, "wall_s": now - wall0}
+        self.rows.append(row)
+        if self.log is not None:
+            self.log.append([row[c] for c in METRIC_COLUMNS])
+        return row, evaluate_now, now
+
+    # -- the end -----------------------------------------------------------------------------------
+    def final(self, out_dir: str | None, plot: bool) -> dict:
+        """final.json's metrics (written with a folder, beside loss.png unless plot=False: a grid of
+        hundreds of runs plots its own summary)."""
+        cfg, rows = self.cfg, self.rows
+        test_loss, test_acc = self.test_loss, self.test_acc
+        if rows and math.isnan(test_loss):  # nothing evaluated in this call (a finished run resumed)
+            done = [r for r in rows if r["test_loss"] != ""]
+            if done:
+                test_loss, test_acc = float(done[-1]["test_loss"]), float(done[-1]["test_accuracy"])
+        final = {"optimizer": cfg.optimizer, "backend": cfg.backend if OPTIMIZERS[cfg.optimizer].uses_spu else None,
+                 "model": cfg.model, "n_params": count_params(self.model), "steps": self.step,
+                 "final_train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
+                 "final_test_loss": test_loss, "final_test_accuracy": test_acc,
+                 "wall_time_s": float(rows[-1]["wall_s"]) if rows else 0.0,
+                 "estimated_time_s": self.cumulative, "per_step_ms": per_step_ms(rows), "config": asdict(cfg)}
+        if out_dir is not None:
+            atomic_write(os.path.join(out_dir, "final.json"), json.dumps(final, indent=2))
+            if plot:
+                from .plots import plot_training
+                plot_training(rows, os.path.join(out_dir, "loss.png"), title=f"{cfg.optimizer} on digits ({cfg.model})")
+        return final
 
 
 def per_step_ms(rows: list[dict]) -> dict:
@@ -367,40 +402,23 @@ def per_step_ms(rows: list[dict]) -> dict:
     return out
 
 
-def _prepare_out(out_dir, cfg, model, pre, opt, resume):
-    """Create the folder, or resume from its checkpoint when the config matches."""
-    ensure_output_folder(out_dir, "training results")
-    cfg_path = os.path.join(out_dir, "config.json")
-    ckpt_path = os.path.join(out_dir, "checkpoint.pt")
-    cfg_json = json.loads(json.dumps(asdict(cfg)))
-    if resume and os.path.exists(cfg_path) and os.path.exists(ckpt_path):
-        with open(cfg_path) as f:
-            old = json.load(f)
-        # A resume may run longer or with another timeout (spu_timeout: its name in older folders);
-        # every other setting must match.
-        length = ("steps", "epochs", "timeout", "spu_timeout")
-        differ = sorted(k for k in set(old) | set(cfg_json) if k not in length and old.get(k) != cfg_json.get(k))
-        if differ:
-            what = ", ".join(f"{k} {old.get(k)!r} there, {cfg_json.get(k)!r} here" for k in differ)
-            raise ThermospiceError(f"{out_dir} holds a run with other settings ({what}); use another --out "
-                                   "folder")
-        state = torch.load(ckpt_path, weights_only=False)
+def _at(settings: dict, key: str):
+    """The value at a dotted key of nested settings (None where absent)."""
+    for part in key.split("."):
+        settings = settings.get(part) if isinstance(settings, dict) else None
+    return settings
+
+
+def _restore(path: str, model, pre, opt) -> tuple[int, float]:
+    """Load the checkpoint at `path` into the model, optimizer and preconditioner; (step, cumulative
+    estimated seconds)."""
+    state = load_checkpoint(path)
+    try:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         pre.load_state_dict(state["preconditioner"])
-        step = int(state["step"])
-        with open(os.path.join(out_dir, "metrics.csv"), newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        with open(cfg_path, "w") as f:
-            json.dump(cfg_json, f, indent=2)
-        return step, float(state["cumulative"]), rows
-    with open(cfg_path, "w") as f:
-        json.dump(cfg_json, f, indent=2)
-    return 0, 0.0, []
-
-
-def _save_checkpoint(out_dir, step, cumulative, model, pre, opt) -> None:
-    tmp = os.path.join(out_dir, "checkpoint.pt.tmp")
-    torch.save({"step": step, "cumulative": cumulative, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "preconditioner": pre.state_dict()}, tmp)
-    os.replace(tmp, os.path.join(out_dir, "checkpoint.pt"))  # atomic: a kill never leaves half a file
+        return int(state["step"]), float(state["cumulative"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        why = " ".join(str(exc).split()[:16]) or type(exc).__name__
+        raise RunFolderError(f"{path} does not fit this run ({type(exc).__name__}: {why}); remove it to start "
+                             "over") from None

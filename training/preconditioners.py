@@ -258,12 +258,14 @@ class TNGD(_Damped):
         return StepInfo(float(curv.loss), digital, device, sim)
 
     def state_dict(self) -> dict:
-        return {"k": self.k, "estimate": None if self.estimate is None else self.estimate.copy(),
-                "spu_runs": self.spu.runs, "stale": self._stale_inputs}
+        # Tensors and plain data only: a checkpoint is loaded with torch.load(weights_only=True).
+        estimate = None if self.estimate is None else torch.from_numpy(self.estimate.copy())
+        return {"k": self.k, "estimate": estimate, "spu_runs": self.spu.runs, "stale": self._stale_inputs}
 
     def load_state_dict(self, state: dict) -> None:
         self.k = int(state["k"])
-        self.estimate = state["estimate"]
+        estimate = state["estimate"]
+        self.estimate = None if estimate is None else np.asarray(estimate.numpy() if torch.is_tensor(estimate) else estimate)
         self.spu.runs = int(state.get("spu_runs", 0))
         # The stale system (for the delay t_d) is rebuilt from its inputs at the next step, so a
         # resumed run follows the uninterrupted one exactly.
@@ -380,6 +382,3 @@ def conjugate_gradient(matvec, b: torch.Tensor, x0: torch.Tensor | None, iters: 
         rr = rr_new
     return x
 
-
-PRECONDITIONERS = {"sgd": Gradient, "adam": Gradient, "tngd": TNGD, "tngd-adam": TNGD, "ngd": NGD,
-                   "ngd-cg": NGDCG, "ngd-woodbury": NGDWoodbury}

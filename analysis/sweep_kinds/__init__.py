@@ -6,7 +6,7 @@ order below. To add a kind, write its module and add it here."""
 from __future__ import annotations
 
 from ..sweep_errors import SweepOptionError, UnknownKindError
-from .base import CIRCUIT_BACKENDS, Summary, SweepKind
+from .base import Summary, SweepKind, circuit_backend
 from .bits import Bits
 from .noise import Noise
 from .opamp import Opamp
@@ -20,7 +20,7 @@ from .train_tolerance import TrainTolerance
 SWEEP_KINDS: dict[str, SweepKind] = {k.name: k for k in (Noise(), Tolerance(), Bits(), Opamp(), Time())}
 TRAIN_KINDS: dict[str, TrainSweepKind] = {k.name: k for k in (TrainBits(), TrainTolerance(), TrainNoise())}
 
-__all__ = ["CIRCUIT_BACKENDS", "SWEEP_KINDS", "TRAIN_KINDS", "Summary", "SweepKind", "TrainSweepKind", "sweep_kind",
+__all__ = ["circuit_backend", "SWEEP_KINDS", "TRAIN_KINDS", "Summary", "SweepKind", "TrainSweepKind", "sweep_kind",
            "train_kind"]
 
 

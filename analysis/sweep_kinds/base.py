@@ -14,9 +14,14 @@ from ..ranges import parse_range, round12
 from ..sweep_errors import SweepOptionError
 from ..sweep_point import growing, settle_time
 
-# The backends that simulate the circuit's netlist: they take a topology, ngspice's options and the
-# circuit build check; the others (ou) run the ideal process.
-CIRCUIT_BACKENDS = ("ngspice",)
+
+
+def circuit_backend(name: str) -> bool:
+    """Whether the backend simulates a built circuit: it takes a topology, the circuit's options and
+    the circuit build check; the others (ou) run the ideal process."""
+    from spu import backends
+
+    return backends.get(name).circuit
 # Settling band of tolerance/opamp points, relative to the final state (a trajectory tolerance,
 # not spu.core.spectral.MODE_DECAY_TOL, which sets the default t).
 TRAJECTORY_SETTLE_TOL = 1e-3

@@ -8,7 +8,7 @@ import numpy as np
 from ..ranges import parse_range
 from ..sweep_errors import SweepOptionError
 from ..sweep_point import theory_rms
-from .base import CIRCUIT_BACKENDS, POINT, REL, STATUS, Summary, SweepKind
+from .base import POINT, REL, STATUS, Summary, SweepKind, circuit_backend
 
 
 class Noise(SweepKind):
@@ -43,7 +43,7 @@ class Noise(SweepKind):
     def grid(self, given, quick, backend):
         grid = {"kappa0": parse_range("kappa0", self.default(given, "kappa0", quick), lo=0),
                 "temperature_k": parse_range("temperature", self.default(given, "temperature", quick), lo=0, hi=1000)}
-        if backend not in CIRCUIT_BACKENDS and any(T > 0 for T in grid["temperature_k"]):
+        if not circuit_backend(backend) and any(T > 0 for T in grid["temperature_k"]):
             raise SweepOptionError("Johnson noise (--temperature > 0) exists only in the circuit: use --backend "
                                    "ngspice, or --temperature 0 with --backend ou")
         return grid
