@@ -26,6 +26,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from spu.core.errors import ThermospiceError
+from spu.lifetime import init_pool_worker, run_task
 
 
 class SchedulerError(ThermospiceError, ConnectionError):
@@ -59,9 +60,12 @@ class ProcessPool:
         ctx = multiprocessing.get_context("forkserver")
         if self.preload:
             ctx.set_forkserver_preload(self.preload)
-        ex = ProcessPoolExecutor(max_workers=min(self.workers, len(points)), mp_context=ctx)
+        # Workers end with this process and close their ngspice sessions on the way out: a killed
+        # sweep leaves no process or temp folder (spu/lifetime.py).
+        ex = ProcessPoolExecutor(max_workers=min(self.workers, len(points)), mp_context=ctx,
+                                 initializer=init_pool_worker, initargs=(os.getpid(),))
         try:
-            futs = {ex.submit(evaluate, pt): pt for pt in points}
+            futs = {ex.submit(run_task, evaluate, pt): pt for pt in points}
             for f in as_completed(futs):
                 yield futs[f], f.result()
         finally:
