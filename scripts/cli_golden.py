@@ -39,8 +39,8 @@ COMMANDS = [
     "solve", "netlist", "report", "train", "demo", "sample", "reproduce", "sweep",
     *(f"sweep {k}" for k in ("noise", "tolerance", "bits", "opamp", "time",
                              "train-bits", "train-tolerance", "train-noise")))]
-TIMING = re.compile(r"(wall|_s\b|elapsed|seconds| s\)|ms\b|it/s|s/it|\d+(\.\d+)?s\b)", re.I)
-TIMED_KEYS = ("wall", "time", "elapsed", "seconds")
+TIMING = re.compile(r"(wall|_s\b|elapsed|seconds| s\)|ms\b|it/s|s/it|\d+(\.\d+)?s\b|in \d+(\.\d+)? s$)", re.I)
+TIMED_KEYS = ("wall", "time", "elapsed", "seconds", "bookkeeping", "digital")
 
 
 def inputs(d: Path) -> None:
@@ -55,7 +55,9 @@ def inputs(d: Path) -> None:
     np.save(d / "b.npy", rng.standard_normal(n))
 
 
-def mask(text: str) -> str:
+def mask(text: str, tmp: str) -> str:
+    # The run's temp folder differs each time; a cleared progress bar leaves padding of its width.
+    text = "\n".join(line.rstrip() for line in text.replace(tmp, "<tmp>").splitlines())
     try:
         obj = json.loads(text)
     except ValueError:
@@ -79,8 +81,8 @@ def main(out: Path) -> None:
         for i, cmd in enumerate(COMMANDS):
             r = subprocess.run([exe, *cmd.split()], cwd=d, capture_output=True, text=True,
                                env={**os.environ, "COLUMNS": "80"})
-            (out / f"{i:02d}.txt").write_text(f"$ {cmd}\nrc={r.returncode}\n{mask(r.stdout)}\n--- stderr\n"
-                                             + "\n".join(l for l in r.stderr.splitlines()
+            (out / f"{i:02d}.txt").write_text(f"$ {cmd}\nrc={r.returncode}\n{mask(r.stdout, tmp)}\n--- stderr\n"
+                                             + "\n".join(l for l in mask(r.stderr, tmp).splitlines()
                                                          if not TIMING.search(l) and "%|" not in l) + "\n")
             print(f"{i:02d} rc={r.returncode} {cmd}", flush=True)
         net = d / "spu.cir"
