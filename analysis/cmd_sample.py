@@ -20,6 +20,7 @@ from spu.device import SPU
 from spu.core.errors import ThermospiceError
 from spu.sampling import dynamics_of, sample, theory
 
+from .limit_args import add_limit_args, limits_from_args
 from .osc_args import add_oscillator_args, oscillator_from_args
 from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
 
@@ -44,22 +45,23 @@ def add_parser(sub) -> None:
                    help="also print the exact expected errors of mean and inverse for these K and interval")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("-o", "--output", help="write PREFIX_{mean,cov,inverse,samples,times}.npy")
+    add_limit_args(p, "memory", "steps")
     p.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args) -> int:
-    problem = problem_from_args(args)
+    backend = backends.get(args.backend)
+    problem = problem_from_args(args, circuit=backend.circuit)
     design = design_from_args(args)
     if not (math.isfinite(args.kappa0) and args.kappa0 > 0):
         raise ThermospiceError(f"--kappa0 must be > 0 for sampling (the stationary spread is kappa0 A^-1), got {args.kappa0:g}")
-    backend = backends.get(args.backend)
     if not backend.circuit and args.topology is not None:
         raise ThermospiceError(f"--topology only applies to --backend {_taking(lambda b: b.circuit)}, "
                                f"not {args.backend}")
     params = oscillator_from_args(args, applies=backend.oscillator(args.topology))
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
-    options = {}
+    options = {"limits": limits_from_args(args)}
     if params is not None:
         options["oscillator"] = params
     if "timeout" in backend.options:

@@ -16,6 +16,7 @@ from spu.device import SPU
 from spu.core.errors import ThermospiceError
 from spu.core.spectral import MODE_DECAY_TOL
 
+from .limit_args import add_limit_args, limits_from_args
 from .osc_args import add_oscillator_args, oscillator_from_args
 from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
 
@@ -30,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds before ngspice is killed (backend ngspice; default 600)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_limit_args(p, "memory", "steps")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("netlist", help="write the SPU netlist, runnable by `ngspice -b`")
@@ -38,6 +40,7 @@ def add_parser(sub) -> None:
     _common(p)
     p.add_argument("-o", "--output", required=True, help="netlist file to write (.cir)")
     p.add_argument("--title", help="netlist title line (printable ASCII)")
+    add_limit_args(p, "memory")
     p.set_defaults(func=cmd_netlist)
 
     p = sub.add_parser("report", help="print the component report of the circuit")
@@ -45,6 +48,7 @@ def add_parser(sub) -> None:
     add_design_args(p)
     _common(p)
     p.add_argument("--json", action="store_true")
+    add_limit_args(p, "memory")
     p.set_defaults(func=cmd_report)
 
 
@@ -86,9 +90,9 @@ def _build(args):
 
 
 def cmd_solve(args) -> int:
-    problem = problem_from_args(args)
-    design = design_from_args(args)
     backend = backends.get(args.backend)
+    problem = problem_from_args(args, circuit=backend.circuit)
+    design = design_from_args(args)
     if not backend.circuit and args.topology is not None:
         # The numeric backends have no circuit; say so rather than silently ignoring it.
         circuit = backends.names_where(lambda b: b.circuit)
@@ -101,7 +105,7 @@ def cmd_solve(args) -> int:
     # `ngspice -b` process (and its error messages) for it.
     engine = {"engine": "batch"} if "engine" in backend.options else {}
     spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, keep=args.keep,
-              timeout=args.timeout, **engine, **({"oscillator": osc} if osc else {}))
+              timeout=args.timeout, limits=limits_from_args(args), **engine, **({"oscillator": osc} if osc else {}))
     res = spu.run(problem, t=args.t, x0=x0_from_args(args, problem.n), seed=args.seed, settle_tol=args.settle_tol)
     if args.json:
         out = res.to_dict()

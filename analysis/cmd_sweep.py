@@ -6,6 +6,7 @@ import sys
 
 from circuits import topologies
 
+from .limit_args import add_limit_args, limits_from_args
 from .sweep_errors import SweepError
 from .sweep_kinds import SWEEP_KINDS, TRAIN_KINDS, sweep_kind, train_kind
 from .sweep_spec import COMMON_OPTIONS, columns_help
@@ -106,6 +107,7 @@ def _common_args(p, kind) -> None:
     g.add_argument("--timeout", type=float, help="seconds before one ngspice run is killed (default 600)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     g.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # test hook: stop as if interrupted
+    add_limit_args(p, "points", "steps")
 
 
 def cmd_sweep(args) -> int:
@@ -114,7 +116,7 @@ def cmd_sweep(args) -> int:
     try:
         res = run_sweep(args.kind, args.out, quick=args.quick, workers=args.workers, scheduler=args.scheduler,
                         scheduler_timeout=args.scheduler_timeout, progress=not args.no_progress,
-                        stop_after=args.stop_after, **options)
+                        stop_after=args.stop_after, limits=limits_from_args(args), **options)
     except KeyboardInterrupt:
         print(f"thermospice: sweep {args.kind} interrupted; finished points are saved in {args.out}: "
               "rerun the same command to resume", file=sys.stderr)

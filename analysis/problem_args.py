@@ -11,6 +11,16 @@ from circuits.design import Design, OpAmp
 from circuits.topologies import TOPOLOGIES
 from spu.core.errors import ProblemError
 from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
+from spu.limits import Limits
+
+from .limit_args import limits_from_args
+
+# Copies of the problem's matrices a command holds at its peak (measured with a dense A of N = 700
+# and 1500: the circuit build (netlist, report, ngspice) ~90-96, its arrays of resistors, roles and
+# conductances, the numeric backends ~3.4: the checks, the spectrum and the solve).
+CIRCUIT_COPIES = 100
+NUMERIC_COPIES = 4
+_TEXT_PEEK = 1 << 24  # bytes of a text file read to count the columns of its first row
 
 
 def add_problem_args(p: argparse.ArgumentParser) -> None:
@@ -93,7 +103,46 @@ def load_array(path: str, name: str) -> np.ndarray:
         raise ProblemError(f"--{name}: cannot read {path}: {exc or type(exc).__name__}") from None
 
 
-def problem_from_args(args):
+def file_entries(path: str) -> int | None:
+    """Entries of the array a file holds, from its .npy header or, for text, its first row and its
+    size; None where it cannot tell (load_array then reports the file as it always did)."""
+    try:
+        if path.endswith(".npy"):
+            with open(path, "rb") as fh:
+                fmt = np.lib.format
+                version = fmt.read_magic(fh)
+                read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+                if read is None:
+                    return None
+                shape, _, _ = read(fh)
+            return int(np.prod(shape, dtype=float))
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            for line in iter(lambda: fh.readline(_TEXT_PEEK), b""):
+                if line.strip() and not line.lstrip().startswith(b"#"):
+                    fields = len(line.replace(b",", b" ").split())
+                    return int(fields * size / len(line))
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    return None
+
+
+def check_problem_memory(args, limits: Limits, copies: int) -> None:
+    """Refuse, before loading anything, a problem whose arrays need more memory than the limit."""
+    names = [n for n in ("A", "U", "J", "H", "b", "x0") if getattr(args, n, None)]
+    sizes = {n: file_entries(getattr(args, n)) for n in names}
+    matrices = [n for n in names if sizes[n] and n not in ("b", "x0")]
+    if not matrices:
+        return
+    need = sum(sizes[n] for n in matrices) * 8.0 * copies
+    what = ", ".join(f"--{n} ({sizes[n]:.3g} entries)" for n in matrices)
+    limits.check_memory(f"{what}, with the {copies} copies this command makes,", need)
+
+
+def problem_from_args(args, *, circuit: bool = True):
+    """The problem the options name. circuit: whether the command builds a circuit from it (which
+    holds far more copies of its matrices than a numeric backend), for the memory estimate."""
+    check_problem_memory(args, limits_from_args(args), CIRCUIT_COPIES if circuit else NUMERIC_COPIES)
     b = load_array(args.b, "b")
     forms = [bool(args.A), bool(args.U), bool(args.J or args.H)]
     if sum(forms) != 1:

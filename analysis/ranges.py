@@ -50,6 +50,20 @@ def _spaced(opt: str, p: str) -> list[float]:
     return list(np.linspace(a, b, k)) if k > 1 else [a]
 
 
+def count(spec) -> int:
+    """How many values spec gives at most (before deduplication), without making them: a sweep's
+    size is checked against its limit before a ``lin:1:40:1000000000`` allocates gigabytes. An item
+    that parse_range would refuse counts 1 (parse_range then names it)."""
+    total = 0
+    for p in _pieces(spec):
+        parts = p.split(":") if isinstance(p, str) else ()
+        try:
+            total += max(int(parts[3]), 1) if len(parts) == 4 and parts[0].lower() in ("lin", "log") else 1
+        except ValueError:
+            total += 1
+    return total
+
+
 def _value(opt: str, p, words: dict[str, float] | None) -> list[float]:
     if isinstance(p, str) and p.lower() in (words or {}):
         return [float(words[p.lower()])]

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from spu.core.errors import NgspiceError, NgspiceTimeout
+from spu.limits import DEFAULT_STEPS, Limits
 
 from .sweep_kinds import circuit_backend, sweep_kind
 from .sweep_point import _context
@@ -46,7 +47,8 @@ def evaluate_point(spec_json: str, pt: dict) -> dict:
         # Held (TRRANDOM) noise: its breakpoints fix the time grid, so two points with the same
         # seed get common random numbers at any kappa0 (the noise sweep's exact sqrt(kappa0)
         # scaling); a table's grid follows ngspice's step control, which the noise level moves.
-        options = {"report": kind.report, "timeout": spec.get("timeout", 600.0), "noise": "held"}
+        options = {"report": kind.report, "timeout": spec.get("timeout", 600.0), "noise": "held",
+                   "limits": Limits(steps=spec.get("max_steps", DEFAULT_STEPS))}
     try:
         spu = SPU(spec["backend"], topology=spec["topology"], design=design, kappa0=kappa0, **options)
         spu.backend_state = _WORKER_STATE

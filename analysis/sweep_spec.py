@@ -12,7 +12,9 @@ import math
 
 import numpy as np
 
-from .ranges import round12
+from spu.limits import Limits
+
+from .ranges import count, round12
 from .sweep_errors import EmptyRangeError, SweepOptionError
 from .sweep_kinds import SWEEP_KINDS, SweepKind, circuit_backend, sweep_kind
 from .sweep_point import make_problem
@@ -119,29 +121,47 @@ def _run_options(kind: SweepKind, given: dict, quick: bool) -> tuple[str, int, i
     return backend, int(seeds), int(seed)
 
 
-def _check_buildable(problem, topology: str) -> None:
-    """Check once, here, that the circuit can be built at all (resistor ranges etc.)."""
+def _check_size(sweep: SweepKind, given: dict, quick: bool, seeds: int, limits: Limits) -> None:
+    """Refuse, before any grid is made, a sweep with more points than the limit: the product of
+    its ranges' sizes (given or default) and the repetitions, counted without making them."""
+    points = seeds
+    for option in sorted(sweep.options):
+        default = sweep.defaults.get(option, (1, 1))[int(quick)]
+        points *= count(given.get(option, default))
+    limits.check_points(f"sweep {sweep.name} (its grid x {seeds} seeds, before duplicates are removed)", points)
+
+
+def _check_buildable(problem, topology: str, t_max: float, limits: Limits) -> None:
+    """Check once, here, that the circuit can be built at all (resistor ranges etc.), and that its
+    longest run's ngspice transient stays within the step limit (each step of the built circuit
+    at t = 1 covers the same share of tau at any t)."""
     from circuits.topologies import build
     from spu.core.errors import DesignError
+    from spu.limits import transient_steps
 
     try:
-        build(problem, topology, t=1.0)
+        circuit = build(problem, topology, t=1.0)
     except DesignError as exc:
         raise SweepOptionError(f"the test problem cannot be built as a {topology} circuit: {exc}") from None
+    _, t_stop, t_max_step = circuit.tran_args()
+    limits.check_steps(f"the sweep's longest ngspice run (t = {t_max:g} tau)", t_max * transient_steps(t_stop, t_max_step))
 
 
-def build_spec(kind: str, *, quick: bool = False, **options) -> dict:
+def build_spec(kind: str, *, quick: bool = False, limits: Limits | None = None, **options) -> dict:
     """Resolve defaults, validate every option and return the sweep's JSON-able specification.
 
     Options (None = default): problem: n, form (ggn|spd), problem_seed, lam, batch, dz;
     topology, backend, seeds (repetitions), seed (base seed), timeout (s per ngspice run);
     and the kind's own (its SweepKind.options; e.g. noise: kappa0, temperature, t; time: t as a
-    range, kappa0 as one value). Ranges as in analysis.ranges.parse_range."""
+    range, kappa0 as one value). Ranges as in analysis.ranges.parse_range. limits: the grid's
+    points and the longest run's ngspice steps are checked against them (default Limits())."""
+    limits = limits or Limits()
     sweep = sweep_kind(kind)
     given = _given(sweep, options)
     prob = _problem_options(given, quick)
     topology = _topology(given, prob["form"])
     backend, seeds, seed = _run_options(sweep, given, quick)
+    _check_size(sweep, given, quick, seeds, limits)
     circuit = circuit_backend(backend)
     problem = make_problem(**prob)
     lam_min = float(problem.eig_extremes()[0])
@@ -153,7 +173,7 @@ def build_spec(kind: str, *, quick: bool = False, **options) -> dict:
     if spec["points"] == 0:
         raise EmptyRangeError(f"sweep {kind} has no points{sweep.empty_hint}")
     if circuit:
-        _check_buildable(problem, topology)
+        _check_buildable(problem, topology, sweep.longest_t(spec), limits)
     return spec
 
 

@@ -59,6 +59,7 @@ from functools import partial
 import numpy as np
 
 from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
+from spu.limits import DEFAULT_STEPS, Limits
 from spu.run_folder import CsvLog, check_manifest, hold_lock, read_rows, remove_stale_temps
 
 from .io import atomic_write, csv_line, fmt, prepare_folder
@@ -124,7 +125,8 @@ class SweepResult:
 
 def run_sweep(kind: str, out: str = "sweeps", *, quick: bool = False, workers: int | None = None,
               scheduler: str | None = None, scheduler_timeout: float = 10.0, progress: bool = True,
-              stop_after: int | None = None, plot: bool = True, **options) -> SweepResult:
+              stop_after: int | None = None, plot: bool = True, limits: Limits | None = None,
+              **options) -> SweepResult:
     """Run (or resume) a sweep into folder `out`; see the module docstring.
 
     stop_after: stop (raising SweepInterrupted, which carries the partial SweepResult) once this
@@ -138,9 +140,11 @@ def run_sweep(kind: str, out: str = "sweeps", *, quick: bool = False, workers: i
     if not (isinstance(scheduler_timeout, (int, float)) and scheduler_timeout > 0):
         raise SweepOptionError(f"--scheduler-timeout must be > 0 seconds, got {scheduler_timeout!r}")
     timeout = options.get("timeout")
-    spec = build_spec(kind, quick=quick, **options)
+    spec = build_spec(kind, quick=quick, limits=limits, **options)
     # The ngspice timeout is an execution setting, not part of the sweep: it stays out of the manifest.
     run_spec = dict(spec, timeout=float(timeout) if timeout is not None else 600.0)
+    if limits is not None and limits.steps != DEFAULT_STEPS:  # so is a raised step limit
+        run_spec["max_steps"] = limits.steps
     run_json = spec_json(run_spec)
     out = prepare_folder(out, "sweep results")
     # Connect before touching the folder's sweep files, so an unreachable scheduler leaves nothing behind.

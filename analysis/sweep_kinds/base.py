@@ -109,6 +109,10 @@ class SweepKind:
     def grid(self, given: dict, quick: bool, backend: str) -> dict[str, list]:
         raise NotImplementedError
 
+    def longest_t(self, spec: dict) -> float:
+        """The longest analog time (tau) one of its points runs: the one time of the spec."""
+        return spec["t_tau"]
+
     def points(self, spec: dict, seeds: list[int]) -> list[dict]:
         """The grid's points in id order (without their ids); seeds[r]: the seed of repetition r."""
         raise NotImplementedError

@@ -49,6 +49,9 @@ class Time(SweepKind):
             raise SweepOptionError("--kappa0 takes one value for sweep time (the noise sweep takes a range)")
         return {"grid": grid, "kappa0": k[0]}
 
+    def longest_t(self, spec):
+        return max(spec["grid"]["t_tau"])
+
     def points(self, spec, seeds):
         return [{"t_tau": t, "seed_index": r, "seed": seeds[r]}
                 for t, r in itertools.product(spec["grid"]["t_tau"], range(len(seeds)))]

@@ -6,7 +6,8 @@ using only ``problem.matvec``, so it costs O(cost of A v) per step and never a d
 It is *not* exact: the mean carries an O(h) error and the stationary covariance is
 kappa0 A^-1 (I - h A / 2)^-1 instead of kappa0 A^-1. It diverges when h > 2 / lambda_max(A).
 
-options: ``dt`` step in tau (default 0.1, the paper's delta t).
+options: ``dt`` step in tau (default 0.1, the paper's delta t); ``limits`` (spu.limits.Limits):
+the t / dt steps are checked against it before the step grid is made.
 The step grid (spu/core/steps.py) is k*dt, shortened at the end and split at recording times.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..core.errors import ProblemError
 from ..core.steps import record_map, step_points
+from ..limits import Limits, transient_steps
 from .base import Backend, BackendRun
 from .ou import check_run_args
 
@@ -28,6 +30,8 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     dt = float(options.get("dt", DEFAULT_DT))
     if not np.isfinite(dt) or dt <= 0:
         raise ProblemError(f"euler option dt must be finite and > 0, got {dt}")
+    (options.get("limits") or Limits()).check_steps(f"euler to t = {t:g} tau in steps of dt = {dt:g}",
+                                                    transient_steps(t, dt))
     pts = step_points(t, dt, times)
     rng = np.random.default_rng(seed)
     b = problem.b
@@ -57,7 +61,7 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
 
 class EulerBackend(Backend):
     name = "euler"
-    options = frozenset({"dt"})
+    options = frozenset({"dt", "limits"})
     run = staticmethod(run)
 
 

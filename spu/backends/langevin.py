@@ -16,6 +16,7 @@ options:
               (matrix-free, one A v per step; resistive coupling only)
   dt          BAOAB step in tau (default 0.05); stable below 2 sqrt(m / lambda_max)
   v0          initial velocity (default 0)
+  limits      spu.limits.Limits: BAOAB's t / dt steps are checked against it before stepping
 
 extra: "velocity" (final), "velocities" (at `times`), "gamma", "zeta_min"/"zeta_max" (damping
 ratios over the modes), "method", "state" ("position" | "velocity").
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..core.errors import ProblemError
 from ..core.underdamped import BAOAB, ExactLangevin, OscillatorParams
+from ..limits import Limits, transient_steps
 from .base import Backend, BackendRun
 from .ou import check_run_args
 
@@ -67,6 +69,8 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
         dt = float(options.get("dt", DEFAULT_DT))
         if not np.isfinite(dt) or dt <= 0:
             raise ProblemError(f"langevin option dt must be finite and > 0, got {dt}")
+        (options.get("limits") or Limits()).check_steps(f"baoab to t = {t:g} tau in steps of dt = {dt:g}",
+                                                        transient_steps(t, dt))
         q, v, Q, V, steps = BAOAB(problem, params, kappa0, exact.gamma).run(t, q0, vv0, times, rng, dt)
         extra.update(steps=steps, dt=dt)
     else:
@@ -83,7 +87,7 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
 class LangevinBackend(Backend):
     name = "langevin"
     exact = True              # method "exact" reaches t = inf; BAOAB refuses it in run()
-    options = frozenset({"oscillator", *_KEYS, "method", "dt", "v0"})
+    options = frozenset({"oscillator", *_KEYS, "method", "dt", "v0", "limits"})
     run = staticmethod(run)
     settle_time = staticmethod(settle_time)
 

@@ -19,6 +19,8 @@ options (all optional):
   report     attach the component report (default True)
   points     output points requested from ngspice (default 200)
   oscillator OscillatorParams or dict for topology "oscillator" (spu/core/underdamped.py)
+  limits     spu.limits.Limits: the transient's time points and the raw data read back are checked
+             against them before ngspice starts (default Limits())
 
 The state is read as V(x_i)/v_unit, through an ADC of design.bits_adc bits when set.
 """
@@ -31,6 +33,7 @@ from circuits.report import component_report
 from circuits.topologies import build, get
 
 from ..core.errors import NgspiceError, ThermospiceError
+from ..limits import Limits, transient_steps
 from ..ngspice.run import run_ngspice
 from ..ngspice.session import NgspiceSession
 from .base import BackendRun, CircuitBackend
@@ -104,6 +107,7 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
         topology_options["noise"] = options.get("noise") or "table"
     circuit = build(problem, topology, design, x0=x0, kappa0=kappa0, t=float(t), seed=seed,
                     points=int(options.get("points", 200)), **topology_options)
+    _check_limits(circuit, float(t), design, options.get("limits") or Limits())
     timeout = options.get("timeout", 600.0)
     netlist_path, extra = None, {}
     if engine == "session" and not options.get("keep"):
@@ -138,11 +142,21 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
                       report=report, programmed_resistors=circuit.programmed_resistors(), extra=extra)
 
 
+def _check_limits(circuit, t: float, design, limits: Limits) -> None:
+    """Refuse a transient whose time points (at least t_stop / step cap) or raw data are too many."""
+    _, t_stop, t_max = circuit.tran_args()
+    steps = transient_steps(t_stop, t_max)
+    cap = t_max / (design.tau * circuit.scale)
+    limits.check_steps(f"ngspice's transient of t = {t:g} tau (step cap {cap:.3g} tau of the problem, "
+                       f"circuit scale {circuit.scale:.4g})", steps)
+    limits.check_memory(f"the raw data of ngspice's {steps:.3g} time points", steps * (len(circuit.state_nodes) + 1) * 8.0)
+
+
 class NgspiceBackend(CircuitBackend):
     name = "ngspice"
     stateful = True           # its long-lived session
     options = frozenset({"topology", "design", "engine", "noise", "state", "timeout", "keep", "workdir",
-                         "report", "points", "oscillator"})
+                         "report", "points", "oscillator", "limits"})
     run = staticmethod(run)
     settle_time = staticmethod(settle_time)
     problem_form = staticmethod(problem_form)

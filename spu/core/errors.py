@@ -31,3 +31,7 @@ class NgspiceTimeout(NgspiceError):
 
 class UnstableCircuitError(ThermospiceError, RuntimeError):
     """The realised (as-built) drift has a mode that grows: the circuit would run to its rails."""
+
+
+class LimitError(ThermospiceError, ValueError):
+    """A run that would need more memory, time steps or sweep points than its limit (spu/limits.py)."""
