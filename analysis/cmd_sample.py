@@ -16,8 +16,8 @@ import os
 import numpy as np
 
 from spu import backends
-from spu.device import SPU
 from spu.core.errors import ThermospiceError
+from spu.device import SPU
 from spu.sampling import dynamics_of, sample, theory
 
 from .limit_args import add_limit_args, limits_from_args
@@ -70,7 +70,7 @@ def cmd_sample(args) -> int:
         value = getattr(args, name)
         if value is not None:
             if name not in backend.options:
-                raise ThermospiceError(f"--{name} applies to --backend {_taking(lambda b: name in b.options)}")
+                raise ThermospiceError(f"--{name} applies to --backend {_taking(lambda b, n=name: n in b.options)}")
             options[name] = value
     if args.output:
         folder = os.path.dirname(os.path.abspath(args.output))

@@ -12,9 +12,9 @@ from circuits.topologies import build, is_second_order
 from spu import backends
 from spu.backends.direct import solve as direct_solve
 from spu.backends.ngspice import default_topology
-from spu.device import SPU
 from spu.core.errors import ThermospiceError
 from spu.core.spectral import MODE_DECAY_TOL
+from spu.device import SPU
 
 from .limit_args import add_limit_args, limits_from_args
 from .osc_args import add_oscillator_args, oscillator_from_args

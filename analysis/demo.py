@@ -21,8 +21,8 @@ import numpy as np
 from circuits.design import Design
 from circuits.report import format_report
 from circuits.topologies import build
-from spu.device import SPU
 from spu.core.problems import GGNProblem
+from spu.device import SPU
 
 from .io import prepare_folder
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from spu.outdir import OutputFolderError as _FolderError
 from spu.outdir import ensure_output_folder
+
 # The atomic write and the CSV line are the run folder's (spu/run_folder.py); every analysis
 # module writes through them.
 from spu.run_folder import atomic_write, csv_line  # noqa: F401

@@ -39,10 +39,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from spu.core.errors import ThermospiceError
-from training.optimizers import OPTIMIZERS
-
 from spu.run_folder import check_manifest as check_manifest_file
 from spu.run_folder import hold_lock
+from training.optimizers import OPTIMIZERS
 
 from .io import REPRODUCE_CELLS, prepare_folder, read_csv, write_csv
 

@@ -113,7 +113,7 @@ def _plot_fig3(rows, path):
     labels = _labels(rows)
     steps = max(int(_f(r["step"])) for r in rows)
     w = max(1, steps // 30)
-    for i, lab in enumerate(labels):
+    for lab in labels:
         color = "C0" if lab.startswith("TNGD") else "C1"
         for ax, key, sm in ((axes[0], "train_loss", w), (axes[1], "test_loss", 1), (axes[2], "test_error", 1)):
             x, _, _ = _series(rows, lab, key, "estimated_s_mean")

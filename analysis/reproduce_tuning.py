@@ -194,8 +194,8 @@ def train_config(size: dict, j: dict):
 # -- one run (runs in a worker process) ---------------------------------------------------------------
 def evaluate_run(spec_json: str, j: dict) -> dict:
     """Train one grid point into OUT/runs/NAME (resuming its checkpoint) and return its row."""
-    from training.malloc import tune_glibc_malloc
     from training.loop import train
+    from training.malloc import tune_glibc_malloc
     from training.preconditioners import TrainingError
 
     from .reproduce import thread_limit

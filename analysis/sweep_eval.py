@@ -28,8 +28,8 @@ _WORKER_STATE: dict = {}
 def evaluate_point(spec_json: str, pt: dict) -> dict:
     """Run one point. Returns {"row": dict or None, "error": message or None, "retry": bool,
     "wall_s", "host", "pid"}. Only deterministic outcomes give a row (see the module docstring)."""
-    from spu.device import SPU
     from spu.core.errors import DesignError, ProblemError
+    from spu.device import SPU
 
     start = time.perf_counter()
     spec = json.loads(spec_json)

@@ -19,10 +19,9 @@ from functools import partial
 
 from circuits import topologies
 from spu.core.errors import ThermospiceError
-
-from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
 from spu.run_folder import CsvLog, check_manifest, hold_lock, read_rows
 
+from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
 from .io import fmt
 from .sweep_errors import SweepError, SweepMismatchError, SweepOptionError
 from .sweep_kinds import train_kind

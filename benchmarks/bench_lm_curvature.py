@@ -35,9 +35,9 @@ def run_case(batch: int, seq_len: int, reps: int) -> dict:
     import torch
     torch.set_num_threads(1)
     from training.curvature import compute_curvature, loss_and_grad
-    from training.malloc import tune_glibc_malloc
     from training.lm_data import generate
     from training.lm_model import build_span_qa, load_encoder, load_tokenizer, rows, trainable_count
+    from training.malloc import tune_glibc_malloc
 
     tune_glibc_malloc()
     tok = load_tokenizer()

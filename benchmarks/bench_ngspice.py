@@ -55,10 +55,10 @@ from circuits.design import Design  # noqa: E402
 from circuits.netlist import Element, Netlist  # noqa: E402
 from circuits.topologies import build  # noqa: E402
 from spu.core.errors import NgspiceTimeout, ThermospiceError  # noqa: E402
-from spu.ngspice.run import run_ngspice  # noqa: E402
 from spu.core.problems import FactoredProblem, GGNProblem  # noqa: E402
 from spu.core.softmax import random_softmax_hessian  # noqa: E402
 from spu.ngspice.rawfile import read_raw  # noqa: E402
+from spu.ngspice.run import run_ngspice  # noqa: E402
 
 T_FULL = 50.0            # tau: the solve being benchmarked
 T_SHORT = {True: 0.05, False: 0.1}   # tau of the measured run, noise on / off

@@ -48,7 +48,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_curvature  # noqa: E402  (shares the child-process runner and allocator settings)
 
-
 PARTS = ("grad only", "write U only", "U+g fresh", "U+g out=", "handoff")
 CASES = ["adam (torch)", "adam", "sgd", "tngd", "tngd mc K=1", "tngd mc K=4", "tngd empirical", "tngd-adam",
          "ngd-woodbury", "ngd-woodbury mc K=1", "ngd-cg c=20", "ngd-cg c=20 mc K=1", "ngd-cg c=200", "ngd"]
@@ -78,8 +77,8 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
     from training.curvature import compute_curvature, loss_and_grad
     from training.data import batches, load_digits_split
     from training.loop import TrainConfig, build_optimizer
-    from training.optimizers import OPTIMIZERS
     from training.models import build_model, count_params
+    from training.optimizers import OPTIMIZERS
     from training.preconditioners import NGD, TrainingError
 
     train, _ = load_digits_split()

@@ -45,9 +45,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from circuits.design import Design  # noqa: E402
 from circuits.report import component_report  # noqa: E402
-from spu.backends.direct import solve as direct_solve  # noqa: E402
 from circuits.topologies import build  # noqa: E402
 from spu import SPU, DenseProblem  # noqa: E402
+from spu.backends.direct import solve as direct_solve  # noqa: E402
 from spu.core.underdamped import OscillatorParams, continuous_time_errors, position_acf, sampling_theory  # noqa: E402
 
 EPS_SOLVE = 1e-3

@@ -241,7 +241,7 @@ def main():
             r = child(["--child", "time", str(w), str(dz), str(args.threads), str(args.ngd_max),
                        "1" if args.quick else "0"])
             rows.append(r)
-            f = lambda k: f"{r[k]:>9.4f}" if k in r else f"{'-':>9}"  # noqa: E731
+            f = lambda k, r=r: f"{r[k]:>9.4f}" if k in r else f"{'-':>9}"  # noqa: E731
             print(f"{dz:>3}{w:>6}{r['N']:>9}{f('adam_s')}{f('ngd_s')}{f('ngd-cg_s')}{f('ngd-woodbury_s')}"
                   f"{f('tngd_digital_U_s')}{f('tngd_digital_JH_s')}{f('tngd_device_s')}{f('tngd_est_s')}"
                   f"{f('ngd-cg_measured_s')}{r['ngd-cg_products']:>4}",

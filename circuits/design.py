@@ -103,7 +103,7 @@ class Design:
     def tau(self) -> float:
         return self.R0 * self.C
 
-    def with_(self, **changes) -> "Design":
+    def with_(self, **changes) -> Design:
         d = replace(self, **changes)
         d.check()
         return d
@@ -111,7 +111,7 @@ class Design:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def check(self) -> "Design":
+    def check(self) -> Design:
         def positive(name, v):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise DesignError(f"{name} must be a finite number > 0, got {v!r}")

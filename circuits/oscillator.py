@@ -67,7 +67,6 @@ from .design import Design
 from .scaling import check_open, choose_scale, exact_solution, open_error, scaled
 
 
-
 @dataclass(frozen=True)
 class InductorRange:
     """Usable inductors: l_min .. l_max henry, relative tolerance tol_l (drawn like tol_c).
@@ -77,7 +76,7 @@ class InductorRange:
     l_max: float = 1.0
     tol_l: float = 0.0
 
-    def check(self) -> "InductorRange":
+    def check(self) -> InductorRange:
         for name in ("l_min", "l_max"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core.errors import ProblemError
-from .limits import Limits
 from .backends.direct import solve as direct_solve
+from .core.errors import ProblemError
 from .core.spectral import spectrum
 from .core.underdamped import OscillatorParams, integrated_autocorr_time, mode_drift, sampling_theory
+from .limits import Limits
 
 # Default burn-in: the slowest mode decays by this factor (from x0 to the stationary mean).
 BURN_DECAY = 1e-4

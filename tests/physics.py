@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+from cases import random_ggn_problem
 from scipy.linalg import expm
 
 from spu.core.problems import DenseProblem, FactoredProblem
-from cases import random_ggn_problem
 
 
 def random_spd(n: int, seed: int, lam_min: float = 0.5) -> np.ndarray:

@@ -13,7 +13,6 @@ import time
 import uuid
 
 import pytest
-
 from cases import needs_ngspice
 
 pytestmark = needs_ngspice

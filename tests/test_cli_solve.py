@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 import pytest
+from cases import assert_one_line_error, call, needs_ngspice
 from scipy.linalg import expm
 
-from cases import assert_one_line_error, call, needs_ngspice
 from spu.core.softmax import softmax, softmax_ce_hessian
 
 pytestmark = needs_ngspice
@@ -291,7 +291,6 @@ def test_bad_vectors(capsys, files, tmp_path, case, needle):
     ("lam_zero", r"lam must be finite and > 0"),
 ])
 def test_bad_factored_and_ggn(capsys, files, tmp_path, case, needle):
-    J = np.load(files["J"])
     H = np.load(files["H"])
     if case == "U_rows":
         np.save(tmp_path / "U5.npy", np.ones((5, 2)))

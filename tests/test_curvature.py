@@ -4,15 +4,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from torch_cases import D64, batch, small_cnn, small_mlp
-from training.curvature import (Curvature, compute_curvature, gradient_curvature, jacobian_curvature, loss_and_grad,
-                                make_ggn_vp, param_spec, params_to_vector)
+
+from training.curvature import (
+    Curvature,
+    compute_curvature,
+    gradient_curvature,
+    jacobian_curvature,
+    loss_and_grad,
+    make_ggn_vp,
+    param_spec,
+    params_to_vector,
+)
 from training.ggn_operator import GGNOperator, ggn_vp
 from training.losses import loss_value, output_factors
-from training.params import (CurvatureError, UnsupportedModelError, check_functional, unflatten_params,
-                             vector_to_params)
 from training.models import build_model
+from training.params import CurvatureError, UnsupportedModelError, check_functional, unflatten_params, vector_to_params
 
 # torch's forward-mode AD scripts its decompositions on first use and warns that jit is deprecated
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -176,7 +183,7 @@ def test_gradient_only_path(mlp_case):
     torch.testing.assert_close(c.H, ref.H, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(c.S @ c.S.T, ref.H, rtol=1e-10, atol=1e-12)
     with pytest.raises(CurvatureError, match="not computed"):
-        c.U
+        c.U  # noqa: B018 (reading the property is what raises)
 
 
 def test_tune_glibc_malloc_in_subprocess():

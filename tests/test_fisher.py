@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy import stats
-
 import torch_cases
-from spu.device import SPU
-from spu.core.problems import GGNProblem
+from scipy import stats
 from torch_cases import D64, small_cnn
+
+from spu.core.problems import GGNProblem
+from spu.device import SPU
 from training.curvature import compute_curvature, param_spec, params_to_vector
 from training.loop import TrainConfig, train
 from training.models import build_model

@@ -15,9 +15,18 @@ from scipy import integrate, linalg
 from spu import SPU, DenseProblem, FactoredProblem, GGNProblem
 from spu.backends import langevin as lbackend
 from spu.core.errors import ProblemError
-from spu.core.underdamped import (DenseLangevin, ExactLangevin, OscillatorParams, dense_system,
-                          integrated_autocorr_time, lag_sums, mode_autocov, mode_transition, position_acf,
-                          sampling_theory)
+from spu.core.underdamped import (
+    DenseLangevin,
+    ExactLangevin,
+    OscillatorParams,
+    dense_system,
+    integrated_autocorr_time,
+    lag_sums,
+    mode_autocov,
+    mode_transition,
+    position_acf,
+    sampling_theory,
+)
 
 NSIG = 5.0
 

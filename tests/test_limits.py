@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-
 from cases import assert_one_line_error, call
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,16 +9,24 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from torch.func import functional_call
-
 from physics import trapezoid_bound
-from spu.device import SPU
+from torch.func import functional_call
+from torch_cases import tiny_encoder
+
 from spu.core.problems import FactoredProblem
+from spu.device import SPU
 from training.curvature import compute_curvature, param_spec, params_to_vector
 from training.lm_data import best_spans, exact_match, f1_score, generate, span_texts, splits
-from torch_cases import tiny_encoder
-from training.lm_model import (LORA_RANK, MASKED_LOGIT, build_span_qa, load_encoder, load_tokenizer,
-                               packaged_model_dir, rows, trainable_count)
+from training.lm_model import (
+    LORA_RANK,
+    MASKED_LOGIT,
+    build_span_qa,
+    load_encoder,
+    load_tokenizer,
+    packaged_model_dir,
+    rows,
+    trainable_count,
+)
 from training.lm_train import LMRunConfig, batch_indices, build_optimizer, train_run
 
 CLS, SEP, PAD = 101, 102, 0

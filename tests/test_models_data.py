@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from torch_cases import synthetic_regression
+
 from training.data import (
     Dataset,
     batches,

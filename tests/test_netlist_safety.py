@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from analysis.cli import main
+from circuits.circuit import NGSPICE_SEED_MAX
 from circuits.design import Design, OpAmp
 from circuits.netlist import MAX_TEXT, Netlist
-from circuits.circuit import NGSPICE_SEED_MAX
 from circuits.topologies import TOPOLOGIES, build
 from spu.core.errors import DesignError, ProblemError, ThermospiceError
 from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem

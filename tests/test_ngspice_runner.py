@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from spu.core.errors import NgspiceError, NgspiceNotFound, NgspiceTimeout, ThermospiceError
-from spu.ngspice.run import ENV_VAR, NgspiceRun, find_ngspice, ngspice_version, run_ngspice
 from spu.ngspice.rawfile import RawData, read_raw, read_raw_all
+from spu.ngspice.run import ENV_VAR, NgspiceRun, find_ngspice, ngspice_version, run_ngspice
 
 HAVE_NGSPICE = shutil.which(os.environ.get(ENV_VAR) or "ngspice") is not None
 needs_ngspice = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice not installed (apt-get install ngspice)")

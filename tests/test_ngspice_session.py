@@ -10,15 +10,14 @@ import time
 
 import numpy as np
 import pytest
+from test_netlist_safety import INJECTIONS
 
 from circuits.design import Design
 from circuits.topologies import build
 from spu.core.errors import DesignError, NgspiceError, NgspiceTimeout
+from spu.core.problems import FactoredProblem
 from spu.ngspice.run import run_ngspice
 from spu.ngspice.session import NgspiceSession
-from spu.core.problems import FactoredProblem
-
-from test_netlist_safety import INJECTIONS
 
 TRAN = (5e-9, 1e-6, 1e-8)     # 1 tau of the default design
 

@@ -12,12 +12,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from cases import assert_one_line_error, call, needs_ngspice
+
 from spu import DenseProblem
 from spu.core.underdamped import OscillatorParams
 from spu.sampling import theory
-
 
 
 @pytest.fixture

@@ -28,9 +28,9 @@ from scipy import stats
 from circuits.design import Design
 from circuits.oscillator import InductorRange, build_oscillator
 from circuits.report import component_report
-from spu.backends.direct import solve as direct_solve
 from circuits.topologies import build
 from spu import SPU, DenseProblem, GGNProblem
+from spu.backends.direct import solve as direct_solve
 from spu.core.errors import DesignError, ProblemError
 from spu.core.underdamped import ExactLangevin, OscillatorParams, expm_batch, lag_sums, mode_autocov, sampling_theory
 from spu.ngspice.run import run_ngspice

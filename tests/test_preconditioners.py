@@ -7,7 +7,6 @@ Small float64 MLPs on the digits (N = 460, b = 8) keep the whole file to a few s
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -18,15 +17,14 @@ from torch import nn
 from torch.func import functional_call
 
 from spu.backends.ou import propagator
-from spu.device import SPU
 from spu.core.problems import FactoredProblem
+from spu.device import SPU
 from training.curvature import compute_curvature, param_spec, params_to_vector
-from training.params import UnsupportedModelError
 from training.data import Dataset, batches
 from training.loop import TrainConfig, train
 from training.models import build_model
+from training.params import UnsupportedModelError
 from training.preconditioners import NGD, NGDCG, TNGD, Gradient, NGDWoodbury, TrainingError
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

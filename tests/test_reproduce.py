@@ -19,8 +19,15 @@ import pytest
 
 from analysis.cli import main
 from analysis.io import OutputFolderError, read_csv
-from analysis.reproduce import (CURVE_COLUMNS, FIGURES, SUMMARY_COLUMNS, ReproduceError, ReproduceMismatchError,
-                                UnknownFigureError, reproduce)
+from analysis.reproduce import (
+    CURVE_COLUMNS,
+    FIGURES,
+    SUMMARY_COLUMNS,
+    ReproduceError,
+    ReproduceMismatchError,
+    UnknownFigureError,
+    reproduce,
+)
 from analysis.reproduce_fig2 import FIG2_COLUMNS, METHODS, scaling_exponent
 
 PNG = b"\x89PNG\r\n\x1a\n"

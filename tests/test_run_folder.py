@@ -12,8 +12,18 @@ import pytest
 import torch
 
 from analysis.cli import main
-from spu.run_folder import (CsvLog, RunFolderError, RunFolderWriteError, atomic_write, check_manifest, hold_lock,
-                            load_checkpoint, read_rows, resume_rows, save_checkpoint)
+from spu.run_folder import (
+    CsvLog,
+    RunFolderError,
+    RunFolderWriteError,
+    atomic_write,
+    check_manifest,
+    hold_lock,
+    load_checkpoint,
+    read_rows,
+    resume_rows,
+    save_checkpoint,
+)
 
 SMALL = ["train", "--model", "mlp", "--width", "8", "--batch-size", "8", "--eval-every", "2", "--json",
          "--optimizer", "tngd", "--t", "2", "--td", "1"]
@@ -238,7 +248,8 @@ def test_manifest_written_checked_and_never_overwritten(tmp_path):
 
 def test_reproduce_refuses_an_unreadable_manifest(tmp_path):
     """It used to overwrite it: a folder whose manifest cannot be read holds results of unknown settings."""
-    from analysis.reproduce import ReproduceMismatchError, check_manifest as reproduce_manifest
+    from analysis.reproduce import ReproduceMismatchError
+    from analysis.reproduce import check_manifest as reproduce_manifest
 
     (tmp_path / "fig2.manifest.json").write_text("not json")
     with pytest.raises(ReproduceMismatchError, match="cannot read the manifest .*fig2.manifest.json"):

@@ -7,14 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
+from cases import random_ggn_problem
+from physics import sampled_mean_cov_sigma
 from scipy import stats
 
 from analysis.cli import main
-from cases import random_ggn_problem
 from circuits.design import BOLTZMANN, Design
 from circuits.report import component_report
 from circuits.topologies import TOPOLOGIES, build
-from physics import sampled_mean_cov_sigma
 from spu import SPU, DenseProblem, DesignError, FactoredProblem, GGNProblem
 from spu.core.softmax import random_softmax_hessian
 from spu.core.spectral import MODE_DECAY_TOL

@@ -19,11 +19,16 @@ import pytest
 
 from analysis.executors import SchedulerError
 from analysis.io import OutputFolderError, read_csv
-from analysis.sweep_point import growing, settle_time
 from analysis.ranges import parse_range
-from analysis.sweep_errors import (EmptyRangeError, SweepInterrupted, SweepMismatchError, SweepOptionError,
-                                   UnknownKindError)
+from analysis.sweep_errors import (
+    EmptyRangeError,
+    SweepInterrupted,
+    SweepMismatchError,
+    SweepOptionError,
+    UnknownKindError,
+)
 from analysis.sweep_kinds import SWEEP_KINDS
+from analysis.sweep_point import growing, settle_time
 from analysis.sweep_spec import columns, columns_help
 from analysis.sweeps import run_sweep
 

@@ -20,7 +20,6 @@ from training.curvature import params_to_vector
 from training.loop import DEFAULTS, METRIC_COLUMNS, NGSPICE_DESIGN, PAPER, TrainConfig, evaluate, train
 from training.models import build_model
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

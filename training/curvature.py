@@ -32,8 +32,8 @@ Allocator: a fresh 43 MB U^T per step pays glibc's page faults again (``training
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -41,12 +41,39 @@ from torch import nn
 
 from .curvature_result import Curvature
 from .ggn_operator import make_ggn_vp
-from .losses import (check_curvature, check_loss, check_targets, columns_per_sample, curvature_factors, draw_mc,
-                     loss_and_grad, loss_value, output_factors)
-from .params import (CurvatureError, ParamSpec, UnsupportedModelError, check_functional, frozen_tensors, model_dtype,
-                     param_spec, params_to_vector, resolve_params)
-from .ut_engines import (GramParts, LayersFallback, batch_forward, fill_jacobian, fill_layers, fill_vjp, layer_plan,
-                         probe, workspace_per_sample)
+from .losses import (
+    check_curvature,
+    check_loss,
+    check_targets,
+    columns_per_sample,
+    curvature_factors,
+    draw_mc,
+    loss_and_grad,
+    loss_value,
+    output_factors,
+)
+from .params import (
+    CurvatureError,
+    ParamSpec,
+    UnsupportedModelError,
+    check_functional,
+    frozen_tensors,
+    model_dtype,
+    param_spec,
+    params_to_vector,
+    resolve_params,
+)
+from .ut_engines import (
+    GramParts,
+    LayersFallback,
+    batch_forward,
+    fill_jacobian,
+    fill_layers,
+    fill_vjp,
+    layer_plan,
+    probe,
+    workspace_per_sample,
+)
 
 __all__ = ["Curvature", "compute_curvature", "jacobian_curvature", "gradient_curvature", "loss_and_grad",
            "make_ggn_vp", "param_spec", "params_to_vector", "METHODS", "DEFAULT_MEMORY_BUDGET"]

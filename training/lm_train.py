@@ -29,8 +29,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from spu.run_folder import (CsvLog, atomic_write, hold_lock, load_checkpoint, remove_stale_temps, resume_rows,
-                             save_checkpoint)
+from spu.run_folder import (
+    CsvLog,
+    atomic_write,
+    hold_lock,
+    load_checkpoint,
+    remove_stale_temps,
+    resume_rows,
+    save_checkpoint,
+)
 
 from .lm_data import QASet, best_spans, exact_match, f1_score, span_texts
 from .lm_model import build_span_qa, rows
@@ -52,7 +59,7 @@ class LMRunConfig:
     eval_every: int = 10
     checkpoint_every: int = 10
 
-    def check(self) -> "LMRunConfig":
+    def check(self) -> LMRunConfig:
         if self.optimizer not in optimizers_for("lm"):
             raise TrainingError(f"optimizer must be one of {optimizers_for('lm')}, got {self.optimizer!r}")
         for name in ("steps", "batch", "eval_every", "checkpoint_every"):

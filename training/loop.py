@@ -25,19 +25,28 @@ import torch
 import torch.nn.functional as F
 
 from spu import backends
-from spu.device import SPU
 from spu.core.errors import ThermospiceError
+from spu.device import SPU
 from spu.outdir import ensure_output_folder
-from spu.run_folder import (CsvLog, RunFolderError, atomic_write, check_manifest, hold_lock, load_checkpoint,
-                             remove_stale_temps, resume_rows, save_checkpoint, write_manifest)
+from spu.run_folder import (
+    CsvLog,
+    RunFolderError,
+    atomic_write,
+    check_manifest,
+    hold_lock,
+    load_checkpoint,
+    remove_stale_temps,
+    resume_rows,
+    save_checkpoint,
+    write_manifest,
+)
 
 from .data import batches, load_digits_split, n_batches
 from .losses import check_curvature
-from .params import CurvatureError
 from .models import build_model, count_params
 from .optimizers import OPTIMIZERS, make_optimizer
+from .params import CurvatureError
 from .preconditioners import TrainingError
-
 
 # Each optimizer's settings from its record (training/optimizers.py): the paper's, the ones
 # `thermospice reproduce tuning` found (lr and damping of sgd, adam, tngd and tngd-adam), and the
@@ -104,7 +113,7 @@ class TrainConfig:
     curvature: str | None = None  # "ggn" | "mc" | "empirical" (natural-gradient methods; default "ggn")
     mc_samples: int | None = None  # sampled labels per example for curvature "mc" (default 1)
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """Fill unset hyper-parameters from DEFAULTS and check every value."""
         variant = OPTIMIZERS.get(self.optimizer)
         if variant is None:

@@ -11,8 +11,8 @@ To add an optimizer: write its preconditioner (if new) and one `Optimizer(...)` 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 # The hyper-parameters make_optimizer takes; a variant reads those in its `reads`.
 SETTINGS = ("lr", "loss", "damping", "t", "td", "betas", "cg_iters", "curvature", "mc_samples", "seed")

@@ -9,8 +9,8 @@ the model is called through ``torch.func.functional_call`` with views of theta.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 import torch

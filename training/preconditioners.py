@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from spu.device import SPU
 from spu.core.errors import ThermospiceError
 from spu.core.problems import FactoredProblem, GGNProblem
+from spu.device import SPU
 
 from .curvature import compute_curvature, jacobian_curvature, loss_and_grad, make_ggn_vp, param_spec, params_to_vector
 from .losses import check_curvature

@@ -15,7 +15,6 @@ from ..sweep_errors import SweepOptionError
 from ..sweep_point import growing, settle_time
 
 
-
 def circuit_backend(name: str) -> bool:
     """Whether the backend simulates a built circuit: it takes a topology, the circuit's options and
     the circuit build check; the others (ou) run the ideal process."""

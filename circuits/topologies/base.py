@@ -8,8 +8,8 @@ lists it appears. circuits/topologies/__init__.py is the registry that finds one
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 from spu.core.problems import DenseProblem
 from spu.core.spectral import settling_time

@@ -5,8 +5,8 @@ SPU("ou") loads neither the circuit layer nor ngspice.
 To add a backend, write its module and its test, and add its name to NAMES."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import Callable
 
 from ..core.errors import ThermospiceError
 from .base import Backend

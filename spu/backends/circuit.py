@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuits.design import Design, OpAmp
 from circuits import topologies
-
+from circuits.design import Design, OpAmp
 
 
 def checked_design(design) -> Design:

@@ -107,7 +107,7 @@ class LowRankPropagator:
 # Propagators of problems still alive. Problems are immutable, and TNGD with a delay t_d runs each
 # step's problem twice (for t, then as the stale system for t_d at the next step): the second run
 # reuses the decomposition instead of repeating the O(N m^2 + m^3) work.
-_PROPAGATORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_PROPAGATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def propagator(problem):

@@ -127,22 +127,22 @@ class Problem(ABC):
         """(smallest, largest) eigenvalue of A: they set the settling time and the stiffness."""
 
     @abstractmethod
-    def scaled(self, s: float) -> "Problem":
+    def scaled(self, s: float) -> Problem:
         """The same form with A/s and b/s (what a circuit at scale s realises)."""
 
-    def dense(self) -> "DenseProblem":
+    def dense(self) -> DenseProblem:
         """This system with A formed (itself when already dense)."""
         return DenseProblem(self.matrix(), self.b)
 
-    def factored(self) -> "FactoredProblem | None":
+    def factored(self) -> FactoredProblem | None:
         """The view A = lam*I + U U^T, or None when A is only known dense."""
         return None
 
-    def ggn(self) -> "GGNProblem | None":
+    def ggn(self) -> GGNProblem | None:
         """The view A = J^T H J + lam*I (J, H kept apart, as the crossbar builds them), or None."""
         return None
 
-    def spectrum(self) -> "DenseSpectrum | LowRankSpectrum":
+    def spectrum(self) -> DenseSpectrum | LowRankSpectrum:
         """The symmetric decomposition of A (spu.core.spectral): dense eigh, or the low-rank one
         of the factored view."""
         f = self.factored()
@@ -184,10 +184,10 @@ class DenseProblem(Problem):
         ev = np.linalg.eigvalsh(self.A)
         return float(ev[0]), float(ev[-1])
 
-    def scaled(self, s: float) -> "DenseProblem":
+    def scaled(self, s: float) -> DenseProblem:
         return DenseProblem(self.A / s, self.b / s)
 
-    def dense(self) -> "DenseProblem":
+    def dense(self) -> DenseProblem:
         return self
 
     def spectrum(self) -> DenseSpectrum:
@@ -238,10 +238,10 @@ class FactoredProblem(Problem):
     def matvec(self, x: np.ndarray) -> np.ndarray:
         return self.lam * x + self.U @ (self.U.T @ x)
 
-    def factored(self) -> "FactoredProblem":
+    def factored(self) -> FactoredProblem:
         return self
 
-    def scaled(self, s: float) -> "FactoredProblem":
+    def scaled(self, s: float) -> FactoredProblem:
         # gram is not carried over: the scaled problem recomputes U^T U/s if it needs it.
         return FactoredProblem(self.U / math.sqrt(s), self.lam / s, self.b / s)
 
@@ -321,12 +321,12 @@ class GGNProblem(Problem):
             object.__setattr__(self, "_factored", cached)
         return cached
 
-    def ggn(self) -> "GGNProblem":
+    def ggn(self) -> GGNProblem:
         return self
 
     def eig_extremes(self) -> tuple[float, float]:
         return self.factored().eig_extremes()
 
-    def scaled(self, s: float) -> "GGNProblem":
+    def scaled(self, s: float) -> GGNProblem:
         # J stays: the crossbar programs J and J^T as given and takes the scale on H and lam.
         return GGNProblem(self.J, self.H / s, self.lam / s, self.b / s)

@@ -51,9 +51,8 @@ from dataclasses import dataclass
 
 from ..core.errors import DesignError, NgspiceError, NgspiceNotFound, NgspiceTimeout
 from ..core.spice_number import spice_number
-from .run import (DEFAULT_TIMEOUT_S, INSTALL_HINT, check_file_name, error_lines, find_ngspice, kill_group,
-                  relevant_lines)
 from .rawfile import RawData, read_raw_all
+from .run import DEFAULT_TIMEOUT_S, INSTALL_HINT, check_file_name, error_lines, find_ngspice, kill_group, relevant_lines
 
 __all__ = ["NgspiceSession", "SessionRun", "ALTER_PARAMS", "NAME_RE"]
 
@@ -140,7 +139,7 @@ class NgspiceSession:
         _kill(holder[0])
         shutil.rmtree(directory, ignore_errors=True)
 
-    def __enter__(self) -> "NgspiceSession":
+    def __enter__(self) -> NgspiceSession:
         return self
 
     def __exit__(self, *exc) -> None:

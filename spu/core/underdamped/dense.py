@@ -10,6 +10,7 @@ from ..errors import ProblemError
 from .modes import expm_batch
 from .params import OscillatorParams
 
+
 class DenseLangevin:
     """Exact solution of M v' = -(K q - f) - G v + noise, q' = v, for general square M, K, G
     (non-symmetric allowed: as-built circuits with tolerances). noise_cov: covariance rate D of the

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+
 def mode_drift(m, w, g) -> np.ndarray:
     """Drift matrices F_k (k, 2, 2) of d(y, u)/ds = F (y, u) for m y'' = -w y - g y'."""
     m, w, g = (np.atleast_1d(np.asarray(a, float)) for a in (m, w, g))

@@ -33,7 +33,7 @@ class OscillatorParams:
     coupling: str = "resistive"
     stiffness: float = 1.0
 
-    def check(self) -> "OscillatorParams":
+    def check(self) -> OscillatorParams:
         def pos(name, v):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ProblemError(f"oscillator {name} must be a finite number > 0, got {v!r}")
@@ -51,7 +51,7 @@ class OscillatorParams:
         return self
 
     @classmethod
-    def make(cls, value=None, **overrides) -> "OscillatorParams":
+    def make(cls, value=None, **overrides) -> OscillatorParams:
         """From None, an OscillatorParams or a dict, with overrides (None values ignored)."""
         if value is None:
             p = cls()

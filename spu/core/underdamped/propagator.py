@@ -9,6 +9,7 @@ from ..spectral import MODE_DECAY_TOL, settling_time, spectrum
 from .modes import chol2, expm_batch, mode_drift, mode_transition
 from .params import OscillatorParams, damping_ratios
 
+
 class ExactLangevin:
     """Exact transitions of (*) for a problem A x = b under an encoding (OscillatorParams).
 

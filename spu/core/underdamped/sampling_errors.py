@@ -11,6 +11,7 @@ from ..spectral import DenseSpectrum, spectrum
 from .modes import mode_drift, mode_transition, position_acf
 from .params import OscillatorParams
 
+
 def mode_autocov(eigs, params: OscillatorParams | None, gamma: float | None, kappa: float, lags) -> np.ndarray:
     """Stationary autocovariance of the READ-OUT variable of each mode at each lag, (k, L).
 
