@@ -4,6 +4,7 @@ Each subcommand lives in its own module exposing ``add_parser(subparsers)`` (whi
 ``func``); this file only wires them and turns every expected error into one line on stderr and
 exit status 2, never a traceback (set THERMOSPICE_DEBUG=1 to see one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,14 @@ from importlib import import_module
 from spu.core.errors import ThermospiceError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("analysis.cmd_solve", "analysis.cmd_train", "analysis.cmd_demo", "analysis.cmd_sweep",
-            "analysis.cmd_reproduce", "analysis.cmd_sample")
+COMMANDS = (
+    "analysis.cmd_solve",
+    "analysis.cmd_train",
+    "analysis.cmd_demo",
+    "analysis.cmd_sweep",
+    "analysis.cmd_reproduce",
+    "analysis.cmd_sample",
+)
 
 
 class CliError(ThermospiceError):

@@ -1,4 +1,5 @@
 """`thermospice demo`: the whole system in a few minutes (see analysis/demo.py)."""
+
 from __future__ import annotations
 
 import sys

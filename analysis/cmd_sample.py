@@ -7,6 +7,7 @@ Prints the sample mean (the solve: time average of the state), the sample covari
 inverse estimate covariance / kappa0, with the effective sample size per coordinate. -o PREFIX
 writes PREFIX_mean.npy, PREFIX_cov.npy, PREFIX_inverse.npy, PREFIX_samples.npy, PREFIX_times.npy.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,15 +35,20 @@ def add_parser(sub) -> None:
     p.add_argument("--method", choices=["exact", "baoab"], help="backend langevin: exact transitions or BAOAB")
     p.add_argument("--dt", type=float, help="step of the euler / baoab integrators, in tau")
     p.add_argument("--samples", type=int, required=True, help="number of recorded states K (>= 2)")
-    p.add_argument("--interval", type=float,
-                   help="time between samples, tau (default: 1 / slowest decay rate of the dynamics)")
-    p.add_argument("--burn-in", type=float, help="time before the first sample, tau (default: slowest mode "
-                                                  "decayed by 1e-4)")
+    p.add_argument(
+        "--interval", type=float, help="time between samples, tau (default: 1 / slowest decay rate of the dynamics)"
+    )
+    p.add_argument(
+        "--burn-in", type=float, help="time before the first sample, tau (default: slowest mode decayed by 1e-4)"
+    )
     p.add_argument("--kappa0", type=float, default=0.1, help="noise level kappa0 > 0 (default 0.1)")
     p.add_argument("--seed", type=int, help="noise seed (same seed, same run)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before ngspice is killed")
-    p.add_argument("--theory", action="store_true",
-                   help="also print the exact expected errors of mean and inverse for these K and interval")
+    p.add_argument(
+        "--theory",
+        action="store_true",
+        help="also print the exact expected errors of mean and inverse for these K and interval",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("-o", "--output", help="write PREFIX_{mean,cov,inverse,samples,times}.npy")
     add_limit_args(p, "memory", "steps")
@@ -54,10 +60,13 @@ def cmd_sample(args) -> int:
     problem = problem_from_args(args, circuit=backend.circuit)
     design = design_from_args(args)
     if not (math.isfinite(args.kappa0) and args.kappa0 > 0):
-        raise ThermospiceError(f"--kappa0 must be > 0 for sampling (the stationary spread is kappa0 A^-1), got {args.kappa0:g}")
+        raise ThermospiceError(
+            f"--kappa0 must be > 0 for sampling (the stationary spread is kappa0 A^-1), got {args.kappa0:g}"
+        )
     if not backend.circuit and args.topology is not None:
-        raise ThermospiceError(f"--topology only applies to --backend {_taking(lambda b: b.circuit)}, "
-                               f"not {args.backend}")
+        raise ThermospiceError(
+            f"--topology only applies to --backend {_taking(lambda b: b.circuit)}, not {args.backend}"
+        )
     params = oscillator_from_args(args, applies=backend.oscillator(args.topology))
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
@@ -77,15 +86,27 @@ def cmd_sample(args) -> int:
         if not os.path.isdir(folder):
             raise ThermospiceError(f"cannot write {args.output}_*.npy: folder {folder} does not exist")
     spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, **options)
-    res = sample(spu, problem, samples=args.samples, interval=args.interval, burn_in=args.burn_in,
-                 x0=x0_from_args(args, problem.n), seed=args.seed)
+    res = sample(
+        spu,
+        problem,
+        samples=args.samples,
+        interval=args.interval,
+        burn_in=args.burn_in,
+        x0=x0_from_args(args, problem.n),
+        seed=args.seed,
+    )
     th = None
     if args.theory:
         dyn_params = None if res.dynamics == "rc" else dynamics_of(spu)[1]
         th = theory(problem, dyn_params, args.kappa0, args.samples, res.interval)
     if args.output:
-        for name, arr in (("mean", res.mean), ("cov", res.cov), ("inverse", res.inverse),
-                          ("samples", res.samples), ("times", res.times)):
+        for name, arr in (
+            ("mean", res.mean),
+            ("cov", res.cov),
+            ("inverse", res.inverse),
+            ("samples", res.samples),
+            ("times", res.times),
+        ):
             np.save(f"{args.output}_{name}.npy", arr)
     if args.json:
         out = res.to_dict()
@@ -94,9 +115,12 @@ def cmd_sample(args) -> int:
         print(json.dumps(out))
         return 0
     K = res.samples.shape[0]
-    print(f"backend {res.extra['backend']}" + (f", topology {res.extra['topology']}" if res.extra["topology"] else "")
-          + f", dynamics {res.dynamics}: {K} samples every {res.interval:.4g} tau after {res.burn_in:.4g} tau "
-          f"(analog {res.extra['t_tau']:.4g} tau), kappa0 = {res.kappa0:g}, wall {res.wall_time_s:.3g} s")
+    print(
+        f"backend {res.extra['backend']}"
+        + (f", topology {res.extra['topology']}" if res.extra["topology"] else "")
+        + f", dynamics {res.dynamics}: {K} samples every {res.interval:.4g} tau after {res.burn_in:.4g} tau "
+        f"(analog {res.extra['t_tau']:.4g} tau), kappa0 = {res.kappa0:g}, wall {res.wall_time_s:.3g} s"
+    )
     if "gamma" in res.extra:
         print(f"damping gamma = {res.extra['gamma']:.6g}")
     fmt = dict(precision=6, max_line_width=110, suppress_small=False)
@@ -104,11 +128,15 @@ def cmd_sample(args) -> int:
     print(f"{label} = " + np.array2string(res.mean, **fmt))
     print("covariance =\n" + np.array2string(res.cov, **fmt))
     print("inverse = covariance / kappa0 =\n" + np.array2string(res.inverse, **fmt))
-    print(f"effective sample size: min {res.ess.min():.4g}, median {np.median(res.ess):.4g} of {K} "
-          f"(integrated autocorrelation time {res.iat.max():.3g} samples at most)")
+    print(
+        f"effective sample size: min {res.ess.min():.4g}, median {np.median(res.ess):.4g} of {K} "
+        f"(integrated autocorrelation time {res.iat.max():.3g} samples at most)"
+    )
     if th is not None:
-        print(f"theory (exact, stationary): rms relative error of the mean {th['mean_rel']:.3g}, "
-              f"of the inverse (Frobenius) {th['inverse_rel']:.3g}")
+        print(
+            f"theory (exact, stationary): rms relative error of the mean {th['mean_rel']:.3g}, "
+            f"of the inverse (Frobenius) {th['inverse_rel']:.3g}"
+        )
     if args.output:
         print(f"wrote {args.output}_{{mean,cov,inverse,samples,times}}.npy")
     return 0

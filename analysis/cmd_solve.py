@@ -1,4 +1,5 @@
 """`thermospice solve | netlist | report`: one linear system through the SPU."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=backends.NAMES, default="ngspice")
     _common(p)
     p.add_argument("--keep", action="store_true", help="keep the ngspice netlist and raw file")
-    p.add_argument("--timeout", type=float, default=600.0,
-                   help="seconds before ngspice is killed (backend ngspice; default 600)")
+    p.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds before ngspice is killed (backend ngspice; default 600)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_limit_args(p, "memory", "steps")
     p.set_defaults(func=cmd_solve)
@@ -62,11 +64,19 @@ def _time(text: str):
 
 
 def _common(p) -> None:
-    p.add_argument("--t", type=_time, default=50.0,
-                   help="analog time in units of tau of the problem, or 'auto': until the slowest mode has "
-                        "settled to --settle-tol (default 50)")
-    p.add_argument("--settle-tol", type=float, default=MODE_DECAY_TOL,
-                   help=f"--t auto: decay of the slowest mode to reach (default {MODE_DECAY_TOL:g})")
+    p.add_argument(
+        "--t",
+        type=_time,
+        default=50.0,
+        help="analog time in units of tau of the problem, or 'auto': until the slowest mode has "
+        "settled to --settle-tol (default 50)",
+    )
+    p.add_argument(
+        "--settle-tol",
+        type=float,
+        default=MODE_DECAY_TOL,
+        help=f"--t auto: decay of the slowest mode to reach (default {MODE_DECAY_TOL:g})",
+    )
     p.add_argument("--kappa0", type=float, default=0.0, help="noise level kappa0 (default 0: off)")
     p.add_argument("--seed", type=int, help="noise seed (same seed, same run)")
     add_oscillator_args(p)
@@ -83,9 +93,19 @@ def _build(args):
     t = args.t
     if t == "auto":
         t = SPU("ngspice", topology=topology, design=design, **({"oscillator": osc} if osc else {})).settling_time(
-            problem, args.settle_tol)
-    circuit = build(problem, topology, design, x0=x0, kappa0=args.kappa0, t=t, seed=args.seed,
-                    title=getattr(args, "title", None), **opts)
+            problem, args.settle_tol
+        )
+    circuit = build(
+        problem,
+        topology,
+        design,
+        x0=x0,
+        kappa0=args.kappa0,
+        t=t,
+        seed=args.seed,
+        title=getattr(args, "title", None),
+        **opts,
+    )
     return problem, circuit, x0, t
 
 
@@ -96,25 +116,38 @@ def cmd_solve(args) -> int:
     if not backend.circuit and args.topology is not None:
         # The numeric backends have no circuit; say so rather than silently ignoring it.
         circuit = backends.names_where(lambda b: b.circuit)
-        raise ThermospiceError(f"--topology only applies to the circuit backends "
-                               f"({', '.join(circuit)}), not {args.backend}")
+        raise ThermospiceError(
+            f"--topology only applies to the circuit backends ({', '.join(circuit)}), not {args.backend}"
+        )
     if not (np.isfinite(args.timeout) and args.timeout > 0):
         raise ThermospiceError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
     osc = oscillator_from_args(args, applies=backend.oscillator(args.topology))
     # One solve: a long-lived ngspice session would serve a single run, so the CLI keeps the plain
     # `ngspice -b` process (and its error messages) for it.
     engine = {"engine": "batch"} if "engine" in backend.options else {}
-    spu = SPU(args.backend, topology=args.topology, design=design, kappa0=args.kappa0, keep=args.keep,
-              timeout=args.timeout, limits=limits_from_args(args), **engine, **({"oscillator": osc} if osc else {}))
+    spu = SPU(
+        args.backend,
+        topology=args.topology,
+        design=design,
+        kappa0=args.kappa0,
+        keep=args.keep,
+        timeout=args.timeout,
+        limits=limits_from_args(args),
+        **engine,
+        **({"oscillator": osc} if osc else {}),
+    )
     res = spu.run(problem, t=args.t, x0=x0_from_args(args, problem.n), seed=args.seed, settle_tol=args.settle_tol)
     if args.json:
         out = res.to_dict()
         print(json.dumps(out))
     else:
-        print(f"backend {res.backend}" + (f", topology {res.topology}" if res.topology else "")
-              + (f", scale s = {res.extra['scale']:.4g}" if res.extra.get("scale", 1.0) != 1.0 else "")
-              + f", t = {res.t:g} tau ({res.analog_time_s:.3g} s analog), wall {res.wall_time_s:.3g} s, "
-              f"modelled device time {res.device_time_s:.3g} s")
+        print(
+            f"backend {res.backend}"
+            + (f", topology {res.topology}" if res.topology else "")
+            + (f", scale s = {res.extra['scale']:.4g}" if res.extra.get("scale", 1.0) != 1.0 else "")
+            + f", t = {res.t:g} tau ({res.analog_time_s:.3g} s analog), wall {res.wall_time_s:.3g} s, "
+            f"modelled device time {res.device_time_s:.3g} s"
+        )
         print("x = " + np.array2string(res.x, precision=8, max_line_width=100))
         if res.netlist_path:
             print(f"netlist kept at {res.netlist_path}")
@@ -129,8 +162,10 @@ def cmd_netlist(args) -> int:
     with open(args.output, "w") as fh:
         fh.write(circuit.text())
     c = circuit.netlist.counts()
-    print(f"wrote {args.output}: topology {circuit.topology}, n = {circuit.n}, "
-          + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    print(
+        f"wrote {args.output}: topology {circuit.topology}, n = {circuit.n}, "
+        + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """`thermospice sweep KIND`: hardware-designer sweeps (noise, tolerance, bits, opamp, time)."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,25 +27,44 @@ KIND_summary.csv (statistics over the seeds). Rerun the same command on the same
 finished points are skipped and the final CSV is the same as an uninterrupted run's. A folder
 holding the same KIND with other parameters is refused. Points run in --workers processes, or on a
 Dask cluster with --scheduler tcp://HOST:8786 (workers need thermospice and ngspice installed).""".format(
-    summarised="/".join(k.name for k in SWEEP_KINDS.values() if k.summary))
+    summarised="/".join(k.name for k in SWEEP_KINDS.values() if k.summary)
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sweep", help=f"hardware sweeps: {', '.join(SWEEP_KINDS)}",
-                       description="Sweep a circuit parameter of the SPU in ngspice; write CSV + PNG.",
-                       epilog=_RANGES + "\n\n" + columns_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND", parser_class=type(p),
-                             title="kinds (thermospice sweep KIND --help for its options and CSV columns)")
+    p = sub.add_parser(
+        "sweep",
+        help=f"hardware sweeps: {', '.join(SWEEP_KINDS)}",
+        description="Sweep a circuit parameter of the SPU in ngspice; write CSV + PNG.",
+        epilog=_RANGES + "\n\n" + columns_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kinds = p.add_subparsers(
+        dest="kind",
+        required=True,
+        metavar="KIND",
+        parser_class=type(p),
+        title="kinds (thermospice sweep KIND --help for its options and CSV columns)",
+    )
     for kind in SWEEP_KINDS.values():
-        k = kinds.add_parser(kind.name, help=kind.about, description=f"sweep {kind.name}: {kind.about}.",
-                             epilog=_RANGES + "\n\n" + columns_help(kind.name),
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        k = kinds.add_parser(
+            kind.name,
+            help=kind.about,
+            description=f"sweep {kind.name}: {kind.about}.",
+            epilog=_RANGES + "\n\n" + columns_help(kind.name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         kind.add_arguments(k.add_argument_group(f"{kind.name} sweep"))
         _common_args(k, kind)
         k.set_defaults(func=cmd_sweep)
     for kind in TRAIN_KINDS.values():
-        k = kinds.add_parser(kind.name, help=kind.about, description=f"sweep {kind.name}: {kind.about}.",
-                             epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        k = kinds.add_parser(
+            kind.name,
+            help=kind.about,
+            description=f"sweep {kind.name}: {kind.about}.",
+            epilog=_TRAIN_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _train_args(k, kind)
         k.set_defaults(func=cmd_train_sweep)
 
@@ -74,10 +94,20 @@ def _train_args(p, kind) -> None:
 
 def cmd_train_sweep(args) -> int:
     settings = train_kind(args.kind).settings(args)  # None: the kind's default settings
-    res = run_train_sweep(args.kind, args.out, settings=settings, seeds=args.seeds, seed=args.seed,
-                          steps=args.steps, t=args.t, topology=args.topology, workers=args.workers,
-                          scheduler=args.scheduler, scheduler_timeout=args.scheduler_timeout,
-                          progress=not args.no_progress)
+    res = run_train_sweep(
+        args.kind,
+        args.out,
+        settings=settings,
+        seeds=args.seeds,
+        seed=args.seed,
+        steps=args.steps,
+        t=args.t,
+        topology=args.topology,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        scheduler_timeout=args.scheduler_timeout,
+        progress=not args.no_progress,
+    )
     print(f"sweep {res['kind']}: {res['runs']} runs ({res['computed']} computed) in {res['wall_s']:.1f} s")
     for label in ("csv", "png", "manifest"):
         print(f"  {label:<9}{res[label]}")
@@ -97,11 +127,15 @@ def _common_args(p, kind) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--out", default="sweeps", help="output folder (default ./sweeps); files are named KIND.*")
     g.add_argument("--quick", action="store_true", help="a small sweep (seconds), for tests and a first look")
-    g.add_argument("--workers", type=int, help="parallel processes (default: the CPU count; 1 = in this process; "
-                   "ignored with --scheduler)")
+    g.add_argument(
+        "--workers",
+        type=int,
+        help="parallel processes (default: the CPU count; 1 = in this process; ignored with --scheduler)",
+    )
     g.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster, e.g. tcp://host:8786")
-    g.add_argument("--scheduler-timeout", type=float, default=10.0,
-                   help="seconds to wait for the scheduler (default 10)")
+    g.add_argument(
+        "--scheduler-timeout", type=float, default=10.0, help="seconds to wait for the scheduler (default 10)"
+    )
     g.add_argument("--seeds", type=int, help="repetitions (noise seeds / component draws) per grid value")
     g.add_argument("--seed", type=int, help="base seed of the repetitions (default 0)")
     g.add_argument("--timeout", type=float, help="seconds before one ngspice run is killed (default 600)")
@@ -114,20 +148,40 @@ def cmd_sweep(args) -> int:
     names = COMMON_OPTIONS | sweep_kind(args.kind).options
     options = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     try:
-        res = run_sweep(args.kind, args.out, quick=args.quick, workers=args.workers, scheduler=args.scheduler,
-                        scheduler_timeout=args.scheduler_timeout, progress=not args.no_progress,
-                        stop_after=args.stop_after, limits=limits_from_args(args), **options)
+        res = run_sweep(
+            args.kind,
+            args.out,
+            quick=args.quick,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            scheduler_timeout=args.scheduler_timeout,
+            progress=not args.no_progress,
+            stop_after=args.stop_after,
+            limits=limits_from_args(args),
+            **options,
+        )
     except KeyboardInterrupt:
-        print(f"thermospice: sweep {args.kind} interrupted; finished points are saved in {args.out}: "
-              "rerun the same command to resume", file=sys.stderr)
+        print(
+            f"thermospice: sweep {args.kind} interrupted; finished points are saved in {args.out}: "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
         raise
-    print(f"sweep {res.kind}: {res.total} points ({res.computed} computed, {res.skipped} already done, "
-          f"{res.failed} failed or diverged) in {res.wall_s:.1f} s")
-    for label, path in (("csv", res.csv_path), ("summary", res.summary_path), ("plot", res.png_path),
-                        ("manifest", res.manifest_path)):
+    print(
+        f"sweep {res.kind}: {res.total} points ({res.computed} computed, {res.skipped} already done, "
+        f"{res.failed} failed or diverged) in {res.wall_s:.1f} s"
+    )
+    for label, path in (
+        ("csv", res.csv_path),
+        ("summary", res.summary_path),
+        ("plot", res.png_path),
+        ("manifest", res.manifest_path),
+    ):
         if path:
             print(f"  {label:<9}{path}")
     if res.retry:
-        raise SweepError(f"{res.retry} points timed out in ngspice and have no row (see {res.kind}.errors.log); "
-                         "rerun the same command to retry them, maybe with a larger --timeout")
+        raise SweepError(
+            f"{res.retry} points timed out in ngspice and have no row (see {res.kind}.errors.log); "
+            "rerun the same command to retry them, maybe with a larger --timeout"
+        )
     return 0

@@ -9,6 +9,7 @@ Steps (each writes its files into the output folder as it goes):
 5. a few TNGD steps with ngspice in the loop beside the ou backend (CSV);
 6. report.md tying it together.
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,12 +29,28 @@ from .io import prepare_folder
 
 SIZES = {
     # quick: for tests (~1 min); full: the README's main job (a few minutes on 2 cores)
-    True: {"width": 3, "batch": 4, "train_steps": 20, "train_batch": 16, "loop_steps": 3, "model": "mlp",
-           "train_width": 16, "train_seeds": 1},
+    True: {
+        "width": 3,
+        "batch": 4,
+        "train_steps": 20,
+        "train_batch": 16,
+        "loop_steps": 3,
+        "model": "mlp",
+        "train_width": 16,
+        "train_seeds": 1,
+    },
     # full: the batch size of `thermospice train` (64), at which its defaults were tuned
     # 3 seeds: one seed's minibatch losses at step 150 differ by 2-5x between seeds
-    False: {"width": 3, "batch": 4, "train_steps": 150, "train_batch": 64, "loop_steps": 10, "model": "cnn",
-            "train_width": 32, "train_seeds": 3},
+    False: {
+        "width": 3,
+        "batch": 4,
+        "train_steps": 150,
+        "train_batch": 64,
+        "loop_steps": 10,
+        "model": "cnn",
+        "train_width": 32,
+        "train_seeds": 3,
+    },
 }
 
 
@@ -79,12 +96,19 @@ def validate_circuit(problem: GGNProblem, design: Design, out: str) -> dict:
         for k, tk in enumerate(times):
             w.writerow([tk, *ng.trajectory[k, idx], *ou.trajectory[k, idx]])
     from .demo_plots import plot_trajectory
+
     plot_trajectory(times, ng.trajectory, ou.trajectory, x_star, os.path.join(out, "circuit_trajectory.png"), idx=idx)
     netlist = os.path.join(out, "tngd_crossbar.cir")
     with open(netlist, "w") as f:
         f.write(build(problem, "crossbar", design, x0=x0, t=t).text())
-    return {"t_tau": t, "steady_state_rel_error": rel, "trajectory_max_rel_error": traj_err,
-            "ngspice_wall_s": ng.wall_time_s, "report": ng.report, "netlist": netlist}
+    return {
+        "t_tau": t,
+        "steady_state_rel_error": rel,
+        "trajectory_max_rel_error": traj_err,
+        "ngspice_wall_s": ng.wall_time_s,
+        "report": ng.report,
+        "netlist": netlist,
+    }
 
 
 def train_pair(size: dict, out: str, progress: bool) -> dict:
@@ -100,26 +124,40 @@ def train_pair(size: dict, out: str, progress: bool) -> dict:
         metrics[name] = []
         for seed in range(size["train_seeds"]):
             folder = os.path.join(out, f"train_{name}" + (f"_seed{seed}" if seed else ""))
-            cfg = TrainConfig(optimizer=name, model=size["model"], width=size["train_width"], seed=seed,
-                              steps=size["train_steps"], batch_size=size["train_batch"], eval_every=10)
+            cfg = TrainConfig(
+                optimizer=name,
+                model=size["model"],
+                width=size["train_width"],
+                seed=seed,
+                steps=size["train_steps"],
+                batch_size=size["train_batch"],
+                eval_every=10,
+            )
             r = train(cfg, folder, progress=progress, resume=False)
             metrics[name].append(os.path.join(folder, "metrics.csv"))
             if seed == 0:
                 results[name] = r
             ms, c = r["per_step_ms"], r["config"]
             lam = f", lambda {c['damping']:g}" if c["damping"] is not None else ""
-            _log(f"  {name:5s} (lr {c['lr']:g}{lam}) seed {seed}: train loss {r['final_train_loss']:.4f}, test "
-                 f"accuracy {r['final_test_accuracy']:.3f} after {r['steps']} steps ({r['wall_time_s']:.1f} s wall; "
-                 f"per step digital {ms['digital']:.1f} ms, simulated device {ms['simulator']:.1f} ms, "
-                 f"bookkeeping {ms['bookkeeping']:.1f} ms)")
+            _log(
+                f"  {name:5s} (lr {c['lr']:g}{lam}) seed {seed}: train loss {r['final_train_loss']:.4f}, test "
+                f"accuracy {r['final_test_accuracy']:.3f} after {r['steps']} steps ({r['wall_time_s']:.1f} s wall; "
+                f"per step digital {ms['digital']:.1f} ms, simulated device {ms['simulator']:.1f} ms, "
+                f"bookkeeping {ms['bookkeeping']:.1f} ms)"
+            )
     v = verdict(metrics)
     s, t = v["steps"], v["runtime"]
     over = f"mean of {v['seeds']} seeds, " if v["seeds"] > 1 else ""
-    _log(f"  at equal steps ({s['step']}; {over}loss averaged over the last {s['window']}): TNGD "
-         f"{s['loss']['tngd']:.4f}, Adam {s['loss']['adam']:.4f}: {_name(s['winner'])} wins")
-    _log(f"  at equal estimated runtime ({t['time_s']:.3g} s): TNGD {t['loss']['tngd']:.4f} (step "
-         f"{t['step']['tngd']}), Adam {t['loss']['adam']:.4f} (step {t['step']['adam']}): {_name(t['winner'])} wins")
+    _log(
+        f"  at equal steps ({s['step']}; {over}loss averaged over the last {s['window']}): TNGD "
+        f"{s['loss']['tngd']:.4f}, Adam {s['loss']['adam']:.4f}: {_name(s['winner'])} wins"
+    )
+    _log(
+        f"  at equal estimated runtime ({t['time_s']:.3g} s): TNGD {t['loss']['tngd']:.4f} (step "
+        f"{t['step']['tngd']}), Adam {t['loss']['adam']:.4f} (step {t['step']['adam']}): {_name(t['winner'])} wins"
+    )
     from .demo_plots import plot_training_pair
+
     plot_training_pair({k: v[0] for k, v in metrics.items()}, os.path.join(out, "training.png"))
     results["verdict"] = v
     return results
@@ -153,10 +191,16 @@ def ngspice_in_the_loop(size: dict, design: Design, out: str) -> list[dict]:
             estimates[backend].append(pre.estimate.copy())
             opt.step()
     # The losses agree to float32 precision; the natural-gradient estimates show the circuit's error.
-    rows = [{"step": k + 1, "loss_ngspice": a, "loss_ou": b, "rel_diff": abs(a - b) / abs(b),
-             "estimate_rel_diff": float(np.linalg.norm(ga - gb) / np.linalg.norm(gb))}
-            for k, (a, b, ga, gb) in enumerate(zip(losses["ngspice"], losses["ou"], estimates["ngspice"],
-                                                   estimates["ou"]))]
+    rows = [
+        {
+            "step": k + 1,
+            "loss_ngspice": a,
+            "loss_ou": b,
+            "rel_diff": abs(a - b) / abs(b),
+            "estimate_rel_diff": float(np.linalg.norm(ga - gb) / np.linalg.norm(gb)),
+        }
+        for k, (a, b, ga, gb) in enumerate(zip(losses["ngspice"], losses["ou"], estimates["ngspice"], estimates["ou"]))
+    ]
     with open(os.path.join(out, "ngspice_in_the_loop.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -176,8 +220,10 @@ def run_demo(out: str, quick: bool = False, progress: bool = True) -> str:
 
     _log("[2/5] ngspice transient of the crossbar circuit against the exact OU solution")
     val = validate_circuit(problem, design, out)
-    _log(f"      steady state vs direct solve: relative error {val['steady_state_rel_error']:.2e}; "
-         f"trajectory vs exact OU: max relative error {val['trajectory_max_rel_error']:.2e}")
+    _log(
+        f"      steady state vs direct solve: relative error {val['steady_state_rel_error']:.2e}; "
+        f"trajectory vs exact OU: max relative error {val['trajectory_max_rel_error']:.2e}"
+    )
 
     _log("[3/5] component report")
     report_text = format_report(val["report"])
@@ -185,17 +231,22 @@ def run_demo(out: str, quick: bool = False, progress: bool = True) -> str:
     with open(os.path.join(out, "component_report.json"), "w") as f:
         json.dump(val["report"], f, indent=2)
 
-    _log(f"[4/5] training the digits classifier ({size['model']}): TNGD (ou backend) vs Adam, both at their "
-         f"tuned defaults, {size['train_steps']} steps")
+    _log(
+        f"[4/5] training the digits classifier ({size['model']}): TNGD (ou backend) vs Adam, both at their "
+        f"tuned defaults, {size['train_steps']} steps"
+    )
     trained = train_pair(size, out, progress)
 
     _log(f"[5/5] {size['loop_steps']} TNGD steps with ngspice in the loop (crossbar) beside the ou backend")
     loop_rows = ngspice_in_the_loop(size, design, out)
     for r in loop_rows:
-        _log(f"      step {r['step']}: loss ngspice {r['loss_ngspice']:.6f}, ou {r['loss_ou']:.6f} "
-             f"(rel. diff {r['rel_diff']:.1e}); natural-gradient estimates differ by {r['estimate_rel_diff']:.1e}")
+        _log(
+            f"      step {r['step']}: loss ngspice {r['loss_ngspice']:.6f}, ou {r['loss_ou']:.6f} "
+            f"(rel. diff {r['rel_diff']:.1e}); natural-gradient estimates differ by {r['estimate_rel_diff']:.1e}"
+        )
 
     from .demo_report import write_report
+
     path = write_report(out, problem, val, report_text, trained, loop_rows, quick, time.perf_counter() - start)
     _log(f"report written to {path}")
     return path

@@ -1,4 +1,5 @@
 """Figures of the demo (matplotlib, Agg)."""
+
 from __future__ import annotations
 
 import matplotlib

@@ -1,4 +1,5 @@
 """The demo's markdown report."""
+
 from __future__ import annotations
 
 import os
@@ -59,9 +60,11 @@ def _training_section(trained) -> list[str]:
     for name, r in (("TNGD", trained["tngd"]), ("Adam", trained["adam"])):
         c = r["config"]
         lam = f"{c['damping']:g}" if c["damping"] is not None else ""
-        lines.append(f"| {name} | {c['lr']:g} | {lam} | {r['steps']} | {r['final_train_loss']:.4f} | "
-                     f"{r['final_test_loss']:.4f} | {r['final_test_accuracy']:.3f} | {r['wall_time_s']:.1f} | "
-                     f"{r['estimated_time_s']:.3g} |")
+        lines.append(
+            f"| {name} | {c['lr']:g} | {lam} | {r['steps']} | {r['final_train_loss']:.4f} | "
+            f"{r['final_test_loss']:.4f} | {r['final_test_accuracy']:.3f} | {r['wall_time_s']:.1f} | "
+            f"{r['estimated_time_s']:.3g} |"
+        )
     return lines
 
 
@@ -86,8 +89,11 @@ def _verdict_section(trained) -> list[str]:
         "",
         "Where TNGD's wall time goes, per step: digital {:.1f} ms, simulating the device {:.1f} ms, "
         "bookkeeping {:.1f} ms (the modelled device itself: {:.3g} ms).".format(
-            t["per_step_ms"]["digital"], t["per_step_ms"]["simulator"], t["per_step_ms"]["bookkeeping"],
-            t["per_step_ms"]["device_model"]),
+            t["per_step_ms"]["digital"],
+            t["per_step_ms"]["simulator"],
+            t["per_step_ms"]["bookkeeping"],
+            t["per_step_ms"]["device_model"],
+        ),
         "",
         "![training](training.png)",
         "",
@@ -108,5 +114,8 @@ def _loop_section(loop_rows) -> list[str]:
         "| step | loss (ngspice) | loss (ou) | loss rel. diff | estimate rel. diff |",
         "| --- | --- | --- | --- | --- |",
     ]
-    return lines + [f"| {r['step']} | {r['loss_ngspice']:.6f} | {r['loss_ou']:.6f} | {r['rel_diff']:.1e} | "
-                    f"{r['estimate_rel_diff']:.1e} |" for r in loop_rows]
+    return lines + [
+        f"| {r['step']} | {r['loss_ngspice']:.6f} | {r['loss_ou']:.6f} | {r['rel_diff']:.1e} | "
+        f"{r['estimate_rel_diff']:.1e} |"
+        for r in loop_rows
+    ]

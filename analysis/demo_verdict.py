@@ -7,6 +7,7 @@ of each run is read at T = the shorter of the two total estimated runtimes (the 
 cumulative estimated runtime is <= T), so the faster run is judged at its end and the slower one
 at the same elapsed time.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,18 +41,30 @@ def verdict(metrics: dict[str, list[str]]) -> dict:
         window = max(1, n // 10)
         losses = [smoothed([float(r["train_loss"]) for r in rows[:n]], window) for rows in curves]
         times = [[float(r["cumulative_estimated_s"]) for r in rows[:n]] for rows in curves]
-        runs[name] = {"loss": [sum(v) / len(v) for v in zip(*losses)], "time": [sum(v) / len(v) for v in zip(*times)],
-                      "window": window, "seeds": len(paths)}
+        runs[name] = {
+            "loss": [sum(v) / len(v) for v in zip(*losses)],
+            "time": [sum(v) / len(v) for v in zip(*times)],
+            "window": window,
+            "seeds": len(paths),
+        }
     at_steps = {n: r["loss"][-1] for n, r in runs.items()}
     T = min(r["time"][-1] for r in runs.values())
     at_time = {}
     for n, r in runs.items():
         k = max([i for i, t in enumerate(r["time"]) if t <= T * (1 + 1e-12)], default=0)
         at_time[n] = {"loss": r["loss"][k], "step": k + 1}
-    return {"steps": {"loss": at_steps, "winner": min(at_steps, key=at_steps.get),
-                      "step": min(len(r["loss"]) for r in runs.values()),
-                      "window": max(r["window"] for r in runs.values())},
-            "runtime": {"time_s": T, "loss": {n: v["loss"] for n, v in at_time.items()},
-                        "step": {n: v["step"] for n, v in at_time.items()},
-                        "winner": min(at_time, key=lambda n: at_time[n]["loss"])},
-            "seeds": min(r["seeds"] for r in runs.values())}
+    return {
+        "steps": {
+            "loss": at_steps,
+            "winner": min(at_steps, key=at_steps.get),
+            "step": min(len(r["loss"]) for r in runs.values()),
+            "window": max(r["window"] for r in runs.values()),
+        },
+        "runtime": {
+            "time_s": T,
+            "loss": {n: v["loss"] for n, v in at_time.items()},
+            "step": {n: v["step"] for n, v in at_time.items()},
+            "winner": min(at_time, key=lambda n: at_time[n]["loss"]),
+        },
+        "seeds": min(r["seeds"] for r in runs.values()),
+    }

@@ -18,6 +18,7 @@ processes; one worker or one point runs serially), ``DaskCluster(client, name)``
 dask.distributed Client, e.g. from ``connect_scheduler``). Each has
 ``stream(evaluate, points) -> iterator of (point, result)``.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -62,8 +63,12 @@ class ProcessPool:
             ctx.set_forkserver_preload(self.preload)
         # Workers end with this process and close their ngspice sessions on the way out: a killed
         # sweep leaves no process or temp folder (spu/lifetime.py).
-        ex = ProcessPoolExecutor(max_workers=min(self.workers, len(points)), mp_context=ctx,
-                                 initializer=init_pool_worker, initargs=(os.getpid(),))
+        ex = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(points)),
+            mp_context=ctx,
+            initializer=init_pool_worker,
+            initargs=(os.getpid(),),
+        )
         try:
             futs = {ex.submit(run_task, evaluate, pt): pt for pt in points}
             for f in as_completed(futs):
@@ -119,8 +124,15 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def run_points(points: Iterable, evaluate: Callable, *, executor=None, on_result: Callable | None = None,
-               key: Callable[[object], Hashable] | None = None, done: Iterable[Hashable] = ()) -> int:
+def run_points(
+    points: Iterable,
+    evaluate: Callable,
+    *,
+    executor=None,
+    on_result: Callable | None = None,
+    key: Callable[[object], Hashable] | None = None,
+    done: Iterable[Hashable] = (),
+) -> int:
     """Evaluate every point whose key(point) is not in `done` on `executor` (default Serial()),
     calling on_result(point, result) here as each finishes; returns how many were evaluated.
     See the module docstring."""

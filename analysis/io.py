@@ -1,10 +1,11 @@
 """Files every analysis command writes: CSV cells and lines, atomic writes, the output folder.
 
-    fmt(0.1 + 0.2)                     -> '0.3'      (12 significant digits: sweeps)
-    fmt(math.nan, digits=10, missing="") -> ''       (the reproduce CSVs' style)
-    atomic_write(path, text)           a reader never sees a half-written file, even after a crash
-    prepare_folder(out, "sweep results") -> absolute path, or OutputFolderError
+fmt(0.1 + 0.2)                     -> '0.3'      (12 significant digits: sweeps)
+fmt(math.nan, digits=10, missing="") -> ''       (the reproduce CSVs' style)
+atomic_write(path, text)           a reader never sees a half-written file, even after a crash
+prepare_folder(out, "sweep results") -> absolute path, or OutputFolderError
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,8 +55,7 @@ REPRODUCE_CELLS = {"digits": 10, "missing": ""}
 
 def write_csv(path: str, names, rows, **cells) -> None:
     """A whole CSV at once (atomically): header `names`, then fmt(row.get(name), **cells) per row."""
-    atomic_write(path, "".join(csv_line(v) for v in
-                               [names] + [[fmt(r.get(c), **cells) for c in names] for r in rows]))
+    atomic_write(path, "".join(csv_line(v) for v in [names] + [[fmt(r.get(c), **cells) for c in names] for r in rows]))
 
 
 def read_csv(path: str) -> list[dict[str, str]]:

@@ -2,6 +2,7 @@
 
 A command names the limits it checks: add_limit_args(parser, "memory", "steps"); its handler
 gets them back as one spu.limits.Limits with limits_from_args(args)."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,14 +28,31 @@ def _count(text: str) -> float:
 
 
 _OPTIONS = {
-    "memory": ("--max-memory", dict(type=_size, metavar="SIZE",
-                                    help="refuse a run estimated to need more memory than this, e.g. 8G "
-                                         "(default: half the available memory)")),
-    "steps": ("--max-steps", dict(type=_count, metavar="N",
-                                  help=f"refuse a simulation of more time steps than this: ngspice time points, "
-                                       f"euler/baoab steps (default {DEFAULT_STEPS:.0e})")),
-    "points": ("--max-points", dict(type=_count, metavar="N",
-                                    help=f"refuse a sweep of more grid points than this (default {DEFAULT_POINTS:.0e})")),
+    "memory": (
+        "--max-memory",
+        dict(
+            type=_size,
+            metavar="SIZE",
+            help="refuse a run estimated to need more memory than this, e.g. 8G (default: half the available memory)",
+        ),
+    ),
+    "steps": (
+        "--max-steps",
+        dict(
+            type=_count,
+            metavar="N",
+            help=f"refuse a simulation of more time steps than this: ngspice time points, "
+            f"euler/baoab steps (default {DEFAULT_STEPS:.0e})",
+        ),
+    ),
+    "points": (
+        "--max-points",
+        dict(
+            type=_count,
+            metavar="N",
+            help=f"refuse a sweep of more grid points than this (default {DEFAULT_POINTS:.0e})",
+        ),
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """Command-line options of the coupled-oscillator cells (topology "oscillator", backend "langevin")."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,12 +13,18 @@ _FLAGS = ("mass", "gamma", "zeta", "coupling", "stiffness")
 def add_oscillator_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("oscillator cells (--topology oscillator or --backend langevin)")
     g.add_argument("--mass", type=float, help="mass m: inductor L = m R0^2 C (default 1)")
-    g.add_argument("--gamma", type=float, help="damping gamma: series resistor gamma*R0 (resistive coupling) "
-                                               "or parallel R0/gamma (capacitive)")
+    g.add_argument(
+        "--gamma",
+        type=float,
+        help="damping gamma: series resistor gamma*R0 (resistive coupling) or parallel R0/gamma (capacitive)",
+    )
     g.add_argument("--zeta", type=float, help="damping ratio of the slowest mode (default 1: critical)")
-    g.add_argument("--coupling", choices=COUPLINGS,
-                   help="resistive: A is the stiffness (solve + inverse, default); capacitive: A is the "
-                        "capacitance matrix (inverse only, b must be 0)")
+    g.add_argument(
+        "--coupling",
+        choices=COUPLINGS,
+        help="resistive: A is the stiffness (solve + inverse, default); capacitive: A is the "
+        "capacitance matrix (inverse only, b must be 0)",
+    )
     g.add_argument("--stiffness", type=float, help="capacitive coupling: grounded inductor R0^2 C / k (default 1)")
 
 

@@ -1,4 +1,5 @@
 """Command-line options shared by every command that takes a linear system and a circuit design."""
+
 from __future__ import annotations
 
 import argparse
@@ -47,28 +48,40 @@ class DesignFlag:
 
 # Every circuit-design flag of the CLI, in the order `solve --help` lists them. A command picks the
 # ones it takes (add_design_flags); dest is argparse's (--bits-r -> bits_r).
-DESIGN_FLAGS = {f.flag: f for f in (
-    DesignFlag("--temperature", float, "Kelvin: add Johnson noise of every resistor"),
-    DesignFlag("--R0", float, "unit resistance, ohm (default 1k)", Design.R0),
-    DesignFlag("--C", float, "cell capacitance, F (default 1n)", Design.C),
-    DesignFlag("--r-min", float, "smallest resistor, ohm", Design.r_min),
-    DesignFlag("--r-max", float, "largest resistor, ohm", Design.r_max),
-    DesignFlag("--bits-r", int, "resistor resolution in bits (default continuous)"),
-    DesignFlag("--bits-dac", int, "DAC resolution in bits"),
-    DesignFlag("--bits-adc", int, "ADC resolution in bits"),
-    DesignFlag("--tol-r", float, "relative sigma of each resistor", 0.0),
-    DesignFlag("--tol-c", float, "relative sigma of each capacitor", 0.0),
-    DesignFlag("--component-seed", int, "seed of the tolerance draws", 0),
-    DesignFlag("--opamp-gain", float, "op-amp DC gain (default ideal)"),
-    DesignFlag("--opamp-gbw", float, "op-amp gain-bandwidth product, Hz"),
-    DesignFlag("--noise-dt", float, "noise hold time in tau (default: min(0.05, 0.02/lambda_max))", Design.noise_dt),
-    DesignFlag("--dt-max", float, "largest ngspice step in tau", Design.dt_max),
-    DesignFlag("--no-autoscale", bool,
-               "program A as given (no scale s: the circuit then realises A x = b exactly or fails)"),
-    DesignFlag("--open-error-max", float, "largest relative steady-state error allowed from entries below the "
-               f"smallest programmable conductance, which are left open (default {Design.open_error_max:g})",
-               Design.open_error_max),
-)}
+DESIGN_FLAGS = {
+    f.flag: f
+    for f in (
+        DesignFlag("--temperature", float, "Kelvin: add Johnson noise of every resistor"),
+        DesignFlag("--R0", float, "unit resistance, ohm (default 1k)", Design.R0),
+        DesignFlag("--C", float, "cell capacitance, F (default 1n)", Design.C),
+        DesignFlag("--r-min", float, "smallest resistor, ohm", Design.r_min),
+        DesignFlag("--r-max", float, "largest resistor, ohm", Design.r_max),
+        DesignFlag("--bits-r", int, "resistor resolution in bits (default continuous)"),
+        DesignFlag("--bits-dac", int, "DAC resolution in bits"),
+        DesignFlag("--bits-adc", int, "ADC resolution in bits"),
+        DesignFlag("--tol-r", float, "relative sigma of each resistor", 0.0),
+        DesignFlag("--tol-c", float, "relative sigma of each capacitor", 0.0),
+        DesignFlag("--component-seed", int, "seed of the tolerance draws", 0),
+        DesignFlag("--opamp-gain", float, "op-amp DC gain (default ideal)"),
+        DesignFlag("--opamp-gbw", float, "op-amp gain-bandwidth product, Hz"),
+        DesignFlag(
+            "--noise-dt", float, "noise hold time in tau (default: min(0.05, 0.02/lambda_max))", Design.noise_dt
+        ),
+        DesignFlag("--dt-max", float, "largest ngspice step in tau", Design.dt_max),
+        DesignFlag(
+            "--no-autoscale",
+            bool,
+            "program A as given (no scale s: the circuit then realises A x = b exactly or fails)",
+        ),
+        DesignFlag(
+            "--open-error-max",
+            float,
+            "largest relative steady-state error allowed from entries below the "
+            f"smallest programmable conductance, which are left open (default {Design.open_error_max:g})",
+            Design.open_error_max,
+        ),
+    )
+}
 
 
 def add_design_flags(group, flags=tuple(DESIGN_FLAGS), *, helps: dict | None = None, defaults: bool = True) -> None:
@@ -86,9 +99,12 @@ def add_design_flags(group, flags=tuple(DESIGN_FLAGS), *, helps: dict | None = N
 
 def add_design_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("circuit design")
-    g.add_argument("--topology", choices=list(TOPOLOGIES),
-                   help="circuit topology (default: dense for A, factored for U, crossbar for J/H; "
-                        "oscillator: second-order RLC cells)")
+    g.add_argument(
+        "--topology",
+        choices=list(TOPOLOGIES),
+        help="circuit topology (default: dense for A, factored for U, crossbar for J/H; "
+        "oscillator: second-order RLC cells)",
+    )
     add_design_flags(g)
 
 
@@ -170,8 +186,21 @@ def x0_from_args(args, n: int):
 
 
 def design_from_args(args) -> Design:
-    return Design(R0=args.R0, C=args.C, r_min=args.r_min, r_max=args.r_max, bits_r=args.bits_r,
-                  bits_dac=args.bits_dac, bits_adc=args.bits_adc, tol_r=args.tol_r, tol_c=args.tol_c,
-                  component_seed=args.component_seed, opamp=OpAmp(args.opamp_gain, args.opamp_gbw),
-                  temperature=args.temperature, noise_dt=args.noise_dt, dt_max=args.dt_max,
-                  autoscale=not args.no_autoscale, open_error_max=args.open_error_max).check()
+    return Design(
+        R0=args.R0,
+        C=args.C,
+        r_min=args.r_min,
+        r_max=args.r_max,
+        bits_r=args.bits_r,
+        bits_dac=args.bits_dac,
+        bits_adc=args.bits_adc,
+        tol_r=args.tol_r,
+        tol_c=args.tol_c,
+        component_seed=args.component_seed,
+        opamp=OpAmp(args.opamp_gain, args.opamp_gbw),
+        temperature=args.temperature,
+        noise_dt=args.noise_dt,
+        dt_max=args.dt_max,
+        autoscale=not args.no_autoscale,
+        open_error_max=args.open_error_max,
+    ).check()

@@ -2,6 +2,7 @@
 ``log:1e-4:1e-1:4``, named values such as ``ideal``, and several of these (as one comma-separated
 string or as a list of them). Every sweep option that takes several values goes through
 ``parse_range``; its messages name the option and the item at fault."""
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,7 @@ def _spaced(opt: str, p: str) -> list[float]:
     try:
         a, b, k = float(parts[1]), float(parts[2]), int(parts[3])
     except ValueError:
-        raise SweepOptionError(f"{opt}: {p!r} must be lin:START:STOP:NUM with numbers "
-                               "(NUM an integer)") from None
+        raise SweepOptionError(f"{opt}: {p!r} must be lin:START:STOP:NUM with numbers (NUM an integer)") from None
     if not (math.isfinite(a) and math.isfinite(b)):
         raise SweepOptionError(f"{opt}: {p!r} needs finite START and STOP")
     if k < 1:
@@ -87,9 +87,18 @@ def _check(opt: str, v: float, lo, hi, lo_open, hi_open, integer) -> None:
         raise SweepOptionError(f"{opt}: {v:g} is out of range (must be {'<' if hi_open else '<='} {hi:g})")
 
 
-def parse_range(name: str, spec, *, lo: float | None = None, hi: float | None = None, lo_open=False,
-                hi_open=False, integer=False, words: dict[str, float] | None = None,
-                sort: bool = True) -> list[float]:
+def parse_range(
+    name: str,
+    spec,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open=False,
+    hi_open=False,
+    integer=False,
+    words: dict[str, float] | None = None,
+    sort: bool = True,
+) -> list[float]:
     """Parse a range option into its values, sorted and deduplicated (sort=False: in the order
     given, repeats kept, for lists whose order numbers the runs).
 

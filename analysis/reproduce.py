@@ -26,6 +26,7 @@ Threads: the work runs with ``threads`` torch / BLAS threads (default 1). On a s
 OpenBLAS and OpenMP threads spin-wait for busy cores: one thread made a 320 x 320 eigh 30-100x and
 a TNGD step 2-10x faster than two under load, and it makes the timings of Fig. 2 comparable.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,7 +74,10 @@ CURVE_COLUMNS = (
     ("kappa0", "TNGD noise level"),
     ("seeds", "number of seeds averaged"),
     ("step", "iteration, 1-based"),
-    ("estimated_s_mean", "cumulative estimated runtime in s (measured digital part + modelled device time), mean over seeds"),
+    (
+        "estimated_s_mean",
+        "cumulative estimated runtime in s (measured digital part + modelled device time), mean over seeds",
+    ),
     ("train_loss_mean", "minibatch training loss (cross-entropy) at this step, mean over seeds"),
     ("train_loss_std", "its standard deviation over seeds (0 with one seed)"),
     ("test_loss_mean", "test-set cross-entropy after this step, mean over seeds"),
@@ -101,8 +105,11 @@ SUMMARY_COLUMNS = (
     ("estimated_s_mean", "total estimated runtime of a run in s, mean over seeds"),
     ("estimated_s_per_step", "estimated runtime per iteration in s"),
     ("wall_s_mean", "wall time of a run on this machine (simulation included), mean over seeds"),
-    ("test_loss_rise_mean", "sum of the increases of the test loss between evaluations (0 when it only falls): "
-                            "how erratic a run is, mean over seeds"),
+    (
+        "test_loss_rise_mean",
+        "sum of the increases of the test loss between evaluations (0 when it only falls): "
+        "how erratic a run is, mean over seeds",
+    ),
     ("common_time_s", "the shortest total estimated runtime among the figure's curves (panel), s"),
     ("test_loss_at_common_time", "mean test loss at common_time_s (linear interpolation in estimated runtime)"),
     ("test_error_at_common_time", "mean 1 - test accuracy at common_time_s"),
@@ -111,21 +118,31 @@ SUMMARY_COLUMNS = (
 
 def columns_help(figure: str | None = None) -> str:
     from .reproduce_fig2 import FIG2_COLUMNS  # (imports torch: only when asked)
+
     parts = []
     if figure in (None, "fig2"):
-        parts.append("fig2.csv columns (one row per sweep point and method):\n"
-                     + "\n".join(f"  {c:18s} {d}" for c, d in FIG2_COLUMNS))
+        parts.append(
+            "fig2.csv columns (one row per sweep point and method):\n"
+            + "\n".join(f"  {c:18s} {d}" for c, d in FIG2_COLUMNS)
+        )
     if figure in (None, "fig5"):
         from .reproduce_fig5 import FIG5_COLUMNS, FIG5_SUMMARY_COLUMNS
-        parts.append("fig5.csv columns (one row per curve and step):\n"
-                     + "\n".join(f"  {c:18s} {d}" for c, d in FIG5_COLUMNS))
-        parts.append("fig5_summary.csv columns (one row per curve):\n"
-                     + "\n".join(f"  {c:24s} {d}" for c, d in FIG5_SUMMARY_COLUMNS))
+
+        parts.append(
+            "fig5.csv columns (one row per curve and step):\n" + "\n".join(f"  {c:18s} {d}" for c, d in FIG5_COLUMNS)
+        )
+        parts.append(
+            "fig5_summary.csv columns (one row per curve):\n"
+            + "\n".join(f"  {c:24s} {d}" for c, d in FIG5_SUMMARY_COLUMNS)
+        )
     if figure not in ("fig2", "fig5"):
-        parts.append("FIG.csv columns for fig3/fig4/fig7 (one row per curve and step):\n"
-                     + "\n".join(f"  {c:18s} {d}" for c, d in CURVE_COLUMNS))
-        parts.append("FIG_summary.csv columns (one row per curve):\n"
-                     + "\n".join(f"  {c:22s} {d}" for c, d in SUMMARY_COLUMNS))
+        parts.append(
+            "FIG.csv columns for fig3/fig4/fig7 (one row per curve and step):\n"
+            + "\n".join(f"  {c:18s} {d}" for c, d in CURVE_COLUMNS)
+        )
+        parts.append(
+            "FIG_summary.csv columns (one row per curve):\n" + "\n".join(f"  {c:22s} {d}" for c, d in SUMMARY_COLUMNS)
+        )
     return "\n\n".join(parts)
 
 
@@ -135,40 +152,136 @@ def columns_help(figure: str | None = None) -> str:
 # Adam lr 1e-3, t = 50 tau in Fig. 3, t = 5 tau in Fig. 4b, t = tau in Fig. 7.
 SIZES = {
     "fig2": {
-        True: {"batch": 16, "widths": [8, 16, 32, 64], "dz_values": [2, 5, 10, 20], "n_target": 2000,
-               "dz_fixed": 10, "ngd_max_n": 2500, "cg_iters": 200, "t": 50.0, "reps": 20, "warmup": 1,
-               "budget_s": 0.6},
-        False: {"batch": 32, "widths": [8, 16, 32, 64, 128, 256, 512], "dz_values": [2, 5, 10, 20, 50],
-                "n_target": 4000, "dz_fixed": 10, "ngd_max_n": 5000, "cg_iters": 200, "t": 50.0, "reps": 30,
-                "warmup": 1, "budget_s": 3.0},
+        True: {
+            "batch": 16,
+            "widths": [8, 16, 32, 64],
+            "dz_values": [2, 5, 10, 20],
+            "n_target": 2000,
+            "dz_fixed": 10,
+            "ngd_max_n": 2500,
+            "cg_iters": 200,
+            "t": 50.0,
+            "reps": 20,
+            "warmup": 1,
+            "budget_s": 0.6,
+        },
+        False: {
+            "batch": 32,
+            "widths": [8, 16, 32, 64, 128, 256, 512],
+            "dz_values": [2, 5, 10, 20, 50],
+            "n_target": 4000,
+            "dz_fixed": 10,
+            "ngd_max_n": 5000,
+            "cg_iters": 200,
+            "t": 50.0,
+            "reps": 30,
+            "warmup": 1,
+            "budget_s": 3.0,
+        },
     },
     "fig3": {
-        True: {"model": "mlp", "width": 16, "batch": 32, "seeds": 5, "tngd_steps": 60, "adam_steps": 240,
-               "t": 50.0, "eval_every": 2},
-        False: {"model": "cnn", "width": 32, "batch": 64, "seeds": 5, "tngd_steps": 66, "adam_steps": 660,
-                "t": 50.0, "eval_every": 2},
+        True: {
+            "model": "mlp",
+            "width": 16,
+            "batch": 32,
+            "seeds": 5,
+            "tngd_steps": 60,
+            "adam_steps": 240,
+            "t": 50.0,
+            "eval_every": 2,
+        },
+        False: {
+            "model": "cnn",
+            "width": 32,
+            "batch": 64,
+            "seeds": 5,
+            "tngd_steps": 66,
+            "adam_steps": 660,
+            "t": 50.0,
+            "eval_every": 2,
+        },
     },
     "fig4": {
-        True: {"model": "mlp", "width": 16, "batch": 32, "seeds": 2, "steps": 50, "eval_every": 2,
-               "t_values": [1.0, 5.0, 200.0], "t_b": 5.0, "td_values": [0.0, 5.0]},
-        False: {"model": "mlp", "width": 32, "batch": 32, "seeds": 3, "steps": 132, "eval_every": 2,
-                "t_values": [1.0, 5.0, 20.0, 50.0, 200.0], "t_b": 5.0, "td_values": [0.0, 1.0, 5.0, 20.0]},
+        True: {
+            "model": "mlp",
+            "width": 16,
+            "batch": 32,
+            "seeds": 2,
+            "steps": 50,
+            "eval_every": 2,
+            "t_values": [1.0, 5.0, 200.0],
+            "t_b": 5.0,
+            "td_values": [0.0, 5.0],
+        },
+        False: {
+            "model": "mlp",
+            "width": 32,
+            "batch": 32,
+            "seeds": 3,
+            "steps": 132,
+            "eval_every": 2,
+            "t_values": [1.0, 5.0, 20.0, 50.0, 200.0],
+            "t_b": 5.0,
+            "td_values": [0.0, 1.0, 5.0, 20.0],
+        },
     },
     "fig7": {
-        True: {"model": "mlp", "width": 16, "batch": 32, "seeds": 2, "steps": 50, "eval_every": 2, "t": 1.0,
-               "kappa0_values": [0.0, 0.001, 0.01, 0.1]},
-        False: {"model": "mlp", "width": 32, "batch": 32, "seeds": 3, "steps": 132, "eval_every": 2, "t": 1.0,
-                "kappa0_values": [0.0, 0.001, 0.01, 0.1]},
+        True: {
+            "model": "mlp",
+            "width": 16,
+            "batch": 32,
+            "seeds": 2,
+            "steps": 50,
+            "eval_every": 2,
+            "t": 1.0,
+            "kappa0_values": [0.0, 0.001, 0.01, 0.1],
+        },
+        False: {
+            "model": "mlp",
+            "width": 32,
+            "batch": 32,
+            "seeds": 3,
+            "steps": 132,
+            "eval_every": 2,
+            "t": 1.0,
+            "kappa0_values": [0.0, 0.001, 0.01, 0.1],
+        },
     },
     # fig5 (analysis/reproduce_fig5.py): MiniLM-L6 + LoRA on generated QA; lambda = 1 as in the paper.
     # The full size is set by the measured cost of U (2L = 48 columns per example): docs/RESULTS.md.
     "fig5": {
-        True: {"seq_len": 24, "facts": 2, "n_train": 256, "n_heldout": 32, "batch": 2, "steps": 4, "seeds": 2,
-               "eval_every": 4, "t_a": 0.4, "t_values": [0.1, 0.2, 0.4], "damping": 1.0,
-               "lr_adam": 1e-3, "lr_tngd": 0.3, "lr_tngd_adam": 1e-3},
-        False: {"seq_len": 24, "facts": 2, "n_train": 1024, "n_heldout": 128, "batch": 4, "steps": 30, "seeds": 3,
-                "eval_every": 10, "t_a": 0.4, "t_values": [0.1, 0.2, 0.4], "damping": 1.0,
-                "lr_adam": 1e-3, "lr_tngd": 0.3, "lr_tngd_adam": 1e-3},
+        True: {
+            "seq_len": 24,
+            "facts": 2,
+            "n_train": 256,
+            "n_heldout": 32,
+            "batch": 2,
+            "steps": 4,
+            "seeds": 2,
+            "eval_every": 4,
+            "t_a": 0.4,
+            "t_values": [0.1, 0.2, 0.4],
+            "damping": 1.0,
+            "lr_adam": 1e-3,
+            "lr_tngd": 0.3,
+            "lr_tngd_adam": 1e-3,
+        },
+        False: {
+            "seq_len": 24,
+            "facts": 2,
+            "n_train": 1024,
+            "n_heldout": 128,
+            "batch": 4,
+            "steps": 30,
+            "seeds": 3,
+            "eval_every": 10,
+            "t_a": 0.4,
+            "t_values": [0.1, 0.2, 0.4],
+            "damping": 1.0,
+            "lr_adam": 1e-3,
+            "lr_tngd": 0.3,
+            "lr_tngd_adam": 1e-3,
+        },
     },
 }
 
@@ -191,8 +304,8 @@ class ReproduceResult:
     png_path: str
     summary_path: str | None
     manifest_path: str
-    computed: int = 0          # runs / points computed now
-    skipped: int = 0           # runs / points found finished and reused
+    computed: int = 0  # runs / points computed now
+    skipped: int = 0  # runs / points found finished and reused
     summary: list = field(default_factory=list)
     wall_s: float = 0.0
 
@@ -216,10 +329,17 @@ def check_manifest(out: str, figure: str, spec: dict) -> str:
     an unreadable manifest)."""
     path = os.path.join(out, f"{figure}.manifest.json")
     settings = {"format": FORMAT, "figure": figure, "quick": spec["quick"], "spec": spec}
-    check_manifest_file(path, settings, ignore=("format",), error=ReproduceMismatchError, refuse=lambda keys, old:
-                        ReproduceMismatchError(f"{out} holds a {figure} reproduction with other settings "
-                                               f"(quick={old.get('quick')}); use another --out folder or remove "
-                                               "that one"))
+    check_manifest_file(
+        path,
+        settings,
+        ignore=("format",),
+        error=ReproduceMismatchError,
+        refuse=lambda keys, old: ReproduceMismatchError(
+            f"{out} holds a {figure} reproduction with other settings "
+            f"(quick={old.get('quick')}); use another --out folder or remove "
+            "that one"
+        ),
+    )
     return path
 
 
@@ -243,6 +363,7 @@ def thread_limit(threads: int | None):
         yield
         return
     import torch
+
     if not isinstance(threads, int) or threads < 1:
         raise ReproduceError(f"threads must be an integer >= 1, got {threads!r}")
     old = torch.get_num_threads()
@@ -250,6 +371,7 @@ def thread_limit(threads: int | None):
     try:
         try:
             from threadpoolctl import threadpool_limits
+
             ctx = threadpool_limits(limits=threads, user_api="blas")
         except ImportError:  # scikit-learn brings threadpoolctl; without it BLAS keeps its threads
             ctx = contextlib.nullcontext()
@@ -280,20 +402,36 @@ def run_name(curve: Curve, size: dict, seed: int) -> str:
     parts = [curve.optimizer]
     if OPTIMIZERS[curve.optimizer].uses_spu:
         parts += [f"t{_g(curve.t)}", f"td{_g(curve.td)}", f"k{_g(curve.kappa0)}"]
-    parts += [f"{size['model']}{size['width']}", f"b{size['batch']}", f"s{curve.steps}", f"e{size['eval_every']}",
-              f"seed{seed}"]
+    parts += [
+        f"{size['model']}{size['width']}",
+        f"b{size['batch']}",
+        f"s{curve.steps}",
+        f"e{size['eval_every']}",
+        f"seed{seed}",
+    ]
     return "-".join(parts)
 
 
 def train_config(curve: Curve, size: dict, seed: int):
     from training.loop import PAPER, TrainConfig
+
     tngd = OPTIMIZERS[curve.optimizer].uses_spu
     paper = PAPER[curve.optimizer]  # the paper's figures at the paper's settings, not train's tuned defaults
-    return TrainConfig(optimizer=curve.optimizer, backend="ou", model=size["model"], width=size["width"],
-                       steps=curve.steps, batch_size=size["batch"], lr=paper["lr"], damping=paper.get("damping"),
-                       t=curve.t if tngd else None,
-                       td=curve.td if tngd else 0.0, kappa0=curve.kappa0 if tngd else 0.0, seed=seed,
-                       eval_every=size["eval_every"])
+    return TrainConfig(
+        optimizer=curve.optimizer,
+        backend="ou",
+        model=size["model"],
+        width=size["width"],
+        steps=curve.steps,
+        batch_size=size["batch"],
+        lr=paper["lr"],
+        damping=paper.get("damping"),
+        t=curve.t if tngd else None,
+        td=curve.td if tngd else 0.0,
+        kappa0=curve.kappa0 if tngd else 0.0,
+        seed=seed,
+        eval_every=size["eval_every"],
+    )
 
 
 def _finished(run_dir: str, cfg) -> dict | None:
@@ -349,16 +487,20 @@ def run_curves(curves: list[Curve], size: dict, out: str, progress: bool, figure
                     fh.write(str(exc) + "\n")
             except ThermospiceError as exc:
                 if "other settings" in str(exc):
-                    raise ReproduceMismatchError(f"{run_dir} holds a run with other settings; use another --out "
-                                                 "folder or remove that one") from None
+                    raise ReproduceMismatchError(
+                        f"{run_dir} holds a run with other settings; use another --out folder or remove that one"
+                    ) from None
                 raise
             computed += 1
             if "error" in final:
                 log(f"[{figure}] {i}/{len(unique)} {name}: stopped: {final['error']}", progress)
             else:
-                log(f"[{figure}] {i}/{len(unique)} {name}: train loss {final['final_train_loss']:.4f}, "
+                log(
+                    f"[{figure}] {i}/{len(unique)} {name}: train loss {final['final_train_loss']:.4f}, "
                     f"test accuracy {final['final_test_accuracy']:.3f}, estimated {final['estimated_time_s']:.3g} s "
-                    f"({time.perf_counter() - t0:.1f} s wall)", progress)
+                    f"({time.perf_counter() - t0:.1f} s wall)",
+                    progress,
+                )
         done_names[name] = run_dir
     by_curve = {c: [done_names[run_name(c, size, s)] for s in range(size["seeds"])] for c in curves}
     return by_curve, computed, skipped
@@ -395,14 +537,30 @@ def aggregate(figure: str, by_curve: dict) -> tuple[list[dict], list[dict]]:
         stack = {k: np.stack([r[k] for r in runs]) for k in runs[0]}
         stack["test_error"] = 1.0 - stack["test_accuracy"]
         tngd = OPTIMIZERS[c.optimizer].uses_spu
-        base = {"figure": figure, "panel": c.panel, "label": c.label, "optimizer": c.optimizer,
-                "t_tau": c.t if tngd else None, "td_tau": c.td if tngd else None,
-                "kappa0": c.kappa0 if tngd else None, "seeds": len(dirs)}
+        base = {
+            "figure": figure,
+            "panel": c.panel,
+            "label": c.label,
+            "optimizer": c.optimizer,
+            "t_tau": c.t if tngd else None,
+            "td_tau": c.td if tngd else None,
+            "kappa0": c.kappa0 if tngd else None,
+            "seeds": len(dirs),
+        }
         stats = {k: _mean_std(stack[k]) for k in ("train_loss", "test_loss", "test_error", "cumulative_estimated_s")}
         for k in range(c.steps):
-            rows.append({**base, "step": k + 1, "estimated_s_mean": stats["cumulative_estimated_s"][0][k],
-                         **{f"{q}_{s}": stats[q][i][k] for q in ("train_loss", "test_loss", "test_error")
-                            for i, s in enumerate(("mean", "std"))}})
+            rows.append(
+                {
+                    **base,
+                    "step": k + 1,
+                    "estimated_s_mean": stats["cumulative_estimated_s"][0][k],
+                    **{
+                        f"{q}_{s}": stats[q][i][k]
+                        for q in ("train_loss", "test_loss", "test_error")
+                        for i, s in enumerate(("mean", "std"))
+                    },
+                }
+            )
         tail = max(1, c.steps // 10)
         with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
             __import__("warnings").simplefilter("ignore", RuntimeWarning)
@@ -410,13 +568,27 @@ def aggregate(figure: str, by_curve: dict) -> tuple[list[dict], list[dict]]:
         last = {q: _last_finite(stack[q]) for q in ("test_loss", "test_error", "cumulative_estimated_s", "wall_s")}
         ft, fl, fe = _mean_std(final_train), _mean_std(last["test_loss"]), _mean_std(last["test_error"])
         rise = [np.clip(np.diff(r[np.isfinite(r)]), 0, None).sum() for r in stack["test_loss"]]
-        est = float(np.nanmean(last["cumulative_estimated_s"])) if np.isfinite(last["cumulative_estimated_s"]).any() else math.nan
-        summary.append({**base, "steps": c.steps, "final_train_loss_mean": float(ft[0]), "final_train_loss_std": float(ft[1]),
-                        "final_test_loss_mean": float(fl[0]), "final_test_loss_std": float(fl[1]),
-                        "final_test_error_mean": float(fe[0]), "final_test_error_std": float(fe[1]),
-                        "estimated_s_mean": est, "estimated_s_per_step": est / c.steps,
-                        "wall_s_mean": float(np.nanmean(last["wall_s"])) if np.isfinite(last["wall_s"]).any() else math.nan,
-                        "test_loss_rise_mean": float(np.mean(rise))})
+        est = (
+            float(np.nanmean(last["cumulative_estimated_s"]))
+            if np.isfinite(last["cumulative_estimated_s"]).any()
+            else math.nan
+        )
+        summary.append(
+            {
+                **base,
+                "steps": c.steps,
+                "final_train_loss_mean": float(ft[0]),
+                "final_train_loss_std": float(ft[1]),
+                "final_test_loss_mean": float(fl[0]),
+                "final_test_loss_std": float(fl[1]),
+                "final_test_error_mean": float(fe[0]),
+                "final_test_error_std": float(fe[1]),
+                "estimated_s_mean": est,
+                "estimated_s_per_step": est / c.steps,
+                "wall_s_mean": float(np.nanmean(last["wall_s"])) if np.isfinite(last["wall_s"]).any() else math.nan,
+                "test_loss_rise_mean": float(np.mean(rise)),
+            }
+        )
     _at_common_time(rows, summary)
     return rows, summary
 
@@ -432,9 +604,14 @@ def _at_common_time(rows: list[dict], summary: list[dict]) -> None:
         for s in sel:
             s["common_time_s"] = T
             for q in ("test_loss", "test_error"):
-                pts = [(r["estimated_s_mean"], r[f"{q}_mean"]) for r in rows
-                       if r["label"] == s["label"] and r["panel"] == panel
-                       and math.isfinite(r["estimated_s_mean"]) and math.isfinite(r[f"{q}_mean"])]
+                pts = [
+                    (r["estimated_s_mean"], r[f"{q}_mean"])
+                    for r in rows
+                    if r["label"] == s["label"]
+                    and r["panel"] == panel
+                    and math.isfinite(r["estimated_s_mean"])
+                    and math.isfinite(r[f"{q}_mean"])
+                ]
                 if pts and pts[0][0] <= T:
                     xs, ys = zip(*pts)
                     s[f"{q}_at_common_time"] = float(np.interp(T, xs, ys))
@@ -453,19 +630,38 @@ def _last_finite(a: np.ndarray) -> np.ndarray:
 # -- figure specifications ------------------------------------------------------------------------
 def curves_for(figure: str, size: dict) -> list[Curve]:
     if figure == "fig3":
-        return [Curve(f"TNGD (t = {_g(size['t'])} tau)", "tngd", size["tngd_steps"], t=size["t"]),
-                Curve("Adam", "adam", size["adam_steps"])]
+        return [
+            Curve(f"TNGD (t = {_g(size['t'])} tau)", "tngd", size["tngd_steps"], t=size["t"]),
+            Curve("Adam", "adam", size["adam_steps"]),
+        ]
     if figure == "fig4":
         a = [Curve("SGD", "sgd", size["steps"], panel="a")]
         a += [Curve(f"TNGD t = {_g(t)} tau", "tngd", size["steps"], panel="a", t=float(t)) for t in size["t_values"]]
         a.append(Curve("NGD (exact)", "ngd-woodbury", size["steps"], panel="a"))
-        b = [Curve(f"TNGD td = {_g(td)} tau (t = {_g(size['t_b'])} tau)", "tngd", size["steps"], panel="b",
-                   t=float(size["t_b"]), td=float(td)) for td in size["td_values"]]
+        b = [
+            Curve(
+                f"TNGD td = {_g(td)} tau (t = {_g(size['t_b'])} tau)",
+                "tngd",
+                size["steps"],
+                panel="b",
+                t=float(size["t_b"]),
+                td=float(td),
+            )
+            for td in size["td_values"]
+        ]
         b.append(Curve("NGD (exact)", "ngd-woodbury", size["steps"], panel="b"))
         return a + b
     if figure == "fig7":
-        return [Curve(f"kappa0 = {_g(k)}" + (" (noiseless)" if k == 0 else ""), "tngd", size["steps"],
-                      t=float(size["t"]), kappa0=float(k)) for k in size["kappa0_values"]]
+        return [
+            Curve(
+                f"kappa0 = {_g(k)}" + (" (noiseless)" if k == 0 else ""),
+                "tngd",
+                size["steps"],
+                t=float(size["t"]),
+                kappa0=float(k),
+            )
+            for k in size["kappa0_values"]
+        ]
     raise UnknownFigureError(f"no training curves for {figure}")
 
 
@@ -474,6 +670,7 @@ def _check_sizes(figure: str, size: dict) -> None:
         v = size.get(name)
         if not isinstance(v, int) or v < 1:
             raise ReproduceError(f"{figure}: {name} must be an integer >= 1, got {v!r}")
+
     if figure == "fig2":
         for name in ("batch", "n_target", "dz_fixed", "cg_iters", "reps"):
             positive_int(name)
@@ -484,7 +681,9 @@ def _check_sizes(figure: str, size: dict) -> None:
     if figure == "fig5":
         _check_fig5_sizes(size)
         return
-    for name in ("width", "batch", "seeds", "eval_every") + (("tngd_steps", "adam_steps") if figure == "fig3" else ("steps",)):
+    for name in ("width", "batch", "seeds", "eval_every") + (
+        ("tngd_steps", "adam_steps") if figure == "fig3" else ("steps",)
+    ):
         positive_int(name)
     for name in ("t_values", "td_values", "kappa0_values"):
         if name in size and (not size[name] or any(not (isinstance(v, (int, float)) and v >= 0) for v in size[name])):
@@ -506,8 +705,15 @@ def _check_fig5_sizes(size: dict) -> None:
 
 
 # -- entry point ----------------------------------------------------------------------------------
-def reproduce(figure: str, out: str | None = None, *, quick: bool = False, progress: bool = True,
-              threads: int | None = 1, overrides: dict | None = None) -> ReproduceResult:
+def reproduce(
+    figure: str,
+    out: str | None = None,
+    *,
+    quick: bool = False,
+    progress: bool = True,
+    threads: int | None = 1,
+    overrides: dict | None = None,
+) -> ReproduceResult:
     """Run one figure (see the module docstring). overrides: size parameters replacing the preset
     (tests use smaller ones; the CLI does not expose them)."""
     figure = check_figure(figure)
@@ -521,22 +727,29 @@ def reproduce(figure: str, out: str | None = None, *, quick: bool = False, progr
     with figure_folder(out, figure, spec) as manifest, thread_limit(threads):
         if figure == "fig2":
             from .reproduce_fig2 import run_fig2
+
             computed, skipped, summary = run_fig2(size, out, csv_path, png_path, progress)
             summary_path = None
         elif figure == "fig5":
             from .reproduce_fig5 import run_fig5
-            computed, skipped, summary, summary_path = run_fig5(size, out, csv_path, png_path,
-                                                                lambda m: log(m, progress))
+
+            computed, skipped, summary, summary_path = run_fig5(
+                size, out, csv_path, png_path, lambda m: log(m, progress)
+            )
         else:
             curves = curves_for(figure, size)
-            log(f"[{figure}] {len(curves)} curves x {size['seeds']} seeds ({'quick' if quick else 'full'}) "
-                f"into {out}", progress)
+            log(
+                f"[{figure}] {len(curves)} curves x {size['seeds']} seeds ({'quick' if quick else 'full'}) into {out}",
+                progress,
+            )
             by_curve, computed, skipped = run_curves(curves, size, out, progress, figure)
             rows, summary = aggregate(figure, by_curve)
             write_csv(csv_path, [c for c, _ in CURVE_COLUMNS], rows, **REPRODUCE_CELLS)
             summary_path = os.path.join(out, f"{figure}_summary.csv")
             write_csv(summary_path, [c for c, _ in SUMMARY_COLUMNS], summary, **REPRODUCE_CELLS)
             from .reproduce_plots import plot_curves
+
             plot_curves(figure, rows, png_path)
-    return ReproduceResult(figure, out, csv_path, png_path, summary_path, manifest, computed, skipped, summary,
-                           time.perf_counter() - start)
+    return ReproduceResult(
+        figure, out, csv_path, png_path, summary_path, manifest, computed, skipped, summary, time.perf_counter() - start
+    )

@@ -22,6 +22,7 @@ Each point: `warmup` untimed iterations, then timed ones until `budget_s` of wal
 seconds_per_iter is the minimum over the timed iterations: on a shared machine a step is often
 descheduled, and the minimum is the best estimate of the cost itself (the median has its own column).
 """
+
 from __future__ import annotations
 
 import csv
@@ -82,6 +83,7 @@ def points(size: dict) -> list[dict]:
 
 def _model(width: int, dz: int, seed: int = 0):
     from training.models import MLP
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MLP(width=width, depth=1, n_in=N_IN, n_out=dz)
@@ -120,8 +122,14 @@ def time_method(method: str, pt: dict, size: dict) -> dict:
             if len(times) >= 2 and spent > size["budget_s"]:
                 break  # (the loop itself stops at `reps`)
     k = int(np.argmin(times))
-    return {"reps": len(times), "seconds_per_iter": float(times[k]), "seconds_median": float(np.median(times)),
-            "digital_s": float(digital[k]), "device_s": float(device[k]), "status": "ok"}
+    return {
+        "reps": len(times),
+        "seconds_per_iter": float(times[k]),
+        "seconds_median": float(np.median(times)),
+        "digital_s": float(digital[k]),
+        "device_s": float(device[k]),
+        "status": "ok",
+    }
 
 
 def run_fig2(size: dict, out: str, csv_path: str, png_path: str, progress: bool):
@@ -149,9 +157,14 @@ def run_fig2(size: dict, out: str, csv_path: str, png_path: str, progress: bool)
                 skipped += 1
                 continue
             variant = OPTIMIZERS[method]
-            row = {**pt, "method": method, "batch": size["batch"], "m": size["batch"] * pt["dz"],
-                   "cg_iters": size["cg_iters"] if "cg_iters" in variant.reads else None,
-                   "t_tau": size["t"] if variant.uses_spu else None}
+            row = {
+                **pt,
+                "method": method,
+                "batch": size["batch"],
+                "m": size["batch"] * pt["dz"],
+                "cg_iters": size["cg_iters"] if "cg_iters" in variant.reads else None,
+                "t_tau": size["t"] if variant.uses_spu else None,
+            }
             if variant.dense and pt["N"] > size["ngd_max_n"]:
                 row.update(reps=0, status=f"skipped: N > ngd_max_n = {size['ngd_max_n']} (dense O(N^3))")
             else:
@@ -163,13 +176,20 @@ def run_fig2(size: dict, out: str, csv_path: str, png_path: str, progress: bool)
             done[key] = cells
             sec = row.get("seconds_per_iter")
             if progress:
-                print(f"[fig2] {i}/{len(todo)} {pt['sweep']}-sweep N={pt['N']} dz={pt['dz']} {method}: "
-                      + (f"{sec * 1e3:.2f} ms/iter" if sec is not None else row["status"]), file=sys.stderr, flush=True)
+                print(
+                    f"[fig2] {i}/{len(todo)} {pt['sweep']}-sweep N={pt['N']} dz={pt['dz']} {method}: "
+                    + (f"{sec * 1e3:.2f} ms/iter" if sec is not None else row["status"]),
+                    file=sys.stderr,
+                    flush=True,
+                )
     order = {(pt["sweep"], str(pt["N"]), str(pt["dz"])): i for i, pt in enumerate(pts)}
-    rows = sorted((r for r in done.values() if (r["sweep"], r["N"], r["dz"]) in order),
-                  key=lambda r: (order[(r["sweep"], r["N"], r["dz"])], METHODS.index(r["method"])))
+    rows = sorted(
+        (r for r in done.values() if (r["sweep"], r["N"], r["dz"]) in order),
+        key=lambda r: (order[(r["sweep"], r["N"], r["dz"])], METHODS.index(r["method"])),
+    )
     write_csv(csv_path, names, rows, **REPRODUCE_CELLS)
     from .reproduce_plots import plot_fig2
+
     plot_fig2(rows, png_path)
     return computed, skipped, rows
 

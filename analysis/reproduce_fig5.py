@@ -14,6 +14,7 @@ checkpoint.pt, final.json): resumable per step checkpoint, finished runs reused.
 per curve and step (mean and std over seeds of the minibatch training loss; the held-out loss, exact
 match and F1 at evaluation steps), fig5_summary.csv one row per curve, fig5.png both panels.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,13 +64,33 @@ METRICS = ("train_loss", "heldout_loss", "heldout_em", "heldout_f1", "digital_s"
 def curves(size: dict) -> list[dict]:
     """Every curve with its panel; the TNGD-Adam run at t_a appears in both panels."""
     g = lambda t: f"{t:g}"  # noqa: E731
-    a = [{"panel": "a", "label": "Adam", "optimizer": "adam", "t": None, "lr": size["lr_adam"]},
-         {"panel": "a", "label": f"TNGD (t = {g(size['t_a'])} tau)", "optimizer": "tngd", "t": size["t_a"],
-          "lr": size["lr_tngd"]},
-         {"panel": "a", "label": f"TNGD-Adam (t = {g(size['t_a'])} tau)", "optimizer": "tngd-adam",
-          "t": size["t_a"], "lr": size["lr_tngd_adam"]}]
-    b = [{"panel": "b", "label": f"TNGD-Adam t = {g(t)} tau", "optimizer": "tngd-adam", "t": float(t),
-          "lr": size["lr_tngd_adam"]} for t in size["t_values"]]
+    a = [
+        {"panel": "a", "label": "Adam", "optimizer": "adam", "t": None, "lr": size["lr_adam"]},
+        {
+            "panel": "a",
+            "label": f"TNGD (t = {g(size['t_a'])} tau)",
+            "optimizer": "tngd",
+            "t": size["t_a"],
+            "lr": size["lr_tngd"],
+        },
+        {
+            "panel": "a",
+            "label": f"TNGD-Adam (t = {g(size['t_a'])} tau)",
+            "optimizer": "tngd-adam",
+            "t": size["t_a"],
+            "lr": size["lr_tngd_adam"],
+        },
+    ]
+    b = [
+        {
+            "panel": "b",
+            "label": f"TNGD-Adam t = {g(t)} tau",
+            "optimizer": "tngd-adam",
+            "t": float(t),
+            "lr": size["lr_tngd_adam"],
+        }
+        for t in size["t_values"]
+    ]
     return a + b
 
 
@@ -108,16 +129,22 @@ def run_fig5(size: dict, out: str, csv_path: str, png_path: str, log):
 
     tokenizer = load_tokenizer()
     encoder = load_encoder()
-    train, heldout = splits(tokenizer, size["n_train"], size["n_heldout"], size["seq_len"], seed=0,
-                            facts=size["facts"])
+    train, heldout = splits(tokenizer, size["n_train"], size["n_heldout"], size["seq_len"], seed=0, facts=size["facts"])
     runs: dict[str, LMRunConfig] = {}
     # Seed-major order: an interrupted full run has every curve for its first seeds.
     for seed in range(size["seeds"]):
         for c in curves(size):
             runs[run_name(c, seed)] = LMRunConfig(
-                c["optimizer"], size["steps"], size["batch"], seed, float(c["lr"]),
-                t=float(c["t"] or 0.0), damping=float(size["damping"]), eval_every=size["eval_every"],
-                checkpoint_every=max(1, min(10, size["eval_every"])))
+                c["optimizer"],
+                size["steps"],
+                size["batch"],
+                seed,
+                float(c["lr"]),
+                t=float(c["t"] or 0.0),
+                damping=float(size["damping"]),
+                eval_every=size["eval_every"],
+                checkpoint_every=max(1, min(10, size["eval_every"])),
+            )
     computed = skipped = 0
     for i, (name, cfg) in enumerate(runs.items(), 1):
         run_dir = os.path.join(out, "runs", name)
@@ -125,15 +152,22 @@ def run_fig5(size: dict, out: str, csv_path: str, png_path: str, log):
             skipped += 1
             continue
         log(f"[fig5] run {i}/{len(runs)} {name}")
-        train_run(cfg, encoder, tokenizer, train, heldout, run_dir,
-                  log=(lambda m, name=name: log(f"[fig5]   {name} {m}")))
+        train_run(
+            cfg, encoder, tokenizer, train, heldout, run_dir, log=(lambda m, name=name: log(f"[fig5]   {name} {m}"))
+        )
         computed += 1
     rows, summary = [], []
     for c in curves(size):
         per = [_load(os.path.join(out, "runs", run_name(c, s)), size["steps"]) for s in range(size["seeds"])]
         stats = {m: _stats(np.stack([p[m] for p in per])) for m in METRICS}
-        base = {"panel": c["panel"], "label": c["label"], "optimizer": c["optimizer"], "t_tau": c["t"],
-                "lr": c["lr"], "seeds": size["seeds"]}
+        base = {
+            "panel": c["panel"],
+            "label": c["label"],
+            "optimizer": c["optimizer"],
+            "t_tau": c["t"],
+            "lr": c["lr"],
+            "seeds": size["seeds"],
+        }
         for k in range(size["steps"]):
             row = {**base, "step": k + 1}
             for m in METRICS:
@@ -146,17 +180,24 @@ def run_fig5(size: dict, out: str, csv_path: str, png_path: str, log):
         final_train = np.array([np.nanmean(p["train_loss"][-tail:]) for p in per])
         f_mean, f_std = _stats(final_train[:, None])
         last = {m: _stats(np.array([[p[m][-1]] for p in per])) for m in ("heldout_loss", "heldout_em", "heldout_f1")}
-        summary.append({**base, "steps": size["steps"],
-                        "final_train_loss_mean": float(f_mean[0]), "final_train_loss_std": float(f_std[0]),
-                        "final_heldout_loss_mean": float(last["heldout_loss"][0][0]),
-                        "final_heldout_em_mean": float(last["heldout_em"][0][0]),
-                        "final_heldout_f1_mean": float(last["heldout_f1"][0][0]),
-                        "final_heldout_f1_std": float(last["heldout_f1"][1][0]),
-                        "digital_s_per_step": float(np.nanmean([np.nanmean(p["digital_s"]) for p in per]))})
+        summary.append(
+            {
+                **base,
+                "steps": size["steps"],
+                "final_train_loss_mean": float(f_mean[0]),
+                "final_train_loss_std": float(f_std[0]),
+                "final_heldout_loss_mean": float(last["heldout_loss"][0][0]),
+                "final_heldout_em_mean": float(last["heldout_em"][0][0]),
+                "final_heldout_f1_mean": float(last["heldout_f1"][0][0]),
+                "final_heldout_f1_std": float(last["heldout_f1"][1][0]),
+                "digital_s_per_step": float(np.nanmean([np.nanmean(p["digital_s"]) for p in per])),
+            }
+        )
     write_csv(csv_path, [c for c, _ in FIG5_COLUMNS], rows, **REPRODUCE_CELLS)
     summary_path = os.path.join(out, "fig5_summary.csv")
     write_csv(summary_path, [c for c, _ in FIG5_SUMMARY_COLUMNS], summary, **REPRODUCE_CELLS)
     from .reproduce_fig5_plots import plot_fig5
+
     plot_fig5(rows, summary, png_path)
     return computed, skipped, summary, summary_path
 
@@ -167,6 +208,6 @@ def ordering(summary: list[dict]) -> dict:
     reads a finished summary (the test, and whoever checks the paper's claims against a run)."""
     a = {s["optimizer"]: s["final_train_loss_mean"] for s in summary if s["panel"] == "a"}
     b = sorted((s["t_tau"], s["final_train_loss_mean"]) for s in summary if s["panel"] == "b")
-    panel_a = (a.get("tngd-adam", math.nan) < a.get("adam", math.nan) < a.get("tngd", math.nan))
+    panel_a = a.get("tngd-adam", math.nan) < a.get("adam", math.nan) < a.get("tngd", math.nan)
     panel_b = all(l2 < l1 for (_, l1), (_, l2) in zip(b, b[1:]))
     return {"tngd_adam_lt_adam_lt_tngd": bool(panel_a), "better_with_larger_t": bool(panel_b)}

@@ -1,5 +1,6 @@
 """fig5.png: training loss against iterations, panel (a) Adam / TNGD / TNGD-Adam, panel (b)
 TNGD-Adam over the analog time t, mean +- std over seeds (the paper's Fig. 5 axes)."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ def _smooth(y: np.ndarray, w: int) -> np.ndarray:
         return y
     out = np.full_like(y, np.nan)
     for i in range(len(y)):
-        seg = y[max(0, i - w + 1):i + 1]
+        seg = y[max(0, i - w + 1) : i + 1]
         seg = seg[np.isfinite(seg)]
         if seg.size:
             out[i] = seg.mean()
@@ -38,7 +39,11 @@ def plot_fig5(rows: list[dict], summary: list[dict], path: str) -> None:
             x = np.array([int(r["step"]) for r in sel])
             m = _smooth(np.array([float(r["train_loss_mean"]) for r in sel]), w)
             s = _smooth(np.array([float(r["train_loss_std"]) for r in sel]), w)
-            colour = COLOURS[sel[0]["optimizer"]] if panel == "a" else plt.cm.viridis(0.15 + 0.7 * i / max(1, len(labels) - 1))
+            colour = (
+                COLOURS[sel[0]["optimizer"]]
+                if panel == "a"
+                else plt.cm.viridis(0.15 + 0.7 * i / max(1, len(labels) - 1))
+            )
             score = f1.get((panel, label), math.nan)
             ax.plot(x, m, color=colour, label=f"{label} (held-out F1 {score:.2f})")
             ax.fill_between(x, m - s, m + s, color=colour, alpha=0.2, linewidth=0)
@@ -48,8 +53,9 @@ def plot_fig5(rows: list[dict], summary: list[dict], path: str) -> None:
         ax.legend(fontsize=8)
     axes[0].set_ylabel(f"training loss (running mean over {w} steps)")
     seeds = rows[0]["seeds"] if rows else "?"
-    fig.suptitle(f"Fig. 5: MiniLM-L6 + LoRA (r = 2), generated QA, lambda = 1; mean +- std over {seeds} seeds",
-                 fontsize=10)
+    fig.suptitle(
+        f"Fig. 5: MiniLM-L6 + LoRA (r = 2), generated QA, lambda = 1; mean +- std over {seeds} seeds", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

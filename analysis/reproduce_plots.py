@@ -1,4 +1,5 @@
 """PNG figures of `thermospice reproduce` on the paper's axes (matplotlib, Agg: no display needed)."""
+
 from __future__ import annotations
 
 import math
@@ -10,9 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-STYLE = {"adam": ("Adam", "C7", "--"), "ngd": ("NGD", "C3", "-"), "ngd-cg": ("NGD-CG", "C1", "-"),
-         "ngd-woodbury": ("NGD-Woodbury", "C2", "-"), "tngd": ("TNGD (estimated)", "C0", "-")}
-
+STYLE = {
+    "adam": ("Adam", "C7", "--"),
+    "ngd": ("NGD", "C3", "-"),
+    "ngd-cg": ("NGD-CG", "C1", "-"),
+    "ngd-woodbury": ("NGD-Woodbury", "C2", "-"),
+    "tngd": ("TNGD (estimated)", "C0", "-"),
+}
 
 
 def _save(fig, title: str, path: str) -> None:
@@ -21,6 +26,7 @@ def _save(fig, title: str, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
 
 def _f(v) -> float:
     try:
@@ -34,8 +40,11 @@ def plot_fig2(rows: list[dict], path: str) -> None:
     for ax, sweep, xlabel in ((axes[0], "N", "number of parameters N"), (axes[1], "dz", "output dimension dz")):
         fixed = ""
         for method, (label, color, ls) in STYLE.items():
-            pts = [(float(r[sweep]), _f(r["seconds_per_iter"])) for r in rows
-                   if r["sweep"] == sweep and r["method"] == method and math.isfinite(_f(r["seconds_per_iter"]))]
+            pts = [
+                (float(r[sweep]), _f(r["seconds_per_iter"]))
+                for r in rows
+                if r["sweep"] == sweep and r["method"] == method and math.isfinite(_f(r["seconds_per_iter"]))
+            ]
             if pts:
                 pts.sort()
                 ax.plot(*zip(*pts), ls, marker="o", ms=4, color=color, label=label)
@@ -44,7 +53,7 @@ def plot_fig2(rows: list[dict], path: str) -> None:
             if sweep == "N":
                 fixed = f"dz = {sel[0]['dz']}, b = {sel[0]['batch']}"
             else:
-                ns = sorted({int(r['N']) for r in sel})
+                ns = sorted({int(r["N"]) for r in sel})
                 fixed = f"N = {ns[0]}..{ns[-1]}, b = {sel[0]['batch']}"
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -120,8 +129,9 @@ def _plot_fig3(rows, path):
             _, m, s = _series(rows, lab, key)
             _band(ax, x, m, s, lab, color, smooth=sm)
     seeds = rows[0]["seeds"] if rows else "?"
-    for ax, yl in zip(axes, ("training loss" + (f" (moving mean of {w})" if w > 1 else ""), "test loss",
-                             "1 - test accuracy")):
+    for ax, yl in zip(
+        axes, ("training loss" + (f" (moving mean of {w})" if w > 1 else ""), "test loss", "1 - test accuracy")
+    ):
         ax.set_xlabel("estimated runtime (s)")
         ax.set_ylabel(yl)
         _yscale(ax)

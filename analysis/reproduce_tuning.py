@@ -31,6 +31,7 @@ Resume: a rerun on the same folder skips the runs in tuning_runs.csv and continu
 run from its checkpoint. Execution: runs go to a process pool (``workers``) or a Dask cluster
 (``scheduler``), one BLAS/torch thread each.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,11 +69,28 @@ DAMPING_GRID = [0.003, 0.01, 0.03]
 
 SIZES = {
     # quick: the CLI's --quick (about a minute on 2 cores); tests shrink it further by overrides
-    True: {"models": ["mlp"], "width": 8, "batch": 16, "steps": 10, "seeds": 2, "eval_every": 5,
-           "lr_grid": {"sgd": [0.1, 1.0], "adam": [1e-3, 1e-2], "tngd": [0.03, 0.3], "tngd-adam": [1e-3, 1e-2]},
-           "damping_grid": [0.001, 0.01, 0.1], "t": 50.0},
-    False: {"models": ["cnn", "mlp"], "width": 32, "batch": 64, "steps": 150, "seeds": 5, "eval_every": 25,
-            "lr_grid": LR_GRID, "damping_grid": DAMPING_GRID, "t": 50.0},
+    True: {
+        "models": ["mlp"],
+        "width": 8,
+        "batch": 16,
+        "steps": 10,
+        "seeds": 2,
+        "eval_every": 5,
+        "lr_grid": {"sgd": [0.1, 1.0], "adam": [1e-3, 1e-2], "tngd": [0.03, 0.3], "tngd-adam": [1e-3, 1e-2]},
+        "damping_grid": [0.001, 0.01, 0.1],
+        "t": 50.0,
+    },
+    False: {
+        "models": ["cnn", "mlp"],
+        "width": 32,
+        "batch": 64,
+        "steps": 150,
+        "seeds": 5,
+        "eval_every": 25,
+        "lr_grid": LR_GRID,
+        "damping_grid": DAMPING_GRID,
+        "t": 50.0,
+    },
 }
 
 RUN_COLUMNS = (
@@ -128,8 +146,11 @@ CURVE_COLUMNS = (
 
 def columns_help() -> str:
     parts = []
-    for name, cols in (("tuning_runs.csv", RUN_COLUMNS), ("tuning.csv / tuning_best.csv", CONFIG_COLUMNS),
-                       ("tuning_curves.csv", CURVE_COLUMNS)):
+    for name, cols in (
+        ("tuning_runs.csv", RUN_COLUMNS),
+        ("tuning.csv / tuning_best.csv", CONFIG_COLUMNS),
+        ("tuning_curves.csv", CURVE_COLUMNS),
+    ):
         parts.append(f"{name} columns:\n" + "\n".join(f"  {c:24s} {d}" for c, d in cols))
     return "\n\n".join(parts)
 
@@ -158,14 +179,25 @@ def run_name(model: str, method: str, lr: float, damping: float | None, seed: in
 
 
 def job(model: str, method: str, lr: float, damping: float | None, seed: int, stage: int) -> dict:
-    return {"run": run_name(model, method, lr, damping, seed), "model": model, "method": method, "stage": stage,
-            "lr": float(lr), "damping": None if damping is None else float(damping), "seed": seed}
+    return {
+        "run": run_name(model, method, lr, damping, seed),
+        "model": model,
+        "method": method,
+        "stage": stage,
+        "lr": float(lr),
+        "damping": None if damping is None else float(damping),
+        "seed": seed,
+    }
 
 
 def stage1_jobs(size: dict) -> list[dict]:
-    return [job(model, method, lr, PAPER_DAMPING if method in NATURAL else None, seed, 1)
-            for model in size["models"] for method in METHODS for lr in size["lr_grid"][method]
-            for seed in range(size["seeds"])]
+    return [
+        job(model, method, lr, PAPER_DAMPING if method in NATURAL else None, seed, 1)
+        for model in size["models"]
+        for method in METHODS
+        for lr in size["lr_grid"][method]
+        for seed in range(size["seeds"])
+    ]
 
 
 def stage2_jobs(size: dict, configs: list[dict]) -> list[dict]:
@@ -184,11 +216,21 @@ def stage2_jobs(size: dict, configs: list[dict]) -> list[dict]:
 
 def train_config(size: dict, j: dict):
     from training.loop import TrainConfig
+
     natural = j["method"] in NATURAL
-    return TrainConfig(optimizer=j["method"], backend="ou", model=j["model"], width=size["width"],
-                       steps=size["steps"], batch_size=size["batch"], lr=j["lr"],
-                       damping=j["damping"] if natural else None, t=size["t"] if natural else None,
-                       seed=j["seed"], eval_every=size["eval_every"])
+    return TrainConfig(
+        optimizer=j["method"],
+        backend="ou",
+        model=j["model"],
+        width=size["width"],
+        steps=size["steps"],
+        batch_size=size["batch"],
+        lr=j["lr"],
+        damping=j["damping"] if natural else None,
+        t=size["t"] if natural else None,
+        seed=j["seed"],
+        eval_every=size["eval_every"],
+    )
 
 
 # -- one run (runs in a worker process) ---------------------------------------------------------------
@@ -216,14 +258,23 @@ def evaluate_run(spec_json: str, j: dict) -> dict:
     metrics = read_csv(os.path.join(run_dir, "metrics.csv"))
     losses = [float(r["train_loss"]) for r in metrics]
     tail = max(1, len(losses) // 10)
-    row.update(steps=len(losses), final_train_loss=float(np.mean(losses[-tail:])) if losses else math.nan,
-               last_train_loss=losses[-1] if losses else math.nan,
-               wall_s=time.perf_counter() - start)
+    row.update(
+        steps=len(losses),
+        final_train_loss=float(np.mean(losses[-tail:])) if losses else math.nan,
+        last_train_loss=losses[-1] if losses else math.nan,
+        wall_s=time.perf_counter() - start,
+    )
     if final is not None:
         ms = final["per_step_ms"]
-        row.update(final_test_loss=final["final_test_loss"], final_test_accuracy=final["final_test_accuracy"],
-                   estimated_s=final["estimated_time_s"], wall_s=final["wall_time_s"],
-                   digital_ms=ms["digital"], simulator_ms=ms["simulator"], device_ms=ms["device_model"])
+        row.update(
+            final_test_loss=final["final_test_loss"],
+            final_test_accuracy=final["final_test_accuracy"],
+            estimated_s=final["estimated_time_s"],
+            wall_s=final["wall_time_s"],
+            digital_ms=ms["digital"],
+            simulator_ms=ms["simulator"],
+            device_ms=ms["device_model"],
+        )
     else:  # a diverged run has no meaningful final loss
         row.update(final_train_loss=math.inf, final_test_loss=math.nan, final_test_accuracy=math.nan)
     return row
@@ -260,12 +311,25 @@ def configs_from_runs(runs: list[dict]) -> list[dict]:
         diverged = len(rs) - len(ok)
         train_mean, train_std = stat("final_train_loss")
         acc_mean, acc_std = stat("final_test_accuracy")
-        out.append({"model": model, "method": method, "stage": min(int(r["stage"]) for r in rs), "lr": lr,
-                    "damping": damping, "seeds": len(rs), "diverged": diverged,
-                    "final_train_loss_mean": math.inf if diverged else train_mean,
-                    "final_train_loss_std": train_std, "final_test_loss_mean": stat("final_test_loss")[0],
-                    "final_test_accuracy_mean": acc_mean, "final_test_accuracy_std": acc_std,
-                    "estimated_s_mean": stat("estimated_s")[0], "wall_s_mean": stat("wall_s")[0], "best": 0})
+        out.append(
+            {
+                "model": model,
+                "method": method,
+                "stage": min(int(r["stage"]) for r in rs),
+                "lr": lr,
+                "damping": damping,
+                "seeds": len(rs),
+                "diverged": diverged,
+                "final_train_loss_mean": math.inf if diverged else train_mean,
+                "final_train_loss_std": train_std,
+                "final_test_loss_mean": stat("final_test_loss")[0],
+                "final_test_accuracy_mean": acc_mean,
+                "final_test_accuracy_std": acc_std,
+                "estimated_s_mean": stat("estimated_s")[0],
+                "wall_s_mean": stat("wall_s")[0],
+                "best": 0,
+            }
+        )
     out.sort(key=lambda c: (c["model"], METHODS.index(c["method"]), c["lr"], c["damping"] or 0.0))
     for model in {c["model"] for c in out}:
         for method in METHODS:
@@ -288,8 +352,9 @@ def best_curves(out: str, size: dict, configs: list[dict]) -> list[dict]:
         loss = np.full((size["seeds"], size["steps"]), np.nan)
         est = np.full((size["seeds"], size["steps"]), np.nan)
         for seed in range(size["seeds"]):
-            path = os.path.join(out, "runs", run_name(c["model"], c["method"], c["lr"], c["damping"], seed),
-                                "metrics.csv")
+            path = os.path.join(
+                out, "runs", run_name(c["model"], c["method"], c["lr"], c["damping"], seed), "metrics.csv"
+            )
             for r in read_csv(path) if os.path.exists(path) else []:
                 k = int(r["step"]) - 1
                 if 0 <= k < size["steps"]:
@@ -298,10 +363,18 @@ def best_curves(out: str, size: dict, configs: list[dict]) -> list[dict]:
             lk = loss[:, k][np.isfinite(loss[:, k])]
             ek = est[:, k][np.isfinite(est[:, k])]
             if lk.size:
-                rows.append({"model": c["model"], "method": c["method"], "lr": c["lr"], "damping": c["damping"],
-                             "step": k + 1, "train_loss_mean": float(lk.mean()),
-                             "train_loss_std": float(lk.std(ddof=1)) if lk.size > 1 else 0.0,
-                             "estimated_s_mean": float(ek.mean()) if ek.size else math.nan})
+                rows.append(
+                    {
+                        "model": c["model"],
+                        "method": c["method"],
+                        "lr": c["lr"],
+                        "damping": c["damping"],
+                        "step": k + 1,
+                        "train_loss_mean": float(lk.mean()),
+                        "train_loss_std": float(lk.std(ddof=1)) if lk.size > 1 else 0.0,
+                        "estimated_s_mean": float(ek.mean()) if ek.size else math.nan,
+                    }
+                )
     return rows
 
 
@@ -316,8 +389,9 @@ def _cells(row: dict) -> list[str]:
 
 def _append_row(path: str, row: dict) -> None:
     """Append one run's row and fsync it: a crash loses at most the runs in flight."""
-    text = ("" if os.path.exists(path) and os.path.getsize(path) else csv_line(_names(RUN_COLUMNS))) + \
-        csv_line(_cells(row))
+    text = ("" if os.path.exists(path) and os.path.getsize(path) else csv_line(_names(RUN_COLUMNS))) + csv_line(
+        _cells(row)
+    )
     with open(path, "a", newline="") as fh:
         fh.write(text)
         fh.flush()
@@ -336,7 +410,7 @@ def _done_runs(path: str, planned: set[str]) -> dict[str, dict]:
     with open(path, newline="") as fh:
         text = fh.read()
     if not text.endswith("\n"):
-        text = text[:text.rfind("\n") + 1]
+        text = text[: text.rfind("\n") + 1]
     names = _names(RUN_COLUMNS)
     done = {}
     for r in csv.DictReader(io.StringIO(text)):
@@ -360,11 +434,20 @@ def _stage(spec_json, jobs, done, runs_csv, executor, progress, label):
         _append_row(runs_csv, row)
         done[j["run"]] = dict(zip(_names(RUN_COLUMNS), _cells(row)))
         count[0] += 1
-        log(f"[tuning] {label} {count[0]}/{len(jobs) - skipped} {j['run']}: {row['status']}, train loss "
-            f"{row['final_train_loss']:.4g} ({row['wall_s']:.1f} s; {time.perf_counter() - t0:.0f} s so far)", progress)
+        log(
+            f"[tuning] {label} {count[0]}/{len(jobs) - skipped} {j['run']}: {row['status']}, train loss "
+            f"{row['final_train_loss']:.4g} ({row['wall_s']:.1f} s; {time.perf_counter() - t0:.0f} s so far)",
+            progress,
+        )
 
-    computed = run_points(jobs, partial(evaluate_run, spec_json), executor=executor, on_result=write,
-                          key=lambda j: j["run"], done=set(done))
+    computed = run_points(
+        jobs,
+        partial(evaluate_run, spec_json),
+        executor=executor,
+        on_result=write,
+        key=lambda j: j["run"],
+        done=set(done),
+    )
     return computed, skipped
 
 
@@ -389,25 +472,44 @@ def run_tuning(size: dict, out: str, paths: dict, progress: bool, executor) -> t
     curves = best_curves(out, size, configs)
     write_csv(paths["curves"], _names(CURVE_COLUMNS), curves, **REPRODUCE_CELLS)
     from .tuning_plots import plot_best, plot_grid
+
     plot_grid(configs, paths["png_lr"])
     plot_best(curves, best, paths["png_best"])
     return c1 + c2, s1 + s2, best
 
 
 def _possible_stage2(size: dict) -> set[str]:
-    return {run_name(model, method, lr, d, seed) for model in size["models"] for method in NATURAL
-            for lr in size["lr_grid"][method] for d in size["damping_grid"] for seed in range(size["seeds"])}
+    return {
+        run_name(model, method, lr, d, seed)
+        for model in size["models"]
+        for method in NATURAL
+        for lr in size["lr_grid"][method]
+        for d in size["damping_grid"]
+        for seed in range(size["seeds"])
+    }
 
 
 def tuning_paths(out: str) -> dict:
-    return {"runs": os.path.join(out, "tuning_runs.csv"), "csv": os.path.join(out, "tuning.csv"),
-            "best": os.path.join(out, "tuning_best.csv"), "curves": os.path.join(out, "tuning_curves.csv"),
-            "png_lr": os.path.join(out, "tuning_lr.png"), "png_best": os.path.join(out, "tuning_best.png")}
+    return {
+        "runs": os.path.join(out, "tuning_runs.csv"),
+        "csv": os.path.join(out, "tuning.csv"),
+        "best": os.path.join(out, "tuning_best.csv"),
+        "curves": os.path.join(out, "tuning_curves.csv"),
+        "png_lr": os.path.join(out, "tuning_lr.png"),
+        "png_best": os.path.join(out, "tuning_best.png"),
+    }
 
 
 # -- entry point ----------------------------------------------------------------------------------
-def reproduce_tuning(out: str, *, quick: bool = False, progress: bool = True, overrides: dict | None = None,
-                     workers: int | None = None, scheduler: str | None = None):
+def reproduce_tuning(
+    out: str,
+    *,
+    quick: bool = False,
+    progress: bool = True,
+    overrides: dict | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+):
     """Run (or resume) the tuning grid into `out`; returns a ReproduceResult (see the module doc).
 
     workers: processes (default: the CPU count; 1 runs in this process); scheduler: a Dask
@@ -443,5 +545,15 @@ def reproduce_tuning(out: str, *, quick: bool = False, progress: bool = True, ov
         finally:
             if client is not None:
                 client.close()
-    return ReproduceResult("tuning", out, paths["csv"], paths["png_lr"], paths["best"], manifest, computed, skipped,
-                           best, time.perf_counter() - start)
+    return ReproduceResult(
+        "tuning",
+        out,
+        paths["csv"],
+        paths["png_lr"],
+        paths["best"],
+        manifest,
+        computed,
+        skipped,
+        best,
+        time.perf_counter() - start,
+    )

@@ -1,5 +1,6 @@
 """The errors of the sweeps (hardware and training): their own module, below the range parser and
 the sweep kinds that raise them."""
+
 from __future__ import annotations
 
 from spu.core.errors import ThermospiceError

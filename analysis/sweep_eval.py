@@ -4,6 +4,7 @@ against the test problem of sweep_point, the kind's result columns.
 ``evaluate_point(spec_json, point)`` takes the spec as JSON; the problem is cached per spec, so a
 worker builds it once for all its points. Apart from sweep_point because the kinds use that
 module's helpers and this one asks the kinds."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,12 @@ def evaluate_point(spec_json: str, pt: dict) -> dict:
         # Held (TRRANDOM) noise: its breakpoints fix the time grid, so two points with the same
         # seed get common random numbers at any kappa0 (the noise sweep's exact sqrt(kappa0)
         # scaling); a table's grid follows ngspice's step control, which the noise level moves.
-        options = {"report": kind.report, "timeout": spec.get("timeout", 600.0), "noise": "held",
-                   "limits": Limits(steps=spec.get("max_steps", DEFAULT_STEPS))}
+        options = {
+            "report": kind.report,
+            "timeout": spec.get("timeout", 600.0),
+            "noise": "held",
+            "limits": Limits(steps=spec.get("max_steps", DEFAULT_STEPS)),
+        }
     try:
         spu = SPU(spec["backend"], topology=spec["topology"], design=design, kappa0=kappa0, **options)
         spu.backend_state = _WORKER_STATE
@@ -68,5 +73,3 @@ def evaluate_point(spec_json: str, pt: dict) -> dict:
     info["row"] = row
     info["wall_s"] = time.perf_counter() - start
     return info
-
-

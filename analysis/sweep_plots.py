@@ -1,5 +1,6 @@
 """Drawing helpers of the sweeps' PNG figures (matplotlib, Agg; no pyplot state, so safe in any
 process). Each kind draws its own figure (SweepKind.plot in analysis/sweep_kinds/)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,10 @@ def ok_rows(rows):
 def title(spec: dict) -> str:
     p = spec["problem"]
     where = f"{spec['backend']}" + (f" ({spec['topology']})" if spec.get("topology") else "")
-    return (f"{spec['kind']} sweep: {p['form']} problem n={p['n']}, lam={p['lam']:g}, "
-            f"lambda_min={spec['lambda_min']:.3g}; {where}")
+    return (
+        f"{spec['kind']} sweep: {p['form']} problem n={p['n']}, lam={p['lam']:g}, "
+        f"lambda_min={spec['lambda_min']:.3g}; {where}"
+    )
 
 
 def new_figure(ncols: int = 1):

@@ -1,6 +1,7 @@
 """What a sweep point is measured against: the fixed test problem (cached per spec, so a worker
 builds it once for all its points), its exact ideal solution and the theory of its errors.
 analysis/sweep_eval.py runs one point."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,8 @@ class _Context:
     problem: object
     x_star: np.ndarray
     norm: float
-    w: np.ndarray     # eigenvalues of A
-    c: np.ndarray     # Q^T x*
+    w: np.ndarray  # eigenvalues of A
+    c: np.ndarray  # Q^T x*
     lam_min: float
 
 
@@ -61,8 +62,9 @@ def _context(spec_json: str) -> _Context:
     A = problem.matrix()
     spec_A = DenseSpectrum(A)
     x_star = np.linalg.solve(A, problem.b)
-    return _Context(problem, x_star, float(np.linalg.norm(x_star)), spec_A.eigs, spec_A.project(x_star),
-                    float(spec_A.eigs[0]))
+    return _Context(
+        problem, x_star, float(np.linalg.norm(x_star)), spec_A.eigs, spec_A.project(x_star), float(spec_A.eigs[0])
+    )
 
 
 def ideal_ou(ctx: _Context, s, kappa0: float = 0.0):
@@ -78,7 +80,7 @@ def theory_rms(ctx: _Context, t: float, kappa0: float) -> float:
     """sqrt(E||x(t) - x*||^2)/||x*|| of the ideal OU process from x0 = 0: the mean error
     -exp(-A t) x* plus the covariance kappa0 A^-1 (I - exp(-2 A t))."""
     mean_error, var = ideal_ou(ctx, t, kappa0)
-    return math.sqrt(float(np.sum(mean_error ** 2)) + float(var)) / ctx.norm
+    return math.sqrt(float(np.sum(mean_error**2)) + float(var)) / ctx.norm
 
 
 def settle_time(times: np.ndarray, X: np.ndarray, tol: float) -> float:
@@ -112,6 +114,6 @@ def ideal_settle_time(ctx: _Context, t: float, tol: float, samples: int = 20001)
     """settle_time of the exact ideal solution x(s) = x* - exp(-A s) x* on a fine grid (in the
     eigenbasis, where norms are the same)."""
     s = np.linspace(0.0, t, samples)
-    E, _ = ideal_ou(ctx, s)                       # Q^T (x* - x(s))
-    X = ctx.c - E                                 # Q^T x(s)
+    E, _ = ideal_ou(ctx, s)  # Q^T (x* - x(s))
+    X = ctx.c - E  # Q^T x(s)
     return settle_time(s, X, tol)

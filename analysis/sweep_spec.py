@@ -5,6 +5,7 @@ JSON-able specification (written to KIND.manifest.json); ``grid_points(spec)`` l
 id order. The options every kind shares are checked here; the kind's own (its grid) by the kind
 object (analysis/sweep_kinds/). See analysis/sweeps.py for how a sweep runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,10 @@ def columns_help(kind: str | None = None) -> str:
         out += [f"  {c:<{width}}  {d}" for c, d in k.columns]
         if k.summary:
             keys, extra = k.summary.keys, k.summary.extra
-            out.append(f"  ({k.name}_summary.csv: {', '.join(keys)}, n_ok, n_failed, rel_error_mean, rel_error_std, "
-                       f"rel_error_rms{''.join(', ' + e + '_mean' for e in extra)}; over the repetitions)")
+            out.append(
+                f"  ({k.name}_summary.csv: {', '.join(keys)}, n_ok, n_failed, rel_error_mean, rel_error_std, "
+                f"rel_error_rms{''.join(', ' + e + '_mean' for e in extra)}; over the repetitions)"
+            )
     return "\n".join(out)
 
 
@@ -63,22 +66,35 @@ def _check_problem_options(p: dict) -> dict:
     lam = p["lam"]
     if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
         raise SweepOptionError(f"--lam must be a number > 0, got {lam!r}")
-    return {"form": form, "n": int(p["n"]), "seed": int(p["seed"]), "lam": float(lam),
-            "batch": int(p["batch"]), "dz": int(p["dz"])}
+    return {
+        "form": form,
+        "n": int(p["n"]),
+        "seed": int(p["seed"]),
+        "lam": float(lam),
+        "batch": int(p["batch"]),
+        "dz": int(p["dz"]),
+    }
 
 
 def _problem_options(given: dict, quick: bool) -> dict:
     base = PROBLEM_QUICK if quick else PROBLEM_DEFAULTS
-    return _check_problem_options({"form": given.get("form", base["form"]), "n": given.get("n", base["n"]),
-                                   "seed": given.get("problem_seed", base["seed"]),
-                                   "lam": given.get("lam", base["lam"]),
-                                   "batch": given.get("batch", base["batch"]), "dz": given.get("dz", base["dz"])})
+    return _check_problem_options(
+        {
+            "form": given.get("form", base["form"]),
+            "n": given.get("n", base["n"]),
+            "seed": given.get("problem_seed", base["seed"]),
+            "lam": given.get("lam", base["lam"]),
+            "batch": given.get("batch", base["batch"]),
+            "dz": given.get("dz", base["dz"]),
+        }
+    )
 
 
 # -- sweep specification --------------------------------------------------------------------------
 # The options of every kind; each kind adds its own (SweepKind.options).
-COMMON_OPTIONS = frozenset({"n", "form", "problem_seed", "lam", "batch", "dz", "topology", "backend", "seeds",
-                            "seed", "timeout"})
+COMMON_OPTIONS = frozenset(
+    {"n", "form", "problem_seed", "lam", "batch", "dz", "topology", "backend", "seeds", "seed", "timeout"}
+)
 
 
 def _given(kind: SweepKind, options: dict) -> dict:
@@ -144,7 +160,9 @@ def _check_buildable(problem, topology: str, t_max: float, limits: Limits) -> No
     except DesignError as exc:
         raise SweepOptionError(f"the test problem cannot be built as a {topology} circuit: {exc}") from None
     _, t_stop, t_max_step = circuit.tran_args()
-    limits.check_steps(f"the sweep's longest ngspice run (t = {t_max:g} tau)", t_max * transient_steps(t_stop, t_max_step))
+    limits.check_steps(
+        f"the sweep's longest ngspice run (t = {t_max:g} tau)", t_max * transient_steps(t_stop, t_max_step)
+    )
 
 
 def build_spec(kind: str, *, quick: bool = False, limits: Limits | None = None, **options) -> dict:
@@ -165,8 +183,16 @@ def build_spec(kind: str, *, quick: bool = False, limits: Limits | None = None, 
     circuit = circuit_backend(backend)
     problem = make_problem(**prob)
     lam_min = float(problem.eig_extremes()[0])
-    spec = {"format": FORMAT, "kind": kind, "problem": prob, "topology": topology if circuit else None,
-            "backend": backend, "seeds": seeds, "seed": seed, "lambda_min": round12(lam_min)}
+    spec = {
+        "format": FORMAT,
+        "kind": kind,
+        "problem": prob,
+        "topology": topology if circuit else None,
+        "backend": backend,
+        "seeds": seeds,
+        "seed": seed,
+        "lambda_min": round12(lam_min),
+    }
     spec.update(sweep.resolve(given, quick, lam_min, backend))
     spec["columns"] = columns(kind)
     spec["points"] = len(grid_points(spec))

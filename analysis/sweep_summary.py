@@ -1,4 +1,5 @@
 """KIND_summary.csv: statistics of a sweep's rows over their repetitions (seeds / draws)."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,11 @@ from .io import csv_line, fmt
 
 def summary_columns(summary) -> list[str]:
     """Columns of a kind's summary (a sweep_kinds.Summary: grouping keys and averaged extras)."""
-    return list(summary.keys) + ["n_ok", "n_failed", "rel_error_mean", "rel_error_std", "rel_error_rms"] + \
-        [f"{e}_mean" for e in summary.extra]
+    return (
+        list(summary.keys)
+        + ["n_ok", "n_failed", "rel_error_mean", "rel_error_std", "rel_error_rms"]
+        + [f"{e}_mean" for e in summary.extra]
+    )
 
 
 def summary_rows(summary, rows: list[dict[str, str]]) -> list[dict]:
@@ -25,10 +29,13 @@ def summary_rows(summary, rows: list[dict[str, str]]) -> list[dict]:
         ok = [r for r in rs if r["status"] == "ok"]
         e = np.array([float(r["rel_error"]) for r in ok])
         row = dict(zip(keys, key))
-        row.update(n_ok=len(ok), n_failed=len(rs) - len(ok),
-                   rel_error_mean=float(e.mean()) if e.size else math.nan,
-                   rel_error_std=float(e.std(ddof=1)) if e.size > 1 else (0.0 if e.size else math.nan),
-                   rel_error_rms=float(np.sqrt(np.mean(e ** 2))) if e.size else math.nan)
+        row.update(
+            n_ok=len(ok),
+            n_failed=len(rs) - len(ok),
+            rel_error_mean=float(e.mean()) if e.size else math.nan,
+            rel_error_std=float(e.std(ddof=1)) if e.size > 1 else (0.0 if e.size else math.nan),
+            rel_error_rms=float(np.sqrt(np.mean(e**2))) if e.size else math.nan,
+        )
         for c in extra:
             v = np.array([float(r[c]) for r in ok])
             row[f"{c}_mean"] = float(v.mean()) if v.size else math.nan

@@ -46,6 +46,7 @@ Modules: sweep_kinds (one object per kind: its options, grid, point results and 
 sweep_eval (one point's run), executors (serial / process pool / Dask, reusable by other long runs), sweep_summary,
 sweep_plots; this one runs and resumes a sweep in its output folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -86,8 +87,10 @@ def _load_partial(path: str, cols: list[str], points: list[dict], kind: str) -> 
             raise SweepMismatchError(f"{path} line {ln}: point id {vals[0]!r} is not a point of this sweep") from None
         for c in params:
             if vals[cols.index(c)] != fmt(pt[c]):
-                raise SweepMismatchError(f"{path} line {ln}: point {pid} has {c} = {vals[cols.index(c)]}, but this "
-                                         f"sweep's point {pid} has {c} = {fmt(pt[c])}")
+                raise SweepMismatchError(
+                    f"{path} line {ln}: point {pid} has {c} = {vals[cols.index(c)]}, but this "
+                    f"sweep's point {pid} has {c} = {fmt(pt[c])}"
+                )
         done.setdefault(pid, vals)
     return done
 
@@ -95,14 +98,22 @@ def _load_partial(path: str, cols: list[str], points: list[dict], kind: str) -> 
 # -- output folder --------------------------------------------------------------------------------
 def _check_manifest(path: str, spec: dict, csv_path: str) -> None:
     """The sweep's manifest (spec) against the one in the folder; a CSV without one is refused."""
+
     def refuse(keys, old):
         return SweepMismatchError(
             f"{os.path.dirname(path)} holds a different {spec['kind']} sweep (its manifest differs in "
             f"{', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}); use another --out folder, rerun with "
-            f"the same options, or delete {spec['kind']}.* there to start over")
+            f"the same options, or delete {spec['kind']}.* there to start over"
+        )
 
-    check_manifest(path, json.loads(spec_json(spec)), refuse=refuse, orphans=(csv_path,), what="sweep manifest",
-                   error=SweepMismatchError)
+    check_manifest(
+        path,
+        json.loads(spec_json(spec)),
+        refuse=refuse,
+        orphans=(csv_path,),
+        what="sweep manifest",
+        error=SweepMismatchError,
+    )
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -115,18 +126,28 @@ class SweepResult:
     summary_path: str | None
     manifest_path: str
     total: int
-    skipped: int          # points already finished by an earlier run
-    computed: int         # points evaluated (and written) by this run
-    failed: int           # rows with status != ok (deterministic failures, written)
-    retry: int            # points without a row (ngspice timeout): a rerun retries them
+    skipped: int  # points already finished by an earlier run
+    computed: int  # points evaluated (and written) by this run
+    failed: int  # rows with status != ok (deterministic failures, written)
+    retry: int  # points without a row (ngspice timeout): a rerun retries them
     wall_s: float
     spec: dict = field(repr=False, default_factory=dict)
 
 
-def run_sweep(kind: str, out: str = "sweeps", *, quick: bool = False, workers: int | None = None,
-              scheduler: str | None = None, scheduler_timeout: float = 10.0, progress: bool = True,
-              stop_after: int | None = None, plot: bool = True, limits: Limits | None = None,
-              **options) -> SweepResult:
+def run_sweep(
+    kind: str,
+    out: str = "sweeps",
+    *,
+    quick: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    scheduler_timeout: float = 10.0,
+    progress: bool = True,
+    stop_after: int | None = None,
+    plot: bool = True,
+    limits: Limits | None = None,
+    **options,
+) -> SweepResult:
     """Run (or resume) a sweep into folder `out`; see the module docstring.
 
     stop_after: stop (raising SweepInterrupted, which carries the partial SweepResult) once this
@@ -149,13 +170,14 @@ def run_sweep(kind: str, out: str = "sweeps", *, quick: bool = False, workers: i
     out = prepare_folder(out, "sweep results")
     # Connect before touching the folder's sweep files, so an unreachable scheduler leaves nothing behind.
     client = connect_scheduler(scheduler, scheduler_timeout) if scheduler is not None else None
-    paths = {s: os.path.join(out, f"{kind}{s}") for s in
-             (".csv", ".png", "_summary.csv", ".manifest.json", ".timings.csv", ".errors.log")}
+    paths = {
+        s: os.path.join(out, f"{kind}{s}")
+        for s in (".csv", ".png", "_summary.csv", ".manifest.json", ".timings.csv", ".errors.log")
+    }
     try:
         with hold_lock(out, kind, f"{kind} sweep", SweepError):
             remove_stale_temps(out, [os.path.basename(p) for p in paths.values()])
-            return _run_locked(kind, spec, run_json, out, paths, workers, client, progress, stop_after, plot,
-                               t_start)
+            return _run_locked(kind, spec, run_json, out, paths, workers, client, progress, stop_after, plot, t_start)
     finally:
         if client is not None:
             client.close()
@@ -168,8 +190,7 @@ def _executor(kind: str, run_json: str, workers: int, client):
     return ProcessPool(workers, preload=["analysis.sweep_eval"])
 
 
-def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, stop_after, plot,
-                t_start) -> SweepResult:
+def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, stop_after, plot, t_start) -> SweepResult:
     from tqdm import tqdm
 
     sweep = sweep_kind(kind)
@@ -186,17 +207,28 @@ def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, sto
     count = {"computed": 0, "failed": 0, "retry": 0}
     if len(done) < len(points):
         new_timings = not os.path.exists(paths[".timings.csv"])
-        with rows_csv, open(paths[".timings.csv"], "a") as ftim, \
-                tqdm(total=len(points), initial=skipped, desc=f"sweep {kind}", unit="pt", file=sys.stderr,
-                     disable=not progress, dynamic_ncols=True) as bar:
+        with (
+            rows_csv,
+            open(paths[".timings.csv"], "a") as ftim,
+            tqdm(
+                total=len(points),
+                initial=skipped,
+                desc=f"sweep {kind}",
+                unit="pt",
+                file=sys.stderr,
+                disable=not progress,
+                dynamic_ncols=True,
+            ) as bar,
+        ):
             if new_timings:
                 ftim.write("point,wall_s,host,pid\n")
 
             def write(pt, info):  # in this process, as each point finishes
                 if info["error"]:
                     with open(paths[".errors.log"], "a") as fe:
-                        fe.write(f"point {pt['point']} {json.dumps({k: pt[k] for k in sweep.params})}: "
-                                 f"{info['error']}\n")
+                        fe.write(
+                            f"point {pt['point']} {json.dumps({k: pt[k] for k in sweep.params})}: {info['error']}\n"
+                        )
                 if info["retry"]:
                     count["retry"] += 1
                     bar.update(1)
@@ -210,13 +242,19 @@ def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, sto
                 count["failed"] += info["row"]["status"] != "ok"
                 bar.update(1)
                 if stop_after is not None and count["computed"] >= stop_after and len(done) < len(points):
-                    result = _result(kind, out, paths, spec, points, skipped, **count, t_start=t_start,
-                                     finished=False)
-                    raise SweepInterrupted(f"sweep {kind} stopped after {count['computed']} points (stop_after); "
-                                           f"rerun to resume", result)
+                    result = _result(kind, out, paths, spec, points, skipped, **count, t_start=t_start, finished=False)
+                    raise SweepInterrupted(
+                        f"sweep {kind} stopped after {count['computed']} points (stop_after); rerun to resume", result
+                    )
 
-            run_points(points, partial(evaluate_point, run_json), executor=_executor(kind, run_json, workers, client),
-                       key=lambda pt: pt["point"], done=set(done), on_result=write)
+            run_points(
+                points,
+                partial(evaluate_point, run_json),
+                executor=_executor(kind, run_json, workers, client),
+                key=lambda pt: pt["point"],
+                done=set(done),
+                on_result=write,
+            )
     # Finished (maybe with retries pending): the sorted CSV, summary and plot.
     atomic_write(csv_path, "".join(csv_line(v) for v in [cols] + [done[k] for k in sorted(done)]))
     rows = [dict(zip(cols, done[k])) for k in sorted(done)]
@@ -228,11 +266,18 @@ def _run_locked(kind, spec, run_json, out, paths, workers, client, progress, sto
 
 
 def _result(kind, out, paths, spec, points, skipped, computed, failed, retry, t_start, finished) -> SweepResult:
-    return SweepResult(kind=kind, out=out, csv_path=paths[".csv"],
-                       png_path=paths[".png"] if finished and os.path.exists(paths[".png"]) else None,
-                       summary_path=paths["_summary.csv"] if finished and sweep_kind(kind).summary else None,
-                       manifest_path=paths[".manifest.json"], total=len(points), skipped=skipped,
-                       computed=computed, failed=failed, retry=retry, wall_s=time.perf_counter() - t_start,
-                       spec=spec)
-
-
+    return SweepResult(
+        kind=kind,
+        out=out,
+        csv_path=paths[".csv"],
+        png_path=paths[".png"] if finished and os.path.exists(paths[".png"]) else None,
+        summary_path=paths["_summary.csv"] if finished and sweep_kind(kind).summary else None,
+        manifest_path=paths[".manifest.json"],
+        total=len(points),
+        skipped=skipped,
+        computed=computed,
+        failed=failed,
+        retry=retry,
+        wall_s=time.perf_counter() - t_start,
+        spec=spec,
+    )

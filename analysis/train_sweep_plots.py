@@ -1,5 +1,6 @@
 """KIND.png of a training sweep: final train loss and test accuracy against the setting (mean and
 spread over seeds), with the ideal `ou` device and Adam as horizontal reference lines."""
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,19 @@ def summarise(rows, run: str, key: str):
             groups[r["setting"]].append(v)
         else:
             failed[r["setting"]] = failed.get(r["setting"], 0) + 1
-    return {s: (float(np.mean(v)) if v else math.nan, float(np.std(v)) if v else math.nan, len(v),
-                failed.get(s, 0)) for s, v in groups.items()}
+    return {
+        s: (float(np.mean(v)) if v else math.nan, float(np.std(v)) if v else math.nan, len(v), failed.get(s, 0))
+        for s, v in groups.items()
+    }
 
 
 def plot_train_sweep(kind: str, rows, path: str) -> None:
     sweep = train_kind(kind)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, label in ((axes[0], "final_train_loss", "final train loss"),
-                           (axes[1], "final_test_accuracy", "test accuracy")):
+    for ax, key, label in (
+        (axes[0], "final_train_loss", "final train loss"),
+        (axes[1], "final_test_accuracy", "test accuracy"),
+    ):
         stats = summarise(rows, SWEPT_RUN, key)
         settings = sorted(stats, key=lambda s: json.loads(s))
         x, labels = sweep.axis([json.loads(s) for s in settings])
@@ -45,8 +50,12 @@ def plot_train_sweep(kind: str, rows, path: str) -> None:
         ax.errorbar(x, mean, yerr=std, fmt="o-", capsize=3, label="TNGD, asbuilt circuit")
         for s, xi in zip(settings, x):
             if stats[s][3]:
-                ax.annotate(f"{stats[s][3]} failed", (xi, np.nanmax(mean) if np.isfinite(mean).any() else 0),
-                            fontsize=7, color="C3")
+                ax.annotate(
+                    f"{stats[s][3]} failed",
+                    (xi, np.nanmax(mean) if np.isfinite(mean).any() else 0),
+                    fontsize=7,
+                    color="C3",
+                )
         for run, line in REFERENCE_RUNS.items():
             ref = summarise(rows, run, key).get("null")
             if ref and math.isfinite(ref[0]):

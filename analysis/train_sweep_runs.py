@@ -1,5 +1,6 @@
 """The runs of a training sweep: the swept run (TNGD on the realised circuit) and the reference
 runs drawn beside it. Apart from train_sweeps so that its plots can name them without a cycle."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,6 +12,7 @@ SWEPT_RUN = "asbuilt"  # the run of each setting: TNGD on the realised circuit (
 @dataclass(frozen=True)
 class ReferenceRun:
     """A run beside the swept ones, without the circuit's errors: drawn as a horizontal line."""
+
     label: str
     style: str
     color: str
@@ -19,7 +21,8 @@ class ReferenceRun:
 
 # In the order of the points of each seed (after the settings).
 REFERENCE_RUNS = {
-    "ou": ReferenceRun("TNGD, ideal ou", "--", "k",
-                       lambda spec: {"optimizer": "tngd", "backend": "ou", "t": spec["t"]}),
+    "ou": ReferenceRun(
+        "TNGD, ideal ou", "--", "k", lambda spec: {"optimizer": "tngd", "backend": "ou", "t": spec["t"]}
+    ),
     "adam": ReferenceRun("Adam", ":", "C2", lambda spec: {"optimizer": "adam"}),
 }

@@ -9,6 +9,7 @@ own folder OUT/KIND.runs/NAME/ (metrics.csv, final.json). Rerun the same command
 finished runs are skipped and a run cut short continues from its checkpoint. Runs go to
 --workers processes or a Dask cluster (analysis/executors.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,20 @@ from .sweep_errors import SweepError, SweepMismatchError, SweepOptionError
 from .sweep_kinds import train_kind
 from .train_sweep_runs import REFERENCE_RUNS, SWEPT_RUN
 
-COLUMNS = ("id", "kind", "run", "setting", "seed", "status", "final_train_loss", "final_test_accuracy",
-           "wall_s", "message")
+COLUMNS = (
+    "id",
+    "kind",
+    "run",
+    "setting",
+    "seed",
+    "status",
+    "final_train_loss",
+    "final_test_accuracy",
+    "wall_s",
+    "message",
+)
+
+
 def build_points(kind: str, settings, seeds: int, seed: int) -> list[dict]:
     points = []
     for s in range(seed, seed + seeds):
@@ -53,22 +66,51 @@ def evaluate(spec: dict, pt: dict) -> dict:
     else:
         design, kappa0 = train_kind(kind).design_for(pt["setting"])
         design["component_seed"] = pt["seed"]
-        cfg = TrainConfig(optimizer="tngd", backend="asbuilt", topology=spec["topology"], t=spec["t"],
-                          kappa0=kappa0, design=design, **common)
+        cfg = TrainConfig(
+            optimizer="tngd",
+            backend="asbuilt",
+            topology=spec["topology"],
+            t=spec["t"],
+            kappa0=kappa0,
+            design=design,
+            **common,
+        )
     folder = os.path.join(spec["out"], f"{kind}.runs", pt["id"])
     try:
         final = train(cfg, folder)
-        return {"status": "ok", "final_train_loss": final["final_train_loss"],
-                "final_test_accuracy": final["final_test_accuracy"], "wall_s": time.perf_counter() - t0,
-                "message": ""}
+        return {
+            "status": "ok",
+            "final_train_loss": final["final_train_loss"],
+            "final_test_accuracy": final["final_test_accuracy"],
+            "wall_s": time.perf_counter() - t0,
+            "message": "",
+        }
     except ThermospiceError as exc:  # unstable circuit, non-finite loss, out-of-range component
-        return {"status": type(exc).__name__, "final_train_loss": math.nan, "final_test_accuracy": math.nan,
-                "wall_s": time.perf_counter() - t0, "message": " ".join(str(exc).split())[:300]}
+        return {
+            "status": type(exc).__name__,
+            "final_train_loss": math.nan,
+            "final_test_accuracy": math.nan,
+            "wall_s": time.perf_counter() - t0,
+            "message": " ".join(str(exc).split())[:300],
+        }
 
 
-def run_train_sweep(kind: str, out: str, *, settings=None, seeds: int = 3, seed: int = 0, steps: int = 200,
-                    t: float | None = None, batch: int = 64, topology: str = "factored", workers: int | None = None,
-                    scheduler: str | None = None, scheduler_timeout: float = 10.0, progress: bool = True) -> dict:
+def run_train_sweep(
+    kind: str,
+    out: str,
+    *,
+    settings=None,
+    seeds: int = 3,
+    seed: int = 0,
+    steps: int = 200,
+    t: float | None = None,
+    batch: int = 64,
+    topology: str = "factored",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    scheduler_timeout: float = 10.0,
+    progress: bool = True,
+) -> dict:
     sweep = train_kind(kind)
     for name, v in (("seeds", seeds), ("steps", steps), ("batch", batch)):
         if not isinstance(v, int) or v < 1:
@@ -86,8 +128,16 @@ def run_train_sweep(kind: str, out: str, *, settings=None, seeds: int = 3, seed:
         if not (math.isfinite(kappa0) and kappa0 >= 0):
             raise SweepOptionError(f"kappa0 must be >= 0, got {kappa0!r}")
     os.makedirs(out, exist_ok=True)
-    spec = {"kind": kind, "settings": settings, "seeds": seeds, "seed": seed, "steps": steps, "t": t,
-            "batch": batch, "topology": topology}
+    spec = {
+        "kind": kind,
+        "settings": settings,
+        "seeds": seeds,
+        "seed": seed,
+        "steps": steps,
+        "t": t,
+        "batch": batch,
+        "topology": topology,
+    }
     with hold_lock(out, kind, f"{kind} sweep", SweepError):
         return _run_locked(kind, out, spec, workers, scheduler, scheduler_timeout, progress)
 
@@ -95,10 +145,16 @@ def run_train_sweep(kind: str, out: str, *, settings=None, seeds: int = 3, seed:
 def _run_locked(kind, out, spec, workers, scheduler, scheduler_timeout, progress) -> dict:
     manifest = os.path.join(out, f"{kind}.manifest.json")
     csv_path = os.path.join(out, f"{kind}.csv")
-    check_manifest(manifest, spec, orphans=(csv_path,), what="sweep manifest", error=SweepMismatchError,
-                   refuse=lambda keys, old: SweepMismatchError(
-                       f"{out} holds a {kind} sweep with other settings ({manifest}); use another --out or the "
-                       "same options"))
+    check_manifest(
+        manifest,
+        spec,
+        orphans=(csv_path,),
+        what="sweep manifest",
+        error=SweepMismatchError,
+        refuse=lambda keys, old: SweepMismatchError(
+            f"{out} holds a {kind} sweep with other settings ({manifest}); use another --out or the same options"
+        ),
+    )
     rows = [dict(zip(COLUMNS, r)) for r in read_rows(csv_path, COLUMNS, error=SweepMismatchError)]
     done = {r["id"] for r in rows}
     points = build_points(kind, spec["settings"], spec["seeds"], spec["seed"])
@@ -108,27 +164,47 @@ def _run_locked(kind, out, spec, workers, scheduler, scheduler_timeout, progress
     finished = [0]
 
     def on_result(pt, res):
-        row = {"id": pt["id"], "kind": kind, "run": pt["run"], "setting": json.dumps(pt["setting"]),
-               "seed": pt["seed"], **{k: fmt(v) if isinstance(v, float) else v for k, v in res.items()}}
+        row = {
+            "id": pt["id"],
+            "kind": kind,
+            "run": pt["run"],
+            "setting": json.dumps(pt["setting"]),
+            "seed": pt["seed"],
+            **{k: fmt(v) if isinstance(v, float) else v for k, v in res.items()},
+        }
         log.append([row[c] for c in COLUMNS])
         rows.append({k: str(v) for k, v in row.items()})
         finished[0] += 1
         if progress:
-            print(f"{kind}: {finished[0]}/{todo} runs ({pt['id']}: {res['status']}, "
-                  f"loss {res['final_train_loss']:.4g}, acc {res['final_test_accuracy']:.3g})", flush=True)
+            print(
+                f"{kind}: {finished[0]}/{todo} runs ({pt['id']}: {res['status']}, "
+                f"loss {res['final_train_loss']:.4g}, acc {res['final_test_accuracy']:.3g})",
+                flush=True,
+            )
 
     full = {**spec, "out": out}
     if scheduler:
-        executor = DaskCluster(connect_scheduler(scheduler, scheduler_timeout), f"{kind}-{abs(hash(json.dumps(spec)))}",
-                               key=lambda p: p["id"])
+        executor = DaskCluster(
+            connect_scheduler(scheduler, scheduler_timeout),
+            f"{kind}-{abs(hash(json.dumps(spec)))}",
+            key=lambda p: p["id"],
+        )
     else:
         executor = ProcessPool(workers or default_workers(), preload=["training.loop", "spu.backends.asbuilt"])
     with log:
-        run_points(points, partial(evaluate, full), executor=executor, on_result=on_result,
-                   key=lambda p: p["id"], done=done)
+        run_points(
+            points, partial(evaluate, full), executor=executor, on_result=on_result, key=lambda p: p["id"], done=done
+        )
     png = os.path.join(out, f"{kind}.png")
     from .train_sweep_plots import plot_train_sweep
 
     plot_train_sweep(kind, rows, png)
-    return {"kind": kind, "csv": csv_path, "png": png, "manifest": manifest, "runs": len(points),
-            "computed": finished[0], "wall_s": time.perf_counter() - start}
+    return {
+        "kind": kind,
+        "csv": csv_path,
+        "png": png,
+        "manifest": manifest,
+        "runs": len(points),
+        "computed": finished[0],
+        "wall_s": time.perf_counter() - start,
+    }

@@ -1,4 +1,5 @@
 """PNG figures of `thermospice reproduce tuning` (matplotlib, Agg: no display needed)."""
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,11 @@ def plot_grid(configs: list[dict], path: str) -> None:
                 ax.legend(fontsize=8)
         row[0].set_yscale("log")
         row[2].set_yscale("log")
-    fig.suptitle("Tuning grid: mean over seeds, equal step budgets (x: a seed diverged; natural-gradient "
-                 "methods at lambda = 0.01 in the lr panels)", fontsize=10)
+    fig.suptitle(
+        "Tuning grid: mean over seeds, equal step budgets (x: a seed diverged; natural-gradient "
+        "methods at lambda = 0.01 in the lr panels)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -70,8 +74,9 @@ def plot_best(curves: list[dict], best: list[dict], path: str) -> None:
         for c in (c for c in best if c["model"] == model):
             rs = [r for r in curves if r["model"] == model and r["method"] == c["method"]]
             color = STYLE[c["method"]][1]
-            row[0].plot([r["step"] for r in rs], [r["train_loss_mean"] for r in rs], color=color, lw=1.2,
-                        label=_label(c))
+            row[0].plot(
+                [r["step"] for r in rs], [r["train_loss_mean"] for r in rs], color=color, lw=1.2, label=_label(c)
+            )
             pts = _finite((r["estimated_s_mean"], r["train_loss_mean"]) for r in rs)
             if pts:
                 row[1].plot(*zip(*pts), color=color, lw=1.2, label=_label(c))

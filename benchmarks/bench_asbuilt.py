@@ -11,6 +11,7 @@ Run: OMP_NUM_THREADS=1 python benchmarks/bench_asbuilt.py [--steps K] [--skip-tr
 (glibc malloc tuned first, as the `thermospice` command does: training.malloc)
 Writes benchmarks/results/bench_asbuilt.json; say `uptime` beside the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,17 +39,22 @@ def solve_bench(n=100_000, m=64, t=50.0):
     t0 = time.perf_counter()
     ou.run(p, t=t, x0=np.zeros(n), kappa0=1e-3, seed=0, times=None, options={})
     out["ou_solve_s"] = time.perf_counter() - t0
-    designs = {"ideal": Design(bits_r=16, r_max=1e9),
-               "8bit_1pct_gain1e5": Design(bits_r=8, bits_dac=8, bits_adc=8, tol_r=0.01, tol_c=0.01,
-                                           opamp=OpAmp(gain=1e5))}
+    designs = {
+        "ideal": Design(bits_r=16, r_max=1e9),
+        "8bit_1pct_gain1e5": Design(bits_r=8, bits_dac=8, bits_adc=8, tol_r=0.01, tol_c=0.01, opamp=OpAmp(gain=1e5)),
+    }
     for name, d in designs.items():
         t0 = time.perf_counter()
         rs, prop = asbuilt.transition(p, "factored", d, 1e-3)
         t1 = time.perf_counter()
         prop.advance(np.zeros(n), t, np.random.default_rng(0))
         t2 = time.perf_counter()
-        out[name] = {"realise_and_prepare_s": t1 - t0, "propagate_s": t2 - t1, "total_s": t2 - t0,
-                     "exact": bool(prop.uniform)}
+        out[name] = {
+            "realise_and_prepare_s": t1 - t0,
+            "propagate_s": t2 - t1,
+            "total_s": t2 - t0,
+            "exact": bool(prop.uniform),
+        }
     return out
 
 

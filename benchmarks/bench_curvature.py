@@ -35,6 +35,7 @@ Cases (median and min over reps after warm-up):
   ggn_vp        one product with the built operator (jvp + vjp)
   ggn_vp lin    one product with linearize=True (build cost not included)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
-CASES = ["adam", "write U^T floor", "g+J+H jacrev", "g+J+H layers", "g+J+H+U layers", "g+U vjp", "g+U layers",
-         "g+U layers/out", "g+U mc K=1/out", "g+U mc K=4/out", "g+U empirical/out", "ggn_vp build", "ggn_vp",
-         "ggn_vp lin"]
+CASES = [
+    "adam",
+    "write U^T floor",
+    "g+J+H jacrev",
+    "g+J+H layers",
+    "g+J+H+U layers",
+    "g+U vjp",
+    "g+U layers",
+    "g+U layers/out",
+    "g+U mc K=1/out",
+    "g+U mc K=4/out",
+    "g+U empirical/out",
+    "ggn_vp build",
+    "ggn_vp",
+    "ggn_vp lin",
+]
 
 
 def maxrss_mb() -> float:
@@ -87,19 +101,24 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
         def fn():
             buf.fill_(1.0)
     elif case == "g+J+H jacrev":
+
         def fn():
             return jacobian_curvature(model, x, y, method="jacobian").H
     elif case == "g+J+H layers":
+
         def fn():
             return jacobian_curvature(model, x, y, method="layers").H
     elif case == "g+J+H+U layers":
+
         def fn():
             c = jacobian_curvature(model, x, y, method="layers")
             return c.H, c.Ut
     elif case == "g+U vjp":
+
         def fn():
             compute_curvature(model, x, y, method="vjp")
     elif case == "g+U layers":
+
         def fn():
             compute_curvature(model, x, y, method="layers")
     elif case == "g+U layers/out":
@@ -114,9 +133,9 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
         gen = torch.Generator().manual_seed(0)
 
         def fn():
-            compute_curvature(model, x, y, method="layers", out=buf, curvature=curvature, mc_samples=K,
-                              generator=gen)
+            compute_curvature(model, x, y, method="layers", out=buf, curvature=curvature, mc_samples=K, generator=gen)
     elif case == "ggn_vp build":
+
         def fn():
             make_ggn_vp(model, x)
     elif case in ("ggn_vp", "ggn_vp lin"):
@@ -151,9 +170,17 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
         ta.append(time.perf_counter() - t1)
     ts.sort()
     ta.sort()
-    return {"case": case, "median_ms": 1e3 * ts[len(ts) // 2], "min_ms": 1e3 * ts[0],
-            "adam_median_ms": 1e3 * ta[len(ta) // 2], "adam_min_ms": 1e3 * ta[0],
-            "rss_mb": maxrss_mb(), "rss0_mb": rss0, "N": N, "m": m}
+    return {
+        "case": case,
+        "median_ms": 1e3 * ts[len(ts) // 2],
+        "min_ms": 1e3 * ts[0],
+        "adam_median_ms": 1e3 * ta[len(ta) // 2],
+        "adam_min_ms": 1e3 * ta[0],
+        "rss_mb": maxrss_mb(),
+        "rss0_mb": rss0,
+        "N": N,
+        "m": m,
+    }
 
 
 def select_cases(spec: str | None, cases: list[str], always: tuple[str, ...]) -> list[str]:
@@ -176,8 +203,18 @@ def child(case, reps, batch, threads, tuned: bool, script: str = __file__) -> di
         env.pop(k, None)
     if tuned:
         env.update(MALLOC_ENV)
-    cmd = [sys.executable, script, "--child", case, "--reps", str(reps), "--batch", str(batch),
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        script,
+        "--child",
+        case,
+        "--reps",
+        str(reps),
+        "--batch",
+        str(batch),
+        "--threads",
+        str(threads),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"child {case!r} failed:\n{proc.stderr[-3000:]}")
@@ -191,11 +228,16 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc's malloc settings alone")
     ap.add_argument("--both", action="store_true", help="run with and without the malloc tuning")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run every case this many times (round robin) and keep the best min and the "
-                         "lowest median: on a shared machine this filters out other people's load")
-    ap.add_argument("--cases", default=None,
-                    help="comma-separated subset of: " + ", ".join(CASES) + " (adam always runs)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every case this many times (round robin) and keep the best min and the "
+        "lowest median: on a shared machine this filters out other people's load",
+    )
+    ap.add_argument(
+        "--cases", default=None, help="comma-separated subset of: " + ", ".join(CASES) + " (adam always runs)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -204,7 +246,7 @@ def main():
     settings = [True, False] if args.both else [not args.no_malloc_tuning]
     cases = select_cases(args.cases, CASES, always=("adam",))
     for tuned in settings:
-        label = ("MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1GiB" if tuned else "glibc malloc defaults")
+        label = "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1GiB" if tuned else "glibc malloc defaults"
         load0 = os.getloadavg()[0]
         rows = [child(c, args.reps, args.batch, args.threads, tuned) for c in cases]
         for _ in range(args.repeat - 1):
@@ -215,14 +257,20 @@ def main():
                     r[k] = min(r[k], old[k])
                 r["rss_mb"], r["rss0_mb"] = max(r["rss_mb"], old["rss_mb"]), old["rss0_mb"]
                 rows[i] = r
-        print(f"\ndigits CNN N={rows[0]['N']}, batch {args.batch} (m={rows[0]['m']}), "
-              f"{args.threads} threads, {label}; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
-        print(f"{'case':<18}{'median ms':>10}{'min ms':>9}{'xAdam med':>10}{'xAdam min':>10}"
-              f"{'peak RSS MB':>13}{'+RSS MB':>9}")
+        print(
+            f"\ndigits CNN N={rows[0]['N']}, batch {args.batch} (m={rows[0]['m']}), "
+            f"{args.threads} threads, {label}; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"{'case':<18}{'median ms':>10}{'min ms':>9}{'xAdam med':>10}{'xAdam min':>10}"
+            f"{'peak RSS MB':>13}{'+RSS MB':>9}"
+        )
         for r in rows:
-            print(f"{r['case']:<18}{r['median_ms']:>10.2f}{r['min_ms']:>9.2f}"
-                  f"{r['median_ms'] / r['adam_median_ms']:>10.2f}{r['min_ms'] / r['adam_min_ms']:>10.2f}"
-                  f"{r['rss_mb']:>13.0f}{r['rss_mb'] - r['rss0_mb']:>9.0f}")
+            print(
+                f"{r['case']:<18}{r['median_ms']:>10.2f}{r['min_ms']:>9.2f}"
+                f"{r['median_ms'] / r['adam_median_ms']:>10.2f}{r['min_ms'] / r['adam_min_ms']:>10.2f}"
+                f"{r['rss_mb']:>13.0f}{r['rss_mb'] - r['rss0_mb']:>9.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ function of the per-step solve error that theory bounds (exp(-lambda_min t) of t
 measured here and recorded in benchmarks/results/, not asserted with hand-picked margins in the tests.
 "tiny" is the test suite's size (tests/test_reproduce.py TINY), "quick" and "full" the CLI's presets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,18 +45,27 @@ def main() -> int:
     args = ap.parse_args()
     out = args.out or os.path.join("runs", f"bench_fig4_{args.size}")
     start = time.perf_counter()
-    res = reproduce("fig4", out, quick=args.size != "full", progress=False,
-                    overrides=TINY if args.size == "tiny" else None)
+    res = reproduce(
+        "fig4", out, quick=args.size != "full", progress=False, overrides=TINY if args.size == "tiny" else None
+    )
     rows = read_csv(res.summary_path)
     ts = sorted(float(r["t_tau"]) for r in rows if r["panel"] == "a" and r["optimizer"] == "tngd")
     ngd, sgd = final_loss(rows, "NGD"), final_loss(rows, "SGD")
     short = final_loss(rows, f"TNGD t = {ts[0]:g} tau")
     long_ = final_loss(rows, f"TNGD t = {ts[-1]:g} tau")
-    result = {"size": args.size, "t_min_tau": ts[0], "t_max_tau": ts[-1], "loss_sgd": sgd, "loss_ngd": ngd,
-              "loss_tngd_t_min": short, "loss_tngd_t_max": long_,
-              "gap_long": abs(long_ - ngd) / (sgd - ngd),
-              "ratio": abs(short - ngd) / abs(long_ - ngd) if long_ != ngd else float("inf"),
-              "wall_s": time.perf_counter() - start, "load_1min": os.getloadavg()[0]}
+    result = {
+        "size": args.size,
+        "t_min_tau": ts[0],
+        "t_max_tau": ts[-1],
+        "loss_sgd": sgd,
+        "loss_ngd": ngd,
+        "loss_tngd_t_min": short,
+        "loss_tngd_t_max": long_,
+        "gap_long": abs(long_ - ngd) / (sgd - ngd),
+        "ratio": abs(short - ngd) / abs(long_ - ngd) if long_ != ngd else float("inf"),
+        "wall_s": time.perf_counter() - start,
+        "load_1min": os.getloadavg()[0],
+    }
     path = ROOT / "benchmarks" / "results" / f"bench_fig4_analog_time_{args.size}.csv"
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(result), lineterminator="\n")

@@ -9,6 +9,7 @@ deschedules single steps).
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_lm_curvature.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,7 @@ def _rss_mb() -> float:
 
 def run_case(batch: int, seq_len: int, reps: int) -> dict:
     import torch
+
     torch.set_num_threads(1)
     from training.curvature import compute_curvature, loss_and_grad
     from training.lm_data import generate
@@ -54,10 +56,20 @@ def run_case(batch: int, seq_len: int, reps: int) -> dict:
         curv = compute_curvature(model, x, y)
         tc.append(time.perf_counter() - t1)
         tg.append(t1 - t0)
-    return {"batch": batch, "seq_len": seq_len, "m": curv.Ut.shape[0], "N": trainable_count(model),
-            "method": curv.method, "grad_s": min(tg), "curvature_s": min(tc), "ratio": min(tc) / min(tg),
-            "ut_mb": curv.Ut.numel() * curv.Ut.element_size() / 2**20,
-            "base_rss_mb": rss0, "peak_rss_mb": _rss_mb(), "step_mb": _rss_mb() - rss0}
+    return {
+        "batch": batch,
+        "seq_len": seq_len,
+        "m": curv.Ut.shape[0],
+        "N": trainable_count(model),
+        "method": curv.method,
+        "grad_s": min(tg),
+        "curvature_s": min(tc),
+        "ratio": min(tc) / min(tg),
+        "ut_mb": curv.Ut.numel() * curv.Ut.element_size() / 2**20,
+        "base_rss_mb": rss0,
+        "peak_rss_mb": _rss_mb(),
+        "step_mb": _rss_mb() - rss0,
+    }
 
 
 def _write(rows_out: list[dict]) -> None:
@@ -79,16 +91,22 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     rows_out = []
     for b, L in CASES:
-        proc = subprocess.run([sys.executable, __file__, "--child", str(b), str(L), "--reps", str(args.reps)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", str(b), str(L), "--reps", str(args.reps)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise SystemExit(f"case b={b} L={L} failed:\n{proc.stderr[-2000:]}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         rows_out.append(r)
         _write(rows_out)
-        print(f"b={b:2d} L={L:2d} m={r['m']:4d}: grad {r['grad_s']:.2f} s, grad+U {r['curvature_s']:.2f} s "
-              f"({r['ratio']:.1f}x), U^T {r['ut_mb']:.0f} MB, peak RSS {r['peak_rss_mb']:.0f} MB "
-              f"(+{r['step_mb']:.0f} MB over the loaded model)", flush=True)
+        print(
+            f"b={b:2d} L={L:2d} m={r['m']:4d}: grad {r['grad_s']:.2f} s, grad+U {r['curvature_s']:.2f} s "
+            f"({r['ratio']:.1f}x), U^T {r['ut_mb']:.0f} MB, peak RSS {r['peak_rss_mb']:.0f} MB "
+            f"(+{r['step_mb']:.0f} MB over the loaded model)",
+            flush=True,
+        )
     print(f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}; wrote {OUT}")
 
 

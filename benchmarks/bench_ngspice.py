@@ -34,6 +34,7 @@ time points and cost per point on a mid-size case. Nothing here changes the Desi
 Output: <out>/bench_ngspice.csv, <out>/bench_ngspice.png, <out>/bench_ngspice_options.csv,
 <out>/bench_ngspice_pyspice.csv, and the tables on stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,11 +61,11 @@ from spu.core.softmax import random_softmax_hessian  # noqa: E402
 from spu.ngspice.rawfile import read_raw  # noqa: E402
 from spu.ngspice.run import run_ngspice  # noqa: E402
 
-T_FULL = 50.0            # tau: the solve being benchmarked
-T_SHORT = {True: 0.05, False: 0.1}   # tau of the measured run, noise on / off
-KAPPA0 = 0.01            # noise level when noise is on
-TARGET = ("factored", 1000, 64, True, 5.0)   # topology, N, m, noise, seconds
-DZ = 4                   # classes per sample in the crossbar's GGN (m = batch * DZ)
+T_FULL = 50.0  # tau: the solve being benchmarked
+T_SHORT = {True: 0.05, False: 0.1}  # tau of the measured run, noise on / off
+KAPPA0 = 0.01  # noise level when noise is on
+TARGET = ("factored", 1000, 64, True, 5.0)  # topology, N, m, noise, seconds
+DZ = 4  # classes per sample in the crossbar's GGN (m = batch * DZ)
 
 
 # -- problems ---------------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ def make_problem(topology: str, n: int, m: int, seed: int = 0):
         U = rng.choice([-1.0, 1.0], (n, m)) * rng.uniform(0.1, 0.2, (n, m))
         return FactoredProblem(U, 1.0, b)
     J = rng.choice([-1.0, 1.0], (m, n)) * rng.uniform(0.1, 0.3, (m, n))
-    H = random_softmax_hessian(rng, m // DZ, DZ)   # softmax cross-entropy blocks (m = batch * DZ)
+    H = random_softmax_hessian(rng, m // DZ, DZ)  # softmax cross-entropy blocks (m = batch * DZ)
     return GGNProblem(J, H, 1.0, b)
 
 
@@ -120,20 +121,20 @@ class Case:
     measured_full: bool = False
     build_s: float = 0.0
     text_s: float = 0.0
-    ngspice_run_s: float = 0.0      # the process, for the measured (short) run
+    ngspice_run_s: float = 0.0  # the process, for the measured (short) run
     parse_run_s: float = 0.0
     overhead_s: float = 0.0
     points_run: int = 0
     equations: int = 0
     iterations: int = 0
     reorder_s: float = 0.0
-    ngspice_setup_s: float = 0.0    # netlist loading + expansion + parsing inside ngspice
+    ngspice_setup_s: float = 0.0  # netlist loading + expansion + parsing inside ngspice
     s_per_iteration: float = 0.0
-    load_ms: float = 0.0            # per iteration
+    load_ms: float = 0.0  # per iteration
     factor_ms: float = 0.0
     solve_ms: float = 0.0
     iters_per_point: float = 0.0
-    points_full: float = 0.0        # accepted points at T_FULL (measured or extrapolated)
+    points_full: float = 0.0  # accepted points at T_FULL (measured or extrapolated)
     points_full_is_lower_bound: bool = False
     ngspice_full_s: float = 0.0
     parse_full_s: float = 0.0
@@ -204,9 +205,9 @@ def measure(case: Case, design: Design, t_run: float, timeout: float, subs=(), s
     else:
         if case.noise:
             half = tt > t_run / 2
-            rate = half.sum() / (t_run - t_run / 2)            # accepted points per tau, steady noise regime
+            rate = half.sum() / (t_run - t_run / 2)  # accepted points per tau, steady noise regime
         else:
-            rate = 1.0 / design.dt_max                        # the step cap: a lower bound
+            rate = 1.0 / design.dt_max  # the step cap: a lower bound
             case.points_full_is_lower_bound = True
         extra_points = rate * (T_FULL - t_run)
         case.points_full = raw.npoints + extra_points
@@ -221,7 +222,7 @@ def power_fit(xs, ys):
     """y = a * x**p by least squares in log-log; returns (a, p) or None."""
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
     ok = (xs > 0) & (ys > 0) & np.isfinite(ys)
-    if ok.sum() < 2 or xs[ok].max() < 1.5 * xs[ok].min():   # too narrow a range to fit an exponent
+    if ok.sum() < 2 or xs[ok].max() < 1.5 * xs[ok].min():  # too narrow a range to fit an exponent
         return None
     p, loga = np.polyfit(np.log(xs[ok]), np.log(ys[ok]), 1)
     return float(math.exp(loga)), float(p)
@@ -236,14 +237,17 @@ def run_grid(cases: list[Case], design: Design, budget_s: float, case_cap_s: flo
         guess = None
         if same:
             comps = _component_estimate(case.topology, case.n, case.m)
-            fit = power_fit([c.components for c in same],
-                            [c.ngspice_run_s + c.generation_s for c in same])
+            fit = power_fit([c.components for c in same], [c.ngspice_run_s + c.generation_s for c in same])
             if fit:
                 guess = fit[0] * comps ** fit[1]
         left = budget_s - (time.monotonic() - start)
         if guess is not None and (guess > case_cap_s or guess > left):
-            case.status = f"skipped (short run predicted {guess:.0f} s; cap {case_cap_s:.0f} s, budget left {left:.0f} s)"
-            log(f"  {case.topology:8s} N={case.n:5d} m={case.m:3d} noise={'on ' if case.noise else 'off'}: {case.status}")
+            case.status = (
+                f"skipped (short run predicted {guess:.0f} s; cap {case_cap_s:.0f} s, budget left {left:.0f} s)"
+            )
+            log(
+                f"  {case.topology:8s} N={case.n:5d} m={case.m:3d} noise={'on ' if case.noise else 'off'}: {case.status}"
+            )
             done.append(case)
             continue
         t_run = T_SHORT[case.noise]
@@ -270,12 +274,14 @@ def row_text(c: Case) -> str:
     share = (c.generation_s, c.ngspice_full_s, c.parse_full_s)
     tot = c.total_full_s
     lb = ">=" if c.points_full_is_lower_bound else "  "
-    return (f"{c.topology:8s} N={c.n:5d} m={c.m:3d} noise={'on ' if c.noise else 'off'} comps={c.components:7d} "
-            f"eq={c.equations:6d} | run {c.t_run_tau:g} tau: ngspice {c.ngspice_run_s:7.2f} s "
-            f"(reorder {c.reorder_s:6.2f} s, {1e3 * c.s_per_iteration:7.2f} ms/iter, {c.iters_per_point:.2f} it/pt) | "
-            f"t=50: points {lb}{c.points_full:8.0f} total {lb}{tot:9.1f} s = gen {100 * share[0] / tot:4.1f}% "
-            f"ngspice {100 * share[1] / tot:5.1f}% parse {100 * share[2] / tot:4.2f}%"
-            + ("  [measured]" if c.measured_full else ""))
+    return (
+        f"{c.topology:8s} N={c.n:5d} m={c.m:3d} noise={'on ' if c.noise else 'off'} comps={c.components:7d} "
+        f"eq={c.equations:6d} | run {c.t_run_tau:g} tau: ngspice {c.ngspice_run_s:7.2f} s "
+        f"(reorder {c.reorder_s:6.2f} s, {1e3 * c.s_per_iteration:7.2f} ms/iter, {c.iters_per_point:.2f} it/pt) | "
+        f"t=50: points {lb}{c.points_full:8.0f} total {lb}{tot:9.1f} s = gen {100 * share[0] / tot:4.1f}% "
+        f"ngspice {100 * share[1] / tot:5.1f}% parse {100 * share[2] / tot:4.2f}%"
+        + ("  [measured]" if c.measured_full else "")
+    )
 
 
 # -- settings that change the number of time points or the cost of one ----------------------------
@@ -286,9 +292,18 @@ def options_study(log, n=200, m=16) -> list[dict]:
         ("default (noise on)", base, True, ()),
         ("reltol 1e-3 instead of 1e-6 (noise on)", base, True, (("reltol=1e-06", "reltol=0.001"),)),
         ("noise_dt 0.1 tau (paper's Euler step) (noise on)", base.with_(noise_dt=0.1), True, ()),
-        ("noise_dt 0.1 tau + reltol 1e-3 (noise on)", base.with_(noise_dt=0.1), True, (("reltol=1e-06", "reltol=0.001"),)),
-        ("noise_dt 0.1 + dt_max 0.1 + reltol 1e-3 (noise on)", base.with_(noise_dt=0.1, dt_max=0.1), True,
-         (("reltol=1e-06", "reltol=0.001"),)),
+        (
+            "noise_dt 0.1 tau + reltol 1e-3 (noise on)",
+            base.with_(noise_dt=0.1),
+            True,
+            (("reltol=1e-06", "reltol=0.001"),),
+        ),
+        (
+            "noise_dt 0.1 + dt_max 0.1 + reltol 1e-3 (noise on)",
+            base.with_(noise_dt=0.1, dt_max=0.1),
+            True,
+            (("reltol=1e-06", "reltol=0.001"),),
+        ),
         ("pivrel 1e-12 (noise on)", base, True, (("reltol=1e-06", "reltol=1e-06 pivrel=1e-12"),)),
         ("default (noise off)", base, False, ()),
         ("dt_max 0.1 tau (noise off)", base.with_(dt_max=0.1), False, ()),
@@ -296,24 +311,33 @@ def options_study(log, n=200, m=16) -> list[dict]:
     ]
     rows = []
     for label, design, noise, subs in variants:
-        t_run = 0.5 if noise else T_FULL        # noise off: run the full 50 tau, it is cheap here
+        t_run = 0.5 if noise else T_FULL  # noise off: run the full 50 tau, it is cheap here
         c = measure(Case("factored", n, m, noise), design, t_run, timeout=300, subs=subs)
         err = None
         if not noise:
             err = float(np.abs(c.extra["x_final"] - c.extra["x_solve"]).max() / np.abs(c.extra["x_solve"]).max())
         pts_per_tau = c.points_run / t_run if noise else c.points_run / T_FULL
-        row = {"setting": label, "n": n, "m": m, "noise": noise, "t_run_tau": t_run,
-               "points_per_tau": round(pts_per_tau, 1),
-               "points_per_noise_interval": round(pts_per_tau * design.noise_dt, 2) if noise else "",
-               "ms_per_iteration": round(1e3 * c.s_per_iteration, 3), "iters_per_point": round(c.iters_per_point, 2),
-               "ngspice_s": round(c.ngspice_run_s, 3),
-               "predicted_t50_ngspice_s": round(c.ngspice_full_s, 2),
-               "rel_error_vs_solve_at_t50": "" if err is None else f"{err:.2e}"}
+        row = {
+            "setting": label,
+            "n": n,
+            "m": m,
+            "noise": noise,
+            "t_run_tau": t_run,
+            "points_per_tau": round(pts_per_tau, 1),
+            "points_per_noise_interval": round(pts_per_tau * design.noise_dt, 2) if noise else "",
+            "ms_per_iteration": round(1e3 * c.s_per_iteration, 3),
+            "iters_per_point": round(c.iters_per_point, 2),
+            "ngspice_s": round(c.ngspice_run_s, 3),
+            "predicted_t50_ngspice_s": round(c.ngspice_full_s, 2),
+            "rel_error_vs_solve_at_t50": "" if err is None else f"{err:.2e}",
+        }
         rows.append(row)
-        log(f"  {label:48s} points/tau {row['points_per_tau']:8.1f} "
+        log(
+            f"  {label:48s} points/tau {row['points_per_tau']:8.1f} "
             f"{('(' + str(row['points_per_noise_interval']) + ' per noise interval)') if noise else '':28s}"
             f" {row['ms_per_iteration']:7.3f} ms/iter  t=50 ngspice {row['predicted_t50_ngspice_s']:8.2f} s"
-            + (f"  error vs solve {row['rel_error_vs_solve_at_t50']}" if err is not None else ""))
+            + (f"  error vs solve {row['rel_error_vs_solve_at_t50']}" if err is not None else "")
+        )
     return rows
 
 
@@ -330,8 +354,14 @@ def pyspice_study(log, n=1000, m=64) -> dict:
     nl = circuit.netlist
     elements = [e for e in nl.elements if isinstance(e, Element)]
     sub = nl.subckts["opamp"]
-    out = {"n": n, "m": m, "elements": len(elements), "builder_build_s": t1 - t0, "builder_text_s": t2 - t1,
-           "netlist_mb_with_comments": len(text) / 1e6}
+    out = {
+        "n": n,
+        "m": m,
+        "elements": len(elements),
+        "builder_build_s": t1 - t0,
+        "builder_text_s": t2 - t1,
+        "netlist_mb_with_comments": len(text) / 1e6,
+    }
 
     def value_of(e):
         return e.value.split()
@@ -354,7 +384,7 @@ def pyspice_study(log, n=1000, m=64) -> dict:
         elif k == "I":
             noise = None
             if len(v) > 2:
-                parts = e.value[e.value.index("(") + 1:-1].split()
+                parts = e.value[e.value.index("(") + 1 : -1].split()
                 noise = (float(parts[1]), float(parts[3]))
             own.I(name, *e.nodes, float(v[1]), noise=noise)
         elif k == "X":
@@ -363,14 +393,19 @@ def pyspice_study(log, n=1000, m=64) -> dict:
     own_text = own.text()
     t2 = time.perf_counter()
     out.update(emitter_build_s=t1 - t0, emitter_text_s=t2 - t1, netlist_mb_no_comments=len(own_text) / 1e6)
-    log(f"  circuits builder (matrix -> elements, with comments): build {out['builder_build_s']:.2f} s + "
-        f"text {out['builder_text_s']:.2f} s ({out['netlist_mb_with_comments']:.1f} MB)")
-    log(f"  circuits.netlist emitter alone, {len(elements)} elements: create {out['emitter_build_s']:.2f} s + "
-        f"text {out['emitter_text_s']:.2f} s = {out['emitter_build_s'] + out['emitter_text_s']:.2f} s")
+    log(
+        f"  circuits builder (matrix -> elements, with comments): build {out['builder_build_s']:.2f} s + "
+        f"text {out['builder_text_s']:.2f} s ({out['netlist_mb_with_comments']:.1f} MB)"
+    )
+    log(
+        f"  circuits.netlist emitter alone, {len(elements)} elements: create {out['emitter_build_s']:.2f} s + "
+        f"text {out['emitter_text_s']:.2f} s = {out['emitter_build_s'] + out['emitter_text_s']:.2f} s"
+    )
 
     # (b) PySpice
     try:
         import logging
+
         logging.disable(logging.WARNING)
         from PySpice.Spice.Netlist import Circuit, SubCircuit
     except Exception as exc:  # not installed or broken: report, don't fail the benchmark
@@ -404,7 +439,7 @@ def pyspice_study(log, n=1000, m=64) -> dict:
         elif k == "V":
             c.V(name, *e.nodes, float(v[1]))
         elif k == "I":
-            c.I(name, *e.nodes, e.value)         # raw SPICE value: "DC 0.0 TRRANDOM(...)"
+            c.I(name, *e.nodes, e.value)  # raw SPICE value: "DC 0.0 TRRANDOM(...)"
         elif k == "X":
             c.X(name, e.nodes[-1], *e.nodes[:-1])
     t1 = time.perf_counter()
@@ -414,19 +449,51 @@ def pyspice_study(log, n=1000, m=64) -> dict:
     total_own = out["emitter_build_s"] + out["emitter_text_s"]
     total_py = out["pyspice_build_s"] + out["pyspice_text_s"]
     out["pyspice_over_emitter"] = total_py / total_own
-    log(f"  PySpice Circuit, same elements:             create {out['pyspice_build_s']:.2f} s + "
+    log(
+        f"  PySpice Circuit, same elements:             create {out['pyspice_build_s']:.2f} s + "
         f"str() {out['pyspice_text_s']:.2f} s = {total_py:.2f} s  ({out['pyspice_over_emitter']:.1f}x the emitter; "
-        f"{1e6 * total_py / len(elements):.1f} vs {1e6 * total_own / len(elements):.1f} us per element)")
+        f"{1e6 * total_py / len(elements):.1f} vs {1e6 * total_own / len(elements):.1f} us per element)"
+    )
     return out
 
 
 # -- output ----------------------------------------------------------------------------------------
-CSV_FIELDS = ["topology", "n", "m", "noise", "components", "resistors", "equations", "netlist_mb", "t_run_tau",
-              "measured_full", "build_s", "text_s", "ngspice_run_s", "parse_run_s", "overhead_s", "points_run",
-              "iterations", "reorder_s", "ngspice_setup_s", "s_per_iteration", "load_ms", "factor_ms", "solve_ms",
-              "iters_per_point", "points_full", "points_full_is_lower_bound", "ngspice_full_s", "parse_full_s",
-              "total_full_s", "share_generation", "share_ngspice", "share_parsing", "s_per_component_full",
-              "status"]
+CSV_FIELDS = [
+    "topology",
+    "n",
+    "m",
+    "noise",
+    "components",
+    "resistors",
+    "equations",
+    "netlist_mb",
+    "t_run_tau",
+    "measured_full",
+    "build_s",
+    "text_s",
+    "ngspice_run_s",
+    "parse_run_s",
+    "overhead_s",
+    "points_run",
+    "iterations",
+    "reorder_s",
+    "ngspice_setup_s",
+    "s_per_iteration",
+    "load_ms",
+    "factor_ms",
+    "solve_ms",
+    "iters_per_point",
+    "points_full",
+    "points_full_is_lower_bound",
+    "ngspice_full_s",
+    "parse_full_s",
+    "total_full_s",
+    "share_generation",
+    "share_ngspice",
+    "share_parsing",
+    "s_per_component_full",
+    "status",
+]
 
 
 def write_csv(path, cases: list[Case]):
@@ -436,10 +503,12 @@ def write_csv(path, cases: list[Case]):
         for c in cases:
             d = {k: v for k, v in asdict(c).items() if k in CSV_FIELDS}
             tot = c.total_full_s
-            d.update(share_generation=c.generation_s / tot if tot else "",
-                     share_ngspice=c.ngspice_full_s / tot if tot else "",
-                     share_parsing=c.parse_full_s / tot if tot else "",
-                     s_per_component_full=tot / c.components if tot and c.components else "")
+            d.update(
+                share_generation=c.generation_s / tot if tot else "",
+                share_ngspice=c.ngspice_full_s / tot if tot else "",
+                share_parsing=c.parse_full_s / tot if tot else "",
+                s_per_component_full=tot / c.components if tot and c.components else "",
+            )
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in d.items()})
 
 
@@ -454,17 +523,23 @@ def write_rows(path, rows: list[dict]):
 
 def plot(path, cases: list[Case]):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ok = [c for c in cases if c.status == "ok"]
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-    styles = {("factored", True): ("C0", "-"), ("factored", False): ("C0", "--"),
-              ("crossbar", True): ("C3", "-"), ("crossbar", False): ("C3", "--")}
+    styles = {
+        ("factored", True): ("C0", "-"),
+        ("factored", False): ("C0", "--"),
+        ("crossbar", True): ("C3", "-"),
+        ("crossbar", False): ("C3", "--"),
+    }
     for (topo, noise), (color, ls) in styles.items():
         for m, marker in ((16, "o"), (32, "s"), (64, "^")):
-            sel = sorted((c for c in ok if c.topology == topo and c.noise == noise and c.m == m),
-                         key=lambda c: c.components)
+            sel = sorted(
+                (c for c in ok if c.topology == topo and c.noise == noise and c.m == m), key=lambda c: c.components
+            )
             if not sel:
                 continue
             lab = f"{topo} m={m} noise {'on' if noise else 'off'}"
@@ -482,8 +557,15 @@ def plot(path, cases: list[Case]):
     axes[0].axhline(TARGET[4], color="k", lw=0.8)
     tc = [c for c in ok if (c.topology, c.n, c.m, c.noise) == TARGET[:4]]
     if tc:
-        axes[0].scatter([tc[0].components], [TARGET[4]], marker="*", s=160, color="k", zorder=5,
-                        label="target: 5 s (factored N=1000, m=64, noise)")
+        axes[0].scatter(
+            [tc[0].components],
+            [TARGET[4]],
+            marker="*",
+            s=160,
+            color="k",
+            zorder=5,
+            label="target: 5 s (factored N=1000, m=64, noise)",
+        )
     axes[0].set_title("one solve, t = 50 tau (wall s; mostly extrapolated)")
     axes[1].set_title("ngspice cost per Newton iteration (ms)")
     axes[2].set_title("ngspice matrix reorder, once per solve (s)")
@@ -508,16 +590,23 @@ def fits_text(cases: list[Case]) -> list[str]:
                 continue
             comps = [c.components for c in sel]
             parts = []
-            for label, ys in (("total t=50", [c.total_full_s for c in sel]),
-                              ("per iteration", [c.s_per_iteration for c in sel]),
-                              ("reorder", [c.reorder_s for c in sel]),
-                              ("generation", [c.generation_s for c in sel])):
+            for label, ys in (
+                ("total t=50", [c.total_full_s for c in sel]),
+                ("per iteration", [c.s_per_iteration for c in sel]),
+                ("reorder", [c.reorder_s for c in sel]),
+                ("generation", [c.generation_s for c in sel]),
+            ):
                 f = power_fit(comps, ys)
                 if f:
                     parts.append(f"{label} ~ comps^{f[1]:.2f}")
-            per = ", ".join(f"{1e6 * c.total_full_s / c.components:.0f}" for c in sorted(sel, key=lambda c: c.components))
-            lines.append(f"  {topo:8s} noise {'on ' if noise else 'off'}: " + "; ".join(parts)
-                         + f"   (us per component at t=50, by size: {per})")
+            per = ", ".join(
+                f"{1e6 * c.total_full_s / c.components:.0f}" for c in sorted(sel, key=lambda c: c.components)
+            )
+            lines.append(
+                f"  {topo:8s} noise {'on ' if noise else 'off'}: "
+                + "; ".join(parts)
+                + f"   (us per component at t=50, by size: {per})"
+            )
     return lines
 
 
@@ -543,15 +632,18 @@ def main(argv=None) -> int:
 
     wall0 = time.monotonic()
     design = Design()
-    log(f"ngspice solve benchmark: t = {T_FULL:g} tau, Design defaults (dt_max {design.dt_max} tau, noise_dt "
+    log(
+        f"ngspice solve benchmark: t = {T_FULL:g} tau, Design defaults (dt_max {design.dt_max} tau, noise_dt "
         f"{design.noise_dt} tau), kappa0 {KAPPA0} when noise is on; measured on t_short = "
-        f"{T_SHORT[True]} tau (noise) / {T_SHORT[False]} tau (no noise) and extrapolated (see --help)")
+        f"{T_SHORT[True]} tau (noise) / {T_SHORT[False]} tau (no noise) and extrapolated (see --help)"
+    )
     if args.quick:
         ns, ms = [100, 200, 400], [16]
     else:
         ns, ms = [100, 200, 500, 1000, 2000], [16, 64]
-    cases = [Case(topo, n, m, noise) for n in ns for m in ms for topo in ("factored", "crossbar")
-             for noise in (True, False)]
+    cases = [
+        Case(topo, n, m, noise) for n in ns for m in ms for topo in ("factored", "crossbar") for noise in (True, False)
+    ]
     tgt = TARGET[:4]
     if not args.no_target and not any((c.topology, c.n, c.m, c.noise) == tgt for c in cases):
         cases.append(Case(*tgt))
@@ -572,26 +664,46 @@ def main(argv=None) -> int:
     validation = []
     if args.quick:
         log("\n== validation of the extrapolation: predicted from the short run vs measured at full length ==")
-        for topo, n, m, noise, t_val in (("factored", 100, 16, False, T_FULL), ("crossbar", 100, 16, False, T_FULL),
-                                          ("factored", 100, 16, True, 2.0)):
-            short = next((c for c in results if (c.topology, c.n, c.m, c.noise) == (topo, n, m, noise)
-                          and c.status == "ok"), None)
+        for topo, n, m, noise, t_val in (
+            ("factored", 100, 16, False, T_FULL),
+            ("crossbar", 100, 16, False, T_FULL),
+            ("factored", 100, 16, True, 2.0),
+        ):
+            short = next(
+                (c for c in results if (c.topology, c.n, c.m, c.noise) == (topo, n, m, noise) and c.status == "ok"),
+                None,
+            )
             full = measure(Case(topo, n, m, noise), design, t_val, timeout=300)
             if short is None:
                 continue
-            if t_val < T_FULL:   # re-extrapolate the short run to t_val instead of T_FULL
+            if t_val < T_FULL:  # re-extrapolate the short run to t_val instead of T_FULL
                 pts_pred = short.points_run + (short.points_full - short.points_run) * (
-                    (t_val - short.t_run_tau) / (T_FULL - short.t_run_tau))
-                pred = short.ngspice_run_s + (pts_pred - short.points_run) * short.iters_per_point * short.s_per_iteration
+                    (t_val - short.t_run_tau) / (T_FULL - short.t_run_tau)
+                )
+                pred = (
+                    short.ngspice_run_s + (pts_pred - short.points_run) * short.iters_per_point * short.s_per_iteration
+                )
             else:
                 pred, pts_pred = short.ngspice_full_s, short.points_full
-            validation.append({"topology": topo, "n": n, "m": m, "noise": noise, "t_tau": t_val,
-                               "points_predicted": round(pts_pred), "points_measured": full.points_run,
-                               "ngspice_predicted_s": round(pred, 3), "ngspice_measured_s": round(full.ngspice_run_s, 3)})
+            validation.append(
+                {
+                    "topology": topo,
+                    "n": n,
+                    "m": m,
+                    "noise": noise,
+                    "t_tau": t_val,
+                    "points_predicted": round(pts_pred),
+                    "points_measured": full.points_run,
+                    "ngspice_predicted_s": round(pred, 3),
+                    "ngspice_measured_s": round(full.ngspice_run_s, 3),
+                }
+            )
             err = np.abs(full.extra["x_final"] - full.extra["x_solve"]).max() if not noise else float("nan")
-            log(f"  {topo:8s} N={n} m={m} noise {'on ' if noise else 'off'} t={t_val:g}: points predicted "
+            log(
+                f"  {topo:8s} N={n} m={m} noise {'on ' if noise else 'off'} t={t_val:g}: points predicted "
                 f"{pts_pred:.0f} measured {full.points_run}; ngspice predicted {pred:.2f} s measured "
-                f"{full.ngspice_run_s:.2f} s" + (f"; |x - solve| = {err:.1e}" if not noise else ""))
+                f"{full.ngspice_run_s:.2f} s" + (f"; |x - solve| = {err:.1e}" if not noise else "")
+            )
 
     log("\n== growth with the number of components (power-law fits) ==")
     for line in fits_text(results):
@@ -611,8 +723,10 @@ def main(argv=None) -> int:
     write_rows(os.path.join(args.out, "bench_ngspice_options.csv"), opt_rows)
     write_rows(os.path.join(args.out, "bench_ngspice_validation.csv"), validation)
     if py:
-        write_rows(os.path.join(args.out, "bench_ngspice_pyspice.csv"),
-                   [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in py.items()}])
+        write_rows(
+            os.path.join(args.out, "bench_ngspice_pyspice.csv"),
+            [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in py.items()}],
+        )
     plot(os.path.join(args.out, "bench_ngspice.png"), results)
 
     log("\n== target: factored N=1000, m=64, t=50 tau, noise on, under 5 s on one core ==")
@@ -621,13 +735,19 @@ def main(argv=None) -> int:
         log(f"  not measured ({tc.status if tc else 'skipped'})")
     else:
         verdict = "MET" if tc.total_full_s < TARGET[4] else f"MISSED by {tc.total_full_s / TARGET[4]:.0f}x"
-        log(f"  predicted {tc.total_full_s:.0f} s per solve ({verdict}): {tc.points_full:.0f} time points x "
+        log(
+            f"  predicted {tc.total_full_s:.0f} s per solve ({verdict}): {tc.points_full:.0f} time points x "
             f"{tc.iters_per_point:.2f} Newton iterations x {1e3 * tc.s_per_iteration:.1f} ms, plus reorder "
-            f"{tc.reorder_s:.1f} s, generation {tc.generation_s:.2f} s, parsing {tc.parse_full_s:.2f} s")
-        log(f"  per iteration: load {tc.load_ms:.1f} ms, factor {tc.factor_ms:.1f} ms, solve {tc.solve_ms:.1f} ms; "
-            f"{tc.equations} equations")
-    log(f"\nwrote {args.out}/bench_ngspice.csv, bench_ngspice.png and the study CSVs "
-        f"in {time.monotonic() - wall0:.0f} s")
+            f"{tc.reorder_s:.1f} s, generation {tc.generation_s:.2f} s, parsing {tc.parse_full_s:.2f} s"
+        )
+        log(
+            f"  per iteration: load {tc.load_ms:.1f} ms, factor {tc.factor_ms:.1f} ms, solve {tc.solve_ms:.1f} ms; "
+            f"{tc.equations} equations"
+        )
+    log(
+        f"\nwrote {args.out}/bench_ngspice.csv, bench_ngspice.png and the study CSVs "
+        f"in {time.monotonic() - wall0:.0f} s"
+    )
     return 0
 
 

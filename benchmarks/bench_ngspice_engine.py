@@ -21,6 +21,7 @@ Cases (each runs the old and the new way through the public SPU API, same proble
 Output: <out>/bench_ngspice_engine.csv (+ .png) and the table on stdout; `uptime` is printed
 beside the figures because the machine is shared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ from circuits.design import Design  # noqa: E402
 from spu import SPU  # noqa: E402
 
 OLD = {"engine": "batch", "noise": "held"}
-NEW: dict = {}                      # the defaults
+NEW: dict = {}  # the defaults
 
 
 def _load() -> str:
@@ -57,8 +58,17 @@ def case_noise100(log) -> list[dict]:
         r = spu.run(p, t=50.0)
         wall = time.perf_counter() - t0
         spu.close()
-        rows.append({"case": "noise100", "path": label, "wall_s": wall, "ngspice_s": r.extra["ngspice_wall_s"],
-                     "points": r.extra["raw_points"], "noise": r.extra.get("noise", ""), "steps": 1})
+        rows.append(
+            {
+                "case": "noise100",
+                "path": label,
+                "wall_s": wall,
+                "ngspice_s": r.extra["ngspice_wall_s"],
+                "points": r.extra["raw_points"],
+                "noise": r.extra.get("noise", ""),
+                "steps": 1,
+            }
+        )
         log(f"  noise100 {label}: {wall:7.2f} s wall, {r.extra['raw_points']} time points ({r.extra.get('noise')})")
     return rows
 
@@ -91,11 +101,23 @@ def case_demo_step(log, steps: int) -> list[dict]:
             losses.append(info.loss)
             opt.step()
         spu.close()
-        rows.append({"case": "demo_step", "path": label, "wall_s": float(np.mean(times)),
-                     "ngspice_s": float(np.mean(sims)), "points": "", "noise": "off", "steps": steps,
-                     "first_step_s": times[0], "losses": " ".join(f"{v:.6f}" for v in losses)})
-        log(f"  demo_step {label}: {np.mean(times):.3f} s per TNGD step (first {times[0]:.3f} s, "
-            f"simulator {np.mean(sims):.3f} s); losses {rows[-1]['losses']}")
+        rows.append(
+            {
+                "case": "demo_step",
+                "path": label,
+                "wall_s": float(np.mean(times)),
+                "ngspice_s": float(np.mean(sims)),
+                "points": "",
+                "noise": "off",
+                "steps": steps,
+                "first_step_s": times[0],
+                "losses": " ".join(f"{v:.6f}" for v in losses),
+            }
+        )
+        log(
+            f"  demo_step {label}: {np.mean(times):.3f} s per TNGD step (first {times[0]:.3f} s, "
+            f"simulator {np.mean(sims):.3f} s); losses {rows[-1]['losses']}"
+        )
     return rows
 
 
@@ -111,14 +133,14 @@ def vccs_netlist(p, t: float, design: Design) -> str:
         nl.C(f"{i}", f"s{i}", f"x{i}", design.C, ic=0.0)
         nl.E(f"c{i}", f"x{i}", "0", "0", f"s{i}", 1e9)
         nl.R(f"l{i}", f"x{i}", f"s{i}", R0 / p.lam)
-        nl.I(f"b{i}", f"s{i}", "0", float(p.b[i]) / R0)     # the integrator inverts: +b
+        nl.I(f"b{i}", f"s{i}", "0", float(p.b[i]) / R0)  # the integrator inverts: +b
     for k in range(m):
         nl.R(f"fy{k}", f"sy{k}", f"y{k}", R0 * su * su)
         nl.E(f"y{k}", f"y{k}", "0", "0", f"sy{k}", 1e9)
     for j, k in zip(*np.nonzero(p.U)):
         a = float(p.U[j, k]) / su
-        nl.G(f"Ut_{k}_{j}", "0", f"sy{k}", f"x{j}", "0", a / R0)     # a V(x_j)/R0 into sy_k
-        nl.G(f"U_{j}_{k}", "0", f"s{j}", f"y{k}", "0", -a / R0)      # V(y) = -U^T x
+        nl.G(f"Ut_{k}_{j}", "0", f"sy{k}", f"x{j}", "0", a / R0)  # a V(x_j)/R0 into sy_k
+        nl.G(f"U_{j}_{k}", "0", f"s{j}", f"y{k}", "0", -a / R0)  # V(y) = -U^T x
     nl.option("acct", 1)
     nl.option("reltol", 1e-3)
     nl.option("abstol", 1e-15)
@@ -152,12 +174,26 @@ def case_layouts(log) -> list[dict]:
             x = np.array([r.raw[f"x{i}"][-1] for i in range(n)])
             err = float(np.linalg.norm(x - x_t) / np.linalg.norm(x_t))
             ms = 1e3 * (a["analysis_s"] - a["reorder_s"]) / it
-            rows.append({"case": f"layout N={n} m={m}", "path": label, "wall_s": r.wall_time_s,
-                         "ngspice_s": r.wall_time_s, "points": int(a["accepted"]), "noise": "off", "steps": 1,
-                         "equations": int(a["equations"]), "nonzeros": nz, "fill": fill, "ms_per_iteration": ms,
-                         "rel_error": err})
-            log(f"  layout N={n} m={m} {label:5s}: {int(a['equations'])} equations, {nz} non-zeros + {fill} fill, "
-                f"{ms:.3f} ms per iteration (factor {1e3 * a['factor_s'] / it:.3f}), x(t) error {err:.1e}")
+            rows.append(
+                {
+                    "case": f"layout N={n} m={m}",
+                    "path": label,
+                    "wall_s": r.wall_time_s,
+                    "ngspice_s": r.wall_time_s,
+                    "points": int(a["accepted"]),
+                    "noise": "off",
+                    "steps": 1,
+                    "equations": int(a["equations"]),
+                    "nonzeros": nz,
+                    "fill": fill,
+                    "ms_per_iteration": ms,
+                    "rel_error": err,
+                }
+            )
+            log(
+                f"  layout N={n} m={m} {label:5s}: {int(a['equations'])} equations, {nz} non-zeros + {fill} fill, "
+                f"{ms:.3f} ms per iteration (factor {1e3 * a['factor_s'] / it:.3f}), x(t) error {err:.1e}"
+            )
     return rows
 
 
@@ -185,13 +221,24 @@ def case_target1000(log, t_short: float) -> list[dict]:
     pts_per_hold = run.raw.npoints / (t_short / hold)
     points_50 = pts_per_hold * 50.0 / hold
     predicted = acct["reorder_s"] + points_50 * (it / run.raw.npoints) * per_it
-    log(f"  target1000 new: short run {t_short} tau in {wall:.1f} s: noise {c.noise_mode}, hold {hold:.3g} tau, "
+    log(
+        f"  target1000 new: short run {t_short} tau in {wall:.1f} s: noise {c.noise_mode}, hold {hold:.3g} tau, "
         f"{pts_per_hold:.2f} points per hold, {it / run.raw.npoints:.2f} iterations per point, "
         f"{1e3 * per_it:.1f} ms per iteration (load {1e3 * acct['load_s'] / it:.1f}, factor "
         f"{1e3 * acct['factor_s'] / it:.1f}, solve {1e3 * acct['solve_s'] / it:.1f}), reorder {acct['reorder_s']:.1f} s, "
-        f"{acct['equations']:.0f} equations; predicted t = 50 tau: {points_50:.0f} points, {predicted:.0f} s")
-    return [{"case": "target1000", "path": "new (predicted)", "wall_s": predicted, "ngspice_s": predicted,
-             "points": int(points_50), "noise": c.noise_mode, "steps": 1}]
+        f"{acct['equations']:.0f} equations; predicted t = 50 tau: {points_50:.0f} points, {predicted:.0f} s"
+    )
+    return [
+        {
+            "case": "target1000",
+            "path": "new (predicted)",
+            "wall_s": predicted,
+            "ngspice_s": predicted,
+            "points": int(points_50),
+            "noise": c.noise_mode,
+            "steps": 1,
+        }
+    ]
 
 
 def main(argv=None) -> int:
@@ -224,8 +271,10 @@ def main(argv=None) -> int:
         old = [r for r in rows if r["case"] == case and r["path"] == "old"]
         new = [r for r in rows if r["case"] == case and r["path"] == "new"]
         if old and new:
-            log(f"  {case}: new is {old[0]['wall_s'] / new[0]['wall_s']:.1f}x faster "
-                f"({old[0]['wall_s']:.2f} s -> {new[0]['wall_s']:.2f} s)")
+            log(
+                f"  {case}: new is {old[0]['wall_s'] / new[0]['wall_s']:.1f}x faster "
+                f"({old[0]['wall_s']:.2f} s -> {new[0]['wall_s']:.2f} s)"
+            )
     path = os.path.join(args.out, "bench_ngspice_engine.csv")
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="") as f:
@@ -240,6 +289,7 @@ def main(argv=None) -> int:
 
 def _plot(rows, path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -247,11 +297,16 @@ def _plot(rows, path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for k, case in enumerate(cases):
         for j, label in enumerate(("old", "new")):
-            alias = {"old": "today", "new": "vccs"}[label]      # the layout study's two paths
+            alias = {"old": "today", "new": "vccs"}[label]  # the layout study's two paths
             r = next((r for r in rows if r["case"] == case and r["path"].startswith((label, alias))), None)
             if r is not None:
-                ax.bar(k + 0.4 * j, r["wall_s"], width=0.38, color=("tab:gray", "tab:blue")[j],
-                       label=label if k == 0 else None)
+                ax.bar(
+                    k + 0.4 * j,
+                    r["wall_s"],
+                    width=0.38,
+                    color=("tab:gray", "tab:blue")[j],
+                    label=label if k == 0 else None,
+                )
     ax.set_xticks([k + 0.2 for k in range(len(cases))], cases)
     ax.set_yscale("log")
     ax.set_ylabel("seconds per solve / TNGD step")

@@ -10,6 +10,7 @@ circuit's deterministic deviation (resistor quantization, transient integration 
 parameters a little differently each step. This script measures that deviation instead of the unit
 tests asserting a chosen percentage: it is a property of the design, reported per step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,19 @@ def main(argv=None) -> int:
     from training.models import build_model
 
     data = load_digits_split(flatten=True)
-    kw = dict(optimizer="tngd", model="mlp", width=4, batch_size=4, steps=args.steps, lr=0.5, t=args.t,
-              seed=0, eval_every=args.steps, kappa0=0.0, timeout=60.0)
+    kw = dict(
+        optimizer="tngd",
+        model="mlp",
+        width=4,
+        batch_size=4,
+        steps=args.steps,
+        lr=0.5,
+        t=args.t,
+        seed=0,
+        eval_every=args.steps,
+        kappa0=0.0,
+        timeout=60.0,
+    )
     losses = {}
     for backend in ("ou", "ngspice"):
         design = {"bits_r": args.bits_r} if backend == "ngspice" else None

@@ -32,6 +32,7 @@ MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1GiB: glibc otherwise mmaps every tens
 page faults again (DESIGN.md). Median and minimum over --reps steps after warm-up; the machine is
 shared, so the minimum is the better estimate of the cost and the median of what a run sees.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_curvature  # noqa: E402  (shares the child-process runner and allocator settings)
 
 PARTS = ("grad only", "write U only", "U+g fresh", "U+g out=", "handoff")
-CASES = ["adam (torch)", "adam", "sgd", "tngd", "tngd mc K=1", "tngd mc K=4", "tngd empirical", "tngd-adam",
-         "ngd-woodbury", "ngd-woodbury mc K=1", "ngd-cg c=20", "ngd-cg c=20 mc K=1", "ngd-cg c=200", "ngd"]
+CASES = [
+    "adam (torch)",
+    "adam",
+    "sgd",
+    "tngd",
+    "tngd mc K=1",
+    "tngd mc K=4",
+    "tngd empirical",
+    "tngd-adam",
+    "ngd-woodbury",
+    "ngd-woodbury mc K=1",
+    "ngd-cg c=20",
+    "ngd-cg c=20 mc K=1",
+    "ngd-cg c=200",
+    "ngd",
+]
 
 
 def parse_case(case: str) -> tuple[str, int | None, str, int | None]:
@@ -118,8 +133,15 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
         return out
 
     name, iters, curvature, K = parse_case(case)
-    cfg = TrainConfig(optimizer=name, model="cnn", batch_size=batch, cg_iters=iters, steps=1,
-                      curvature=curvature if OPTIMIZERS[name].needs_curvature else None, mc_samples=K).resolved()
+    cfg = TrainConfig(
+        optimizer=name,
+        model="cnn",
+        batch_size=batch,
+        cg_iters=iters,
+        steps=1,
+        curvature=curvature if OPTIMIZERS[name].needs_curvature else None,
+        mc_samples=K,
+    ).resolved()
     pre, opt = build_optimizer(cfg, model)
     if name == "ngd-cg" and iters >= 200:
         reps, warm = max(3, reps // 10), 1
@@ -149,11 +171,13 @@ def run_case(case: str, reps: int, batch: int, threads: int) -> dict:
         # where TNGD's digital time goes, on the same kind of batches
         buf = torch.empty(batch * 10, N)
         src = torch.randn(batch * 10, N)  # the floor: copying m x N floats into the buffer
-        parts = {"grad only": lambda x, y: loss_and_grad(model, x, y),
-                 "U+g fresh": lambda x, y: compute_curvature(model, x, y),
-                 "U+g out=": lambda x, y: compute_curvature(model, x, y, out=buf),
-                 "write U only": lambda x, y: buf.copy_(src),
-                 "handoff": None}
+        parts = {
+            "grad only": lambda x, y: loss_and_grad(model, x, y),
+            "U+g fresh": lambda x, y: compute_curvature(model, x, y),
+            "U+g out=": lambda x, y: compute_curvature(model, x, y, out=buf),
+            "write U only": lambda x, y: buf.copy_(src),
+            "handoff": None,
+        }
         for part, fn in parts.items():
             ts, pr = [], []
             for i in range(warm + reps):
@@ -191,8 +215,9 @@ def plot(rows_by_setting, path):
         rows = [r for r in rows if "median_ms" in r]
         xs = [i + j * width for i in range(len(rows))]
         ax.bar(xs, [r["x_adam_paired"] for r in rows], width, label=f"{label}: median paired ratio")
-        ax.scatter(xs, [r["x_adam_min"] for r in rows], color="k", s=10, zorder=3,
-                   label="min / Adam min" if j == 0 else None)
+        ax.scatter(
+            xs, [r["x_adam_min"] for r in rows], color="k", s=10, zorder=3, label="min / Adam min" if j == 0 else None
+        )
         ax.set_xticks([i + width * (len(rows_by_setting) - 1) / 2 for i in range(len(rows))])
         ax.set_xticklabels([r["case"] for r in rows], rotation=30, ha="right")
     ax.axhline(1, color="gray", lw=0.8)
@@ -219,13 +244,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: on the 2 shared cores a 2-thread step stalls whenever "
-                         "another process takes a core; Adam itself went from 1.2 to 80 ms)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on the 2 shared cores a 2-thread step stalls whenever "
+        "another process takes a core; Adam itself went from 1.2 to 80 ms)",
+    )
     ap.add_argument("--malloc", choices=["tuned", "default", "both"], default="both")
     ap.add_argument("--quick", action="store_true", help="10 reps, tuned malloc only")
-    ap.add_argument("--cases", default=None,
-                    help="comma-separated subset of: " + ", ".join(CASES) + " (adam (torch) and tngd always run)")
+    ap.add_argument(
+        "--cases",
+        default=None,
+        help="comma-separated subset of: " + ", ".join(CASES) + " (adam (torch) and tngd always run)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -242,42 +274,83 @@ def main():
         load0 = os.getloadavg()[0]
         rows = [child(c, args.reps, args.batch, args.threads, tuned) for c in cases]
         rows_by_setting[label] = rows
-        print(f"\ndigits CNN N={rows[0]['N']}, batch {args.batch} (m={rows[0]['m']}), {args.threads} torch "
-              f"threads, {label}; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
-        print("x Adam: 'paired' = median over steps of (this step / the Adam step timed just before it);"
-              " 'min' = min / Adam's min in the same process")
+        print(
+            f"\ndigits CNN N={rows[0]['N']}, batch {args.batch} (m={rows[0]['m']}), {args.threads} torch "
+            f"threads, {label}; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            "x Adam: 'paired' = median over steps of (this step / the Adam step timed just before it);"
+            " 'min' = min / Adam's min in the same process"
+        )
         print("'x ref' = min / the min of the plain Adam step in its own process (first row)")
-        print(f"{'optimizer':<15}{'median ms':>10}{'min ms':>9}{'Adam min':>9}{'x paired':>9}{'x min':>8}{'x ref':>7}"
-              "   excluded: simulator ms / modelled device ms")
+        print(
+            f"{'optimizer':<15}{'median ms':>10}{'min ms':>9}{'Adam min':>9}{'x paired':>9}{'x min':>8}{'x ref':>7}"
+            "   excluded: simulator ms / modelled device ms"
+        )
         adam_ref = rows[0]["min_ms"]  # the plain torch Adam step, alone in its process
         for r in rows:
             if "median_ms" not in r:
                 print(f"{r['case']:<15}  n/a: {r.get('note', '')}")
-                csv_rows.append({"malloc": label, "optimizer": r["case"], "N": r["N"], "batch": r["batch"],
-                                 "note": r.get("note", "")})
+                csv_rows.append(
+                    {
+                        "malloc": label,
+                        "optimizer": r["case"],
+                        "N": r["N"],
+                        "batch": r["batch"],
+                        "note": r.get("note", ""),
+                    }
+                )
                 continue
             r["x_adam_min"] = r["min_ms"] / r["adam_min_ms"]
             r["x_adam_ref"] = r["min_ms"] / adam_ref
-            extra = (f"   {r['simulator_ms']:.1f} / {r['device_ms']:.3f}" if "simulator_ms" in r else "")
-            print(f"{r['case']:<15}{r['median_ms']:>10.2f}{r['min_ms']:>9.2f}{r['adam_min_ms']:>9.2f}"
-                  f"{r['x_adam_paired']:>9.2f}{r['x_adam_min']:>8.2f}{r['x_adam_ref']:>7.2f}{extra}")
-            csv_rows.append({"malloc": label, "optimizer": r["case"], "N": r["N"], "batch": r["batch"],
-                             "reps": r["reps"], "median_ms": r["median_ms"], "min_ms": r["min_ms"],
-                             "adam_median_ms": r["adam_median_ms"], "adam_min_ms": r["adam_min_ms"],
-                             "x_adam_paired": r["x_adam_paired"], "x_adam_min": r["x_adam_min"],
-                             "x_adam_ref": r["x_adam_ref"], "simulator_ms": r.get("simulator_ms", ""), "device_ms": r.get("device_ms", "")})
+            extra = f"   {r['simulator_ms']:.1f} / {r['device_ms']:.3f}" if "simulator_ms" in r else ""
+            print(
+                f"{r['case']:<15}{r['median_ms']:>10.2f}{r['min_ms']:>9.2f}{r['adam_min_ms']:>9.2f}"
+                f"{r['x_adam_paired']:>9.2f}{r['x_adam_min']:>8.2f}{r['x_adam_ref']:>7.2f}{extra}"
+            )
+            csv_rows.append(
+                {
+                    "malloc": label,
+                    "optimizer": r["case"],
+                    "N": r["N"],
+                    "batch": r["batch"],
+                    "reps": r["reps"],
+                    "median_ms": r["median_ms"],
+                    "min_ms": r["min_ms"],
+                    "adam_median_ms": r["adam_median_ms"],
+                    "adam_min_ms": r["adam_min_ms"],
+                    "x_adam_paired": r["x_adam_paired"],
+                    "x_adam_min": r["x_adam_min"],
+                    "x_adam_ref": r["x_adam_ref"],
+                    "simulator_ms": r.get("simulator_ms", ""),
+                    "device_ms": r.get("device_ms", ""),
+                }
+            )
         t = next(r for r in rows if r["case"] == "tngd")
         print("TNGD digital part, by piece:     median ms   min ms  x paired   x min   x ref")
         for part in PARTS:
             t[f"{part} x_adam_min"] = t[f"{part} min_ms"] / t["adam_min_ms"]
             t[f"{part} x_adam_ref"] = t[f"{part} min_ms"] / adam_ref
-            print(f"  {part:<28}{t[f'{part} median_ms']:>10.2f}{t[f'{part} min_ms']:>9.2f}"
-                  f"{t[f'{part} x_adam_paired']:>10.2f}{t[f'{part} x_adam_min']:>8.2f}{t[f'{part} x_adam_ref']:>8.2f}")
-            csv_rows.append({"malloc": label, "optimizer": f"tngd part: {part}", "N": t["N"], "batch": t["batch"],
-                             "reps": t["reps"], "median_ms": t[f"{part} median_ms"], "min_ms": t[f"{part} min_ms"],
-                             "adam_median_ms": t["adam_median_ms"], "adam_min_ms": t["adam_min_ms"],
-                             "x_adam_paired": t[f"{part} x_adam_paired"], "x_adam_min": t[f"{part} x_adam_min"],
-                             "x_adam_ref": t[f"{part} x_adam_ref"]})
+            print(
+                f"  {part:<28}{t[f'{part} median_ms']:>10.2f}{t[f'{part} min_ms']:>9.2f}"
+                f"{t[f'{part} x_adam_paired']:>10.2f}{t[f'{part} x_adam_min']:>8.2f}{t[f'{part} x_adam_ref']:>8.2f}"
+            )
+            csv_rows.append(
+                {
+                    "malloc": label,
+                    "optimizer": f"tngd part: {part}",
+                    "N": t["N"],
+                    "batch": t["batch"],
+                    "reps": t["reps"],
+                    "median_ms": t[f"{part} median_ms"],
+                    "min_ms": t[f"{part} min_ms"],
+                    "adam_median_ms": t["adam_median_ms"],
+                    "adam_min_ms": t["adam_min_ms"],
+                    "x_adam_paired": t[f"{part} x_adam_paired"],
+                    "x_adam_min": t[f"{part} x_adam_min"],
+                    "x_adam_ref": t[f"{part} x_adam_ref"],
+                }
+            )
     stem = RESULTS / f"bench_optimizers_{args.threads}thread{'s' if args.threads > 1 else ''}"
     with open(f"{stem}.csv", "w", newline="") as f:
         fields = list(dict.fromkeys(k for r in csv_rows for k in r))

@@ -4,6 +4,7 @@ dense eigh path at N = 2000 for comparison.  Run: python benchmarks/bench_ou.py 
 "run" is a full ou.run call (decomposition + one transition); "step" reuses the decomposition,
 which is what a trajectory or the TNGD loop with a fixed system pays per extra time point.
 """
+
 from __future__ import annotations
 
 import argparse

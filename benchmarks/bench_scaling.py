@@ -28,6 +28,7 @@ methods and memory_budget 256 MiB (default) and 32 MiB. The stated budget is
     outputs (J_f: m N float32, H_L: m^2) + memory_budget (the chunked workspace),
 and the check is peak <= budget + 10 % (allocator slack).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -129,21 +130,22 @@ def run_timing(width, dz, threads, ngd_max, quick) -> dict:
     op = make_ggn_vp(model, x, damping=LAM)
     v = torch.randn(N, generator=torch.Generator().manual_seed(2))
     out["ggn_vp_s"], _ = _time(lambda: op(v), budget)
-    out["ngd-cg_s"] = (out["ngd-cg_measured_s"] if calls[0] >= CG_ITERS
-                       else out["cg_build_s"] + CG_ITERS * out["ggn_vp_s"])
+    out["ngd-cg_s"] = (
+        out["ngd-cg_measured_s"] if calls[0] >= CG_ITERS else out["cg_build_s"] + CG_ITERS * out["ggn_vp_s"]
+    )
     del cg
     wb = NGDWoodbury(model, damping=LAM)
     out["ngd-woodbury_s"], _ = _time(lambda: wb.step(x, y), budget)
     buf_u = torch.empty(m, N)
     out["tngd_digital_U_s"], _ = _time(lambda: compute_curvature(model, x, y, out=buf_u), budget)
-    out["tngd_digital_JH_s"], _ = _time(
-        lambda: jacobian_curvature(model, x, y).H, budget)
+    out["tngd_digital_JH_s"], _ = _time(lambda: jacobian_curvature(model, x, y).H, budget)
     dev = TimingModel().device_time(N, resistor_count("crossbar", N, m), T_ANALOG)
     out["tngd_device_s"] = dev["total"]
     out["tngd_device_breakdown"] = dev
     out["tngd_est_s"] = out["tngd_digital_JH_s"] + dev["total"]
-    out["tngd_est_U_s"] = out["tngd_digital_U_s"] + TimingModel().device_time(
-        N, resistor_count("factored", N, m), T_ANALOG)["total"]
+    out["tngd_est_U_s"] = (
+        out["tngd_digital_U_s"] + TimingModel().device_time(N, resistor_count("factored", N, m), T_ANALOG)["total"]
+    )
     return out
 
 
@@ -161,9 +163,19 @@ def run_memory(width, dz, threads, method, budget_mib) -> dict:
     wall = time.perf_counter() - t0
     peak = maxrss_mb()
     outputs_mb = (c.J.numel() * c.J.element_size() + H.numel() * H.element_size()) / 2**20
-    return {"width": width, "dz": dz, "N": N, "m": m, "method": c.method, "memory_budget_mib": budget_mib,
-            "outputs_mib": outputs_mb, "stated_budget_mib": outputs_mb + budget_mib,
-            "peak_above_start_mib": peak - rss0, "rss_start_mib": rss0, "wall_s": wall}
+    return {
+        "width": width,
+        "dz": dz,
+        "N": N,
+        "m": m,
+        "method": c.method,
+        "memory_budget_mib": budget_mib,
+        "outputs_mib": outputs_mb,
+        "stated_budget_mib": outputs_mb + budget_mib,
+        "peak_above_start_mib": peak - rss0,
+        "rss_start_mib": rss0,
+        "wall_s": wall,
+    }
 
 
 def child(args: list[str]) -> dict:
@@ -175,9 +187,14 @@ def child(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-METHODS = [("ngd_s", "NGD (dense)"), ("ngd-cg_s", f"NGD-CG (c={CG_ITERS})"), ("ngd-woodbury_s", "NGD-Woodbury"),
-           ("tngd_est_s", "TNGD est. (digital J,H + device)"), ("tngd_digital_U_s", "TNGD digital (U form)"),
-           ("adam_s", "Adam")]
+METHODS = [
+    ("ngd_s", "NGD (dense)"),
+    ("ngd-cg_s", f"NGD-CG (c={CG_ITERS})"),
+    ("ngd-woodbury_s", "NGD-Woodbury"),
+    ("tngd_est_s", "TNGD est. (digital J,H + device)"),
+    ("tngd_digital_U_s", "TNGD digital (U form)"),
+    ("adam_s", "Adam"),
+]
 
 
 def plot(rows, path):
@@ -212,9 +229,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help=f"widths {QUICK_WIDTHS}, shorter timing")
     ap.add_argument("--widths", type=int, nargs="+")
     ap.add_argument("--dz", type=int, nargs="+", default=[10, 20])
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch/BLAS threads (default 1: with 2 threads on the 2 shared cores a step "
-                         "stalls whenever another process takes a core)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/BLAS threads (default 1: with 2 threads on the 2 shared cores a step "
+        "stalls whenever another process takes a core)",
+    )
     ap.add_argument("--ngd-max", type=int, default=6000, help="largest N for dense NGD (NGD.MAX_N is 8000)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -234,23 +255,45 @@ def main():
     rows = []
     load0 = os.getloadavg()[0]
     print(f"MLP 64-W-dz, batch {BATCH}, {args.threads} threads, lam {LAM}, CG c = {CG_ITERS}, t = {T_ANALOG} tau")
-    print(f"{'dz':>3}{'W':>6}{'N':>9}{'adam':>9}{'ngd':>9}{'cg200':>9}{'woodb':>9}{'tngd U':>9}{'tngd JH':>9}"
-          f"{'device':>9}{'tngd est':>9}{'cg meas.':>9}{'#':>4}   (seconds)")
+    print(
+        f"{'dz':>3}{'W':>6}{'N':>9}{'adam':>9}{'ngd':>9}{'cg200':>9}{'woodb':>9}{'tngd U':>9}{'tngd JH':>9}"
+        f"{'device':>9}{'tngd est':>9}{'cg meas.':>9}{'#':>4}   (seconds)"
+    )
     for dz in args.dz:
         for w in widths:
-            r = child(["--child", "time", str(w), str(dz), str(args.threads), str(args.ngd_max),
-                       "1" if args.quick else "0"])
+            r = child(
+                ["--child", "time", str(w), str(dz), str(args.threads), str(args.ngd_max), "1" if args.quick else "0"]
+            )
             rows.append(r)
             f = lambda k, r=r: f"{r[k]:>9.4f}" if k in r else f"{'-':>9}"  # noqa: E731
-            print(f"{dz:>3}{w:>6}{r['N']:>9}{f('adam_s')}{f('ngd_s')}{f('ngd-cg_s')}{f('ngd-woodbury_s')}"
-                  f"{f('tngd_digital_U_s')}{f('tngd_digital_JH_s')}{f('tngd_device_s')}{f('tngd_est_s')}"
-                  f"{f('ngd-cg_measured_s')}{r['ngd-cg_products']:>4}",
-                  flush=True)
+            print(
+                f"{dz:>3}{w:>6}{r['N']:>9}{f('adam_s')}{f('ngd_s')}{f('ngd-cg_s')}{f('ngd-woodbury_s')}"
+                f"{f('tngd_digital_U_s')}{f('tngd_digital_JH_s')}{f('tngd_device_s')}{f('tngd_est_s')}"
+                f"{f('ngd-cg_measured_s')}{r['ngd-cg_products']:>4}",
+                flush=True,
+            )
     print(f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
     with open(RESULTS / "bench_scaling.csv", "w", newline="") as fh:
-        keys = ["dz", "width", "N", "m", "batch", "adam_s", "ngd_s", "ngd-cg_s", "ngd-cg_measured_s",
-                "ngd-cg_products", "cg_build_s", "ggn_vp_s", "ngd-woodbury_s", "tngd_digital_U_s",
-                "tngd_digital_JH_s", "tngd_device_s", "tngd_est_s", "tngd_est_U_s"]
+        keys = [
+            "dz",
+            "width",
+            "N",
+            "m",
+            "batch",
+            "adam_s",
+            "ngd_s",
+            "ngd-cg_s",
+            "ngd-cg_measured_s",
+            "ngd-cg_products",
+            "cg_build_s",
+            "ggn_vp_s",
+            "ngd-woodbury_s",
+            "tngd_digital_U_s",
+            "tngd_digital_JH_s",
+            "tngd_device_s",
+            "tngd_est_s",
+            "tngd_est_U_s",
+        ]
         wr = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         wr.writeheader()
         wr.writerows(rows)
@@ -267,25 +310,34 @@ def main():
             ngd_extrap = q["ngd_s"] * (r["N"] / q["N"]) ** 3
             parts.append(f"NGD ~{ngd_extrap / est:.0f}x (extrapolated as N^3 from N = {q['N']})")
         dev = r["tngd_device_breakdown"]
-        print(f"  dz = {dz}, N = {r['N']}: TNGD est. {est * 1e3:.1f} ms (digital {r['tngd_digital_JH_s'] * 1e3:.1f} ms"
-              f" + device {dev['total'] * 1e3:.2f} ms: transfer {dev['transfer'] * 1e3:.2f}, program "
-              f"{dev['program'] * 1e3:.2f}, analog {dev['analog'] * 1e3:.3f}); " + ", ".join(parts))
-        print(f"     U form: TNGD digital {r['tngd_digital_U_s'] * 1e3:.1f} ms + device "
-              f"{(r['tngd_est_U_s'] - r['tngd_digital_U_s']) * 1e3:.2f} ms; Adam {r['adam_s'] * 1e3:.2f} ms")
+        print(
+            f"  dz = {dz}, N = {r['N']}: TNGD est. {est * 1e3:.1f} ms (digital {r['tngd_digital_JH_s'] * 1e3:.1f} ms"
+            f" + device {dev['total'] * 1e3:.2f} ms: transfer {dev['transfer'] * 1e3:.2f}, program "
+            f"{dev['program'] * 1e3:.2f}, analog {dev['analog'] * 1e3:.3f}); " + ", ".join(parts)
+        )
+        print(
+            f"     U form: TNGD digital {r['tngd_digital_U_s'] * 1e3:.1f} ms + device "
+            f"{(r['tngd_est_U_s'] - r['tngd_digital_U_s']) * 1e3:.2f} ms; Adam {r['adam_s'] * 1e3:.2f} ms"
+        )
 
     if args.no_memory:
         return
     w, dz = max(widths), max(args.dz)
     mem = []
     print(f"\npeak memory of J_f + H_L construction at the largest run (W = {w}, dz = {dz}, b = {BATCH}):")
-    print(f"{'method':<10}{'budget MiB':>11}{'outputs MiB':>12}{'stated MiB':>11}{'peak+ MiB':>10}{'within':>8}"
-          f"{'wall s':>8}")
+    print(
+        f"{'method':<10}{'budget MiB':>11}{'outputs MiB':>12}{'stated MiB':>11}{'peak+ MiB':>10}{'within':>8}"
+        f"{'wall s':>8}"
+    )
     for method, budget in (("layers", 256), ("layers", 32), ("jacobian", 256), ("jacobian", 32)):
         r = child(["--child", "mem", str(w), str(dz), str(args.threads), method, str(budget)])
         r["within"] = r["peak_above_start_mib"] <= 1.1 * r["stated_budget_mib"]
         mem.append(r)
-        print(f"{r['method']:<10}{budget:>11}{r['outputs_mib']:>12.0f}{r['stated_budget_mib']:>11.0f}"
-              f"{r['peak_above_start_mib']:>10.0f}{str(r['within']):>8}{r['wall_s']:>8.2f}", flush=True)
+        print(
+            f"{r['method']:<10}{budget:>11}{r['outputs_mib']:>12.0f}{r['stated_budget_mib']:>11.0f}"
+            f"{r['peak_above_start_mib']:>10.0f}{str(r['within']):>8}{r['wall_s']:>8.2f}",
+            flush=True,
+        )
     with open(RESULTS / "bench_scaling_memory.csv", "w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=list(mem[0]))
         wr.writeheader()

@@ -14,6 +14,7 @@ the step wall time is taken from consecutive wall_s values of metrics.csv, so ch
 the bookkeeping_s column are measured the same way. Repetitions alternate between the optimizers,
 so a change in the machine's load hits both; the table keeps the repetition with the lowest CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,9 +53,15 @@ def child(optimizer: str, steps: int) -> dict:
     digital = sum(float(r["digital_s"]) for r in rows[1:]) / n
     sim = sum(float(r["simulator_s"]) for r in rows[1:]) / n
     total = sum(steps_wall) / n
-    return {"optimizer": optimizer, "cpu_ms": 1e3 * cpu, "step_ms": 1e3 * total, "digital_ms": 1e3 * digital, "simulator_ms": 1e3 * sim,
-            "bookkeeping_ms": 1e3 * (total - digital - sim),
-            "device_model_ms": 1e3 * sum(float(r["device_s"]) for r in rows[1:]) / n}
+    return {
+        "optimizer": optimizer,
+        "cpu_ms": 1e3 * cpu,
+        "step_ms": 1e3 * total,
+        "digital_ms": 1e3 * digital,
+        "simulator_ms": 1e3 * sim,
+        "bookkeeping_ms": 1e3 * (total - digital - sim),
+        "device_model_ms": 1e3 * sum(float(r["device_s"]) for r in rows[1:]) / n,
+    }
 
 
 def main() -> int:
@@ -71,8 +78,13 @@ def main() -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     for _ in range(args.repeat):
         for opt in ("tngd", "adam"):
-            out = subprocess.run([sys.executable, __file__, "--child", opt, "--steps", str(args.steps)],
-                                 env=env, capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", opt, "--steps", str(args.steps)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             if opt not in best or r["cpu_ms"] < best[opt]["cpu_ms"]:
                 best[opt] = r
@@ -80,8 +92,10 @@ def main() -> int:
     print(" ".join(f"{c:>15s}" for c in cols))
     for r in best.values():
         print(" ".join(f"{r[c]:>15.2f}" if c != "optimizer" else f"{r[c]:>15s}" for c in cols))
-    print(f"TNGD / Adam per step: {best['tngd']['cpu_ms'] / best['adam']['cpu_ms']:.1f}x CPU time, "
-          f"{best['tngd']['step_ms'] / best['adam']['step_ms']:.1f}x wall time")
+    print(
+        f"TNGD / Adam per step: {best['tngd']['cpu_ms'] / best['adam']['cpu_ms']:.1f}x CPU time, "
+        f"{best['tngd']['step_ms'] / best['adam']['step_ms']:.1f}x wall time"
+    )
     if args.out:
         with open(args.out, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=cols)

@@ -1,4 +1,5 @@
 """Circuit model of the SPU: design parameters, topologies, netlist emission, component report."""
+
 from .circuit import Circuit
 from .design import Design, OpAmp
 from .netlist import Netlist

@@ -12,6 +12,7 @@ Sign conventions (all positive components; signs come from inverted copies of si
 * A coefficient a from signal v into summing node s is a resistor R0/|a| from v if a > 0 or
   from the inverted copy -v if a < 0: the current is a*v/R0 either way.
 """
+
 from __future__ import annotations
 
 import math
@@ -115,12 +116,12 @@ class BuildRecord:
     dacs: int = 0
     dac_volts: np.ndarray | None = None
     noise_hold_tau: float | None = None  # circuit tau; None when the circuit has no noise source
-    noise_mode: str | None = None        # "table" | "held" (None: no noise source)
+    noise_mode: str | None = None  # "table" | "held" (None: no noise source)
     arrays: dict[str, ArrayRecord] = field(default_factory=dict)  # label -> programmed array
-    scale: float = 1.0               # the circuit realises (A/scale) x = b/scale (circuits/scaling.py)
-    columns_dropped: int = 0         # columns of U left out whole (every entry an open cell)
+    scale: float = 1.0  # the circuit realises (A/scale) x = b/scale (circuits/scaling.py)
+    columns_dropped: int = 0  # columns of U left out whole (every entry an open cell)
     columns_dropped_entries: int = 0  # their nonzero entries (each would have been an open cell)
-    open_error: float = 0.0          # relative steady-state error of the open cells alone
+    open_error: float = 0.0  # relative steady-state error of the open cells alone
     # Johnson noise per cell as a kappa in circuit units (0 without temperature); times scale
     # gives problem units.
     johnson_kappa: np.ndarray | None = None
@@ -192,7 +193,11 @@ class Builder:
             k = int(np.argmax(bad))
             side = "below r_min" if R[k] < self.d.r_min else "above r_max"
             lim = self.d.r_min if R[k] < self.d.r_min else self.d.r_max
-            hint = "widen [r_min, r_max]" if self.d.autoscale else "rescale the problem (or leave autoscale on), widen [r_min, r_max]"
+            hint = (
+                "widen [r_min, r_max]"
+                if self.d.autoscale
+                else "rescale the problem (or leave autoscale on), widen [r_min, r_max]"
+            )
             raise DesignError(
                 f"{label}{index_names(k)} = {coef[k]:.6g} maps to R = R0/|a| = {R[k]:.6g} ohm, {side} "
                 f"({lim:g} ohm); {hint} or set bits_r to drop tiny entries"
@@ -250,8 +255,7 @@ class Builder:
         self.record.amplifiers += 1
 
     # -- resistor arrays ------------------------------------------------------------------
-    def array(self, label: str, coef: np.ndarray, targets: list[str], pos: list[str],
-              neg: list[str | None]) -> Stage:
+    def array(self, label: str, coef: np.ndarray, targets: list[str], pos: list[str], neg: list[str | None]) -> Stage:
         """Resistors realising current(target_i) = sum_j coef[i,j] * v_j / R0.
 
         pos[j] carries v_j, neg[j] carries -v_j (needed only where a column has negative entries).
@@ -274,8 +278,17 @@ class Builder:
         # The placed entries in row-major order (np.nonzero's). A full array, the usual case at
         # scale, needs no index arrays, gather or scatter: each is a slow pass over N x m entries.
         full = np.count_nonzero(coef) == coef.size
-        rec = ArrayRecord(label, asked, coef, None if full else np.flatnonzero(coef), None, None,
-                          opened=n_open, open_max=open_max, open_index=open_index)
+        rec = ArrayRecord(
+            label,
+            asked,
+            coef,
+            None if full else np.flatnonzero(coef),
+            None,
+            None,
+            opened=n_open,
+            open_max=open_max,
+            open_index=open_index,
+        )
         vals = rec.values
         rec.ohms_nominal = self.ohms(label, vals, rec.where)
         rec.ohms = R = self.with_tolerance(rec.ohms_nominal, self.d.tol_r)
@@ -297,8 +310,9 @@ class Builder:
         self.record.arrays[label] = rec
         return Stage(label, S)
 
-    def place(self, rec: ArrayRecord, targets: list[str], pos: list[str],
-              neg: list[str | None]) -> tuple[list[str], list[str]]:
+    def place(
+        self, rec: ArrayRecord, targets: list[str], pos: list[str], neg: list[str | None]
+    ) -> tuple[list[str], list[str]]:
         """Emit one array's resistors (entry k: rec.ohms[k] from column cols[k]'s signal into row
         rows[k]); returns the node each one joins (sources, targets)."""
         add, label, R = self.nl.R, rec.label, rec.ohms
@@ -322,8 +336,10 @@ class Builder:
         rf = gain * self.d.R0
         if not self.d.r_min <= rf <= self.d.r_max:
             side = "below r_min" if rf < self.d.r_min else "above r_max"
-            raise DesignError(f"summer {label} needs feedback resistors of {rf:.6g} ohm (gain {gain:.6g}), "
-                              f"{side} (allowed [{self.d.r_min:g}, {self.d.r_max:g}] ohm)")
+            raise DesignError(
+                f"summer {label} needs feedback resistors of {rf:.6g} ohm (gain {gain:.6g}), "
+                f"{side} (allowed [{self.d.r_min:g}, {self.d.r_max:g}] ohm)"
+            )
         Rf = self.with_tolerance(np.full(n, rf), self.d.tol_r)
         if self.emits_text:
             for k in range(n):
@@ -361,8 +377,9 @@ class Builder:
             neg[j] = out
         gain[idx] = R[:, 1] / R[:, 0]
         # Terminals per resistor, input then feedback of each inverter.
-        self.record.terminals.append(([a for pair in zip(ins, sums) for a in pair],
-                                      [a for pair in zip(sums, outs) for a in pair]))
+        self.record.terminals.append(
+            ([a for pair in zip(ins, sums) for a in pair], [a for pair in zip(sums, outs) for a in pair])
+        )
         self.record.resistors.append(R.ravel())
         self.record.resistor_roles.append(f"inverters {label}")
         return neg, gain
@@ -455,12 +472,18 @@ class Builder:
             # the same sigma^2 * hold per interval as a held value (circuits/noise_table.py).
             scales = [SCALE * math.sqrt(var[node] / hold) for node in nodes]
             for j, c in enumerate(chunks(len(nodes))):
-                self.nl.table_currents(f"noise{j}", nodes[c.start:c.stop], file_name(j), scales[c.start:c.stop],
-                                       comment=f"noise into {len(c)} nodes from {file_name(j)}, knots every {hold:.6g} s")
+                self.nl.table_currents(
+                    f"noise{j}",
+                    nodes[c.start : c.stop],
+                    file_name(j),
+                    scales[c.start : c.stop],
+                    comment=f"noise into {len(c)} nodes from {file_name(j)}, knots every {hold:.6g} s",
+                )
         for k, (node, v) in enumerate(sorted(var.items()) if self.emits_text and self.noise_mode == "held" else ()):
             # A value held for `hold` seconds with std sigma/sqrt(hold) integrates to sigma^2*hold.
-            self.nl.I(f"n{k}", "0", node, 0.0, noise=(hold, math.sqrt(v / hold)),
-                      comment=f"noise into {node}: {v:.6g} A^2 s")
+            self.nl.I(
+                f"n{k}", "0", node, 0.0, noise=(hold, math.sqrt(v / hold)), comment=f"noise into {node}: {v:.6g} A^2 s"
+            )
         self.record.noise_sources = len(var)
         self.record.noise_hold_tau = self.noise_hold_tau if var else None
         self.record.noise_mode = self.noise_mode if var else None

@@ -2,6 +2,7 @@
 builders share (as-built algebra, x0 check, the seeded transient). Its own module so that
 the RC topologies (circuits/topologies/) and circuits/oscillator.py both build on it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,9 +63,9 @@ class Circuit:
     record: BuildRecord
     as_built: AsBuilt
     n: int
-    scale: float = 1.0      # the circuit realises (A/scale) x = b/scale; one problem tau = scale circuit tau
+    scale: float = 1.0  # the circuit realises (A/scale) x = b/scale; one problem tau = scale circuit tau
     realised: object = None  # that scaled problem (circuits/scaling.scaled)
-    seed: int | None = None            # of the noise tables (None: fresh noise)
+    seed: int | None = None  # of the noise tables (None: fresh noise)
     builder: object | None = None  # the Builder that placed the elements (its stages and node conductances)
     # Builder labels of the arrays holding A (the topology's Topology.programmed_arrays); None: none.
     programmed_arrays: tuple[str, ...] | None = None
@@ -74,7 +75,7 @@ class Circuit:
 
     @property
     def noise_mode(self) -> str | None:
-        """"table" | "held" | None (no noise source)."""
+        """ "table" | "held" | None (no noise source)."""
         return self.record.noise_mode
 
     def tran_args(self) -> tuple[float, float, float]:
@@ -144,8 +145,17 @@ def check_seed(seed) -> int | None:
     return None if seed is None else int(seed)
 
 
-def finish_transient(nl: Netlist, design: Design, saves, prints, t: float, points: int, seed,
-                     record: BuildRecord, fastest_rate: float = 0.0) -> None:
+def finish_transient(
+    nl: Netlist,
+    design: Design,
+    saves,
+    prints,
+    t: float,
+    points: int,
+    seed,
+    record: BuildRecord,
+    fastest_rate: float = 0.0,
+) -> None:
     """Seed, tolerances, saved nodes and the .tran line shared by every topology. t is in problem
     tau: the circuit runs it record.scale times longer. design.dt_max stays in the circuit's tau,
     where the scale has brought the rates near 1 (measured: a step of 0.01 problem tau on a

@@ -2,6 +2,7 @@
 
 All values are SI units. The state variable x is carried as a voltage V = v_unit * x.
 """
+
 from __future__ import annotations
 
 import math
@@ -116,8 +117,7 @@ class Design:
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise DesignError(f"{name} must be a finite number > 0, got {v!r}")
 
-        for name in ("R0", "C", "r_min", "r_max", "v_unit", "v_fullscale", "rails", "dt_max",
-                     "amp_quiescent_w"):
+        for name in ("R0", "C", "r_min", "r_max", "v_unit", "v_fullscale", "rails", "dt_max", "amp_quiescent_w"):
             positive(name, getattr(self, name))
         if self.r_min >= self.r_max:
             raise DesignError(f"r_min ({self.r_min}) must be below r_max ({self.r_max})")

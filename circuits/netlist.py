@@ -11,6 +11,7 @@ finite floats (emitted with repr, which never produces a newline or a SPICE scal
 title and comments are restricted to printable ASCII without newlines and cannot start a dot
 command. There is no method that appends a free-form line.
 """
+
 from __future__ import annotations
 
 import re
@@ -148,8 +149,10 @@ class Netlist:
         model = "tab" + check_name(name)
         zeros = " ".join("0" for _ in nodes)
         amps = " ".join(num(v) for v in scales)
-        params = (f'file="{file}" amploffset=[{zeros}] amplscale=[{amps}] timeoffset=0 '
-                  "timescale=1 timerelative=false amplstep=false")
+        params = (
+            f'file="{file}" amploffset=[{zeros}] amplscale=[{amps}] timeoffset=0 '
+            "timescale=1 timerelative=false amplstep=false"
+        )
         el = self._add("A", name, nodes, model, comment)
         self.models[model] = params
         return el
@@ -166,8 +169,9 @@ class Netlist:
         check_name(name)
         scratch = Netlist(name)
         build(scratch)
-        self.subckts[name] = Subckt(name, tuple(check_name(p) for p in ports),
-                                    tuple(e for e in scratch.elements if isinstance(e, Element)))
+        self.subckts[name] = Subckt(
+            name, tuple(check_name(p) for p in ports), tuple(e for e in scratch.elements if isinstance(e, Element))
+        )
 
     # -- analysis -------------------------------------------------------------------------
     def option(self, key: str, value) -> None:
@@ -199,7 +203,7 @@ class Netlist:
         if el.kind == "A":
             # Long port lists are wrapped on `+` continuation lines, 16 ports each.
             ports = [f"%id(0 {n})" for n in el.nodes]
-            rows = [" ".join(ports[i:i + 16]) for i in range(0, len(ports), 16)]
+            rows = [" ".join(ports[i : i + 16]) for i in range(0, len(ports), 16)]
             body = "\n+ ".join(rows)
             return f"{el.name} [{body}] {el.value}" + (f" $ {el.comment}" if el.comment else "")
         parts = [el.name, *el.nodes]
@@ -218,16 +222,19 @@ class Netlist:
             out.append(f"* {el}" if isinstance(el, str) else self._line(el))
         for name, params in self.models.items():
             words = params.split(" ")
-            out.append(f".model {name} filesource (" + "\n+ ".join(
-                " ".join(words[i:i + 16]) for i in range(0, len(words), 16)) + ")")
+            out.append(
+                f".model {name} filesource ("
+                + "\n+ ".join(" ".join(words[i : i + 16]) for i in range(0, len(words), 16))
+                + ")"
+            )
         if self.options:
             out.append(".options " + " ".join(f"{k}={v}" for k, v in self.options.items()))
         if self.saves:
             # ngspice batch mode accepts long .save lines; wrap anyway to keep the file readable.
             for i in range(0, len(self.saves), 16):
-                out.append(".save " + " ".join(f"v({n})" for n in self.saves[i:i + 16]))
+                out.append(".save " + " ".join(f"v({n})" for n in self.saves[i : i + 16]))
         for i in range(0, len(self.prints), 16):
-            out.append(".print tran " + " ".join(f"v({n})" for n in self.prints[i:i + 16]))
+            out.append(".print tran " + " ".join(f"v({n})" for n in self.prints[i : i + 16]))
         if self.tran is not None:
             tstep, tstop, tmax = self.tran
             out.append(f".tran {num(tstep)} {num(tstop)} 0 {num(tmax)}" + (" uic" if self.uic else ""))

@@ -23,6 +23,7 @@ Measured: knot times given as an index with the model's `timescale` = hold cost 
 per hold and many rejected steps (filesource then evidently mis-times the knots against ngspice's
 steps), absolute times 1.01 per hold: hence seconds in column 0 and timescale = 1.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,8 @@ from spu.core.errors import DesignError
 # noise<j>.txt, and every line is kept below LINE_MAX characters.
 COLUMNS = 64
 LINE_MAX = 500
-SCALE = 1e-4                   # table integer -> unit normal
-_DIGITS = 5                    # |round(1e4 * z)| <= 99999: unit normals clipped at +-9.9999
+SCALE = 1e-4  # table integer -> unit normal
+_DIGITS = 5  # |round(1e4 * z)| <= 99999: unit normals clipped at +-9.9999
 # Largest table (values) written for one run: beyond it the file would pass ~1 GB; the caller
 # falls back to held (TRRANDOM) noise, which needs no table.
 MAX_VALUES = 30_000_000
@@ -51,7 +52,7 @@ def table_values(n_sources: int, t_stop_s: float, hold_s: float) -> int:
     return n_sources * knots(t_stop_s, hold_s)
 
 
-_LUT: np.ndarray | None = None    # row v: the digits of v, zero-padded to _DIGITS
+_LUT: np.ndarray | None = None  # row v: the digits of v, zero-padded to _DIGITS
 
 
 def _ascii(q: np.ndarray) -> np.ndarray:
@@ -85,8 +86,10 @@ def noise_files(n_sources: int, t_stop_s: float, hold_s: float, seed: int | None
         raise DesignError(f"noise table times must be > 0, got t_stop={t_stop_s!r}, hold={hold_s!r}")
     k = knots(t_stop_s, hold_s)
     if k * n_sources > MAX_VALUES:
-        raise DesignError(f"noise table of {k} knots x {n_sources} sources exceeds {MAX_VALUES} values; "
-                          "use held (TRRANDOM) noise for this run")
+        raise DesignError(
+            f"noise table of {k} knots x {n_sources} sources exceeds {MAX_VALUES} values; "
+            "use held (TRRANDOM) noise for this run"
+        )
     rng = np.random.default_rng(seed)
     z = np.clip(np.rint(rng.standard_normal((k, n_sources)) / SCALE), -(10**_DIGITS - 1), 10**_DIGITS - 1)
     digits = _ascii(z.astype(np.int32))
@@ -96,5 +99,7 @@ def noise_files(n_sources: int, t_stop_s: float, hold_s: float, seed: int | None
     if width + COLUMNS * (_DIGITS + 2) + 1 > LINE_MAX:
         raise DesignError(f"noise table lines would exceed {LINE_MAX} characters (time column {width})")
     newline = np.full((k, 1), ord("\n"), np.uint8)
-    return {file_name(j): np.concatenate([col, digits[:, c.start:c.stop].reshape(k, -1), newline], axis=1).tobytes()
-            for j, c in enumerate(chunks(n_sources))}
+    return {
+        file_name(j): np.concatenate([col, digits[:, c.start : c.stop].reshape(k, -1), newline], axis=1).tobytes()
+        for j, c in enumerate(chunks(n_sources))
+    }

@@ -50,6 +50,7 @@ capacitive coupling -- the matrix is the MASS: Melanson et al. (Nat. Commun. 202
 whose `as_built` is the system the components realise and `system()` the DenseLangevin of it
 (as-built masses, dampings, couplings and noise), which the tests compare with ngspice.
 """
+
 from __future__ import annotations
 
 import math
@@ -95,14 +96,14 @@ class OscillatorCircuit(Circuit):
 
     params: OscillatorParams = None
     gamma: float = 0.0
-    inductors: np.ndarray = None       # as-built henry
-    dampers: np.ndarray = None         # as-built damping resistors, ohm
-    mass_eff: np.ndarray = None        # as-built m_i (resistive) or k_i (capacitive stiffness)
-    gamma_eff: np.ndarray = None       # as-built gamma_i
-    noise_rate: np.ndarray = None      # as-built force-noise covariance rate per cell (s units)
+    inductors: np.ndarray = None  # as-built henry
+    dampers: np.ndarray = None  # as-built damping resistors, ohm
+    mass_eff: np.ndarray = None  # as-built m_i (resistive) or k_i (capacitive stiffness)
+    gamma_eff: np.ndarray = None  # as-built gamma_i
+    noise_rate: np.ndarray = None  # as-built force-noise covariance rate per cell (s units)
     force_nodes: list[str] = field(default_factory=list)
     junction_nodes: list[str] = field(default_factory=list)
-    ideal_problem: object = None       # the (dense or factored) problem the circuit encodes
+    ideal_problem: object = None  # the (dense or factored) problem the circuit encodes
     noise_hold_tau: float = 0.0
 
     @property
@@ -113,10 +114,16 @@ class OscillatorCircuit(Circuit):
         """The as-built second-order system (dense, 2n x 2n): for checks on small circuits."""
         ab, n = self.as_built, self.n
         if self.coupling == "resistive":
-            return DenseLangevin(np.diag(self.mass_eff), ab.matrix(), np.diag(self.gamma_eff), ab.b,
-                                 noise_cov=np.diag(self.noise_rate))
-        return DenseLangevin(ab.matrix(), np.diag(self.mass_eff), np.diag(self.gamma_eff), np.zeros(n),
-                             noise_cov=np.diag(self.noise_rate))
+            return DenseLangevin(
+                np.diag(self.mass_eff), ab.matrix(), np.diag(self.gamma_eff), ab.b, noise_cov=np.diag(self.noise_rate)
+            )
+        return DenseLangevin(
+            ab.matrix(),
+            np.diag(self.mass_eff),
+            np.diag(self.gamma_eff),
+            np.zeros(n),
+            noise_cov=np.diag(self.noise_rate),
+        )
 
     def velocities(self, raw) -> np.ndarray:
         """Velocities dq/ds (T, n) from a raw file of a resistive-coupling run."""
@@ -141,44 +148,53 @@ class OscillatorCircuit(Circuit):
         omega = np.sqrt(w / m)
         settle = ex.settle_time() / sc
         tm = rep["timing"]
-        tm.update({
-            "dynamics": "second order (underdamped Langevin)",
-            "coupling": p.coupling,
-            "mass": p.mass if p.coupling == "resistive" else None,
-            "stiffness": p.stiffness if p.coupling == "capacitive" else None,
-            "gamma": self.gamma,
-            "zeta_min": float(damping_ratios(m, w, g).min()),
-            "zeta_max": float(damping_ratios(m, w, g).max()),
-            "omega_min_per_tau": float(omega.min() * sc),
-            "omega_max_per_tau": float(omega.max() * sc),
-            "f_max_hz": float(omega.max() / (2 * math.pi * d.tau)),
-            "slowest_decay_rate_per_tau": r * sc,
-            "slowest_mode_tau": 1.0 / (r * sc),
-            "settling_time_tau": settle,
-            "settling_time_circuit_tau": settle * sc,
-            "settling_time_s": settle * sc * d.tau,
-            "residual_at_t": float(ex.position_response(sc * t)[0]),
-            "fastest_mode_tau": float(1.0 / (sc * max(omega.max(), (g / m).max()))),
-            # A held force is white for the positions up to O((omega h)^2): keep omega_max * hold <= 0.1
-            # (and hold * gamma/m <= 0.1), the same margin as the RC cells' lambda_max * hold.
-            "noise_hold_ok": bool(self.noise_hold_tau * max(omega.max(), (g / m).max()) <= 0.1),
-        })
+        tm.update(
+            {
+                "dynamics": "second order (underdamped Langevin)",
+                "coupling": p.coupling,
+                "mass": p.mass if p.coupling == "resistive" else None,
+                "stiffness": p.stiffness if p.coupling == "capacitive" else None,
+                "gamma": self.gamma,
+                "zeta_min": float(damping_ratios(m, w, g).min()),
+                "zeta_max": float(damping_ratios(m, w, g).max()),
+                "omega_min_per_tau": float(omega.min() * sc),
+                "omega_max_per_tau": float(omega.max() * sc),
+                "f_max_hz": float(omega.max() / (2 * math.pi * d.tau)),
+                "slowest_decay_rate_per_tau": r * sc,
+                "slowest_mode_tau": 1.0 / (r * sc),
+                "settling_time_tau": settle,
+                "settling_time_circuit_tau": settle * sc,
+                "settling_time_s": settle * sc * d.tau,
+                "residual_at_t": float(ex.position_response(sc * t)[0]),
+                "fastest_mode_tau": float(1.0 / (sc * max(omega.max(), (g / m).max()))),
+                # A held force is white for the positions up to O((omega h)^2): keep omega_max * hold <= 0.1
+                # (and hold * gamma/m <= 0.1), the same margin as the RC cells' lambda_max * hold.
+                "noise_hold_ok": bool(self.noise_hold_tau * max(omega.max(), (g / m).max()) <= 0.1),
+            }
+        )
         if p.coupling != "resistive":
-            rep["voltages"]["note"] = "capacitive coupling: node voltages are velocities, mean 0, spread sqrt(kappa0 A^-1)"
+            rep["voltages"]["note"] = (
+                "capacitive coupling: node voltages are velocities, mean 0, spread sqrt(kappa0 A^-1)"
+            )
             return
         # Transient peaks (noise off) from the exact second-order solution from x0: positions may
         # overshoot A^-1 b when underdamped; force node, junction and inductor current along the way.
         x0 = np.zeros(self.n) if x0 is None else np.asarray(x0, float)
-        grid = np.linspace(0.0, sc * min(t, 4 * settle), 400)   # circuit tau
+        grid = np.linspace(0.0, sc * min(t, 4 * settle), 400)  # circuit tau
         _, _, Q, V = ex.run(grid[-1], x0, np.zeros(self.n), grid, None)
         force = np.array([spec_problem.matvec(q) - spec_problem.b for q in Q])
         i_peak = float(np.abs(V).max() * d.C * d.v_unit / d.tau)
         u_peak = float(np.abs(force).max() * d.v_unit)
         q_peak = float(np.abs(Q).max() * d.v_unit)
         vol = rep["voltages"]
-        vol.update({"transient_state_peak_v": q_peak, "force_node_peak_v": u_peak,
-                    "junction_peak_v": float(np.abs(force + self.gamma * V).max() * d.v_unit),
-                    "inductor_peak_a": i_peak})
+        vol.update(
+            {
+                "transient_state_peak_v": q_peak,
+                "force_node_peak_v": u_peak,
+                "junction_peak_v": float(np.abs(force + self.gamma * V).max() * d.v_unit),
+                "inductor_peak_a": i_peak,
+            }
+        )
         for node, val in (("x (transient overshoot)", q_peak), ("u (force node)", u_peak)):
             if val > vol["peak_v"]:
                 vol["peak_v"], vol["peak_node"] = val, node
@@ -186,6 +202,7 @@ class OscillatorCircuit(Circuit):
 
 
 # ------------------------------------------------------------------------------------ building
+
 
 def _form(problem, coupling: str):
     if coupling == "resistive":
@@ -195,14 +212,18 @@ def _form(problem, coupling: str):
 
 def _check_gamma_range(d: Design, R: float, what: str):
     if not d.r_min <= R <= d.r_max:
-        raise DesignError(f"{what} = {R:.6g} ohm lies outside the resistor range [{d.r_min:g}, {d.r_max:g}]; "
-                          f"choose another damping (gamma / zeta) or widen [r_min, r_max]")
+        raise DesignError(
+            f"{what} = {R:.6g} ohm lies outside the resistor range [{d.r_min:g}, {d.r_max:g}]; "
+            f"choose another damping (gamma / zeta) or widen [r_min, r_max]"
+        )
 
 
 def _inductors(B: Builder, value: float, n: int, rng: InductorRange, what: str) -> np.ndarray:
     if not rng.l_min <= value <= rng.l_max:
-        raise DesignError(f"{what} needs L = {value:.6g} H, outside the inductor range [{rng.l_min:g}, {rng.l_max:g}] H; "
-                          f"change the mass / stiffness, R0 or C, or the inductor range")
+        raise DesignError(
+            f"{what} needs L = {value:.6g} H, outside the inductor range [{rng.l_min:g}, {rng.l_max:g}] H; "
+            f"change the mass / stiffness, R0 or C, or the inductor range"
+        )
     return B.with_tolerance(np.full(n, value), rng.tol_l)
 
 
@@ -215,7 +236,7 @@ def _build_resistive(B: Builder, p, x0, v0, params: OscillatorParams, gamma: flo
     if not p.low_rank:
         xn, gx = B.inverters("x", xs, (p.A > 0).any(axis=0))
         st = B.array("negA", -p.A, su, xs, xn)
-        G = effective(st.S, np.ones(n), gx)                  # current into su per volt of V(x)
+        G = effective(st.S, np.ones(n), gx)  # current into su per volt of V(x)
         K = -Rf[:, None] * G
         as_built_K = dict(dense=K)
         internal = {"xn": ([x for x in xn if x], -np.diag(gx)[gx > 0])}
@@ -252,9 +273,15 @@ def _build_resistive(B: Builder, p, x0, v0, params: OscillatorParams, gamma: flo
     for i in range(n):
         B.nl.R(f"d{i}", us[i], junctions[i], Rd[i], comment=f"cell {i}: damping gamma*R0")
         # I = -C v dq/dt: ic sets the initial velocity v0 (in s units).
-        B.nl.L(f"{i}", junctions[i], sums[i], L[i], ic=-C[i] * d.v_unit * v0[i] / tau,
-               comment=f"cell {i}: mass m*R0^2*C; current = -C v_unit dq/dt")
-        B.node_conductance[junctions[i]] = 1.0 / Rd[i]   # Johnson noise of R_d (u_i is an op-amp output)
+        B.nl.L(
+            f"{i}",
+            junctions[i],
+            sums[i],
+            L[i],
+            ic=-C[i] * d.v_unit * v0[i] / tau,
+            comment=f"cell {i}: mass m*R0^2*C; current = -C v_unit dq/dt",
+        )
+        B.node_conductance[junctions[i]] = 1.0 / Rd[i]  # Johnson noise of R_d (u_i is an op-amp output)
     B.record.resistors.append(Rd)
     B.record.resistor_roles.append("damping")
     B.record.terminals.append((list(us), junctions))
@@ -272,7 +299,8 @@ def _build_capacitive(B: Builder, p: DenseProblem, x0, params: OscillatorParams,
     if np.any(p.b != 0):
         raise ProblemError(
             "capacitive coupling cannot encode b: a DC current into a node flows through its inductor and only "
-            "shifts the flux, the node voltages keep mean 0. Pass b = 0 (sampling / inverse) or use coupling='resistive'")
+            "shifts the flux, the node voltages keep mean 0. Pass b = 0 (sampling / inverse) or use coupling='resistive'"
+        )
     off = A - np.diag(np.diag(A))
     scale = float(np.abs(A).max())
     if np.any(off > 1e-12 * scale):
@@ -280,13 +308,15 @@ def _build_capacitive(B: Builder, p: DenseProblem, x0, params: OscillatorParams,
         raise DesignError(
             f"capacitive coupling realises A as the capacitance matrix, whose off-diagonal entries are -C_ij <= 0; "
             f"A[{i},{j}] = {A[i, j]:.6g} > 0 would need a negative capacitance. Use coupling='resistive' for "
-            f"mixed-sign matrices")
+            f"mixed-sign matrices"
+        )
     ground = np.diag(A) - np.abs(off).sum(axis=1)
     if np.any(ground < -1e-12 * scale):
         i = int(np.argmin(ground))
         raise DesignError(
             f"capacitive coupling needs a capacitance C*(A_ii - sum_j |A_ij|) >= 0 to ground at every node; row {i} "
-            f"gives {ground[i]:.6g} (A is not diagonally dominant), i.e. a negative capacitor. Use coupling='resistive'")
+            f"gives {ground[i]:.6g} (A is not diagonally dominant), i.e. a negative capacitor. Use coupling='resistive'"
+        )
     xs = [f"x{i}" for i in range(n)]
     Cg_nom = d.C * np.maximum(ground, 0.0)
     Cg = B.with_tolerance(Cg_nom, d.tol_c)
@@ -299,8 +329,7 @@ def _build_capacitive(B: Builder, p: DenseProblem, x0, params: OscillatorParams,
     iu, ju = np.nonzero(np.triu(off < 0, 1))
     Cc = B.with_tolerance(-d.C * off[iu, ju], d.tol_c)
     for k, (i, j) in enumerate(zip(iu, ju)):
-        B.nl.C(f"c{i}_{j}", xs[i], xs[j], Cc[k], ic=d.v_unit * (x0[i] - x0[j]),
-               comment=f"coupling C*|A[{i},{j}]|")
+        B.nl.C(f"c{i}_{j}", xs[i], xs[j], Cc[k], ic=d.v_unit * (x0[i] - x0[j]), comment=f"coupling C*|A[{i},{j}]|")
         Cmat[i, i] += Cc[k]
         Cmat[j, j] += Cc[k]
         Cmat[i, j] -= Cc[k]
@@ -359,8 +388,19 @@ class _Cells:
     mass_eff: np.ndarray
 
 
-def _assemble(d: Design, kappa: float, label: str, p, x0, v0, s: float, params: OscillatorParams,
-              gamma: float, hi: float, lrange: InductorRange) -> tuple[Builder, _Cells]:
+def _assemble(
+    d: Design,
+    kappa: float,
+    label: str,
+    p,
+    x0,
+    v0,
+    s: float,
+    params: OscillatorParams,
+    gamma: float,
+    hi: float,
+    lrange: InductorRange,
+) -> tuple[Builder, _Cells]:
     """Place the cells of the scaled problem p (circuit units: v0 per circuit tau) with noise kappa."""
     B = Builder(d, label)
     B.record.scale = s
@@ -392,10 +432,22 @@ def _assemble(d: Design, kappa: float, label: str, p, x0, v0, s: float, params: 
     return B, _Cells(xs, ab, gam, Rd, L, us, junctions, noise_rate, mass_eff)
 
 
-def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None, kappa0: float = 0.0,
-                     t: float = 50.0, title: str | None = None, seed: int | None = None, points: int = 200,
-                     oscillator=None, inductors: InductorRange | None = None, save_velocity: bool = True,
-                     **unknown) -> OscillatorCircuit:
+def build_oscillator(
+    problem,
+    design: Design | None = None,
+    *,
+    x0=None,
+    v0=None,
+    kappa0: float = 0.0,
+    t: float = 50.0,
+    title: str | None = None,
+    seed: int | None = None,
+    points: int = 200,
+    oscillator=None,
+    inductors: InductorRange | None = None,
+    save_velocity: bool = True,
+    **unknown,
+) -> OscillatorCircuit:
     """Build the oscillator SPU for `problem` and set up a transient of t (tau) from (x0, v0).
 
     oscillator: OscillatorParams or dict (mass, gamma | zeta, coupling, stiffness). x0: initial
@@ -435,15 +487,31 @@ def build_oscillator(problem, design: Design | None = None, *, x0=None, v0=None,
         check_open(B.record, open_error(nominal, exact_solution(form)), design)
     nl = B.nl
     saves = list(c.xs) + (list(c.us) + list(c.junctions) if save_velocity else [])
-    fastest = max(math.sqrt(hi / params.mass) if params.coupling == 'resistive' else hi, gamma)
+    fastest = max(math.sqrt(hi / params.mass) if params.coupling == "resistive" else hi, gamma)
     finish_transient(nl, design, saves, c.xs, t, points, seed, B.record, fastest_rate=fastest)
     ideal = circuit_form if params.coupling == "resistive" else DenseProblem(circuit_form.A, np.zeros(form.n))
     return OscillatorCircuit(
-        topology="oscillator", netlist=nl, state_nodes=c.xs, design=design, record=B.record, as_built=c.ab,
-        n=form.n, scale=s, realised=circuit_form,
-        params=params, gamma=gamma, inductors=c.L, dampers=c.Rd, mass_eff=c.mass_eff, gamma_eff=c.gam,
-        noise_rate=c.noise_rate, force_nodes=list(c.us), junction_nodes=list(c.junctions), ideal_problem=ideal,
-        noise_hold_tau=B.noise_hold_tau)
+        topology="oscillator",
+        netlist=nl,
+        state_nodes=c.xs,
+        design=design,
+        record=B.record,
+        as_built=c.ab,
+        n=form.n,
+        scale=s,
+        realised=circuit_form,
+        params=params,
+        gamma=gamma,
+        inductors=c.L,
+        dampers=c.Rd,
+        mass_eff=c.mass_eff,
+        gamma_eff=c.gam,
+        noise_rate=c.noise_rate,
+        force_nodes=list(c.us),
+        junction_nodes=list(c.junctions),
+        ideal_problem=ideal,
+        noise_hold_tau=B.noise_hold_tau,
+    )
 
 
 def su_nodes(n: int) -> list[str]:

@@ -24,6 +24,7 @@ change of the coefficient -> component mapping flows in. It returns a `RealisedS
 
 No op-amp bandwidth model (gbw): its pole would add state variables per amplifier; `realise` says so.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -127,10 +128,10 @@ class RealisedSystem:
     P: np.ndarray
     Q: np.ndarray
     b: np.ndarray
-    q_cell: np.ndarray        # per unit s, direct noise of each cell's own node
-    Wn: np.ndarray | None     # N x r: how noise inside the chain reaches the cells (None: none)
-    Sn: np.ndarray | None     # r x r: its covariance per unit s
-    x0_gain: float           # the state a capacitor ic of -v_unit x0 gives: x(0) = x0_gain * x0
+    q_cell: np.ndarray  # per unit s, direct noise of each cell's own node
+    Wn: np.ndarray | None  # N x r: how noise inside the chain reaches the cells (None: none)
+    Sn: np.ndarray | None  # r x r: its covariance per unit s
+    x0_gain: float  # the state a capacitor ic of -v_unit x0 gives: x(0) = x0_gain * x0
     topology: str
     bits_adc: int | None
     v_fullscale: float
@@ -158,11 +159,15 @@ def realise(problem, topology: str, design: Design | None = None, *, kappa0: flo
     design = (design or Design()).check()
     topo = find(topology)
     if topo is None or not topo.realisable:
-        raise DesignError(f"the as-built dynamics cover topologies {', '.join(choices('asbuilt'))}, "
-                          f"not {topology!r} (use backend ngspice for it)")
+        raise DesignError(
+            f"the as-built dynamics cover topologies {', '.join(choices('asbuilt'))}, "
+            f"not {topology!r} (use backend ngspice for it)"
+        )
     if design.opamp.gbw is not None:
-        raise DesignError("the as-built dynamics model a finite DC gain but no op-amp bandwidth "
-                          "(gbw adds a pole per amplifier): unset gbw or use backend ngspice")
+        raise DesignError(
+            "the as-built dynamics model a finite DC gain but no op-amp bandwidth "
+            "(gbw adds a pole per amplifier): unset gbw or use backend ngspice"
+        )
     circuit = build(problem, topology, design, kappa0=kappa0, builder=ValueBuilder)
     return _to_problem_time(_compose(circuit.builder, circuit.as_built, topo, circuit.n), circuit.scale)
 
@@ -175,7 +180,7 @@ def _to_problem_time(rs: RealisedSystem, s: float) -> RealisedSystem:
     rs.D, rs.P, rs.b, rs.q_cell = s * rs.D, s * rs.P, s * rs.b, s * rs.q_cell
     if rs.Sn is not None:
         m = rs.P.shape[1]
-        rs.Wn[:, :m] = rs.P          # the P-block now reads the scaled P: its covariance / s
+        rs.Wn[:, :m] = rs.P  # the P-block now reads the scaled P: its covariance / s
         rs.Sn[:m, :m] /= s
         rs.Sn[m:, m:] *= s
     return rs
@@ -188,6 +193,7 @@ def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
     R0, vu = d.R0, d.v_unit
     g = float("inf") if d.opamp.ideal else float(d.opamp.gain)
     noise = B.noise_intensity  # node -> intensity A^2 s (real time)
+
     # Voltage noise (in units of v_unit) of a stage output = -Rf * f * i / v_unit; its intensity:
     def out_var(nodes, rf_f):
         v = np.array([noise.get(s, 0.0) for s in nodes])
@@ -206,7 +212,7 @@ def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
         sums, Rf = B.summer_rf[summers[0]]
         rff = Rf * _stage_factor(g, Rf * np.array([B.node_conductance[s] for s in sums]))
         if not ideal:
-            L = rff[:, None] * effective(S, np.ones(n), gx)          # V(y) = -L x + nu
+            L = rff[:, None] * effective(S, np.ones(n), gx)  # V(y) = -L x + nu
         Sig = np.diag(out_var(sums, rff))
         if var_x.any():  # O(N m^2): only with Johnson noise on
             Sneg = np.where(S < 0, -S, 0.0)
@@ -242,9 +248,21 @@ def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
     w = ab.C / d.C * (1.0 if ideal else 1.0 + 1.0 / g)
     D = ab.diag + (0.0 if ideal else R0 * G_s / g)
     q_cell = (R0 / vu) ** 2 * np.array([noise.get(s, 0.0) for s in cells]) / d.tau
-    return RealisedSystem(w=w, D=D, P=P, Q=L, b=ab.b, q_cell=q_cell, Wn=Wn, Sn=Sn,
-                          x0_gain=1.0 if ideal else g / (g + 1.0), topology=topology.name, bits_adc=d.bits_adc,
-                          v_fullscale=d.v_fullscale, v_unit=vu)
+    return RealisedSystem(
+        w=w,
+        D=D,
+        P=P,
+        Q=L,
+        b=ab.b,
+        q_cell=q_cell,
+        Wn=Wn,
+        Sn=Sn,
+        x0_gain=1.0 if ideal else g / (g + 1.0),
+        topology=topology.name,
+        bits_adc=d.bits_adc,
+        v_fullscale=d.v_fullscale,
+        v_unit=vu,
+    )
 
 
 def _inverter_with_rf(B: ValueBuilder, label: str, g: float, noise: dict, vu: float):

@@ -19,6 +19,7 @@ unprogrammed cell of a real array is an open switch (circuits/builder.Builder.ar
 that causes is measured on the as-built system with tolerances and quantisation off, and is an
 error only above design.open_error_max.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,7 +60,8 @@ def choose_scale(form, direct: tuple[str, float], design: Design) -> float:
     if lo > hi:
         raise DesignError(
             f"no circuit scale fits: {why_lo} needs s >= {lo:.4g} but {why_hi} needs s <= {hi:.4g}; "
-            f"widen [r_min, r_max] (ratio {design.r_max / design.r_min:.3g}) by {lo / hi:.3g}x or change v_fullscale")
+            f"widen [r_min, r_max] (ratio {design.r_max / design.r_min:.3g}) by {lo / hi:.3g}x or change v_fullscale"
+        )
     if lo <= 1.0 <= hi:
         return 1.0
     # Scaled: the largest direct coefficient at R0 (full scale, as Builder.scale programs the
@@ -116,9 +118,12 @@ def check_open(record, err: float, design: Design) -> None:
         return
     worst = max((a for a in record.arrays.values() if a.opened), key=lambda a: a.open_max, default=None)
     span = max((a.span() for a in record.arrays.values()), default=math.inf)
-    where = f"largest {worst.label}{worst.open_index} = {worst.open_max:.4g} (R above r_max)" if worst else "columns of U"
+    where = (
+        f"largest {worst.label}{worst.open_index} = {worst.open_max:.4g} (R above r_max)" if worst else "columns of U"
+    )
     raise DesignError(
         f"{record.open_count()} entries below the smallest programmable conductance (R0/r_max) are left open "
         f"(scale s = {record.scale:.4g}; {where}), changing the steady state by {err:.3g} relative, above "
         f"open_error_max = {design.open_error_max:g}; the entries span {span:.3g} but r_max/r_min = "
-        f"{design.r_max / design.r_min:.3g}: widen [r_min, r_max] to a ratio >= {span:.3g} or raise the bound")
+        f"{design.r_max / design.r_min:.3g}: widen [r_min, r_max] to a ratio >= {span:.3g} or raise the bound"
+    )

@@ -9,6 +9,7 @@ circuit builders only add, multiply, divide and take square roots, which IEEE 75
 way everywhere: so the text is the same on every machine, and a change in it means the circuit code
 changed. Each file runs as it is in `ngspice -b FILE.cir`; its final state equals numpy's solve.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,39 +46,53 @@ class Reference:
 # Tiny TNGD system: batch of 2 samples, 3 classes (dz = 3), 4 parameters; J_f is (b*dz x N) = (6 x 4).
 # The class probabilities are written out (softmax of some logits, rounded), so H is exact.
 _PROBS = [[0.625, 0.25, 0.125], [0.125, 0.375, 0.5]]
-_J = np.array([
-    [0.5, -0.25, 0.0, 0.75],
-    [-0.5, 0.5, 0.25, 0.0],
-    [0.0, -0.25, -0.25, -0.75],
-    [0.25, 0.0, -0.5, 0.5],
-    [-0.75, 0.25, 0.5, 0.0],
-    [0.5, -0.25, 0.0, -0.5],
-])
+_J = np.array(
+    [
+        [0.5, -0.25, 0.0, 0.75],
+        [-0.5, 0.5, 0.25, 0.0],
+        [0.0, -0.25, -0.25, -0.75],
+        [0.25, 0.0, -0.5, 0.5],
+        [-0.75, 0.25, 0.5, 0.0],
+        [0.5, -0.25, 0.0, -0.5],
+    ]
+)
 
 REFERENCES = [
     Reference(
-        "spu_2x2_dense.cir", "thermospice reference: 2x2 dense SPU", "dense",
+        "spu_2x2_dense.cir",
+        "thermospice reference: 2x2 dense SPU",
+        "dense",
         DenseProblem(np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([1.0, -1.0])),
-        x0=None, t=30.0,
+        x0=None,
+        t=30.0,
         about=["A = [[2, 0.5], [0.5, 1]], b = [1, -1], x0 = 0, t = 30 tau, no noise"],
     ),
     Reference(
-        "spu_3x3_dense_mixed.cir", "thermospice reference: 3x3 dense SPU, mixed-sign couplings", "dense",
-        DenseProblem(np.array([[3.0, -1.0, 0.5], [-1.0, 2.0, -0.25], [0.5, -0.25, 1.5]]),
-                     np.array([1.0, -0.5, 0.25])),
-        x0=np.array([0.5, 0.0, -0.5]), t=40.0,
-        about=["A = [[3, -1, 0.5], [-1, 2, -0.25], [0.5, -0.25, 1.5]], b = [1, -0.5, 0.25]",
-               "x0 = [0.5, 0, -0.5] (capacitor ic, .tran uic), t = 40 tau, no noise",
-               "negative couplings read the inverted copies nx_j of the cell outputs"],
+        "spu_3x3_dense_mixed.cir",
+        "thermospice reference: 3x3 dense SPU, mixed-sign couplings",
+        "dense",
+        DenseProblem(np.array([[3.0, -1.0, 0.5], [-1.0, 2.0, -0.25], [0.5, -0.25, 1.5]]), np.array([1.0, -0.5, 0.25])),
+        x0=np.array([0.5, 0.0, -0.5]),
+        t=40.0,
+        about=[
+            "A = [[3, -1, 0.5], [-1, 2, -0.25], [0.5, -0.25, 1.5]], b = [1, -0.5, 0.25]",
+            "x0 = [0.5, 0, -0.5] (capacitor ic, .tran uic), t = 40 tau, no noise",
+            "negative couplings read the inverted copies nx_j of the cell outputs",
+        ],
     ),
     Reference(
-        "tngd_crossbar_small.cir", "thermospice reference: small TNGD crossbar (paper App. C)", "crossbar",
+        "tngd_crossbar_small.cir",
+        "thermospice reference: small TNGD crossbar (paper App. C)",
+        "crossbar",
         GGNProblem(_J, softmax_ce_hessian(_PROBS), 0.5, np.array([0.25, -0.5, 0.125, 0.375])),
-        x0=None, t=40.0,
-        about=["A = J^T H J + lam I: J is 6 x 4 (batch 2, dz 3, N 4), lam = 0.5, b = [0.25, -0.5, 0.125, 0.375]",
-               "H = blockdiag(diag(p) - p p^T), softmax cross-entropy, p = [0.625, 0.25, 0.125] and [0.125, 0.375, 0.5]",
-               "arrays J (y = -J x), H (z = -H J x, nonzero blocks only) and J^T into the cells, inverters between",
-               "x0 = 0, t = 40 tau, no noise"],
+        x0=None,
+        t=40.0,
+        about=[
+            "A = J^T H J + lam I: J is 6 x 4 (batch 2, dz 3, N 4), lam = 0.5, b = [0.25, -0.5, 0.125, 0.375]",
+            "H = blockdiag(diag(p) - p p^T), softmax cross-entropy, p = [0.625, 0.25, 0.125] and [0.125, 0.375, 0.5]",
+            "arrays J (y = -J x), H (z = -H J x, nonzero blocks only) and J^T into the cells, inverters between",
+            "x0 = 0, t = 40 tau, no noise",
+        ],
     ),
 ]
 
@@ -92,8 +107,7 @@ def netlist_text(ref: Reference) -> str:
         "Regenerate: python netlists/generate.py    Run: ngspice -b netlists/" + ref.filename,
         *ref.about,
         "Default Design(): R0 = 1 kOhm, C = 1 nF (tau = 1 us), ideal op-amps, V(x_i) = 1 V * x_i",
-        "Expected final state (numpy.linalg.solve, 6 digits): x = ["
-        + ", ".join(f"{v:.6g}" for v in x) + "]",
+        "Expected final state (numpy.linalg.solve, 6 digits): x = [" + ", ".join(f"{v:.6g}" for v in x) + "]",
     ]
     lines = [title] + ["* " + check_text("header comment", h) for h in header] + [rest]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ refactoring can be checked for byte-identical output:
     diff -r BEFORE AFTER
 
 Wall-clock figures differ between runs: lines and JSON keys that carry them are masked."""
+
 from __future__ import annotations
 
 import json
@@ -35,10 +36,23 @@ COMMANDS = [
     "train --optimizer ngd-woodbury --steps 2 --out run_w",
     "sweep time --t lin:1:40:4 --backend ou --out sw",
     "sweep bits --out swb --n 6",
-] + [f"{cmd} --help" for cmd in (
-    "solve", "netlist", "report", "train", "demo", "sample", "reproduce", "sweep",
-    *(f"sweep {k}" for k in ("noise", "tolerance", "bits", "opamp", "time",
-                             "train-bits", "train-tolerance", "train-noise")))]
+] + [
+    f"{cmd} --help"
+    for cmd in (
+        "solve",
+        "netlist",
+        "report",
+        "train",
+        "demo",
+        "sample",
+        "reproduce",
+        "sweep",
+        *(
+            f"sweep {k}"
+            for k in ("noise", "tolerance", "bits", "opamp", "time", "train-bits", "train-tolerance", "train-noise")
+        ),
+    )
+]
 TIMING = re.compile(r"(wall|_s\b|elapsed|seconds| s\)|ms\b|it/s|s/it|\d+(\.\d+)?s\b|in \d+(\.\d+)? s$)", re.I)
 TIMED_KEYS = ("wall", "time", "elapsed", "seconds", "bookkeeping", "digital")
 
@@ -69,6 +83,7 @@ def mask(text: str, tmp: str) -> str:
         if isinstance(o, list):
             return [walk(v) for v in o]
         return o
+
     return json.dumps(walk(obj), indent=1, sort_keys=True)
 
 
@@ -79,11 +94,11 @@ def main(out: Path) -> None:
         d = Path(tmp)
         inputs(d)
         for i, cmd in enumerate(COMMANDS):
-            r = subprocess.run([exe, *cmd.split()], cwd=d, capture_output=True, text=True,
-                               env={**os.environ, "COLUMNS": "80"})
+            r = subprocess.run(
+                [exe, *cmd.split()], cwd=d, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}
+            )
             # stderr: a progress bar redraws a number of times that depends on the machine's speed.
-            err = "\n".join(line for line in mask(r.stderr, tmp).splitlines()
-                             if line != "<timed>" and "%|" not in line)
+            err = "\n".join(line for line in mask(r.stderr, tmp).splitlines() if line != "<timed>" and "%|" not in line)
             (out / f"{i:02d}.txt").write_text(f"$ {cmd}\nrc={r.returncode}\n{mask(r.stdout, tmp)}\n--- stderr\n{err}\n")
             print(f"{i:02d} rc={r.returncode} {cmd}", flush=True)
         net = d / "spu.cir"

@@ -2,6 +2,7 @@
 counted per edge: the picture behind tests/test_layering.py.  Run: python scripts/import_graph.py [ROOT]
 
 spu/core and spu/backends are listed apart from the rest of spu/, since the layering rules differ."""
+
 from __future__ import annotations
 
 import ast

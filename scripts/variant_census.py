@@ -6,6 +6,7 @@ where problem types are told apart with isinstance, and the longest functions.
 A "name comparison" is an ==, !=, in or not in whose other side is a string literal (or a
 tuple/list/set of them) naming a backend, topology, sweep kind or optimizer. Tests and
 benchmarks are left out: they may name what they test."""
+
 from __future__ import annotations
 
 import ast
@@ -45,18 +46,24 @@ def census(root: Path):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare) and all(
-                    isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops):
+                isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops
+            ):
                 lits = set()
                 for side in [node.left, *node.comparators]:
                     lits |= _strings(side)
                 kinds = sorted(k for k, names in NAMES.items() if lits & names)
                 if kinds:
                     comparisons.append((rel, node.lineno, "/".join(kinds)))
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                  and node.func.id == "isinstance" and len(node.args) == 2):
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "isinstance"
+                and len(node.args) == 2
+            ):
                 types = node.args[1]
-                names = {e.id for e in (types.elts if isinstance(types, ast.Tuple) else [types])
-                         if isinstance(e, ast.Name)}
+                names = {
+                    e.id for e in (types.elts if isinstance(types, ast.Tuple) else [types]) if isinstance(e, ast.Name)
+                }
                 if names & PROBLEM_TYPES:
                     isinstances.append((rel, node.lineno))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

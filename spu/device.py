@@ -10,6 +10,7 @@ without ngspice), "ou" (exact OU transition), "euler" (Euler-Maruyama), "direct"
 problem and the same noise convention: dx = -(A x - b) ds + sqrt(2 kappa0) dW, s = time / tau.
 The device itself never needs the circuit layer: only a circuit backend makes and checks a design.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,10 +34,10 @@ class SPUResult:
     x: np.ndarray
     backend: str
     topology: str | None
-    t: float                      # analog time in tau of the problem
-    analog_time_s: float          # physical: t * scale * tau (a scaled circuit runs scale times longer)
+    t: float  # analog time in tau of the problem
+    analog_time_s: float  # physical: t * scale * tau (a scaled circuit runs scale times longer)
     wall_time_s: float
-    device_time_s: float          # modelled time on the physical device (spu.timing)
+    device_time_s: float  # modelled time on the physical device (spu.timing)
     device_time_breakdown: dict
     times: np.ndarray | None = None
     trajectory: np.ndarray | None = None
@@ -45,10 +46,17 @@ class SPUResult:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out = {"x": self.x.tolist(), "backend": self.backend, "topology": self.topology, "t_tau": self.t,
-               "analog_time_s": self.analog_time_s, "wall_time_s": self.wall_time_s,
-               "device_time_s": self.device_time_s, "device_time_breakdown": self.device_time_breakdown,
-               "netlist_path": self.netlist_path}
+        out = {
+            "x": self.x.tolist(),
+            "backend": self.backend,
+            "topology": self.topology,
+            "t_tau": self.t,
+            "analog_time_s": self.analog_time_s,
+            "wall_time_s": self.wall_time_s,
+            "device_time_s": self.device_time_s,
+            "device_time_breakdown": self.device_time_breakdown,
+            "netlist_path": self.netlist_path,
+        }
         if self.times is not None:
             out["times_tau"] = self.times.tolist()
             out["trajectory"] = self.trajectory.tolist()
@@ -76,9 +84,18 @@ class SPU:
     others keep it only for its tau. tau (seconds) comes from the design when there is one, else
     from the timing model (whose default, 1 us, is the default design's R0 C)."""
 
-    def __init__(self, backend: str = "ou", *, topology: str | None = None, design=None,
-                 kappa0: float = 0.0, seed: int | None = None, timing: TimingModel | None = None, **options):
-        self.backend = backend                      # the name, as given
+    def __init__(
+        self,
+        backend: str = "ou",
+        *,
+        topology: str | None = None,
+        design=None,
+        kappa0: float = 0.0,
+        seed: int | None = None,
+        timing: TimingModel | None = None,
+        **options,
+    ):
+        self.backend = backend  # the name, as given
         self.backend_object = get_backend(backend)
         self.backend_object.check_topology(topology)
         self.topology = topology
@@ -102,7 +119,7 @@ class SPU:
 
     @property
     def problem_form(self) -> str:
-        """"ggn" or "factored": the problem form this device prefers to be given (a crossbar
+        """ "ggn" or "factored": the problem form this device prefers to be given (a crossbar
         circuit builds J, H and J^T; everything else works from A = lam I + U U^T)."""
         return self.backend_object.problem_form(self.topology)
 
@@ -131,8 +148,17 @@ class SPU:
         s = int(np.random.SeedSequence([int(self.seed), self.runs]).generate_state(1)[0]) % (2**31 - 1)
         return s
 
-    def run(self, problem, t, x0=None, *, times=None, seed: int | None = None,
-            kappa0: float | None = None, settle_tol: float = MODE_DECAY_TOL) -> SPUResult:
+    def run(
+        self,
+        problem,
+        t,
+        x0=None,
+        *,
+        times=None,
+        seed: int | None = None,
+        kappa0: float | None = None,
+        settle_tol: float = MODE_DECAY_TOL,
+    ) -> SPUResult:
         """t: analog time in tau of the problem, or "auto": until the slowest mode has decayed
         to settle_tol (SPU.settling_time)."""
         if not isinstance(problem, Problem):
@@ -171,13 +197,22 @@ class SPU:
         if resistors is None:
             resistors = _resistors_for(problem, topology, self.backend_object)
         scale = float(out.extra.get("scale", 1.0))
-        breakdown = self.timing.device_time(problem.n, resistors,
-                                            t * scale if math.isfinite(t) else 0.0)
-        return SPUResult(x=out.x, backend=self.backend, topology=topology, t=t,
-                         analog_time_s=t * scale * self.tau, wall_time_s=wall,
-                         device_time_s=breakdown["total"], device_time_breakdown=breakdown,
-                         times=out.times, trajectory=out.trajectory, netlist_path=out.netlist_path,
-                         report=out.report, extra=out.extra)
+        breakdown = self.timing.device_time(problem.n, resistors, t * scale if math.isfinite(t) else 0.0)
+        return SPUResult(
+            x=out.x,
+            backend=self.backend,
+            topology=topology,
+            t=t,
+            analog_time_s=t * scale * self.tau,
+            wall_time_s=wall,
+            device_time_s=breakdown["total"],
+            device_time_breakdown=breakdown,
+            times=out.times,
+            trajectory=out.trajectory,
+            netlist_path=out.netlist_path,
+            report=out.report,
+            extra=out.extra,
+        )
 
 
 def _check_kappa(kappa0) -> float:

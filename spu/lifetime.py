@@ -18,6 +18,7 @@ So every worker (``init_pool_worker``, the pool's initializer):
 
 ``run_task`` wraps each task: a WorkerExit that reaches it ends the worker there, since the
 pool's own loop would catch it, report it to nobody and wait for the next task."""
+
 from __future__ import annotations
 
 import atexit

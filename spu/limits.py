@@ -17,6 +17,7 @@ Three limits, each one command-line option (analysis/limit_args.py declares them
 The estimates are lower bounds of the work (ngspice may take more steps than t / step cap), so a
 refusal is certain to be right; a run under the limits may still be slow.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,14 +89,16 @@ class Limits:
         free = available_memory()
         if free is None:
             return math.inf, "unknown available memory"
-        return DEFAULT_MEMORY_FRACTION * free, (f"default: half of the {format_size(free)} available; "
-                                                "raise it with --max-memory SIZE")
+        return DEFAULT_MEMORY_FRACTION * free, (
+            f"default: half of the {format_size(free)} available; raise it with --max-memory SIZE"
+        )
 
     def check_memory(self, what: str, nbytes: float) -> None:
         limit, how = self.memory_limit()
         if nbytes > limit:
-            raise LimitError(f"{what} needs about {format_size(nbytes)} of memory, more than the limit "
-                             f"{format_size(limit)} ({how})")
+            raise LimitError(
+                f"{what} needs about {format_size(nbytes)} of memory, more than the limit {format_size(limit)} ({how})"
+            )
 
     def check_steps(self, what: str, steps: float) -> None:
         _check(f"{what} needs at least {steps:.3g} time steps", steps, self.steps, "--max-steps")

@@ -1,4 +1,5 @@
 """One check for every command that writes results: the folder exists (or is made) and is writable."""
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ and analysis/ import spu, while training must not import analysis and the hardwa
 business importing training. torch is imported only by the checkpoint functions: the sweep CLI
 starts without it. Every error names the file and says what to do, in one line.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,7 +54,7 @@ def atomic_write(path: str, data: str | bytes) -> None:
         try:
             view = memoryview(data)
             while view:  # os.write may write less than asked
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -89,8 +90,9 @@ def hold_lock(folder: str, name: str, what: str, error: type[Exception] = RunFol
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise error(f"another {what} is running in {folder} (lock held); wait for it or use another "
-                        "--out folder") from None
+            raise error(
+                f"another {what} is running in {folder} (lock held); wait for it or use another --out folder"
+            ) from None
         yield
 
 
@@ -118,8 +120,16 @@ def write_manifest(path: str, settings: dict) -> None:
     atomic_write(path, json.dumps(settings, indent=1, sort_keys=True) + "\n")
 
 
-def check_manifest(path: str, settings: dict, *, refuse, ignore=(), orphans=(), what: str = "manifest",
-                   error: type[Exception] = RunFolderError) -> bool:
+def check_manifest(
+    path: str,
+    settings: dict,
+    *,
+    refuse,
+    ignore=(),
+    orphans=(),
+    what: str = "manifest",
+    error: type[Exception] = RunFolderError,
+) -> bool:
     """Hold `settings` against the manifest at `path`; True when one was there and matches.
 
     No manifest: it is written, unless one of `orphans` (result files) exists, which would be a
@@ -129,8 +139,10 @@ def check_manifest(path: str, settings: dict, *, refuse, ignore=(), orphans=(), 
     if not os.path.exists(path):
         for orphan in orphans:
             if os.path.exists(orphan) and os.path.getsize(orphan) > 0:
-                raise error(f"{orphan} exists but {os.path.basename(path)} does not: it is not a resumable run of "
-                            "these settings; use another --out folder or remove that file")
+                raise error(
+                    f"{orphan} exists but {os.path.basename(path)} does not: it is not a resumable run of "
+                    "these settings; use another --out folder or remove that file"
+                )
         write_manifest(path, new)
         return False
     old = read_json(path, what, error)
@@ -150,8 +162,9 @@ def csv_line(values) -> str:
     return buf.getvalue()
 
 
-def read_rows(path: str, columns, *, optional=(), error: type[Exception] = RunFolderError,
-              remedy: str = "remove it to start over") -> list[list[str]]:
+def read_rows(
+    path: str, columns, *, optional=(), error: type[Exception] = RunFolderError, remedy: str = "remove it to start over"
+) -> list[list[str]]:
     """The complete rows of a CSV written by CsvLog (header `columns`), as lists of cells.
 
     A last line without its newline was cut off by a crash: dropped (its work is redone). A
@@ -169,14 +182,14 @@ def read_rows(path: str, columns, *, optional=(), error: type[Exception] = RunFo
     header = next(csv.reader([lines[0].rstrip("\r")]), [])
     older = header == [c for c in columns if c in header] and set(columns) - set(header) <= set(optional)
     if not older:
-        raise error(f"{path} has columns {','.join(header)}, not {','.join(columns)}; use another --out "
-                    f"folder or {remedy}")
+        raise error(
+            f"{path} has columns {','.join(header)}, not {','.join(columns)}; use another --out folder or {remedy}"
+        )
     rows = []
     for ln, line in enumerate(lines[1:], start=2):
         cells = next(csv.reader([line.rstrip("\r")]), [])
         if len(cells) != len(header):
-            raise error(f"{path} line {ln} has {len(cells)} fields, not {len(header)}; the file is damaged: "
-                        f"{remedy}")
+            raise error(f"{path} line {ln} has {len(cells)} fields, not {len(header)}; the file is damaged: {remedy}")
         if header != columns:
             by_name = dict(zip(header, cells))
             cells = [by_name.get(c, "") for c in columns]
@@ -193,16 +206,20 @@ def resume_rows(path: str, columns, step: int, checkpoint: str, *, optional=()) 
     for ln, cells in enumerate(rows, start=2):
         for name, cell in zip(columns, cells):
             if not _number(cell, whole=name == "step"):
-                raise RunFolderError(f"{path} line {ln}: {name} is {cell!r}, not a number; the file is damaged: "
-                                     "remove the run's folder (or use another --out) to start over")
+                raise RunFolderError(
+                    f"{path} line {ln}: {name} is {cell!r}, not a number; the file is damaged: "
+                    "remove the run's folder (or use another --out) to start over"
+                )
         if int(cells[0]) <= step:
             kept.append(cells)
     steps = [int(cells[0]) for cells in kept]
     if steps != list(range(1, step + 1)):
         missing = sorted(set(range(1, step + 1)) - set(steps))
-        why = (f"steps {_span(missing)} are missing" if missing else "its steps are repeated or out of order")
-        raise RunFolderError(f"{path} does not match {checkpoint} (at step {step}): {why}; remove the run's "
-                             "folder (or use another --out) to start over")
+        why = f"steps {_span(missing)} are missing" if missing else "its steps are repeated or out of order"
+        raise RunFolderError(
+            f"{path} does not match {checkpoint} (at step {step}): {why}; remove the run's "
+            "folder (or use another --out) to start over"
+        )
     return kept
 
 
@@ -275,14 +292,16 @@ def load_checkpoint(path: str, error: type[Exception] = RunFolderError) -> dict:
     try:
         state = torch.load(path, weights_only=True)
     except pickle.UnpicklingError:
-        raise error(f"{path} holds objects other than tensors and plain data (a checkpoint from another "
-                    "program or an older version?): refused without running any of it; remove it to start "
-                    "over") from None
+        raise error(
+            f"{path} holds objects other than tensors and plain data (a checkpoint from another "
+            "program or an older version?): refused without running any of it; remove it to start "
+            "over"
+        ) from None
     except Exception as exc:  # torch reports a damaged zip archive in many ways
         why = " ".join(str(exc).split()[:12]) or type(exc).__name__
         raise error(f"{path} is damaged or not a checkpoint ({why}); remove it to start over") from None
     if not isinstance(state, dict):
-        raise error(f"{path} is not a checkpoint of this program (it holds a {type(state).__name__}); remove it "
-                    "to start over")
+        raise error(
+            f"{path} is not a checkpoint of this program (it holds a {type(state).__name__}); remove it to start over"
+        )
     return state
-

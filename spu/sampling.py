@@ -19,6 +19,7 @@ for dt much longer than it as 1/K; the crossover is the integrated autocorrelati
 estimated ESS (Sokal's windowed integrated autocorrelation time) tells a user without the theory
 how many independent samples a run was worth.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,27 +43,36 @@ SAMPLE_COPIES = 12
 
 @dataclass
 class SampleResult:
-    samples: np.ndarray          # (K, n) recorded states
-    times: np.ndarray            # (K,) in tau
+    samples: np.ndarray  # (K, n) recorded states
+    times: np.ndarray  # (K,) in tau
     kappa0: float
-    mean: np.ndarray             # solve: time average of the state
-    cov: np.ndarray              # sample covariance (ddof = 1)
-    inverse: np.ndarray | None   # cov / kappa0 (None without noise)
-    iat: np.ndarray              # integrated autocorrelation time of each coordinate, in samples
-    ess: np.ndarray              # K / iat
+    mean: np.ndarray  # solve: time average of the state
+    cov: np.ndarray  # sample covariance (ddof = 1)
+    inverse: np.ndarray | None  # cov / kappa0 (None without noise)
+    iat: np.ndarray  # integrated autocorrelation time of each coordinate, in samples
+    ess: np.ndarray  # K / iat
     interval: float
     burn_in: float
-    dynamics: str                # "rc" | "oscillator-resistive" | "oscillator-capacitive"
+    dynamics: str  # "rc" | "oscillator-resistive" | "oscillator-capacitive"
     wall_time_s: float = 0.0
     report: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self, with_samples: bool = False) -> dict:
-        out = {"mean": self.mean.tolist(), "cov": self.cov.tolist(),
-               "inverse": None if self.inverse is None else self.inverse.tolist(),
-               "samples": int(self.samples.shape[0]), "interval_tau": self.interval, "burn_in_tau": self.burn_in,
-               "kappa0": self.kappa0, "iat_samples": self.iat.tolist(), "ess": self.ess.tolist(),
-               "dynamics": self.dynamics, "wall_time_s": self.wall_time_s, **self.extra}
+        out = {
+            "mean": self.mean.tolist(),
+            "cov": self.cov.tolist(),
+            "inverse": None if self.inverse is None else self.inverse.tolist(),
+            "samples": int(self.samples.shape[0]),
+            "interval_tau": self.interval,
+            "burn_in_tau": self.burn_in,
+            "kappa0": self.kappa0,
+            "iat_samples": self.iat.tolist(),
+            "ess": self.ess.tolist(),
+            "dynamics": self.dynamics,
+            "wall_time_s": self.wall_time_s,
+            **self.extra,
+        }
         if with_samples:
             out["states"] = self.samples.tolist()
             out["times_tau"] = self.times.tolist()
@@ -73,6 +83,7 @@ def dynamics_of(spu) -> tuple[str, OscillatorParams | None]:
     """Which stationary dynamics an SPU runs: ("rc", None) or ("oscillator-<coupling>", params)."""
     if spu.backend_object.oscillator(spu.topology):
         from .backends.langevin import params_from_options
+
         params = params_from_options(spu.options)
         return f"oscillator-{params.coupling}", params
     return "rc", None
@@ -98,14 +109,23 @@ def default_burn_in(problem, params: OscillatorParams | None) -> float:
     return math.log(1.0 / BURN_DECAY) / slowest_rate(problem, params)
 
 
-def sample(spu, problem, *, samples: int, interval: float | None = None, burn_in: float | None = None,
-           x0=None, seed: int | None = None) -> SampleResult:
+def sample(
+    spu,
+    problem,
+    *,
+    samples: int,
+    interval: float | None = None,
+    burn_in: float | None = None,
+    x0=None,
+    seed: int | None = None,
+) -> SampleResult:
     """Run the SPU once and record `samples` states `interval` tau apart after `burn_in` tau."""
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2:
         raise ProblemError(f"samples must be an integer >= 2, got {samples!r}")
     (spu.options.get("limits") or Limits()).check_memory(
         f"{samples} samples of n = {problem.n} (with the {SAMPLE_COPIES} copies the statistics make)",
-        float(samples) * (problem.n + 1) * 8 * SAMPLE_COPIES)
+        float(samples) * (problem.n + 1) * 8 * SAMPLE_COPIES,
+    )
     dyn, params = dynamics_of(spu)
     if interval is None:
         interval = default_interval(problem, params)
@@ -127,10 +147,22 @@ def sample(spu, problem, *, samples: int, interval: float | None = None, burn_in
     if params is not None:
         lo, hi = problem.eig_extremes()
         extra["gamma"] = params.resolve_gamma(lo, hi)
-    return SampleResult(samples=X, times=times, kappa0=kappa, mean=X.mean(axis=0), cov=cov,
-                        inverse=cov / kappa if kappa > 0 else None, iat=iat, ess=X.shape[0] / iat,
-                        interval=float(interval), burn_in=float(burn_in), dynamics=dyn,
-                        wall_time_s=res.wall_time_s, report=res.report, extra=extra)
+    return SampleResult(
+        samples=X,
+        times=times,
+        kappa0=kappa,
+        mean=X.mean(axis=0),
+        cov=cov,
+        inverse=cov / kappa if kappa > 0 else None,
+        iat=iat,
+        ess=X.shape[0] / iat,
+        interval=float(interval),
+        burn_in=float(burn_in),
+        dynamics=dyn,
+        wall_time_s=res.wall_time_s,
+        report=res.report,
+        extra=extra,
+    )
 
 
 def theory(problem, dynamics_params: OscillatorParams | None, kappa: float, samples: int, interval: float) -> dict:

@@ -18,6 +18,7 @@ Defaults and where they come from:
   With these the link, not programming, bounds the device side, matching the paper's claim that
   the digital J_f / H_L computation dominates.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,12 +32,12 @@ class TimingModel:
     # s, RC time constant (paper): 1 kOhm * 1 nF written as that product, the default circuit's
     # R0 * C (1 us plus one ulp), so that a device without a circuit times its runs bit for bit alike.
     tau: float = 1e3 * 1e-9
-    bits: int = 16                    # bits per transferred value (paper)
-    link_bps: float = 50e9            # host <-> SPU link, bit/s (paper)
-    dac_settle_s: float = 100e-9      # per DAC conversion (assumption)
-    adc_sample_s: float = 100e-9      # per ADC conversion (assumption)
+    bits: int = 16  # bits per transferred value (paper)
+    link_bps: float = 50e9  # host <-> SPU link, bit/s (paper)
+    dac_settle_s: float = 100e-9  # per DAC conversion (assumption)
+    adc_sample_s: float = 100e-9  # per ADC conversion (assumption)
     resistor_program_s: float = 10e-9  # per resistor write (assumption)
-    program_parallel: int = 256       # resistor writes in flight at once (assumption)
+    program_parallel: int = 256  # resistor writes in flight at once (assumption)
     parallel_dacs: int | None = None  # None: one DAC per cell
     parallel_adcs: int | None = None  # None: one ADC per cell
 
@@ -81,8 +82,9 @@ def _crossbar(n, m, dz, block_diag):
 _LAYOUTS = {"dense": _dense, "factored": _factored, "ggn": _crossbar, "crossbar": _crossbar}
 
 
-def resistor_count(kind: str, n: int, m: int | None = None, dz: int | None = None,
-                   b: int | None = None, *, block_diag: bool = False) -> int:
+def resistor_count(
+    kind: str, n: int, m: int | None = None, dz: int | None = None, b: int | None = None, *, block_diag: bool = False
+) -> int:
     """Resistors needed to store A for a problem of size n (m = b*dz auxiliary outputs).
 
     * "dense": n*n, an upper bound (a symmetric array could share mirrored entries).
@@ -122,7 +124,7 @@ def programmed_resistors(problem, layout: str | None = None) -> int:
     """Resistors programmed per call for `problem` stored in `layout` (a resistor_count kind; None:
     the richest layout the problem's form fills). A layout whose factors the problem lacks counts
     as the dense n x n array."""
-    for kind in (_FACTOR_LAYOUTS if layout is None else (layout,)):
+    for kind in _FACTOR_LAYOUTS if layout is None else (layout,):
         factors_m = _FACTOR_LAYOUTS.get(kind)
         m = None if factors_m is None else factors_m(problem)
         if m is not None:

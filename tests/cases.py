@@ -1,6 +1,7 @@
 """Test cases shared between test files: random SPD, factored and GGN problems, and the in-process
 CLI call with its one-line error check. (tests/physics.py holds the physics tests' problems and
 theory; tests/torch_cases.py the small models and batches; tests/conftest.py the fixtures.)"""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """Fixtures shared by the test files (helpers without fixtures live in tests/cases.py,
 tests/torch_cases.py and tests/physics.py)."""
+
 from __future__ import annotations
 
 import pytest

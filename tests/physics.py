@@ -1,4 +1,5 @@
 """Theory used by the physics tests: test problems, OU statistics and their sampling errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,7 +75,7 @@ def sampled_mean_cov_sigma(A: np.ndarray, kappa: float, dt: float, K: int):
     var = np.zeros((n, n))
     for i in range(n):
         for j in range(n):
-            a = np.outer(V[i] ** 2, V[j] ** 2)                      # C_ii C_jj terms
-            c = np.outer(V[i] * V[j], V[i] * V[j])                  # C_ij C_ji terms
+            a = np.outer(V[i] ** 2, V[j] ** 2)  # C_ii C_jj terms
+            c = np.outer(V[i] * V[j], V[i] * V[j])  # C_ij C_ji terms
             var[i, j] = np.sum(S * (a + c)) / K
     return mean_cov, np.sqrt(var)

@@ -1,5 +1,6 @@
 """The asbuilt backend against ngspice (same design, same seed), against ou (ideal design), and its
 noise against theory: the realised system's own stationary law (Lyapunov) and ngspice's samples."""
+
 from __future__ import annotations
 
 import json
@@ -123,8 +124,18 @@ def test_stationary_noise_matches_lyapunov_with_chain_johnson_noise():
     the sample covariance of (nearly) independent states against the Lyapunov solution of the
     realised system, with the sampling sigma of K independent Gaussian samples."""
     # A small C and v_unit make kT/(C v_unit^2) ~ 0.4: Johnson noise as large as kappa0.
-    d = Design(tol_r=0.1, tol_c=0.1, opamp=OpAmp(gain=30.0), temperature=300.0, C=1e-12, R0=1e6,
-               v_unit=1e-4, r_max=1e12, v_fullscale=1e-3, component_seed=2)
+    d = Design(
+        tol_r=0.1,
+        tol_c=0.1,
+        opamp=OpAmp(gain=30.0),
+        temperature=300.0,
+        C=1e-12,
+        R0=1e6,
+        v_unit=1e-4,
+        r_max=1e12,
+        v_fullscale=1e-3,
+        component_seed=2,
+    )
     p = problem("factored", 4, seed=6)
     rs, prop = transition(p, "factored", d, 0.05)
     assert rs.Sn is not None and np.diag(rs.Sn).max() > 0.1 * rs.q_cell.max()  # the chain noise matters
@@ -158,10 +169,14 @@ def test_noise_statistics_match_ngspice():
     # ngspice with held (TRRANDOM) noise: white up to the hold. Its table noise (linear between
     # knots, the i8engine default) read C_00 4.7 sigma low at this seed (one run, not investigated:
     # reported to the engine's owners).
-    runs = {"ngspice": SPU("ngspice", topology="factored", design=d, kappa0=kappa, seed=7, noise="held").run(
-                p, t=T, x0=x_star, times=times),
-            "asbuilt": SPU("asbuilt", topology="factored", design=d, kappa0=kappa, seed=7).run(
-                p, t=T, x0=x_star, times=times)}
+    runs = {
+        "ngspice": SPU("ngspice", topology="factored", design=d, kappa0=kappa, seed=7, noise="held").run(
+            p, t=T, x0=x_star, times=times
+        ),
+        "asbuilt": SPU("asbuilt", topology="factored", design=d, kappa0=kappa, seed=7).run(
+            p, t=T, x0=x_star, times=times
+        ),
+    }
     mean_cov, cov_sigma = sampled_mean_cov_sigma(A, kappa, dt, len(times))
     C = {b: np.cov(r.trajectory.T) for b, r in runs.items()}
     for b, r in runs.items():
@@ -198,10 +213,37 @@ def test_cli_solve_asbuilt(tmp_path):
     p = problem("factored", 6, seed=9)
     np.save(tmp_path / "U.npy", p.U)
     np.save(tmp_path / "b.npy", p.b)
-    cmd = [sys.executable, "-m", "analysis.cli", "solve", "--backend", "asbuilt", "--topology", "factored",
-           "--U", str(tmp_path / "U.npy"), "--lam", str(p.lam), "--b", str(tmp_path / "b.npy"), "--t", "3",
-           "--bits-r", "8", "--bits-dac", "8", "--bits-adc", "10", "--tol-r", "0.01", "--tol-c", "0.01",
-           "--opamp-gain", "1e4", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "analysis.cli",
+        "solve",
+        "--backend",
+        "asbuilt",
+        "--topology",
+        "factored",
+        "--U",
+        str(tmp_path / "U.npy"),
+        "--lam",
+        str(p.lam),
+        "--b",
+        str(tmp_path / "b.npy"),
+        "--t",
+        "3",
+        "--bits-r",
+        "8",
+        "--bits-dac",
+        "8",
+        "--bits-adc",
+        "10",
+        "--tol-r",
+        "0.01",
+        "--tol-c",
+        "0.01",
+        "--opamp-gain",
+        "1e4",
+        "--json",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     x = np.array(json.loads(out.stdout)["x"])
     d = Design(bits_r=8, bits_dac=8, bits_adc=10, tol_r=0.01, tol_c=0.01, opamp=OpAmp(gain=1e4))

@@ -3,6 +3,7 @@
 Each run gets its own TMPDIR and a marker in its environment: every process it starts (pool
 workers, the forkserver, the resource tracker, ngspice) inherits both, so /proc tells what is
 left of it, and the TMPDIR what is left on disk."""
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,21 @@ def _start_sweep(tmp_path, points: int = 200):
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "THERMOSPICE_TEST_RUN": marker}
     out = tmp_path / "out"
-    cmd = [sys.executable, "-c", ENTRY, "sweep", "time", "--quick", "--workers", "2", "--t",
-           f"lin:5:15:{points}", "--no-progress", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-c",
+        ENTRY,
+        "sweep",
+        "time",
+        "--quick",
+        "--workers",
+        "2",
+        "--t",
+        f"lin:5:15:{points}",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     return proc, marker, tmp, out
 
@@ -103,13 +117,32 @@ def test_terminated_solve_removes_its_ngspice_run(tmp_path):
     env = {**os.environ, "TMPDIR": str(tmp), "THERMOSPICE_TEST_RUN": marker}
     entry = "import sys, analysis.cli as c; c.COMMANDS = ('analysis.cmd_solve',); sys.exit(c.main())"
     # Noise at a fine step: minutes of ngspice, far longer than the test waits.
-    cmd = [sys.executable, "-c", entry, "solve", "--A", str(tmp_path / "A.npy"), "--b", str(tmp_path / "b.npy"),
-           "--backend", "ngspice", "--t", "2000", "--kappa0", "0.01", "--seed", "1"]
+    cmd = [
+        sys.executable,
+        "-c",
+        entry,
+        "solve",
+        "--A",
+        str(tmp_path / "A.npy"),
+        "--b",
+        str(tmp_path / "b.npy"),
+        "--backend",
+        "ngspice",
+        "--t",
+        "2000",
+        "--kappa0",
+        "0.01",
+        "--seed",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if any(b"ngspice" in open(f"/proc/{p}/cmdline", "rb").read() for p in _processes_with(marker)
-               if os.path.exists(f"/proc/{p}/cmdline")):
+        if any(
+            b"ngspice" in open(f"/proc/{p}/cmdline", "rb").read()
+            for p in _processes_with(marker)
+            if os.path.exists(f"/proc/{p}/cmdline")
+        ):
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()

@@ -5,6 +5,7 @@ status, stderr or environment matter, and in-process through analysis.cli.main (
 less per call) for the long list of bad inputs. Every error must be: exit status != 0, exactly one
 line on stderr that names the problem, no traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ pytestmark = needs_ngspice
 TAU = 1e-6
 JSON_KEYS = {"x", "backend", "topology", "analog_time_s", "wall_time_s", "device_time_s"}
 # What plain `ngspice -b` prints when something is wrong (it may still exit 0).
-NGSPICE_BAD = re.compile(r"^\s*error\b|warning|aborted|fatal|no simulations run|not parsed|unknown|"
-                         r"can't find|cannot", re.IGNORECASE | re.MULTILINE)
+NGSPICE_BAD = re.compile(
+    r"^\s*error\b|warning|aborted|fatal|no simulations run|not parsed|unknown|"
+    r"can't find|cannot",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 # -- problems -------------------------------------------------------------------------------------
@@ -83,8 +87,14 @@ def run_cli(*args, env=None, timeout=120):
     full_env = dict(os.environ)
     full_env.pop("THERMOSPICE_DEBUG", None)
     full_env.update(env or {})
-    p = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     return p.returncode, p.stdout, p.stderr
 
 
@@ -124,8 +134,9 @@ def test_every_backend_solves_dense(capsys, files, backend):
 def test_dense_topologies(capsys, files, topology):
     res = solve_json(capsys, "--A", files["A"], "--b", files["b"], "--topology", topology)
     assert res["topology"] == topology
-    np.testing.assert_allclose(res["x"], np.linalg.solve(np.load(files["A"]), np.load(files["b"])),
-                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        res["x"], np.linalg.solve(np.load(files["A"]), np.load(files["b"])), rtol=1e-6, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("topology", [None, "factored", "dense", "ideal"])
@@ -153,8 +164,7 @@ def test_ggn_form(capsys, files, topology):
 def test_x0_and_short_time_follow_the_mean_trajectory(capsys, files, backend):
     A, b, x0 = np.load(files["A"]), np.load(files["b"]), np.load(files["x0"])
     t = 0.5
-    res = solve_json(capsys, "--A", files["A"], "--b", files["b"], "--x0", files["x0"], "--t", t,
-                     "--backend", backend)
+    res = solve_json(capsys, "--A", files["A"], "--b", files["b"], "--x0", files["x0"], "--t", t, "--backend", backend)
     xs = np.linalg.solve(A, b)
     ref = expm(-A * t) @ (x0 - xs) + xs
     # ngspice: within its time-step error (dt_max = 0.01 tau); ou is exact.
@@ -170,7 +180,7 @@ def test_t_zero_returns_x0(capsys, files):
 def test_noise_seed_reproducible_including_seed_zero(capsys, files):
     base = ["--A", files["A"], "--b", files["b"], "--t", 5, "--kappa0", 0.05]
     x = {s: solve_json(capsys, *base, "--seed", s)["x"] for s in (0, 7)}
-    assert solve_json(capsys, *base, "--seed", 0)["x"] == x[0]   # ngspice skips seed=0: must be mapped
+    assert solve_json(capsys, *base, "--seed", 0)["x"] == x[0]  # ngspice skips seed=0: must be mapped
     assert solve_json(capsys, *base, "--seed", 7)["x"] == x[7]
     assert x[0] != x[7]
     # The noise is real and of the right order (stationary sd ~ sqrt(kappa0 / lambda)).
@@ -193,24 +203,30 @@ def test_plain_text_output(capsys, files):
 
 
 # -- impossible pairings --------------------------------------------------------------------------
-@pytest.mark.parametrize("form, topology, needle", [
-    ("A", "crossbar", "crossbar.*GGN"),
-    ("A", "factored", "factored.*(U|GGN)"),
-    ("U", "crossbar", "crossbar.*GGN"),
-])
+@pytest.mark.parametrize(
+    "form, topology, needle",
+    [
+        ("A", "crossbar", "crossbar.*GGN"),
+        ("A", "factored", "factored.*(U|GGN)"),
+        ("U", "crossbar", "crossbar.*GGN"),
+    ],
+)
 def test_impossible_topology_pairings(capsys, files, form, topology, needle):
     args = {"A": ["--A", files["A"]], "U": ["--U", files["U"], "--lam", 0.3]}[form]
     rc, out, err = call(capsys, "solve", *args, "--b", files["b"], "--topology", topology)
     assert_one_line_error(rc, out, err, needle)
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--U", "U", "--lam", "0.3"], "exactly one problem form"),
-    (["--lam", "0.3"], "--lam"),
-    (["--backend", "ou", "--topology", "dense"], "topology"),
-    (["--topology", "tree"], "invalid choice"),
-    (["--backend", "gpu"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--U", "U", "--lam", "0.3"], "exactly one problem form"),
+        (["--lam", "0.3"], "--lam"),
+        (["--backend", "ou", "--topology", "dense"], "topology"),
+        (["--topology", "tree"], "invalid choice"),
+        (["--backend", "gpu"], "invalid choice"),
+    ],
+)
 def test_bad_option_combinations(capsys, files, extra, needle):
     extra = [files["U"] if e == "U" else e for e in extra]
     rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], *extra)
@@ -234,7 +250,10 @@ def _bad_arrays(d):
     return {
         "nonsquare": (np.ones((3, 2)), r"square.*\(3, 2\)"),
         "nonsym": (nonsym, r"not symmetric.*A\[0,1\]"),
-        "not_pd": (np.array([[1.0, 2.0, 0], [2.0, 1.0, 0], [0, 0, 1.0]]), r"not positive definite.*smallest eigenvalue is -1\b"),
+        "not_pd": (
+            np.array([[1.0, 2.0, 0], [2.0, 1.0, 0], [0, 0, 1.0]]),
+            r"not positive definite.*smallest eigenvalue is -1\b",
+        ),
         "nan": (nan, r"A contains NaN.*\(1, 2\)"),
         "inf": (inf, r"A contains inf.*\(0, 0\)"),
         "3d": (np.ones((3, 3, 3)), r"2-D"),
@@ -260,19 +279,28 @@ def test_not_pd_names_smallest_eigenvalue_value(capsys, tmp_path):
     assert_one_line_error(rc, out, err, r"smallest eigenvalue is -0\.125")
 
 
-@pytest.mark.parametrize("case, needle", [
-    ("b_length", r"b has length 5.*needs length 4"),
-    ("b_nan", r"b contains NaN"),
-    ("b_inf", r"b contains inf"),
-    ("b_2d", r"b must be 1-D"),
-    ("x0_length", r"x0 .*shape \(3,\).*n = 4"),
-    ("x0_nan", r"x0 contains NaN"),
-    ("x0_inf", r"x0 contains inf"),
-])
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("b_length", r"b has length 5.*needs length 4"),
+        ("b_nan", r"b contains NaN"),
+        ("b_inf", r"b contains inf"),
+        ("b_2d", r"b must be 1-D"),
+        ("x0_length", r"x0 .*shape \(3,\).*n = 4"),
+        ("x0_nan", r"x0 contains NaN"),
+        ("x0_inf", r"x0 contains inf"),
+    ],
+)
 def test_bad_vectors(capsys, files, tmp_path, case, needle):
-    vec = {"b_length": np.ones(5), "b_nan": np.array([1, np.nan, 0, 0]), "b_inf": np.array([1, 0, -np.inf, 0]),
-           "b_2d": np.ones((4, 1)), "x0_length": np.ones(3), "x0_nan": np.array([0, 0, 0, np.nan]),
-           "x0_inf": np.array([np.inf, 0, 0, 0])}[case]
+    vec = {
+        "b_length": np.ones(5),
+        "b_nan": np.array([1, np.nan, 0, 0]),
+        "b_inf": np.array([1, 0, -np.inf, 0]),
+        "b_2d": np.ones((4, 1)),
+        "x0_length": np.ones(3),
+        "x0_nan": np.array([0, 0, 0, np.nan]),
+        "x0_inf": np.array([np.inf, 0, 0, 0]),
+    }[case]
     np.save(tmp_path / "v.npy", vec)
     if case.startswith("b"):
         args = ["--A", files["A"], "--b", tmp_path / "v.npy"]
@@ -282,14 +310,17 @@ def test_bad_vectors(capsys, files, tmp_path, case, needle):
     assert_one_line_error(rc, out, err, needle)
 
 
-@pytest.mark.parametrize("case, needle", [
-    ("H_vs_J", r"H has shape \(5, 5\).*J has 6 rows"),
-    ("H_nonsym", r"H is not symmetric"),
-    ("H_not_psd", r"H is not positive semidefinite.*smallest eigenvalue"),
-    ("b_vs_J", r"b has length 4.*J of shape \(6, 5\)"),
-    ("U_rows", r"b has length 4.*U of shape \(5, 2\)"),
-    ("lam_zero", r"lam must be finite and > 0"),
-])
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("H_vs_J", r"H has shape \(5, 5\).*J has 6 rows"),
+        ("H_nonsym", r"H is not symmetric"),
+        ("H_not_psd", r"H is not positive semidefinite.*smallest eigenvalue"),
+        ("b_vs_J", r"b has length 4.*J of shape \(6, 5\)"),
+        ("U_rows", r"b has length 4.*U of shape \(5, 2\)"),
+        ("lam_zero", r"lam must be finite and > 0"),
+    ],
+)
 def test_bad_factored_and_ggn(capsys, files, tmp_path, case, needle):
     H = np.load(files["H"])
     if case == "U_rows":
@@ -324,8 +355,9 @@ def test_values_outside_resistor_range(capsys, tmp_path, files):
     np.save(tmp_path / "b3.npy", np.ones(3))
     rc, out, err = call(capsys, "solve", "--A", tmp_path / "Atiny.npy", "--b", tmp_path / "b3.npy")
     assert rc == 0, err
-    rc, out, err = call(capsys, "solve", "--A", tmp_path / "Atiny.npy", "--b", tmp_path / "b3.npy",
-                        "--open-error-max", "1e-9")
+    rc, out, err = call(
+        capsys, "solve", "--A", tmp_path / "Atiny.npy", "--b", tmp_path / "b3.npy", "--open-error-max", "1e-9"
+    )
     assert_one_line_error(rc, out, err, r"left open .*A\[0,1\] = 1e-07 \(R above r_max\)")
     # Ordinary entries with a small --r-max: too many cells open.
     rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], "--r-max", 1500)
@@ -340,17 +372,20 @@ def test_values_outside_resistor_range(capsys, tmp_path, files):
         assert_one_line_error(rc, out, err, r"left open .*R above r_max")
 
 
-@pytest.mark.parametrize("opt, value, needle", [
-    ("--t", "-1", r"t must be >= 0"),
-    ("--t", "nan", r"t must be >= 0"),
-    ("--t", "inf", r"t = inf is only possible with"),
-    ("--kappa0", "-0.1", r"kappa0"),
-    ("--kappa0", "inf", r"kappa0"),
-    ("--seed", "-3", r"seed must be a non-negative integer"),
-    ("--temperature", "-5", r"temperature"),
-    ("--timeout", "0", r"--timeout"),
-    ("--t", "abc", r"--t: must be a number of tau or 'auto'"),
-])
+@pytest.mark.parametrize(
+    "opt, value, needle",
+    [
+        ("--t", "-1", r"t must be >= 0"),
+        ("--t", "nan", r"t must be >= 0"),
+        ("--t", "inf", r"t = inf is only possible with"),
+        ("--kappa0", "-0.1", r"kappa0"),
+        ("--kappa0", "inf", r"kappa0"),
+        ("--seed", "-3", r"seed must be a non-negative integer"),
+        ("--temperature", "-5", r"temperature"),
+        ("--timeout", "0", r"--timeout"),
+        ("--t", "abc", r"--t: must be a number of tau or 'auto'"),
+    ],
+)
 def test_bad_scalar_options(capsys, files, opt, value, needle):
     rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], opt, value)
     assert_one_line_error(rc, out, err, needle)
@@ -370,8 +405,16 @@ def _unreadable(tmp_path):
     text.write_text("1 2\nthree 4\n")
     binary = tmp_path / "binary.csv"
     binary.write_bytes(bytes(range(256)))
-    return {"garbage": garbage, "empty": empty, "trunc": trunc, "pickled": pickled, "text": text,
-            "binary": binary, "dir": tmp_path, "missing": tmp_path / "nope.npy"}
+    return {
+        "garbage": garbage,
+        "empty": empty,
+        "trunc": trunc,
+        "pickled": pickled,
+        "text": text,
+        "binary": binary,
+        "dir": tmp_path,
+        "missing": tmp_path / "nope.npy",
+    }
 
 
 @pytest.mark.parametrize("case", ["garbage", "empty", "trunc", "pickled", "text", "binary", "dir", "missing"])
@@ -395,8 +438,9 @@ def test_file_without_read_permission(capsys, files, tmp_path):
 
 # -- ngspice itself missing, failing, hanging -----------------------------------------------------
 def test_ngspice_not_installed(files):
-    rc, out, err = run_cli("solve", "--A", files["A"], "--b", files["b"],
-                           env={"THERMOSPICE_NGSPICE": "/nonexistent/ngspice"})
+    rc, out, err = run_cli(
+        "solve", "--A", files["A"], "--b", files["b"], env={"THERMOSPICE_NGSPICE": "/nonexistent/ngspice"}
+    )
     assert_one_line_error(rc, out, err, r"ngspice.*/nonexistent/ngspice.*(not|install)")
 
 
@@ -406,12 +450,18 @@ def test_ngspice_not_installed_does_not_matter_for_numeric_backends(capsys, file
     assert res["backend"] == "ou"
 
 
-@pytest.mark.parametrize("script, needle", [
-    ("#!/bin/sh\necho 'Error: fake ngspice refuses this circuit' >&2\nexit 3\n", r"exit code 3.*fake ngspice refuses"),
-    ("#!/bin/sh\necho 'Error: no such vector v(x0)'\nexit 0\n", r"reported errors.*no such vector"),
-    ("#!/bin/sh\nexit 0\n", r"no raw file"),
-    ("#!/bin/sh\nkill -SEGV $$\n", r"signal SIGSEGV"),
-])
+@pytest.mark.parametrize(
+    "script, needle",
+    [
+        (
+            "#!/bin/sh\necho 'Error: fake ngspice refuses this circuit' >&2\nexit 3\n",
+            r"exit code 3.*fake ngspice refuses",
+        ),
+        ("#!/bin/sh\necho 'Error: no such vector v(x0)'\nexit 0\n", r"reported errors.*no such vector"),
+        ("#!/bin/sh\nexit 0\n", r"no raw file"),
+        ("#!/bin/sh\nkill -SEGV $$\n", r"signal SIGSEGV"),
+    ],
+)
 def test_ngspice_failing(capsys, files, tmp_path, monkeypatch, script, needle):
     fake = tmp_path / "ngspice"
     fake.write_text(script)
@@ -422,8 +472,14 @@ def test_ngspice_failing(capsys, files, tmp_path, monkeypatch, script, needle):
 
 
 def test_ngspice_failing_subprocess(files):
-    rc, out, err = run_cli("solve", "--A", files["A"], "--b", files["b"],
-                           env={"THERMOSPICE_NGSPICE": shutil.which("false") or "/bin/false"})
+    rc, out, err = run_cli(
+        "solve",
+        "--A",
+        files["A"],
+        "--b",
+        files["b"],
+        env={"THERMOSPICE_NGSPICE": shutil.which("false") or "/bin/false"},
+    )
     assert_one_line_error(rc, out, err, r"ngspice failed with exit code 1")
 
 
@@ -444,8 +500,7 @@ def test_timeout_not_reached(capsys, files):
 def test_debug_env_shows_traceback_only_when_asked(files):
     rc, out, err = run_cli("solve", "--A", files["A"] + ".missing", "--b", files["b"])
     assert_one_line_error(rc, out, err, "not found")
-    rc, out, err = run_cli("solve", "--A", files["A"] + ".missing", "--b", files["b"],
-                           env={"THERMOSPICE_DEBUG": "1"})
+    rc, out, err = run_cli("solve", "--A", files["A"] + ".missing", "--b", files["b"], env={"THERMOSPICE_DEBUG": "1"})
     assert rc != 0 and "Traceback" in err
 
 
@@ -467,21 +522,36 @@ def last_printed_row(stdout: str, n: int) -> np.ndarray:
 
 
 def run_plain_ngspice(path) -> str:
-    p = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True, timeout=120,
-                       cwd=os.path.dirname(str(path)), stdin=subprocess.DEVNULL)
+    p = subprocess.run(
+        ["ngspice", "-b", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.dirname(str(path)),
+        stdin=subprocess.DEVNULL,
+    )
     assert p.returncode == 0, f"ngspice -b exited {p.returncode}:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
     bad = NGSPICE_BAD.findall(p.stdout + "\n" + p.stderr)
     assert not bad, f"ngspice printed {bad}:\n{p.stderr[-2000:]}"
     return p.stdout
 
 
-@pytest.mark.parametrize("form, topology", [
-    ("A", "ideal"), ("A", "dense"), ("U", "factored"), ("GGN", "crossbar"), ("GGN", "factored"),
-])
+@pytest.mark.parametrize(
+    "form, topology",
+    [
+        ("A", "ideal"),
+        ("A", "dense"),
+        ("U", "factored"),
+        ("GGN", "crossbar"),
+        ("GGN", "factored"),
+    ],
+)
 def test_netlist_runs_in_plain_ngspice(capsys, files, tmp_path, form, topology):
-    args = {"A": ["--A", files["A"], "--b", files["b"]],
-            "U": ["--U", files["U"], "--lam", 0.4, "--b", files["b"]],
-            "GGN": ["--J", files["J"], "--H", files["H"], "--lam", files["lam_ggn"], "--b", files["b5"]]}[form]
+    args = {
+        "A": ["--A", files["A"], "--b", files["b"]],
+        "U": ["--U", files["U"], "--lam", 0.4, "--b", files["b"]],
+        "GGN": ["--J", files["J"], "--H", files["H"], "--lam", files["lam_ggn"], "--b", files["b5"]],
+    }[form]
     out_path = tmp_path / "spu.cir"
     rc, out, err = call(capsys, "netlist", *args, "--topology", topology, "--t", 40, "-o", out_path)
     assert rc == 0, err
@@ -503,8 +573,25 @@ def test_netlist_runs_in_plain_ngspice(capsys, files, tmp_path, form, topology):
 
 def test_netlist_with_noise_and_johnson_runs_in_plain_ngspice(files, tmp_path):
     out_path = tmp_path / "noisy.cir"
-    rc, out, err = run_cli("netlist", "--A", files["A"], "--b", files["b"], "--kappa0", "0.01", "--seed", "5",
-                           "--temperature", "300", "--t", "5", "--title", "noisy SPU (test)", "-o", str(out_path))
+    rc, out, err = run_cli(
+        "netlist",
+        "--A",
+        files["A"],
+        "--b",
+        files["b"],
+        "--kappa0",
+        "0.01",
+        "--seed",
+        "5",
+        "--temperature",
+        "300",
+        "--t",
+        "5",
+        "--title",
+        "noisy SPU (test)",
+        "-o",
+        str(out_path),
+    )
     assert rc == 0, err
     text = out_path.read_text()
     assert text.splitlines()[0] == "noisy SPU (test)"
@@ -512,8 +599,9 @@ def test_netlist_with_noise_and_johnson_runs_in_plain_ngspice(files, tmp_path):
     run_plain_ngspice(out_path)
 
 
-@pytest.mark.parametrize("title", ["x\n.control\nshell touch /tmp/thermospice_pwned\n.endc",
-                                   ".control", "a\rb", "caf\u00e9", "x" * 500])
+@pytest.mark.parametrize(
+    "title", ["x\n.control\nshell touch /tmp/thermospice_pwned\n.endc", ".control", "a\rb", "caf\u00e9", "x" * 500]
+)
 def test_netlist_rejects_bad_titles(capsys, files, tmp_path, title):
     out_path = tmp_path / "t.cir"
     rc, out, err = call(capsys, "netlist", "--A", files["A"], "--b", files["b"], "--title", title, "-o", out_path)
@@ -532,8 +620,9 @@ def test_netlist_output_errors(capsys, files, tmp_path):
 
 # -- report ---------------------------------------------------------------------------------------
 def test_report_text_and_json(files):
-    rc, out, err = run_cli("report", "--J", files["J"], "--H", files["H"], "--lam", files["lam_ggn"],
-                           "--b", files["b5"], "--json")
+    rc, out, err = run_cli(
+        "report", "--J", files["J"], "--H", files["H"], "--lam", files["lam_ggn"], "--b", files["b5"], "--json"
+    )
     assert rc == 0, err
     rep = json.loads(out)
     assert rep["topology"] == "crossbar" and rep["n"] == 5

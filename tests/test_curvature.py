@@ -1,4 +1,5 @@
 """training.curvature against dense autograd references (float64, small models, b = 4)."""
+
 import numpy as np
 import pytest
 import torch
@@ -44,8 +45,7 @@ class Reference:
         self.z = f(self.theta).detach()
         b, dz = self.z.shape
         self.J = torch.autograd.functional.jacobian(f, self.theta).reshape(b * dz, -1)
-        Hz = torch.autograd.functional.hessian(lambda z: loss_value(loss, z.reshape(b, dz), y),
-                                               self.z.reshape(-1))
+        Hz = torch.autograd.functional.hessian(lambda z: loss_value(loss, z.reshape(b, dz), y), self.z.reshape(-1))
         self.H = Hz
         self.G = self.J.T @ Hz @ self.J
         self.grad = torch.autograd.functional.jacobian(L, self.theta)
@@ -83,8 +83,8 @@ def test_jacobian_H_S_match_autograd(mlp_case, method):
     torch.testing.assert_close(c.Ut, c.S.T @ c.J, rtol=1e-10, atol=1e-14)
     torch.testing.assert_close(c.J.T @ c.H @ c.J, ref.G, rtol=1e-10, atol=1e-12)
     for i in range(4):
-        torch.testing.assert_close(c.H[3 * i:3 * i + 3, 3 * i:3 * i + 3], c.H_blocks[i])
-        torch.testing.assert_close(c.S[3 * i:3 * i + 3, 3 * i:3 * i + 3], c.S_blocks[i])
+        torch.testing.assert_close(c.H[3 * i : 3 * i + 3, 3 * i : 3 * i + 3], c.H_blocks[i])
+        torch.testing.assert_close(c.S[3 * i : 3 * i + 3, 3 * i : 3 * i + 3], c.S_blocks[i])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -142,7 +142,8 @@ def test_cnn_methods_agree(loss):
     # J against autograd for the conv model too
     ref = torch.autograd.functional.jacobian(
         lambda th: torch.func.functional_call(model, unflatten_params(th, param_spec(model)), (x,)),
-        params_to_vector(model)).reshape(40, -1)
+        params_to_vector(model),
+    ).reshape(40, -1)
     torch.testing.assert_close(cj.J, ref, rtol=1e-10, atol=1e-13)
 
 
@@ -189,10 +190,17 @@ def test_gradient_only_path(mlp_case):
 def test_tune_glibc_malloc_in_subprocess():
     import subprocess
     import sys
+
     code = "from training.malloc import tune_glibc_malloc; print(tune_glibc_malloc())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+    )
     import platform
+
     expected = "True" if platform.libc_ver()[0] == "glibc" else "False"
     assert out.stdout.strip() == expected
 
@@ -393,8 +401,9 @@ def _no_bias_mlp():
     return nn.Sequential(nn.Linear(6, 5, bias=False), nn.Tanh(), nn.Linear(5, 3)).to(D64)
 
 
-@pytest.mark.parametrize("make, d_in, image", [(small_mlp, 6, False), (_no_bias_mlp, 6, False), (Tokens, 4, False),
-                                               (small_cnn, 64, True)])
+@pytest.mark.parametrize(
+    "make, d_in, image", [(small_mlp, 6, False), (_no_bias_mlp, 6, False), (Tokens, 4, False), (small_cnn, 64, True)]
+)
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_gram_from_layer_factors(make, d_in, image, chunk):
     """Curvature.gram() (Kronecker form for Linear layers, columns for the rest) equals Ut Ut^T, and

@@ -4,6 +4,7 @@ The demo runs once (module fixture, about a minute on 2 cores): a small TNGD cro
 ngspice against the exact OU solution and the direct solve, its component report, TNGD (ou) against
 Adam on digits, and a few TNGD steps with ngspice in the loop.
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,6 +28,7 @@ def demo(tmp_path_factory):
     capture = pytest.MonkeyPatch()
     import io
     import sys
+
     buf = io.StringIO()
     capture.setattr(sys, "stdout", buf)
     try:
@@ -68,8 +70,9 @@ def test_demo_files(demo):
 
 
 def test_circuit_matches_direct_solve_and_exact_ou(demo):
-    m = re.search(r"relative error ([0-9.e+-]+); trajectory vs exact OU: max relative error ([0-9.e+-]+)",
-                  demo["stdout"])
+    m = re.search(
+        r"relative error ([0-9.e+-]+); trajectory vs exact OU: max relative error ([0-9.e+-]+)", demo["stdout"]
+    )
     assert m, demo["stdout"]
     assert float(m.group(1)) < 1e-4 and float(m.group(2)) < 1e-2
     rows = _rows(os.path.join(demo["out"], "circuit_trajectory.csv"))
@@ -107,23 +110,29 @@ def test_demo_names_the_winner_on_both_axes(demo):
     window = 2  # 20 steps
 
     def tail(losses, k):  # mean of the `window` losses up to step k (1-based)
-        return sum(losses[max(0, k - window):k]) / min(k, window)
+        return sum(losses[max(0, k - window) : k]) / min(k, window)
 
     at_steps = {n: tail(l, 20) for n, (l, _) in runs.items()}
     T = min(t[-1] for _, t in runs.values())
     # A run whose first step already ends after T (its estimated step outlasts the other run) is read
     # at step 1, whose loss is taken before any update: the loss it has at T.
-    at_time = {n: tail(l, max([i + 1 for i, x in enumerate(t) if x <= T * (1 + 1e-12)], default=1))
-               for n, (l, t) in runs.items()}
+    at_time = {
+        n: tail(l, max([i + 1 for i, x in enumerate(t) if x <= T * (1 + 1e-12)], default=1))
+        for n, (l, t) in runs.items()
+    }
     who = {"tngd": "TNGD", "adam": "Adam"}
-    m = re.search(r"at equal steps \(20; loss averaged over the last 2\): TNGD ([0-9.]+), Adam ([0-9.]+): (\w+) wins",
-                  demo["stdout"])
+    m = re.search(
+        r"at equal steps \(20; loss averaged over the last 2\): TNGD ([0-9.]+), Adam ([0-9.]+): (\w+) wins",
+        demo["stdout"],
+    )
     assert m, demo["stdout"]
     assert float(m.group(1)) == pytest.approx(at_steps["tngd"], abs=1e-4)
     assert float(m.group(2)) == pytest.approx(at_steps["adam"], abs=1e-4)
     assert m.group(3) == who[min(at_steps, key=at_steps.get)]
-    m = re.search(r"at equal estimated runtime \(([0-9.e+-]+) s\): TNGD ([0-9.]+) .*, Adam ([0-9.]+) .*: (\w+) wins",
-                  demo["stdout"])
+    m = re.search(
+        r"at equal estimated runtime \(([0-9.e+-]+) s\): TNGD ([0-9.]+) .*, Adam ([0-9.]+) .*: (\w+) wins",
+        demo["stdout"],
+    )
     assert m, demo["stdout"]
     assert float(m.group(1)) == pytest.approx(T, rel=1e-2)
     assert float(m.group(2)) == pytest.approx(at_time["tngd"], abs=1e-4)
@@ -159,7 +168,7 @@ def test_verdict_averages_seeds(tmp_path):
         return str(path)
 
     steps = 20  # window 2
-    fast = [write("a0", [1.0] * steps, 0.1), write("a1", [3.0] * steps, 0.1)]          # mean 2.0, T = 2.0
+    fast = [write("a0", [1.0] * steps, 0.1), write("a1", [3.0] * steps, 0.1)]  # mean 2.0, T = 2.0
     slow = [write("b0", [4.0 - 0.2 * k for k in range(steps)], 1.0), write("b1", [0.1] * steps, 1.0)]
     v = verdict({"adam": fast, "tngd": slow})
     assert v["seeds"] == 2 and v["steps"]["window"] == 2

@@ -1,5 +1,6 @@
 """analysis.executors.run_points: every point not done is evaluated once, results come back in this
 process, resume by key, and an error raised by on_result stops the run."""
+
 from __future__ import annotations
 
 import operator
@@ -12,8 +13,14 @@ from analysis.executors import ProcessPool, Serial, run_points
 @pytest.mark.parametrize("executor", [Serial(), ProcessPool(2, preload=["operator"])], ids=["serial", "pool"])
 def test_evaluates_each_point_not_done_once(executor):
     got = {}
-    n = run_points(range(6), operator.neg, executor=executor, key=lambda p: p, done={1, 4},
-                   on_result=lambda p, r: got.setdefault(p, []).append(r))
+    n = run_points(
+        range(6),
+        operator.neg,
+        executor=executor,
+        key=lambda p: p,
+        done={1, 4},
+        on_result=lambda p, r: got.setdefault(p, []).append(r),
+    )
     assert n == 4
     assert got == {p: [-p] for p in (0, 2, 3, 5)}
 

@@ -1,6 +1,7 @@
 """The sampled-label (Monte Carlo) and empirical Fisher against references built independently:
 per-example gradients by plain autograd on the nn.Module (no torch.func, no U^T engine), and, for
 the MC Fisher, its expectation over labels against the dense GGN with a z-score per entry."""
+
 import math
 import shutil
 
@@ -49,8 +50,9 @@ def dense_ggn(model, x, loss):
 
     def f(th):
         parts = torch.split(th, spec.sizes)
-        return torch.func.functional_call(model, {n: p.view(s) for n, p, s in zip(spec.names, parts, spec.shapes)},
-                                          (x,))
+        return torch.func.functional_call(
+            model, {n: p.view(s) for n, p, s in zip(spec.names, parts, spec.shapes)}, (x,)
+        )
 
     J = torch.autograd.functional.jacobian(f, theta)  # (b, dz, N)
     b, dz, N = J.shape
@@ -85,8 +87,9 @@ def test_mc_fisher_columns_are_gradients_of_sampled_label_losses(loss, engine, i
     model = small_cnn() if image else small_mlp()
     x, y = batch(loss, image=image)
     b, K = x.shape[0], 3
-    c = compute_curvature(model, x, y, loss, method=engine, curvature="mc", mc_samples=K,
-                          generator=torch.Generator().manual_seed(7))
+    c = compute_curvature(
+        model, x, y, loss, method=engine, curvature="mc", mc_samples=K, generator=torch.Generator().manual_seed(7)
+    )
     targets = c.mc_targets
     assert c.Ut.shape == (b * K, param_spec(model).N)
     if loss == "cross_entropy":
@@ -104,9 +107,19 @@ def test_mc_fisher_columns_are_gradients_of_sampled_label_losses(loss, engine, i
 def test_mc_draws_are_reproducible_and_independent_of_engine_and_chunks():
     model = small_mlp()
     x, y = batch("cross_entropy", b=6)
-    runs = [compute_curvature(model, x, y, method=e, curvature="mc", mc_samples=2, chunk_size=ch,
-                              generator=torch.Generator().manual_seed(3))
-            for e, ch in (("layers", None), ("layers", 1), ("vjp", 4), ("jacobian", None))]
+    runs = [
+        compute_curvature(
+            model,
+            x,
+            y,
+            method=e,
+            curvature="mc",
+            mc_samples=2,
+            chunk_size=ch,
+            generator=torch.Generator().manual_seed(3),
+        )
+        for e, ch in (("layers", None), ("layers", 1), ("vjp", 4), ("jacobian", None))
+    ]
     for r in runs[1:]:
         assert torch.equal(r.mc_targets, runs[0].mc_targets)
         torch.testing.assert_close(r.Ut, runs[0].Ut, rtol=1e-12, atol=1e-14)
@@ -119,8 +132,7 @@ def _one_draw_estimates(model, x, y, loss, K):
 
     With u_ij the column of U for sample i and draw j, X_j = K * sum_i u_ij u_ij^T is the MC Fisher
     of draw j alone (one label per sample), and U U^T = mean_j X_j."""
-    c = compute_curvature(model, x, y, loss, curvature="mc", mc_samples=K,
-                          generator=torch.Generator().manual_seed(11))
+    c = compute_curvature(model, x, y, loss, curvature="mc", mc_samples=K, generator=torch.Generator().manual_seed(11))
     b, N = x.shape[0], c.N
     U3 = c.Ut.view(b, K, N)
     X = K * torch.einsum("ija,ijb->jab", U3, U3)  # (K, N, N)
@@ -204,19 +216,32 @@ def test_all_methods_solve_the_same_fisher_system(curvature):
     x, y = batch("cross_entropy", b=6)
     lam, K = 0.05, 2
     model = small_mlp()
-    c = compute_curvature(model, x, y, curvature=curvature, mc_samples=K,
-                          generator=NGD(model, curvature=curvature, mc_samples=K)._generator(0))
+    c = compute_curvature(
+        model,
+        x,
+        y,
+        curvature=curvature,
+        mc_samples=K,
+        generator=NGD(model, curvature=curvature, mc_samples=K)._generator(0),
+    )
     if curvature == "mc":
-        rows = [sample_grad(model, x[i], c.mc_targets[i, j], "cross_entropy") / math.sqrt(6 * K)
-                for i in range(6) for j in range(K)]
+        rows = [
+            sample_grad(model, x[i], c.mc_targets[i, j], "cross_entropy") / math.sqrt(6 * K)
+            for i in range(6)
+            for j in range(K)
+        ]
     else:
         rows = [sample_grad(model, x[i], y[i], "cross_entropy") / math.sqrt(6) for i in range(6)]
     U = torch.stack(rows).T
     N = U.shape[0]
     want = torch.linalg.solve(U @ U.T + lam * torch.eye(N, dtype=D64), c.grad)
     kw = dict(damping=lam, curvature=curvature, mc_samples=K)
-    for pre in (NGD(small_mlp(), **kw), NGDWoodbury(small_mlp(), **kw), NGDCG(small_mlp(), iters=200, **kw),
-                TNGD(small_mlp(), t=math.inf, kappa0=0.0, **kw)):
+    for pre in (
+        NGD(small_mlp(), **kw),
+        NGDWoodbury(small_mlp(), **kw),
+        NGDCG(small_mlp(), iters=200, **kw),
+        TNGD(small_mlp(), t=math.inf, kappa0=0.0, **kw),
+    ):
         got = _direction(pre, x, y)
         assert float((got - want).norm() / want.norm()) < 1e-8, type(pre).__name__
 
@@ -262,8 +287,21 @@ def test_ngspice_crossbar_trains_with_fisher(curvature, tmp_path):
     from training.data import load_digits_split
 
     data = load_digits_split(flatten=True)
-    kw = dict(optimizer="tngd", model="mlp", width=4, batch_size=4, steps=3, lr=0.5, damping=0.01, t=5.0,
-              seed=0, eval_every=1000, kappa0=0.0, timeout=60.0, curvature=curvature)
+    kw = dict(
+        optimizer="tngd",
+        model="mlp",
+        width=4,
+        batch_size=4,
+        steps=3,
+        lr=0.5,
+        damping=0.01,
+        t=5.0,
+        seed=0,
+        eval_every=1000,
+        kappa0=0.0,
+        timeout=60.0,
+        curvature=curvature,
+    )
     out = {}
     start = params_to_vector(build_model("mlp", width=4, seed=0))
     for backend in ("ou", "ngspice"):

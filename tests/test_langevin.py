@@ -6,6 +6,7 @@ tests/physics.py's OU sampling errors (written for the RC cells). Statistical ch
 NSIG = 5 standard deviations computed from theory for the seeded run, and each checks it would
 see a plausible wrong answer.
 """
+
 import numpy as np
 import pytest
 from cases import random_factored
@@ -36,6 +37,7 @@ def dense(n=6, seed=0, lo=0.2, hi=1.0):
 
 
 # ------------------------------------------------------------------------- the 2x2 mode algebra
+
 
 def test_position_acf_closed_form_matches_expm_in_all_regimes():
     # under-, critically and over-damped, and a nearly critical one (b -> 0 branch)
@@ -71,6 +73,7 @@ def test_mode_transition_covariance_short_and_long_steps():
 
 
 # --------------------------------------------------------------- exact propagator vs 2N x 2N system
+
 
 @pytest.mark.parametrize("coupling", ["resistive", "capacitive"])
 @pytest.mark.parametrize("zeta", [0.25, 1.0, 3.0])
@@ -143,6 +146,7 @@ def test_low_rank_path_never_forms_the_matrix_and_matches_dense(monkeypatch):
 
     def boom(self):
         raise AssertionError("the N x N matrix was formed")
+
     monkeypatch.setattr(FactoredProblem, "matrix", boom)
     monkeypatch.setattr(GGNProblem, "matrix", boom)
     lr = SPU("langevin", oscillator=params).run(pf, t=10.0, x0=x0, times=times)
@@ -158,11 +162,12 @@ def test_low_rank_path_never_forms_the_matrix_and_matches_dense(monkeypatch):
         ex._trans(h)
     Ld, Ll = exd._trans(h)[1], exl._trans(h)[1]
     E = np.eye(pf.n)
-    for (a, b) in ((0, 0), (1, 0), (1, 1)):
+    for a, b in ((0, 0), (1, 0), (1, 1)):
         fd = np.interp(exd.spec.eigs, exd.spec.eigs, Ld[:, a, b])
         Md = exd.spec.matrix_function(fd)
-        Ml = np.column_stack([exl.spec.combine(E[:, [j]], exl.spec.project(E[:, [j]]), Ll[None, :, a, b])
-                              for j in range(pf.n)])
+        Ml = np.column_stack(
+            [exl.spec.combine(E[:, [j]], exl.spec.project(E[:, [j]]), Ll[None, :, a, b]) for j in range(pf.n)]
+        )
         np.testing.assert_allclose(Ml, Md, atol=1e-10)
 
 
@@ -194,12 +199,15 @@ def test_exact_noisy_samples_follow_the_stationary_law():
 
 # ------------------------------------------------------------------------------------------- BAOAB
 
+
 def test_baoab_transient_converges_at_second_order():
     p = dense(n=5)
     x0 = np.ones(p.n)
     ref = SPU("langevin", oscillator=dict(zeta=0.3)).run(p, t=8.0, x0=x0).x
-    errs = [np.linalg.norm(SPU("langevin", method="baoab", dt=h, oscillator=dict(zeta=0.3)).run(p, t=8.0, x0=x0).x - ref)
-            for h in (0.1, 0.05, 0.025)]
+    errs = [
+        np.linalg.norm(SPU("langevin", method="baoab", dt=h, oscillator=dict(zeta=0.3)).run(p, t=8.0, x0=x0).x - ref)
+        for h in (0.1, 0.05, 0.025)
+    ]
     r1, r2 = errs[0] / errs[1], errs[1] / errs[2]
     assert 3.5 < r1 < 4.5 and 3.5 < r2 < 4.5, errs
 
@@ -224,10 +232,11 @@ def test_baoab_samples_exact_configurational_law_at_a_large_step():
     kappa, h, g, m = 0.1, 1.0, 0.8, 1.0
     K = 20000
     res = SPU("langevin", method="baoab", dt=h, kappa0=kappa, seed=5, oscillator=dict(gamma=g)).run(
-        p, t=float(K + 30), x0=np.linalg.solve(p.A, p.b), times=30.0 + np.arange(K))
+        p, t=float(K + 30), x0=np.linalg.solve(p.A, p.b), times=30.0 + np.arange(K)
+    )
     X = res.trajectory
     w, Q = np.linalg.eigh(p.A)
-    Y = (X - np.linalg.solve(p.A, p.b)) @ Q             # mode coordinates
+    Y = (X - np.linalg.solve(p.A, p.b)) @ Q  # mode coordinates
     c = np.zeros((3, K))
     var_theory = np.zeros(3)
     for k in range(3):
@@ -235,12 +244,12 @@ def test_baoab_samples_exact_configurational_law_at_a_large_step():
         S = linalg.solve_discrete_lyapunov(T, N)
         var_theory[k] = S[0, 0]
         P = np.eye(2)
-        for j in range(K):   # autocovariance of q at lag j
+        for j in range(K):  # autocovariance of q at lag j
             c[k, j] = (P @ S)[0, 0]
             P = T @ P
             if abs(c[k, j]) < 1e-14 * S[0, 0] and j > 10:
                 break
-    np.testing.assert_allclose(var_theory, kappa / w, rtol=1e-12)   # the exactness claim itself
+    np.testing.assert_allclose(var_theory, kappa / w, rtol=1e-12)  # the exactness claim itself
     Skk = np.diag(lag_sums(c, K))
     var_hat = (Y**2).mean(0)
     z = (var_hat - kappa / w) / np.sqrt(2 * Skk)
@@ -262,10 +271,18 @@ def test_baoab_errors():
 
 # --------------------------------------------------------------------------- parameters and errors
 
-@pytest.mark.parametrize("kw, needle", [
-    (dict(mass=0.0), "mass"), (dict(mass=np.nan), "mass"), (dict(gamma=-1.0), "gamma"),
-    (dict(zeta=0.0), "zeta"), (dict(coupling="inductive"), "coupling"), (dict(stiffness=-2.0), "stiffness"),
-])
+
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        (dict(mass=0.0), "mass"),
+        (dict(mass=np.nan), "mass"),
+        (dict(gamma=-1.0), "gamma"),
+        (dict(zeta=0.0), "zeta"),
+        (dict(coupling="inductive"), "coupling"),
+        (dict(stiffness=-2.0), "stiffness"),
+    ],
+)
 def test_bad_oscillator_parameters(kw, needle):
     with pytest.raises(ProblemError, match=needle):
         SPU("langevin", **kw).run(dense(n=2), t=1.0)
@@ -289,6 +306,7 @@ def test_capacitive_coupling_cannot_solve():
 
 
 # --------------------------------------------------------------------------- sampling theory
+
 
 def test_sampling_theory_rc_matches_the_ou_formulas_of_the_rc_tests():
     """Large K: the exact finite-K sums reduce to tests/physics.py's asymptotic OU formulas."""
@@ -333,7 +351,7 @@ def test_oscillator_sampling_theory_matches_brute_force_monte_carlo():
     Ls = np.linalg.cholesky(ds.stationary_cov())
     Lt = np.linalg.cholesky(S)
     rng = np.random.default_rng(2)
-    Z = rng.normal(size=(R, 4)) @ Ls.T                       # stationary start (deviations from the mean)
+    Z = rng.normal(size=(R, 4)) @ Ls.T  # stationary start (deviations from the mean)
     sums = np.zeros((R, 2))
     sq = np.zeros((R, 2, 2))
     for _ in range(K):
@@ -373,7 +391,7 @@ def test_mode_autocov_capacitive_is_the_velocity_autocovariance():
     n = 2
     for j, h in enumerate([0.0, 1.0, 2.5]):
         Phi, _ = ds.transition(h)
-        Cv = (Phi @ S)[n:, n:]                     # Cov(v(s + h), v(s))
+        Cv = (Phi @ S)[n:, n:]  # Cov(v(s + h), v(s))
         want = ex.spec.Q.T @ Cv @ ex.spec.Q
         np.testing.assert_allclose(np.diag(want), c[:, j], atol=1e-12)
 
@@ -398,12 +416,15 @@ def test_backend_contract_times_and_velocities():
     np.testing.assert_allclose((b.x - a) / h, b.extra["velocity"], atol=1e-4)
 
 
-@pytest.mark.parametrize("params", [None, OscillatorParams(zeta=0.5), OscillatorParams(zeta=2.0),
-                                    OscillatorParams(zeta=0.7, coupling="capacitive")])
+@pytest.mark.parametrize(
+    "params",
+    [None, OscillatorParams(zeta=0.5), OscillatorParams(zeta=2.0), OscillatorParams(zeta=0.7, coupling="capacitive")],
+)
 def test_continuous_time_errors_are_the_long_window_limit_of_the_exact_sums(params):
     """K samples dt apart with dt -> 0 and K dt = T >> correlation time: the exact finite sums tend
     to the closed-form integrals (rel. differences O(dt) and O(t_corr / T), both <= 1% here)."""
     from spu.core.underdamped import continuous_time_errors
+
     p = dense(n=4, lo=0.3)
     if params is not None and params.coupling == "capacitive":
         p = DenseProblem(p.A, np.zeros(p.n))
@@ -414,5 +435,5 @@ def test_continuous_time_errors_are_the_long_window_limit_of_the_exact_sums(para
     if params is None or params.coupling == "resistive":
         assert ct["mean_err2_T"] / (K * dt) == pytest.approx(th["mean_err2"], rel=0.01)
     else:
-        assert ct["mean_err2_T"] == 0.0   # a velocity's time average is a displacement / T -> O(1/T^2)
+        assert ct["mean_err2_T"] == 0.0  # a velocity's time average is a displacement / T -> O(1/T^2)
     assert ct["cov_norm"] == pytest.approx(np.linalg.norm(kappa * np.linalg.inv(p.A)))

@@ -3,6 +3,7 @@ spu/backends/circuit.py reach circuits; training never does) and the absence of 
 files, read from the source with ast.
 
 Every import counts, also those inside functions: a lazy import still ties two files together."""
+
 from __future__ import annotations
 
 import ast
@@ -42,7 +43,7 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module
@@ -85,8 +86,11 @@ def test_core_imports_nothing_above_it():
 
 
 def test_only_the_bridge_imports_circuits_from_spu():
-    users = {str(p.relative_to(ROOT)) for p in (ROOT / "spu").rglob("*.py")
-             if any(n.split(".")[0] == "circuits" for n in _project_imports(p))}
+    users = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "spu").rglob("*.py")
+        if any(n.split(".")[0] == "circuits" for n in _project_imports(p))
+    }
     assert users <= CIRCUIT_BRIDGES, sorted(users - CIRCUIT_BRIDGES)
 
 
@@ -116,17 +120,27 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("circuits"
 
 def _loaded_by(backend: str) -> list[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", _LOADED.format(backend=backend)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADED.format(backend=backend)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out.splitlines()[-1])
 
 
 @pytest.mark.parametrize("backend", ["ou", "direct", "euler", "langevin"])
 def test_a_numeric_backend_loads_neither_circuits_nor_ngspice(backend):
     loaded = _loaded_by(backend)
-    assert f"spu.backends.{backend}" in loaded      # the check sees what a run imports
-    bad = [m for m in loaded if m.split(".")[0] == "circuits" or m.startswith(("spu.ngspice", "spu.backends.circuit",
-                                                                                 "spu.backends.ngspice"))]
+    assert f"spu.backends.{backend}" in loaded  # the check sees what a run imports
+    bad = [
+        m
+        for m in loaded
+        if m.split(".")[0] == "circuits"
+        or m.startswith(("spu.ngspice", "spu.backends.circuit", "spu.backends.ngspice"))
+    ]
     assert not bad, bad
 
 
@@ -147,7 +161,7 @@ def test_no_import_cycle_between_files():
         stack.append(m)
         for d in sorted(graph[m]):
             if state.get(d) == 1:
-                cycles.append(stack[stack.index(d):] + [d])
+                cycles.append(stack[stack.index(d) :] + [d])
             elif d not in state:
                 visit(d)
         stack.pop()

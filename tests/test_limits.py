@@ -1,6 +1,7 @@
 """Resource limits: a command that would need more memory, time steps or sweep points than its
 limit is refused before it allocates or starts ngspice, in one line giving the estimate, the limit
 and the option that raises it (spu/limits.py, analysis/limit_args.py)."""
+
 from __future__ import annotations
 
 import os
@@ -40,12 +41,14 @@ def test_huge_npy_is_refused_from_its_header(tmp_path, small, capsys):
     limit, without reading a byte of its data (there is none)."""
     huge = tmp_path / "huge.npy"
     with open(huge, "wb") as fh:
-        np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False,
-                                                  "shape": (2_000_000, 2_000_000)})
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f8", "fortran_order": False, "shape": (2_000_000, 2_000_000)}
+        )
     rc, out, err, wall = timed(capsys, "solve", "--A", huge, "--b", small[1])
     assert rc == 2
-    assert_one_line_error(rc, out, err, r"--A \(4e\+12 entries\)", r"\d TB of memory", r"more than the limit",
-                          "--max-memory")
+    assert_one_line_error(
+        rc, out, err, r"--A \(4e\+12 entries\)", r"\d TB of memory", r"more than the limit", "--max-memory"
+    )
     assert wall < FAST_S
 
 
@@ -60,10 +63,12 @@ def test_text_matrix_is_estimated_from_its_size(tmp_path, small, capsys):
         assert file_entries(str(tmp_path / name)) == pytest.approx(3600, rel=0.05)
     np.save(tmp_path / "b.npy", np.ones(60))
     # 3600 entries x 8 bytes x 100 copies (a circuit build) = 2.7 MB
-    rc, out, err, wall = timed(capsys, "report", "--A", tmp_path / "A.csv", "--b", tmp_path / "b.npy",
-                               "--max-memory", "1M")
-    assert_one_line_error(rc, out, err, r"--A \(3\.[56]\d*e\+03 entries\)", r"2\.\d+ MB of memory", r"limit 1 MB",
-                          "--max-memory")
+    rc, out, err, wall = timed(
+        capsys, "report", "--A", tmp_path / "A.csv", "--b", tmp_path / "b.npy", "--max-memory", "1M"
+    )
+    assert_one_line_error(
+        rc, out, err, r"--A \(3\.[56]\d*e\+03 entries\)", r"2\.\d+ MB of memory", r"limit 1 MB", "--max-memory"
+    )
     assert rc == 2 and wall < FAST_S
 
 
@@ -85,11 +90,25 @@ def test_ngspice_transient_too_long_is_refused_before_ngspice(small):
     code ran into the 600 s timeout), from a real process: exit 2, one line, no traceback."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "analysis.cli", "solve", "--A", small[0], "--b", small[1],
-                           "--t", "1e12"], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.cli", "solve", "--A", small[0], "--b", small[1], "--t", "1e12"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert time.perf_counter() - start < 30
-    assert_one_line_error(proc.returncode, proc.stdout, proc.stderr, r"t = 1e\+12 tau", r"step cap 0\.01 tau",
-                          r"1e\+14 time steps", r"limit 1e\+08", "--max-steps")
+    assert_one_line_error(
+        proc.returncode,
+        proc.stdout,
+        proc.stderr,
+        r"t = 1e\+12 tau",
+        r"step cap 0\.01 tau",
+        r"1e\+14 time steps",
+        r"limit 1e\+08",
+        "--max-steps",
+    )
     assert proc.returncode == 2
 
 
@@ -122,21 +141,24 @@ def test_samples_over_the_memory_limit_are_refused(small, capsys):
     assert_one_line_error(rc, out, err, r"1000000000000 samples of n = 2", r"\d TB of memory", "--max-memory")
     assert rc == 2 and wall < FAST_S
     # 1e5 samples x 3 x 8 bytes x 12 copies = 27 MB
-    rc, out, err = call(capsys, "sample", "--backend", "ou", "--A", A, "--b", b, "--samples", "100000",
-                        "--max-memory", "10M")
+    rc, out, err = call(
+        capsys, "sample", "--backend", "ou", "--A", A, "--b", b, "--samples", "100000", "--max-memory", "10M"
+    )
     assert_one_line_error(rc, out, err, r"27\.\d MB of memory", r"limit 10 MB")
 
 
 # -- (d) a sweep grid too large -------------------------------------------------------------------
 def test_sweep_grid_over_the_limit_is_refused_before_it_is_made(tmp_path, capsys):
     """lin:1:40:1000000000 would make a list of 1e9 floats; it is counted, not made."""
-    rc, out, err, wall = timed(capsys, "sweep", "time", "--t", "lin:1:40:1000000000", "--out", tmp_path,
-                               "--no-progress")
+    rc, out, err, wall = timed(
+        capsys, "sweep", "time", "--t", "lin:1:40:1000000000", "--out", tmp_path, "--no-progress"
+    )
     assert_one_line_error(rc, out, err, "sweep time", r"1e\+09 points", r"limit 1e\+05", "--max-points")
     assert rc == 2 and wall < FAST_S
     # The product of the ranges and the seeds counts: 400 kappa0 x 2 temperatures x 200 seeds.
-    rc, out, err = call(capsys, "sweep", "noise", "--kappa0", "lin:0:1:400", "--seeds", "200", "--out", tmp_path,
-                        "--no-progress")
+    rc, out, err = call(
+        capsys, "sweep", "noise", "--kappa0", "lin:0:1:400", "--seeds", "200", "--out", tmp_path, "--no-progress"
+    )
     assert_one_line_error(rc, out, err, r"1\.6e\+05 points", "--max-points")
     assert not list(tmp_path.iterdir())
 
@@ -151,7 +173,9 @@ def test_range_count_does_not_make_the_values():
     from analysis.ranges import count, parse_range
 
     assert count("lin:1:40:1000000000") == 10**9
-    assert count(["1,2", "log:1e-3:1:4", "ideal"]) == 7 == len(parse_range("x", ["1,2", "log:1e-3:1:4", "0"], sort=False))
+    assert (
+        count(["1,2", "log:1e-3:1:4", "ideal"]) == 7 == len(parse_range("x", ["1,2", "log:1e-3:1:4", "0"], sort=False))
+    )
     assert count((0.125, 0.25)) == 2 and count(3.0) == 1
     assert count("lin:a:b:c") == 1  # parse_range names the bad item
 

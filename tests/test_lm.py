@@ -1,6 +1,7 @@
 """The language-model experiment (paper Fig. 5): packaged MiniLM-L6 with LoRA and a span head,
 the generated QA data, the span-loss curvature against a dense reference, resumable runs, and one
 TNGD-Adam step's linear system on the circuit against the exact OU solution."""
+
 from __future__ import annotations
 
 import os
@@ -97,7 +98,7 @@ def test_span_curvature_matches_dense_reference():
     grad_z = torch.autograd.functional.jacobian(span_loss, z).reshape(-1)
     off_block = H.clone()
     for k in range(2 * b):  # H is block diagonal: one L x L softmax block per (example, head)
-        off_block[k * L:(k + 1) * L, k * L:(k + 1) * L] = 0
+        off_block[k * L : (k + 1) * L, k * L : (k + 1) * L] = 0
     assert float(off_block.abs().max()) == 0.0
     G = J.T @ H @ J
     assert torch.allclose(curv.U @ curv.Ut, G, rtol=1e-8, atol=1e-10 * float(G.abs().max()))
@@ -144,7 +145,7 @@ def test_packaged_minilm_loads_offline_and_gives_span_logits(tokenizer, monkeypa
         z = model.span_logits(data.ids)
     assert z.shape == (2, 2, 24) and bool(torch.isfinite(z).all())
     n_question = int((data.ids[0] == tokenizer.sep_token_id).float().argmax())
-    assert float(z[0, :, :n_question + 1].max()) == MASKED_LOGIT  # no answer inside the question
+    assert float(z[0, :, : n_question + 1].max()) == MASKED_LOGIT  # no answer inside the question
     assert float(z[0, :, n_question + 1].min()) > MASKED_LOGIT / 2  # the context's first token is live
 
 
@@ -222,16 +223,20 @@ def test_reproduce_fig5_end_to_end_and_resume(tmp_path):
     from analysis.reproduce import ReproduceError, reproduce
     from analysis.reproduce_fig5 import FIG5_COLUMNS, FIG5_SUMMARY_COLUMNS, ordering
 
-    tiny = {"n_train": 8, "n_heldout": 4, "batch": 1, "steps": 2, "seeds": 2, "eval_every": 2,
-            "t_values": [0.1, 0.4]}
+    tiny = {"n_train": 8, "n_heldout": 4, "batch": 1, "steps": 2, "seeds": 2, "eval_every": 2, "t_values": [0.1, 0.4]}
     res = reproduce("fig5", str(tmp_path / "f5"), quick=True, progress=False, overrides=tiny)
     assert (res.computed, res.skipped) == (8, 0)  # adam, tngd, tngd-adam t=0.4 (both panels), t=0.1; x 2 seeds
     rows = read_csv(res.csv_path)
     assert list(rows[0]) == [c for c, _ in FIG5_COLUMNS] and len(rows) == 5 * 2
     summary = read_csv(res.summary_path)
     assert list(summary[0]) == [c for c, _ in FIG5_SUMMARY_COLUMNS]
-    assert [s["label"] for s in summary] == ["Adam", "TNGD (t = 0.4 tau)", "TNGD-Adam (t = 0.4 tau)",
-                                             "TNGD-Adam t = 0.1 tau", "TNGD-Adam t = 0.4 tau"]
+    assert [s["label"] for s in summary] == [
+        "Adam",
+        "TNGD (t = 0.4 tau)",
+        "TNGD-Adam (t = 0.4 tau)",
+        "TNGD-Adam t = 0.1 tau",
+        "TNGD-Adam t = 0.4 tau",
+    ]
     for s in summary:
         assert 0.0 <= float(s["final_heldout_em_mean"]) <= float(s["final_heldout_f1_mean"]) <= 1.0
         assert float(s["final_train_loss_mean"]) > 0

@@ -6,6 +6,7 @@ newline in a title or a name starts a new line of our choosing. These tests chec
 every netlist the code generates, over a randomized set of problems and designs, against an
 allow-list of what may appear in it.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,7 @@ from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 from spu.core.softmax import softmax, softmax_ce_hessian
 
 ALLOWED_DOT = {".subckt", ".ends", ".options", ".save", ".print", ".tran", ".end", ".model"}
-FORBIDDEN = re.compile(r"\.control|\.endc|\bshell\b|\.include|\.inc\b|\.lib\b|\bsource\b|\bexec\b|`",
-                       re.IGNORECASE)
+FORBIDDEN = re.compile(r"\.control|\.endc|\bshell\b|\.include|\.inc\b|\.lib\b|\bsource\b|\bexec\b|`", re.IGNORECASE)
 ELEMENT_LETTERS = set("RCLEGIVXA")
 NAME = r"[A-Za-z0-9_]{1,64}"
 NUMBER = r"-?(?:\d+\.\d*(?:e[+-]?\d+)?|\d+e[+-]?\d+|\d+)"  # what repr(float) / str(int) produce
@@ -45,9 +45,11 @@ VALUE_RE = {
 NODES = {"R": 2, "C": 2, "L": 2, "E": 4, "G": 4, "V": 2, "I": 2}
 # The noise table source (circuits/noise_table.py): current outputs into named nodes, and its model.
 TABLE_RE = re.compile(rf"^A{NAME} \[%id\(0 {NAME}\)(?: %id\(0 {NAME}\))*\] tab{NAME}$")
-MODEL_RE = re.compile(rf'^\.model tab{NAME} filesource \(file="{NAME}\.txt" amploffset=\[0(?: 0)*\] '
-                      rf"amplscale=\[{NUMBER}(?: {NUMBER})*\] timeoffset=0 timescale=1 "
-                      r"timerelative=false amplstep=false\)$")
+MODEL_RE = re.compile(
+    rf'^\.model tab{NAME} filesource \(file="{NAME}\.txt" amploffset=\[0(?: 0)*\] '
+    rf"amplscale=\[{NUMBER}(?: {NUMBER})*\] timeoffset=0 timescale=1 "
+    r"timerelative=false amplstep=false\)$"
+)
 
 INJECTIONS = [
     "x\n.control\nshell touch /tmp/thermospice_pwned\n.endc",
@@ -57,7 +59,7 @@ INJECTIONS = [
     ".control",
     ".include /etc/passwd",
     "caf\u00e9",
-    "x\u2028.control",          # unicode line separator
+    "x\u2028.control",  # unicode line separator
     "x\x00.control",
     "tab\there",
     "x" * (MAX_TEXT + 1),
@@ -96,17 +98,35 @@ def test_comments_rejected(text):
         nl.R("1", "a", "b", 1e3, comment=text)
 
 
-BAD_NAMES = ["a b", "a\nb", "a\n.control", "a\r", "", "x" * 65, "a.b", "a-b", "a(b)", "v(x)", "caf\u00e9",
-             "a;b", "a$b", "a*b", "a=b", "a,b", 7, None]
+BAD_NAMES = [
+    "a b",
+    "a\nb",
+    "a\n.control",
+    "a\r",
+    "",
+    "x" * 65,
+    "a.b",
+    "a-b",
+    "a(b)",
+    "v(x)",
+    "caf\u00e9",
+    "a;b",
+    "a$b",
+    "a*b",
+    "a=b",
+    "a,b",
+    7,
+    None,
+]
 
 
 @pytest.mark.parametrize("bad", BAD_NAMES)
 def test_names_rejected_everywhere(bad):
     nl = Netlist("t")
     with pytest.raises(DesignError):
-        nl.R(bad, "a", "b", 1e3)                         # element name
+        nl.R(bad, "a", "b", 1e3)  # element name
     with pytest.raises(DesignError):
-        nl.R("1", bad, "b", 1e3)                         # node name
+        nl.R("1", bad, "b", 1e3)  # node name
     with pytest.raises(DesignError):
         nl.E("1", "a", "0", bad, "0", 2.0)
     with pytest.raises(DesignError):
@@ -116,16 +136,16 @@ def test_names_rejected_everywhere(bad):
     with pytest.raises(DesignError):
         nl.print_tran([bad])
     with pytest.raises(DesignError):
-        nl.option(bad, 1.0)                              # option key
+        nl.option(bad, 1.0)  # option key
     with pytest.raises(DesignError):
-        nl.subckt(bad, ("a",), lambda sub: None)         # subcircuit name
+        nl.subckt(bad, ("a",), lambda sub: None)  # subcircuit name
     with pytest.raises(DesignError):
-        nl.subckt("ok", (bad,), lambda sub: None)        # subcircuit port
+        nl.subckt("ok", (bad,), lambda sub: None)  # subcircuit port
     if isinstance(bad, str) and bad:
         with pytest.raises(DesignError):
-            nl.option("method", bad)                     # option value given as text
-    assert nl.text() == "t\n.end\n"                      # nothing half-added
-    nl.R("1", "a", "b", 1e3)                             # and the rejected names are still free
+            nl.option("method", bad)  # option value given as text
+    assert nl.text() == "t\n.end\n"  # nothing half-added
+    nl.R("1", "a", "b", 1e3)  # and the rejected names are still free
     nl.E("1", "a", "0", "b", "0", 2.0)
 
 
@@ -140,8 +160,20 @@ def test_duplicate_and_unknown_rejected():
         nl.X("1", ("a", "b"), "nosuch")
 
 
-BAD_VALUES = [float("nan"), float("inf"), -float("inf"), "nan", "inf", "1k", "1\n.control", "1 2", None, [1.0],
-              "", complex(1, 1)]
+BAD_VALUES = [
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    "nan",
+    "inf",
+    "1k",
+    "1\n.control",
+    "1 2",
+    None,
+    [1.0],
+    "",
+    complex(1, 1),
+]
 
 
 @pytest.mark.parametrize("bad", BAD_VALUES, ids=repr)
@@ -161,10 +193,10 @@ def test_values_rejected_everywhere(bad):
         lambda: nl.transient(1e-8, bad, 1e-8),
         lambda: nl.transient(1e-8, 1e-6, bad),
     ]
-    if bad is not None:            # ic=None means "no initial condition"
+    if bad is not None:  # ic=None means "no initial condition"
         cases.append(lambda: nl.C("2", "a", "b", 1e-9, ic=bad))
         cases.append(lambda: nl.L("2", "a", "b", 1e-6, ic=bad))
-    if not isinstance(bad, str):   # a str option value is a name, checked by the name tests
+    if not isinstance(bad, str):  # a str option value is a name, checked by the name tests
         cases.append(lambda: nl.option("reltol", bad))
     for k, case in enumerate(cases):
         with pytest.raises(DesignError):
@@ -185,8 +217,20 @@ def test_non_positive_components_rejected(bad):
 def test_numbers_are_plain_decimal_text():
     """repr(float): never a SPICE scale suffix ('1m' is milli, '1meg' mega) or locale formatting."""
     nl = Netlist("t")
-    for k, v in enumerate([1e-3, 1e6, 1e-300, 1.7976931348623157e308, 5e-324, -0.0, 0.1 + 0.2, np.float32(0.1),
-                           np.int64(3), 12345678901234567890]):
+    for k, v in enumerate(
+        [
+            1e-3,
+            1e6,
+            1e-300,
+            1.7976931348623157e308,
+            5e-324,
+            -0.0,
+            0.1 + 0.2,
+            np.float32(0.1),
+            np.int64(3),
+            12345678901234567890,
+        ]
+    ):
         nl.V(f"v{k}", "a", "0", v)
     for line in nl.text().splitlines()[1:-1]:
         value = line.split()[-1]
@@ -216,9 +260,9 @@ def _seed_of(text: str) -> int | None:
 def test_seed_emitted_as_integer_in_ngspice_range(seed):
     p = DenseProblem(np.array([[2.0, -0.5], [-0.5, 1.0]]), np.array([1.0, -1.0]))
     s = _seed_of(build(p, "dense", kappa0=0.1, t=1.0, seed=seed, noise="held").text())
-    assert 1 <= s <= NGSPICE_SEED_MAX      # ngspice 39 skips seed=0 and seeds >= 2**31
+    assert 1 <= s <= NGSPICE_SEED_MAX  # ngspice 39 skips seed=0 and seeds >= 2**31
     if 1 <= int(seed) < NGSPICE_SEED_MAX:
-        assert s == int(seed)              # ordinary seeds are written as they are
+        assert s == int(seed)  # ordinary seeds are written as they are
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, 2.0, "7", True, float("nan")])
@@ -340,8 +384,8 @@ def check_netlist_text(text: str) -> dict:
             assert TABLE_RE.fullmatch(code), ln
             continue
         k = NODES[kind]
-        assert all(re.fullmatch(NAME, t) for t in toks[1:1 + k]), ln
-        value = " ".join(toks[1 + k:])
+        assert all(re.fullmatch(NAME, t) for t in toks[1 : 1 + k]), ln
+        value = " ".join(toks[1 + k :])
         assert VALUE_RE[kind].fullmatch(value), f"bad value {value!r} in {ln!r}"
         for num in re.findall(NUMBER, value):
             assert np.isfinite(float(num))
@@ -355,7 +399,7 @@ def _random_case(rng: np.random.Generator):
     n = int(rng.integers(1, 7))
     m = int(rng.integers(1, 5))
     lam = float(rng.uniform(0.05, 2.0))
-    b = rng.uniform(-1, 1, n) * (0 if rng.random() < 0.1 else 1)   # b = 0 leaves the DACs out
+    b = rng.uniform(-1, 1, n) * (0 if rng.random() < 0.1 else 1)  # b = 0 leaves the DACs out
     if topology in ("ideal", "dense"):
         M = rng.uniform(-1, 1, (n, n))
         problem = DenseProblem(M @ M.T / max(n, 1) + lam * np.eye(n), b)
@@ -372,15 +416,21 @@ def _random_case(rng: np.random.Generator):
     design = Design(
         bits_r=None if rng.random() < 0.5 else int(rng.integers(6, 16)),
         bits_dac=None if rng.random() < 0.5 else int(rng.integers(6, 16)),
-        tol_r=float(rng.choice([0.0, 0.01])), tol_c=float(rng.choice([0.0, 0.02])),
+        tol_r=float(rng.choice([0.0, 0.01])),
+        tol_c=float(rng.choice([0.0, 0.02])),
         component_seed=int(rng.integers(0, 1000)),
         opamp=[OpAmp(), OpAmp(gain=1e5), OpAmp(gain=1e5, gbw=1e8)][int(rng.integers(0, 3))],
         temperature=None if rng.random() < 0.5 else float(rng.uniform(0, 400)),
         r_min=1.0,
     )
-    kwargs = dict(x0=rng.uniform(-1, 1, problem.n), kappa0=float(rng.choice([0.0, 0.01, 0.3])),
-                  t=float(rng.uniform(0.1, 60)), seed=None if rng.random() < 0.3 else int(rng.integers(0, 2**40)),
-                  points=int(rng.integers(2, 500)), noise=str(rng.choice(["table", "held"])))
+    kwargs = dict(
+        x0=rng.uniform(-1, 1, problem.n),
+        kappa0=float(rng.choice([0.0, 0.01, 0.3])),
+        t=float(rng.uniform(0.1, 60)),
+        seed=None if rng.random() < 0.3 else int(rng.integers(0, 2**40)),
+        points=int(rng.integers(2, 500)),
+        noise=str(rng.choice(["table", "held"])),
+    )
     return problem, topology, design, kwargs
 
 
@@ -403,7 +453,7 @@ def test_every_generated_netlist_passes_the_allow_list():
         noisy = kwargs["kappa0"] > 0 or bool(design.temperature)
         held = noisy and circuit.noise_mode == "held"
         if kwargs["seed"] is None or not held:
-            assert seed is None                # a noise table carries its own seed
+            assert seed is None  # a noise table carries its own seed
         else:
             assert 1 <= seed <= NGSPICE_SEED_MAX
         assert ("TRRANDOM" in text) == held
@@ -436,7 +486,7 @@ def test_checker_catches_injections():
         good.replace("\n", "\r\n"),
         good.replace("Rb0 d0 s0 ", "Rb0 d0 s0 1e3\n+ 2e3\nRb9 d0 s0 "),
         table.replace('file="noise0.txt"', 'file="../../etc/passwd"'),
-        table.replace("amplstep=false", "amplstep=false file=\"/etc/passwd\""),
+        table.replace("amplstep=false", 'amplstep=false file="/etc/passwd"'),
         table.replace("] tabnoise0", "] tabnoise0\n+ .control"),
         table.replace("%id(0 s0)", "%vd(0 s0)"),
     ]
@@ -464,8 +514,14 @@ def test_random_netlists_run_cleanly_in_plain_ngspice(tmp_path):
             continue
         path = tmp_path / f"case{len(done)}.cir"
         path.write_text(text)
-        p = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True, timeout=60,
-                           stdin=subprocess.DEVNULL, cwd=tmp_path)
+        p = subprocess.run(
+            ["ngspice", "-b", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
         out = p.stdout + p.stderr
         assert p.returncode == 0, out[-2000:]
         assert not re.search(r"^\s*error|warning|aborted|fatal|no simulations", out, re.I | re.M), out[-2000:]

@@ -22,8 +22,9 @@ needs_ngspice = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice not install
 
 def rc_netlist(r=1e3, c=1e-6, v0=1.0, tstop=5e-3, tmax=10e-6, extra=""):
     """RC discharge from v0 (uic): v(x1) = v0 exp(-t/RC)."""
-    return (f"rc discharge\nR1 x1 0 {r:g}\nC1 x1 0 {c:g} IC={v0:g}\n{extra}"
-            f".tran {tmax:g} {tstop:g} 0 {tmax:g} uic\n.end\n")
+    return (
+        f"rc discharge\nR1 x1 0 {r:g}\nC1 x1 0 {c:g} IC={v0:g}\n{extra}.tran {tmax:g} {tstop:g} 0 {tmax:g} uic\n.end\n"
+    )
 
 
 def _own_processes(marker: str) -> list[int]:
@@ -43,6 +44,7 @@ def _own_processes(marker: str) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------- runner
+
 
 @needs_ngspice
 def test_version():
@@ -73,8 +75,7 @@ def test_rc_discharge_matches_exponential_to_integrator_accuracy():
 
 @needs_ngspice
 def test_save_selects_variables():
-    net = ("save test\nV1 a 0 1\nR1 a x1 1k\nC1 x1 0 1u\nR2 x1 y 1k\nC2 y 0 1u\n"
-           ".save v(x1) i(v1)\n.tran 10u 1m\n.end\n")
+    net = "save test\nV1 a 0 1\nR1 a x1 1k\nC1 x1 0 1u\nR2 x1 y 1k\nC2 y 0 1u\n.save v(x1) i(v1)\n.tran 10u 1m\n.end\n"
     run = run_ngspice(net)
     assert run.raw.variables == ["time", "v(x1)", "i(v1)"]
     assert "x1" in run.raw and "y" not in run.raw and "v1#branch" in run.raw
@@ -90,7 +91,7 @@ def test_malformed_netlist_raises_with_useful_message():
     with pytest.raises(NgspiceError) as ei:
         run_ngspice(net)
     msg = str(ei.value)
-    assert "'bad'" in msg                     # names the netlist by its title
+    assert "'bad'" in msg  # names the netlist by its title
     assert "line 4" in msg and "q1 a b" in msg.lower()
     assert "DRAM" not in msg and len(msg.splitlines()) <= 14
 
@@ -140,8 +141,8 @@ def test_timeout_kills_ngspice(tmp_path):
     with pytest.raises(NgspiceTimeout, match=r"ran \d+\.\d+ s .*timeout of 0\.5 s"):
         run_ngspice(net, timeout=0.5, workdir=tmp_path)
     assert time.monotonic() - t0 < 5
-    assert _own_processes(str(tmp_path)) == []          # process group killed and reaped
-    assert os.listdir(tmp_path) == []                   # run directory removed
+    assert _own_processes(str(tmp_path)) == []  # process group killed and reaped
+    assert os.listdir(tmp_path) == []  # run directory removed
 
 
 def test_crash_is_reported_not_propagated(tmp_path):
@@ -213,8 +214,10 @@ def test_parallel_runs_are_independent():
 def test_ascii_raw_same_numbers(tmp_path):
     binary = run_ngspice(rc_netlist(), keep=True, workdir=tmp_path)
     assert open(os.path.join(binary.workdir, "out.raw"), "rb").read().find(b"\nBinary:\n") > 0
-    for run in (run_ngspice(rc_netlist(), ascii=True, keep=True, workdir=tmp_path),
-                run_ngspice(rc_netlist(extra=".options filetype=ascii\n"), keep=True, workdir=tmp_path)):
+    for run in (
+        run_ngspice(rc_netlist(), ascii=True, keep=True, workdir=tmp_path),
+        run_ngspice(rc_netlist(extra=".options filetype=ascii\n"), keep=True, workdir=tmp_path),
+    ):
         assert open(os.path.join(run.workdir, "out.raw"), "rb").read().find(b"\nValues:\n") > 0
         assert run.raw.variables == binary.raw.variables
         assert run.raw.data.shape == binary.raw.data.shape
@@ -222,6 +225,7 @@ def test_ascii_raw_same_numbers(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- raw files
+
 
 @pytest.fixture(scope="module")
 def raw_files(tmp_path_factory):
@@ -270,16 +274,18 @@ def test_corrupt_raw_files(tmp_path):
     p.write_bytes(b"")
     with pytest.raises(NgspiceError, match="empty"):
         read_raw(p)
-    hdr = (b"Title: t\nPlotname: Transient Analysis\nFlags: real\nNo. Variables: 2\nNo. Points: 3\n"
-           b"Variables:\n\t0\ttime\ttime\n\t1\tv(a)\tvoltage\n")
-    p.write_bytes(hdr)                                         # ngspice stopped inside the header
+    hdr = (
+        b"Title: t\nPlotname: Transient Analysis\nFlags: real\nNo. Variables: 2\nNo. Points: 3\n"
+        b"Variables:\n\t0\ttime\ttime\n\t1\tv(a)\tvoltage\n"
+    )
+    p.write_bytes(hdr)  # ngspice stopped inside the header
     with pytest.raises(NgspiceError, match="no 'Binary:'"):
         read_raw(p)
     good = np.arange(6, dtype="<f8").tobytes()
     p.write_bytes(hdr + b"Binary:\n" + good)
     r = read_raw(p)
     assert r.data.tolist() == [[0, 1], [2, 3], [4, 5]] and r["a"].tolist() == [1, 3, 5]
-    p.write_bytes(hdr + b"Binary:\n" + good + b"\x00" * 12)   # data longer than the header says
+    p.write_bytes(hdr + b"Binary:\n" + good + b"\x00" * 12)  # data longer than the header says
     with pytest.raises(NgspiceError, match="corrupt"):
         read_raw(p)
     p.write_bytes(hdr.replace(b"No. Variables: 2", b"No. Variables: 3") + b"Binary:\n" + good)
@@ -295,11 +301,14 @@ def test_corrupt_raw_files(tmp_path):
 
 # --------------------------------------------------------------- TRRANDOM facts (spu/ngspice/run.py doc)
 
+
 def _trrandom(seed, cap=False, tmax="1", nt="1m", tstop="20m"):
     load = "C1 a 0 1 IC=0\nR1 a 0 1e12\n" if cap else "R1 a 0 1\n"
     seedline = f".options seed={seed}\n" if seed is not None else ""
-    return (f"trrandom\nI1 0 a TRRANDOM(2 {nt} 0 1 0)\n{load}{seedline}"
-            f".tran 10u {tstop} 0 {tmax}{' uic' if cap else ''}\n.end\n")
+    return (
+        f"trrandom\nI1 0 a TRRANDOM(2 {nt} 0 1 0)\n{load}{seedline}"
+        f".tran 10u {tstop} 0 {tmax}{' uic' if cap else ''}\n.end\n"
+    )
 
 
 def _held_values(raw, nt=1e-3, n=20):
@@ -315,11 +324,11 @@ def _held_values(raw, nt=1e-3, n=20):
 @needs_ngspice
 def test_trrandom_is_held_constant_and_seeded():
     a = run_ngspice(_trrandom(7, tmax="10u")).raw
-    vals = _held_values(a)                  # piecewise constant over each NT interval
-    assert a["a"][0] == 0.0                 # 0 at the operating point t = 0
+    vals = _held_values(a)  # piecewise constant over each NT interval
+    assert a["a"][0] == 0.0  # 0 at the operating point t = 0
     assert len(set(vals)) == len(vals)
     b = run_ngspice(_trrandom(7, tmax="10u")).raw
-    assert np.array_equal(a.data, b.data)   # same seed: bit-identical
+    assert np.array_equal(a.data, b.data)  # same seed: bit-identical
     c = run_ngspice(_trrandom(8, tmax="10u")).raw
     assert not np.allclose(_held_values(c), vals)
     # integrated into 1 F: V(k NT) = NT * cumsum(held values), exactly, for any tmax
@@ -327,9 +336,11 @@ def test_trrandom_is_held_constant_and_seeded():
         cap = run_ngspice(_trrandom(7, cap=True, tmax=tmax)).raw
         ks = np.arange(1, 21) * 1e-3
         got = np.interp(ks, cap.time, cap["a"])
-        assert np.all(np.isin(np.round(ks, 12), np.round(cap.time, 12)))   # breakpoints at k NT
+        assert np.all(np.isin(np.round(ks, 12), np.round(cap.time, 12)))  # breakpoints at k NT
         np.testing.assert_allclose(got, 1e-3 * np.cumsum(vals), rtol=0, atol=1e-14)
-        if tmax == "1":   # large tmax: ~5-6 time points per NT interval after the first one
-            per = [np.sum((cap.time > k * 1e-3 * (1 + 1e-9)) & (cap.time <= (k + 1) * 1e-3 * (1 + 1e-9)))
-                   for k in range(1, 20)]
+        if tmax == "1":  # large tmax: ~5-6 time points per NT interval after the first one
+            per = [
+                np.sum((cap.time > k * 1e-3 * (1 + 1e-9)) & (cap.time <= (k + 1) * 1e-3 * (1 + 1e-9)))
+                for k in range(1, 20)
+            ]
             assert 3 <= np.mean(per) <= 8, per

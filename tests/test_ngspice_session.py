@@ -1,5 +1,6 @@
 """The long-lived ngspice session: same results as a fresh batch run, survives crashes and hangs,
 and nothing but composed commands ever reaches its control channel (real ngspice throughout)."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,7 @@ from spu.core.problems import FactoredProblem
 from spu.ngspice.run import run_ngspice
 from spu.ngspice.session import NgspiceSession
 
-TRAN = (5e-9, 1e-6, 1e-8)     # 1 tau of the default design
+TRAN = (5e-9, 1e-6, 1e-8)  # 1 tau of the default design
 
 
 def _circuit(b5: float | None = None):
@@ -48,7 +49,7 @@ def test_session_matches_fresh_batch_run(session):
     assert a.npoints == b.npoints
     for x in ("x0", "x5"):
         np.testing.assert_allclose(a[x], b[x], rtol=0, atol=1e-12)
-    again = session.tran(*TRAN).raw          # re-running leaves no state behind
+    again = session.tran(*TRAN).raw  # re-running leaves no state behind
     np.testing.assert_array_equal(again["x3"], a["x3"])
     # Nor does another circuit in between: the same bits whatever the child ran before (sweeps
     # resume on that). (Against batch mode the last bit may differ: atol above.)
@@ -70,7 +71,7 @@ def test_alter_equals_a_fresh_netlist_with_the_new_values(session):
     b = run_ngspice(changed).raw
     for x in ("x1", "x2", "x4"):
         np.testing.assert_allclose(a[x], b[x], rtol=0, atol=1e-12)
-    assert abs(a["x4"][0] - 0.5) < 1e-4       # ic is V(s) - V(x): x4 starts at +0.5
+    assert abs(a["x4"][0] - 0.5) < 1e-4  # ic is V(s) - V(x): x4 starts at +0.5
 
 
 def test_crash_between_and_during_runs_restarts_and_gives_the_same_result(session):
@@ -78,11 +79,11 @@ def test_crash_between_and_during_runs_restarts_and_gives_the_same_result(sessio
     session.load(text)
     session.alter([("Rb2", None, 2345.0)])
     want = session.tran(*TRAN).raw["x2"]
-    os.kill(session.pid, signal.SIGKILL)      # between runs
+    os.kill(session.pid, signal.SIGKILL)  # between runs
     time.sleep(0.05)
     run = session.tran(*TRAN)
     assert run.restarted and session.restarts == 1
-    np.testing.assert_array_equal(run.raw["x2"], want)   # the alteration was replayed
+    np.testing.assert_array_equal(run.raw["x2"], want)  # the alteration was replayed
     pid = session.pid
     # During a run: a longer transient, killed after it has started.
     long = (5e-9, 2e-4, 1e-9)
@@ -98,9 +99,9 @@ def test_hang_is_killed_with_a_clear_error_and_the_next_run_works(session):
     pid = session.pid
     session.timeout = 0.2
     with pytest.raises(NgspiceTimeout, match="timeout of 0.2 s and the child was killed"):
-        session.tran(5e-9, 1e-2, 1e-10)       # ~1e8 steps: far past 0.2 s
+        session.tran(5e-9, 1e-2, 1e-10)  # ~1e8 steps: far past 0.2 s
     with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)                        # the child is gone, not left running
+        os.kill(pid, 0)  # the child is gone, not left running
     session.timeout = 60
     np.testing.assert_array_equal(session.tran(*TRAN).raw["x1"], want)
 
@@ -138,7 +139,7 @@ def test_injected_names_params_and_files_are_refused(session, bad):
         session.alter([("Rb2", bad, 1.0)])
     with pytest.raises(DesignError):
         session.set_files({bad: b"0 0\n"})
-    if not re.match(r"^[a-z][a-z0-9_]*$", bad):   # "shell.txt" is a harmless file name
+    if not re.match(r"^[a-z][a-z0-9_]*$", bad):  # "shell.txt" is a harmless file name
         with pytest.raises(DesignError):
             session.set_files({bad + ".txt": b"0 0\n"})
     for path in ("../x.txt", "/tmp/x.txt", "circuit.cir", "out.raw"):
@@ -162,7 +163,8 @@ NUMBER = r"-?(?:\d+\.\d*(?:e[+-]?\d+)?|\d+e[+-]?\d+|inf)"
 ALLOWED = re.compile(
     r"^(?:set filetype=binary|destroy all|remcirc|source circuit\.cir|write out\.raw|rusage all|echo TSDONE\d+"
     rf"|alter [RCLEGIVAB][A-Za-z0-9_]{{0,64}}(?: (?:dc|ic))? = {NUMBER}"
-    rf"|tran {NUMBER} {NUMBER} 0 {NUMBER}(?: uic)?)$")
+    rf"|tran {NUMBER} {NUMBER} 0 {NUMBER}(?: uic)?)$"
+)
 
 
 def test_every_line_sent_to_the_channel_is_on_the_allow_list(session, monkeypatch):
@@ -178,6 +180,6 @@ def test_every_line_sent_to_the_channel_is_on_the_allow_list(session, monkeypatc
     session.alter([("Rb2", None, 2345.0), ("Vdac1", "dc", -0.25), ("C4", "ic", 1e-300)])
     session.tran(*TRAN)
     os.kill(session.pid, signal.SIGKILL)
-    session.tran(*TRAN)                       # restart path: reload + replayed alterations
+    session.tran(*TRAN)  # restart path: reload + replayed alterations
     session.rusage()
     assert sent and all(ALLOWED.match(line) for line in sent), [ln for ln in sent if not ALLOWED.match(ln)]

@@ -1,5 +1,6 @@
 """Noise tables (circuits/noise_table.py): the files, and that ngspice's filesource reads every
 column of them as written (real ngspice)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,10 +45,10 @@ def test_every_column_reaches_its_node(tmp_path):
     nodes = [f"x{i}" for i in range(n)]
     for i, x in enumerate(nodes):
         nl.R(f"{i}", x, "0", 1.0)
-    scales = [1e-3 * (1 + i) for i in range(n)]     # amperes per unit normal, distinct per column
-    amps = [SCALE * s for s in scales]              # per table integer, as circuits/builder.py sets it
+    scales = [1e-3 * (1 + i) for i in range(n)]  # amperes per unit normal, distinct per column
+    amps = [SCALE * s for s in scales]  # per table integer, as circuits/builder.py sets it
     for j, c in enumerate(chunks(n)):
-        nl.table_currents(f"noise{j}", nodes[c.start:c.stop], file_name(j), amps[c.start:c.stop])
+        nl.table_currents(f"noise{j}", nodes[c.start : c.stop], file_name(j), amps[c.start : c.stop])
     nl.save(nodes)
     nl.print_tran(nodes[:1])
     nl.transient(hold, 10 * hold, hold)

@@ -6,6 +6,7 @@ deviation sqrt((S_ii S_jj + S_ij^2) / n) (Wishart). We allow 5 sigma per entry; 
 fixed, so the tests are deterministic, and a 5-sigma margin keeps them from being tuned to a seed.
 Each statistical test also checks it has the power to see a plausible wrong answer.
 """
+
 import numpy as np
 import pytest
 from cases import random_factored
@@ -45,6 +46,7 @@ def run(mod, p, t, x0=None, kappa0=0.0, seed=0, times=None, **options):
 def forbid_matrix(monkeypatch):
     def boom(self):
         raise AssertionError("the N x N matrix was formed")
+
     monkeypatch.setattr(FactoredProblem, "matrix", boom)
     monkeypatch.setattr(GGNProblem, "matrix", boom)
 
@@ -343,8 +345,16 @@ def test_direct_run_ignores_time_and_noise():
 # ----------------------------------------------------------------------------- arguments
 
 
-@pytest.mark.parametrize("kw", [dict(t=-1.0), dict(t=1.0, times=[0.5, 2.0]), dict(t=1.0, times=[0.6, 0.5]),
-                                dict(t=1.0, kappa0=-0.1), dict(t=1.0, x0=np.zeros(3))])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(t=-1.0),
+        dict(t=1.0, times=[0.5, 2.0]),
+        dict(t=1.0, times=[0.6, 0.5]),
+        dict(t=1.0, kappa0=-0.1),
+        dict(t=1.0, x0=np.zeros(3)),
+    ],
+)
 def test_bad_arguments_raise(kw):
     p = dense(4)
     args = dict(x0=np.zeros(4), kappa0=0.0, seed=0, times=None, options={})

@@ -15,6 +15,7 @@ process (DenseLangevin.held_noise_cov) differs from the white-noise law by O((om
 noisy test asserts that this bias is below a tenth of its statistical tolerance before comparing
 with kappa A^-1.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,9 +36,10 @@ from spu.core.errors import DesignError, ProblemError
 from spu.core.underdamped import ExactLangevin, OscillatorParams, expm_batch, lag_sums, mode_autocov, sampling_theory
 from spu.ngspice.run import run_ngspice
 
-pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("THERMOSPICE_NGSPICE") or "ngspice") is None,
-                                reason="ngspice not installed")
-ZMAX = 4.0   # per-statistic z bound: two-sided p ~ 6e-5, a few dozen statistics per file
+pytestmark = pytest.mark.skipif(
+    shutil.which(os.environ.get("THERMOSPICE_NGSPICE") or "ngspice") is None, reason="ngspice not installed"
+)
+ZMAX = 4.0  # per-statistic z bound: two-sided p ~ 6e-5, a few dozen statistics per file
 
 
 def spectrum(n, seed, lo, hi):
@@ -57,7 +59,7 @@ def acov_sequence(system, interval, K):
         out[j] = P
         P = Phi @ P
         if j > 5 and np.abs(P).max() < 1e-13 * np.abs(S).max():
-            out[j + 1:] = 0.0
+            out[j + 1 :] = 0.0
             break
     return out
 
@@ -69,8 +71,8 @@ def sample_cov_sd(acov, idx):
     C = acov[:, idx][:, :, idx]
     w = 2.0 * (K - np.arange(K))
     w[0] = K
-    a = np.einsum("j,jii,jkk->ik", w, C, C)          # sum C_ii(h) C_kk(h) over +-h
-    b = np.einsum("j,jik,jki->ik", w, C, C)          # sum C_ik(h) C_ki(h)  (C_ki(h) = C_ik(-h))
+    a = np.einsum("j,jii,jkk->ik", w, C, C)  # sum C_ii(h) C_kk(h) over +-h
+    b = np.einsum("j,jik,jki->ik", w, C, C)  # sum C_ik(h) C_ki(h)  (C_ki(h) = C_ik(-h))
     return np.sqrt((a + b) / K**2)
 
 
@@ -83,6 +85,7 @@ def sample_mean_cov(acov, idx):
 
 
 # --------------------------------------------------------------------------------- steady state
+
 
 @pytest.mark.parametrize("kind, zeta", [("dense", 1.0), ("dense", 0.4), ("factored", 1.0), ("ggn", 0.7)])
 def test_steady_mean_is_A_inverse_b(kind, zeta):
@@ -98,7 +101,7 @@ def test_steady_mean_is_A_inverse_b(kind, zeta):
     rel = np.linalg.norm(res.x - x_star) / np.linalg.norm(x_star)
     assert rel <= 1e-6, f"{kind} zeta={zeta}: relative error {rel:.3g}"
     assert np.abs(ex.q_eq - x_star).max() < 1e-10
-    assert (p.matrix() < 0).any()                   # mixed signs really
+    assert (p.matrix() < 0).any()  # mixed signs really
     rep = res.report
     assert rep["counts"]["inductors"] == p.n and rep["timing"]["zeta_max"] == pytest.approx(zeta)
     assert rep["quantisation"]["steady_state_rel_error"] < 1e-12
@@ -106,9 +109,10 @@ def test_steady_mean_is_A_inverse_b(kind, zeta):
 
 # ------------------------------------------------------------------------------------ trajectory
 
+
 def test_noiseless_trajectory_matches_exact_second_order_solution():
     p = DenseProblem(spectrum(5, 3, 0.3, 1.0), np.random.default_rng(1).normal(size=5))
-    params = OscillatorParams(zeta=0.2)            # underdamped: several visible oscillations
+    params = OscillatorParams(zeta=0.2)  # underdamped: several visible oscillations
     design = Design(dt_max=0.01)
     rng = np.random.default_rng(2)
     x0, v0 = rng.normal(size=5), 0.5 * rng.normal(size=5)
@@ -119,8 +123,12 @@ def test_noiseless_trajectory_matches_exact_second_order_solution():
     Q = np.stack([raw[f"v({x})"] for x in circ.state_nodes], axis=1) / design.v_unit
     V = circ.velocities(raw)
     times = np.linspace(0.5, T, 50)
-    got = np.hstack([np.stack([np.interp(times, s, Q[:, i]) for i in range(5)], 1),
-                     np.stack([np.interp(times, s, V[:, i]) for i in range(5)], 1)])
+    got = np.hstack(
+        [
+            np.stack([np.interp(times, s, Q[:, i]) for i in range(5)], 1),
+            np.stack([np.interp(times, s, V[:, i]) for i in range(5)], 1),
+        ]
+    )
     system = circ.system()
     Qe, Ve = system.mean(times, x0, v0)
     want = np.hstack([Qe, Ve])
@@ -146,6 +154,7 @@ def test_noiseless_trajectory_matches_exact_second_order_solution():
 
 
 # --------------------------------------------------------------------------------- noise: statistics
+
 
 def test_noisy_sample_mean_and_covariance_match_theory():
     A = spectrum(3, 7, 0.3, 1.0)
@@ -204,8 +213,9 @@ def test_inverse_8x8_error_falls_with_samples_as_theory_predicts():
     params = OscillatorParams(zeta=1.0)
     design = Design(noise_dt=0.1, dt_max=0.1)
     times = burn + dt * np.arange(K)
-    res = SPU("ngspice", topology="oscillator", design=design, kappa0=kappa, seed=8,
-              oscillator=params).run(p, t=float(times[-1]), times=times)
+    res = SPU("ngspice", topology="oscillator", design=design, kappa0=kappa, seed=8, oscillator=params).run(
+        p, t=float(times[-1]), times=times
+    )
     X = res.trajectory
     Ainv = np.linalg.inv(A)
     # Held-noise bias vs the smallest statistical error (largest K).
@@ -216,7 +226,7 @@ def test_inverse_8x8_error_falls_with_samples_as_theory_predicts():
     for k in (K // 16, K // 4, K):
         th = sampling_theory(p, params, kappa, k, dt)
         Xk = X[:k]
-        Chat = Xk.T @ Xk / k                               # about the known mean 0
+        Chat = Xk.T @ Xk / k  # about the known mean 0
         e2 = np.linalg.norm(Chat - kappa * Ainv) ** 2
         # Weights: 2 S_kk (diagonal mode entries) and 2 S_kl (k < l, counted twice in ||.||_F^2).
         c = mode_autocov(th["modes"], params, th["gamma"], kappa, np.arange(k) * dt)
@@ -238,15 +248,17 @@ def test_inverse_8x8_error_falls_with_samples_as_theory_predicts():
 
 # --------------------------------------------------------------------------------- capacitive coupling
 
+
 def test_capacitive_coupling_node_voltages_have_inverse_capacitance_covariance():
-    A = np.array([[1.0, -0.3, -0.2], [-0.3, 0.9, -0.4], [-0.2, -0.4, 1.1]])   # Stieltjes, diagonally dominant
+    A = np.array([[1.0, -0.3, -0.2], [-0.3, 0.9, -0.4], [-0.2, -0.4, 1.1]])  # Stieltjes, diagonally dominant
     p = DenseProblem(A, np.zeros(3))
     kappa, T, burn, dt = 0.1, 1500.0, 30.0, 1.0
     params = OscillatorParams(coupling="capacitive", zeta=0.7)
     design = Design(noise_dt=0.1, dt_max=0.1)
     times = np.arange(burn, T, dt)
-    res = SPU("ngspice", topology="oscillator", design=design, kappa0=kappa, seed=4,
-              oscillator=params).run(p, t=T, times=times)
+    res = SPU("ngspice", topology="oscillator", design=design, kappa0=kappa, seed=4, oscillator=params).run(
+        p, t=T, times=times
+    )
     X = res.trajectory
     K = len(times)
     th = sampling_theory(p, params, kappa, K, dt)
@@ -276,6 +288,7 @@ def test_capacitive_coupling_node_voltages_have_inverse_capacitance_covariance()
 
 # --------------------------------------------------------------------------------------------- errors
 
+
 def test_impossible_mappings_are_clear_errors():
     A_mixed = np.array([[1.0, 0.3], [0.3, 1.0]])
     with pytest.raises(DesignError, match="negative capacitance"):
@@ -299,11 +312,11 @@ def test_impossible_mappings_are_clear_errors():
 def test_components_out_of_range_are_clear_errors():
     p = DenseProblem(np.array([[1.0, -0.2], [-0.2, 0.5]]), np.array([1.0, 0.0]))
     with pytest.raises(DesignError, match="inductor range"):
-        build(p, "oscillator", oscillator=dict(mass=1e4))              # L = 10 H > 1 H
+        build(p, "oscillator", oscillator=dict(mass=1e4))  # L = 10 H > 1 H
     with pytest.raises(DesignError, match="inductor range"):
         build(p, "oscillator", oscillator=dict(mass=1.0), inductors=InductorRange(l_max=1e-4))
     with pytest.raises(DesignError, match="damping resistor"):
-        build(p, "oscillator", oscillator=dict(gamma=1e-3))            # 1 ohm < r_min = 10 ohm
+        build(p, "oscillator", oscillator=dict(gamma=1e-3))  # 1 ohm < r_min = 10 ohm
     with pytest.raises(DesignError, match="damping resistor"):
         build(DenseProblem(p.A, np.zeros(2)), "oscillator", oscillator=dict(gamma=1e-6, coupling="capacitive"))
     # A coupling needing R0/|a| = 1e12 ohm > r_max is left open (issue 10), an error only beyond the bound.
@@ -326,7 +339,7 @@ def test_report_of_an_underdamped_solve():
     tm, vol = rep["timing"], rep["voltages"]
     assert tm["dynamics"].startswith("second order") and tm["zeta_max"] == pytest.approx(0.2)
     lo = p.eig_extremes()[0]
-    assert tm["slowest_decay_rate_per_tau"] == pytest.approx(0.2 * np.sqrt(lo))   # underdamped: gamma / 2m
+    assert tm["slowest_decay_rate_per_tau"] == pytest.approx(0.2 * np.sqrt(lo))  # underdamped: gamma / 2m
     assert rep["counts"]["op_amps"] == 3 * p.n and rep["counts"]["inductors"] == p.n
     # Underdamped from 0: the positions overshoot the fixed point; the report sees the transient peak.
     assert vol["transient_state_peak_v"] > np.abs(np.linalg.solve(p.matrix(), p.b)).max() * 1.05

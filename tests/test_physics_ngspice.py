@@ -1,4 +1,5 @@
 """The circuit against theory, with real ngspice: steady state, transient, noise, Johnson noise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,7 +54,8 @@ def test_noise_statistics_match_kappa_A_inverse():
     design = Design(noise_dt=0.05, dt_max=0.05)
     times = np.arange(burn, T, dt)
     res = SPU("ngspice", topology="dense", design=design, kappa0=kappa, seed=7).run(
-        p, t=T, x0=np.linalg.solve(A, b), times=times)
+        p, t=T, x0=np.linalg.solve(A, b), times=times
+    )
     X = res.trajectory
     K = len(X)
     mean_cov, cov_sigma = sampled_mean_cov_sigma(A, kappa, dt, K)

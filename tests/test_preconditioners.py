@@ -5,6 +5,7 @@ plain gradient, a dense GGN built with torch.autograd.functional.jacobian and so
 torch.linalg.solve, and the OU propagator of spu/backends/ou.py applied by hand for the delay.
 Small float64 MLPs on the digits (N = 460, b = 8) keep the whole file to a few seconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,7 +108,7 @@ def test_t0_step_equals_sgd_step(some_batches):
     x, y = some_batches[0]
     m_tngd, m_sgd = mlp(), mlp()
     pre = TNGD(m_tngd, damping=0.01, t=0.0, spu=SPU("ou"))
-    (d, p_tngd), = run_steps(pre, torch.optim.SGD(m_tngd.parameters(), lr=0.1), [(x, y)])
+    ((d, p_tngd),) = run_steps(pre, torch.optim.SGD(m_tngd.parameters(), lr=0.1), [(x, y)])
     opt = torch.optim.SGD(m_sgd.parameters(), lr=0.1)
     F.cross_entropy(m_sgd(x), y).backward()
     g = flat_grad(m_sgd).clone()
@@ -121,8 +122,7 @@ def test_t0_keeps_previous_estimate_or_is_sgd_with_init_gradient(some_batches):
     """Documented: t = 0 (t_d = 0) keeps the previous estimate; init='gradient' is SGD at every step."""
     m1, m2, m3 = mlp(), mlp(), mlp()
     keep = run_steps(TNGD(m1, t=0.0), torch.optim.SGD(m1.parameters(), lr=0.1), some_batches[:3])
-    fresh = run_steps(TNGD(m2, t=0.0, init="gradient"), torch.optim.SGD(m2.parameters(), lr=0.1),
-                      some_batches[:3])
+    fresh = run_steps(TNGD(m2, t=0.0, init="gradient"), torch.optim.SGD(m2.parameters(), lr=0.1), some_batches[:3])
     sgd = run_steps(Gradient(m3), torch.optim.SGD(m3.parameters(), lr=0.1), some_batches[:3])
     for k in range(3):
         assert rel(keep[k][0], keep[0][0]) < 1e-15  # the device still holds g_0
@@ -134,8 +134,11 @@ def test_t0_keeps_previous_estimate_or_is_sgd_with_init_gradient(some_batches):
 def test_t_inf_without_noise_equals_ngd(some_batches):
     m_t, m_n = mlp(), mlp()
     lam, lr = 0.05, 0.02
-    tngd = run_steps(TNGD(m_t, damping=lam, t=math.inf, kappa0=0.0, spu=SPU("ou", kappa0=0.5)),
-                     torch.optim.SGD(m_t.parameters(), lr=lr), some_batches[:3])
+    tngd = run_steps(
+        TNGD(m_t, damping=lam, t=math.inf, kappa0=0.0, spu=SPU("ou", kappa0=0.5)),
+        torch.optim.SGD(m_t.parameters(), lr=lr),
+        some_batches[:3],
+    )
     ngd = run_steps(NGD(m_n, damping=lam), torch.optim.SGD(m_n.parameters(), lr=lr), some_batches[:3])
     for (d_t, p_t), (d_n, p_n) in zip(tngd, ngd):
         assert rel(d_t, d_n) < 1e-9
@@ -159,7 +162,7 @@ def test_ngd_equals_dense_solve(some_batches):
         with torch.no_grad():  # the reference takes the same step by hand
             off = 0
             for p in ref.parameters():
-                p -= lr * want[off:off + p.numel()].view_as(p)
+                p -= lr * want[off : off + p.numel()].view_as(p)
                 off += p.numel()
         assert rel(flat(model), flat(ref)) < 1e-12
 
@@ -212,7 +215,7 @@ def test_delay_follows_documented_definition(some_batches):
     with torch.no_grad():
         off = 0
         for p in ref.parameters():
-            p -= lr * torch.from_numpy(e0[off:off + p.numel()]).view_as(p)
+            p -= lr * torch.from_numpy(e0[off : off + p.numel()]).view_as(p)
             off += p.numel()
     stale = P0.step(e0, td, 0.0, None)
     e1, _ = ou_phi(ref, x1, y1, lam, t, stale)
@@ -222,8 +225,9 @@ def test_delay_follows_documented_definition(some_batches):
     # t_d = 0: the new system starts from g~_0 itself, which gives a different estimate
     no_delay, _ = ou_phi(ref, x1, y1, lam, t, e0)
     m0 = mlp()
-    (_, _), (d1_0, _) = run_steps(TNGD(m0, damping=lam, t=t, td=0.0),
-                                  torch.optim.SGD(m0.parameters(), lr=lr), [(x0, y0), (x1, y1)])
+    (_, _), (d1_0, _) = run_steps(
+        TNGD(m0, damping=lam, t=t, td=0.0), torch.optim.SGD(m0.parameters(), lr=lr), [(x0, y0), (x1, y1)]
+    )
     assert rel(d1_0, no_delay) < 1e-10
     assert rel(d1_0, d1) > 1e-2
 
@@ -232,10 +236,12 @@ def test_delay_as_callable_of_step(some_batches):
     """td(k) is the delay before the k-th system is loaded; td(1) = 0 gives the undelayed step."""
     lam, t = 0.05, 2.0
     m_a, m_b = mlp(), mlp()
-    a = run_steps(TNGD(m_a, damping=lam, t=t, td=lambda k: 0.0 if k < 2 else 3.0),
-                  torch.optim.SGD(m_a.parameters(), lr=0.1), some_batches[:3])
-    b = run_steps(TNGD(m_b, damping=lam, t=t, td=0.0), torch.optim.SGD(m_b.parameters(), lr=0.1),
-                  some_batches[:3])
+    a = run_steps(
+        TNGD(m_a, damping=lam, t=t, td=lambda k: 0.0 if k < 2 else 3.0),
+        torch.optim.SGD(m_a.parameters(), lr=0.1),
+        some_batches[:3],
+    )
+    b = run_steps(TNGD(m_b, damping=lam, t=t, td=0.0), torch.optim.SGD(m_b.parameters(), lr=0.1), some_batches[:3])
     assert rel(a[1][0], b[1][0]) < 1e-14
     assert rel(a[2][0], b[2][0]) > 1e-3
 
@@ -333,8 +339,9 @@ def test_nonfinite_data_in_train_stops_with_last_good_parameters(digits_flat, tm
     """NaN in the data of step 3: train() raises TrainingError, the model (and the checkpoint in
     the output folder) hold the parameters after step 2."""
     train_set, test_set = digits_flat
-    cfg = TrainConfig(optimizer="tngd", model="mlp", width=WIDTH, batch_size=BATCH, steps=2, t=5.0,
-                      seed=1, eval_every=100)
+    cfg = TrainConfig(
+        optimizer="tngd", model="mlp", width=WIDTH, batch_size=BATCH, steps=2, t=5.0, seed=1, eval_every=100
+    )
     ref = build_model("mlp", width=WIDTH, seed=1)
     train(cfg, data=(train_set, test_set), model=ref)
 
@@ -363,20 +370,23 @@ def test_unsupported_layer_gets_clear_error(some_batches):
     TNGD(model, damping=0.01, t=5.0).step(x, y)
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda m: TNGD(m, damping=0.0), "damping must be > 0"),
-    (lambda m: TNGD(m, damping=-0.1), "damping must be > 0"),
-    (lambda m: TNGD(m, damping=float("nan")), "damping must be > 0"),
-    (lambda m: TNGD(m, t=-1.0), "t must be >= 0"),
-    (lambda m: TNGD(m, t=float("nan")), "t must be >= 0"),
-    (lambda m: TNGD(m, td=-0.5), "td must be >= 0"),
-    (lambda m: TNGD(m, kappa0=-1e-3), "kappa0 must be >= 0"),
-    (lambda m: TNGD(m, t="long"), "t must be a number"),
-    (lambda m: NGD(m, damping=0.0), "damping must be > 0"),
-    (lambda m: NGDCG(m, damping=-1.0), "damping must be > 0"),
-    (lambda m: NGDCG(m, iters=0), "CG iterations"),
-    (lambda m: NGDWoodbury(m, damping=0), "damping must be > 0"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda m: TNGD(m, damping=0.0), "damping must be > 0"),
+        (lambda m: TNGD(m, damping=-0.1), "damping must be > 0"),
+        (lambda m: TNGD(m, damping=float("nan")), "damping must be > 0"),
+        (lambda m: TNGD(m, t=-1.0), "t must be >= 0"),
+        (lambda m: TNGD(m, t=float("nan")), "t must be >= 0"),
+        (lambda m: TNGD(m, td=-0.5), "td must be >= 0"),
+        (lambda m: TNGD(m, kappa0=-1e-3), "kappa0 must be >= 0"),
+        (lambda m: TNGD(m, t="long"), "t must be a number"),
+        (lambda m: NGD(m, damping=0.0), "damping must be > 0"),
+        (lambda m: NGDCG(m, damping=-1.0), "damping must be > 0"),
+        (lambda m: NGDCG(m, iters=0), "CG iterations"),
+        (lambda m: NGDWoodbury(m, damping=0), "damping must be > 0"),
+    ],
+)
 def test_bad_hyperparameters_in_preconditioners(make, match):
     with pytest.raises(TrainingError, match=match):
         make(mlp())
@@ -393,31 +403,50 @@ def test_bad_hyperparameter_from_a_callable_stops_at_that_step(some_batches):
     assert torch.equal(flat(model), good)
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"damping": 0.0}, "damping must be > 0"),
-    ({"damping": -1.0}, "damping must be > 0"),
-    ({"t": -1.0}, "analog time t must be >= 0"),
-    ({"t": float("nan")}, "analog time t must be >= 0"),
-    ({"td": -1.0}, "delay td must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"damping": 0.0}, "damping must be > 0"),
+        ({"damping": -1.0}, "damping must be > 0"),
+        ({"t": -1.0}, "analog time t must be >= 0"),
+        ({"t": float("nan")}, "analog time t must be >= 0"),
+        ({"td": -1.0}, "delay td must be >= 0"),
+    ],
+)
 def test_bad_hyperparameters_in_train_config(kw, match):
     with pytest.raises(TrainingError, match=match):
         TrainConfig(optimizer="tngd", **kw).resolved()
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--damping", "0"], "damping must be > 0"),
-    (["--damping", "-0.01"], "damping must be > 0"),
-    (["--t", "-2"], "analog time t must be >= 0"),
-    (["--td", "-1"], "delay td must be >= 0"),
-    (["--curvature", "mc", "--mc-samples", "0"], "mc_samples must be an integer >= 1"),
-    (["--mc-samples", "2"], "--mc-samples applies to --curvature mc only"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--damping", "0"], "damping must be > 0"),
+        (["--damping", "-0.01"], "damping must be > 0"),
+        (["--t", "-2"], "analog time t must be >= 0"),
+        (["--td", "-1"], "delay td must be >= 0"),
+        (["--curvature", "mc", "--mc-samples", "0"], "mc_samples must be an integer >= 1"),
+        (["--mc-samples", "2"], "--mc-samples applies to --curvature mc only"),
+    ],
+)
 def test_bad_hyperparameters_on_the_command_line(argv, match, capsys, tmp_path):
     from analysis.cli import main
 
-    rc = main(["train", "--optimizer", "tngd", "--model", "mlp", "--steps", "1", "--out",
-               str(tmp_path / "x"), "--json", *argv])
+    rc = main(
+        [
+            "train",
+            "--optimizer",
+            "tngd",
+            "--model",
+            "mlp",
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "x"),
+            "--json",
+            *argv,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith("thermospice: error: ") and match in err
@@ -432,8 +461,11 @@ def test_hyperparameters_as_callables(some_batches):
     """t(k): SGD at step 0 (t = 0), exact NGD afterwards (t = inf); damping(k) changes per step."""
     lam = lambda k: 0.01 * (k + 1)  # noqa: E731
     m_t, m_n, m_s = mlp(), mlp(), mlp()
-    tngd = run_steps(TNGD(m_t, damping=lam, t=lambda k: 0.0 if k == 0 else math.inf),
-                     torch.optim.SGD(m_t.parameters(), lr=0.05), some_batches[:3])
+    tngd = run_steps(
+        TNGD(m_t, damping=lam, t=lambda k: 0.0 if k == 0 else math.inf),
+        torch.optim.SGD(m_t.parameters(), lr=0.05),
+        some_batches[:3],
+    )
     sgd = run_steps(Gradient(m_s), torch.optim.SGD(m_s.parameters(), lr=0.05), some_batches[:1])
     assert rel(tngd[0][0], sgd[0][0]) < 1e-12
     # NGD from the parameters after the SGD step, damping lam(k) at steps 1 and 2
@@ -446,6 +478,9 @@ def test_hyperparameters_as_callables(some_batches):
         assert rel(d_t, d_n) < 1e-9
         assert rel(p_t, p_n) < 1e-11
     m_c = mlp()  # the schedule matters: a constant damping gives other directions
-    const = run_steps(TNGD(m_c, damping=0.01, t=lambda k: 0.0 if k == 0 else math.inf),
-                      torch.optim.SGD(m_c.parameters(), lr=0.05), some_batches[:2])
+    const = run_steps(
+        TNGD(m_c, damping=0.01, t=lambda k: 0.0 if k == 0 else math.inf),
+        torch.optim.SGD(m_c.parameters(), lr=0.05),
+        some_batches[:2],
+    )
     assert rel(const[1][0], tngd[1][0]) > 1e-3

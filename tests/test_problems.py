@@ -1,4 +1,5 @@
 """Problem validation and design-range errors: each names the problem."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,16 +12,19 @@ from spu.core.problems import Problem
 from spu.core.spectral import DenseSpectrum, LowRankSpectrum
 
 
-@pytest.mark.parametrize("A, b, match", [
-    (np.ones((2, 3)), np.ones(2), "must be square"),
-    (np.array([[1.0, 0.5], [0.2, 1.0]]), np.ones(2), r"not symmetric: A\[0,1\]"),
-    (np.array([[1.0, 2.0], [2.0, 1.0]]), np.ones(2), "smallest eigenvalue is -1"),
-    (np.array([[1.0, np.nan], [np.nan, 1.0]]), np.ones(2), "contains NaN"),
-    (np.array([[1.0, 0.0], [0.0, np.inf]]), np.ones(2), "contains inf"),
-    (np.eye(2), np.ones(3), "b has length 3"),
-    (np.eye(2), np.array([1.0, np.inf]), "b contains inf"),
-    (np.ones(3), np.ones(3), "A must be 2-D"),
-])
+@pytest.mark.parametrize(
+    "A, b, match",
+    [
+        (np.ones((2, 3)), np.ones(2), "must be square"),
+        (np.array([[1.0, 0.5], [0.2, 1.0]]), np.ones(2), r"not symmetric: A\[0,1\]"),
+        (np.array([[1.0, 2.0], [2.0, 1.0]]), np.ones(2), "smallest eigenvalue is -1"),
+        (np.array([[1.0, np.nan], [np.nan, 1.0]]), np.ones(2), "contains NaN"),
+        (np.array([[1.0, 0.0], [0.0, np.inf]]), np.ones(2), "contains inf"),
+        (np.eye(2), np.ones(3), "b has length 3"),
+        (np.eye(2), np.array([1.0, np.inf]), "b contains inf"),
+        (np.ones(3), np.ones(3), "A must be 2-D"),
+    ],
+)
 def test_dense_problem_errors(A, b, match):
     with pytest.raises(ProblemError, match=match):
         DenseProblem(A, b)
@@ -51,8 +55,11 @@ def test_every_form_answers_the_problem_interface():
     forms of one system agree on every answer."""
     dense, fact, ggn = _three_forms()
     x = np.arange(4.0)
-    for p, low_rank, spec in ((dense, False, DenseSpectrum), (fact, True, LowRankSpectrum),
-                              (ggn, True, LowRankSpectrum)):
+    for p, low_rank, spec in (
+        (dense, False, DenseSpectrum),
+        (fact, True, LowRankSpectrum),
+        (ggn, True, LowRankSpectrum),
+    ):
         assert isinstance(p, Problem) and p.n == 4 and p.low_rank is low_rank
         assert np.allclose(p.matvec(x), dense.A @ x)
         assert np.allclose(p.eig_extremes(), dense.eig_extremes())
@@ -75,8 +82,11 @@ def test_entries_below_the_smallest_conductance_are_left_open():
     xs = np.linalg.solve(A, np.ones(2))
     err = np.linalg.norm(np.ones(2) - xs) / np.linalg.norm(xs)  # the open system is the identity
     assert c.record.open_error == pytest.approx(err, rel=1e-9) and 0 < err < Design().open_error_max
-    with pytest.raises(DesignError, match=r"left open .*largest A\[0,1\] = 1e-07 \(R above r_max\).*above "
-                                          r"open_error_max = 1e-09.*ratio >= 1e\+07"):
+    with pytest.raises(
+        DesignError,
+        match=r"left open .*largest A\[0,1\] = 1e-07 \(R above r_max\).*above "
+        r"open_error_max = 1e-09.*ratio >= 1e\+07",
+    ):
         build(DenseProblem(A, np.ones(2)), "dense", Design(open_error_max=1e-9))
     # A large entry: scaled by default, a clear error with autoscale off.
     c = build(DenseProblem(np.eye(2) * 500.0, np.ones(2)), "dense")
@@ -143,12 +153,20 @@ def test_autorange_keeps_quantised_small_arrays_in_range():
     xs = np.linalg.solve(p.matrix(), p.b)
     # Only quantisation error remains, and the circuit reproduces the as-built prediction.
     assert np.linalg.norm(res.x - xs) / np.linalg.norm(xs) < 1e-2
-    assert abs(np.linalg.norm(res.x - xs) / np.linalg.norm(xs) - res.report["quantisation"]["steady_state_rel_error"]) < 1e-5
+    assert (
+        abs(np.linalg.norm(res.x - xs) / np.linalg.norm(xs) - res.report["quantisation"]["steady_state_rel_error"])
+        < 1e-5
+    )
 
 
 def test_resistor_quantisation_error_shrinks_with_bits():
     from physics import problem
+
     p = problem("ggn", 8, seed=4)
-    errs = [SPU("ngspice", topology="crossbar", design=Design(bits_r=bits)).run(p, t=45.0).report[
-        "quantisation"]["steady_state_rel_error"] for bits in (4, 8, 12)]
+    errs = [
+        SPU("ngspice", topology="crossbar", design=Design(bits_r=bits))
+        .run(p, t=45.0)
+        .report["quantisation"]["steady_state_rel_error"]
+        for bits in (4, 8, 12)
+    ]
     assert errs[0] > errs[1] > errs[2] > 0

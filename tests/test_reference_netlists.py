@@ -5,6 +5,7 @@
 * Each one runs as it is in `ngspice -b FILE.cir` (exit 0, no error or warning lines), and its final
   state, from the printed table and from a binary raw file, equals numpy's solve.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -50,8 +51,13 @@ def test_expected_set_of_reference_netlists():
 
 
 def test_regenerating_gives_the_same_bytes(tmp_path):
-    p = subprocess.run([sys.executable, os.path.join(FOLDER, "generate.py"), "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, os.path.join(FOLDER, "generate.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr
     for name in REFS:
         new = (tmp_path / name).read_bytes()
@@ -59,8 +65,13 @@ def test_regenerating_gives_the_same_bytes(tmp_path):
             old = fh.read()
         assert new == old, f"netlists/{name} is stale: run `python netlists/generate.py` and review the diff"
     # --check agrees
-    p = subprocess.run([sys.executable, os.path.join(FOLDER, "generate.py"), "--check"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, os.path.join(FOLDER, "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr
 
 
@@ -100,8 +111,9 @@ def test_runs_in_plain_ngspice_and_settles_to_numpy_solve(name):
     ref = REFS[name]
     x_np = ref.solution()
     # 1. exactly as a user would: `ngspice -b FILE.cir`, reading the printed table (~7 digits).
-    p = subprocess.run(["ngspice", "-b", path], capture_output=True, text=True, timeout=120,
-                       stdin=subprocess.DEVNULL, cwd=FOLDER)
+    p = subprocess.run(
+        ["ngspice", "-b", path], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=FOLDER
+    )
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-3000:]
     assert not re.search(r"^\s*error|warning|aborted|fatal|no simulations", out, re.I | re.M), out[-3000:]

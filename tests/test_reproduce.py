@@ -5,6 +5,7 @@ Each figure runs once (module fixture) at sizes smaller than --quick (the `overr
 analysis.reproduce.reproduce; training is deterministic for fixed seeds on one thread), and several
 tests read it. One test runs the documented `reproduce fig2 --quick` command itself.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,16 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 # Smaller than --quick, for the test suite only.
 TINY = {
-    "fig2": {"batch": 16, "widths": [8, 16, 32], "dz_values": [2, 10], "n_target": 1000, "ngd_max_n": 2500,
-             "cg_iters": 20, "reps": 15, "budget_s": 0.3},
+    "fig2": {
+        "batch": 16,
+        "widths": [8, 16, 32],
+        "dz_values": [2, 10],
+        "n_target": 1000,
+        "ngd_max_n": 2500,
+        "cg_iters": 20,
+        "reps": 15,
+        "budget_s": 0.3,
+    },
     "fig3": {"width": 8, "batch": 16, "seeds": 2, "tngd_steps": 24, "adam_steps": 48},
     "fig4": {"seeds": 1, "steps": 30, "t_values": [1.0, 5.0, 200.0], "td_values": [0.0, 5.0]},
     "fig7": {"seeds": 2, "steps": 30, "kappa0_values": [0.0, 0.1]},
@@ -47,7 +56,9 @@ DIGITS_FIGURES = tuple(f for f in FIGURES if f != "fig5")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("reproduce")
-    return {fig: reproduce(fig, str(base / fig), quick=True, progress=False, overrides=TINY[fig]) for fig in DIGITS_FIGURES}
+    return {
+        fig: reproduce(fig, str(base / fig), quick=True, progress=False, overrides=TINY[fig]) for fig in DIGITS_FIGURES
+    }
 
 
 def _f(v) -> float:
@@ -55,8 +66,11 @@ def _f(v) -> float:
 
 
 def _summary(res, label_start, panel=None):
-    rows = [r for r in read_csv(res.summary_path) if r["label"].startswith(label_start)
-            and (panel is None or r["panel"] == panel)]
+    rows = [
+        r
+        for r in read_csv(res.summary_path)
+        if r["label"].startswith(label_start) and (panel is None or r["panel"] == panel)
+    ]
     assert len(rows) == 1, (label_start, [r["label"] for r in read_csv(res.summary_path)])
     return {k: (_f(v) if k not in ("figure", "panel", "label", "optimizer") else v) for k, v in rows[0].items()}
 
@@ -122,8 +136,13 @@ def test_fig2_dense_ngd_scales_much_worse_than_tngd(runs):
 
 
 def test_fig2_skips_dense_ngd_above_its_limit(tmp_path):
-    res = reproduce("fig2", str(tmp_path), quick=True, progress=False,
-                    overrides={**TINY["fig2"], "widths": [8, 64], "dz_values": [2], "ngd_max_n": 1000})
+    res = reproduce(
+        "fig2",
+        str(tmp_path),
+        quick=True,
+        progress=False,
+        overrides={**TINY["fig2"], "widths": [8, 64], "dz_values": [2], "ngd_max_n": 1000},
+    )
     rows = read_csv(res.csv_path)
     big = [r for r in rows if r["method"] == "ngd" and int(r["N"]) > 1000]
     assert big and all(r["status"].startswith("skipped") and r["seconds_per_iter"] == "" for r in big)
@@ -138,7 +157,7 @@ def test_fig3_tngd_beats_adam_per_iteration_and_costs_more_per_iteration(runs):
     assert tngd["seeds"] == adam["seeds"] == 2
     k = int(tngd["steps"])
     at_k = {r["optimizer"]: _f(r["test_loss_mean"]) for r in rows if int(r["step"]) == k}
-    assert at_k["tngd"] < at_k["adam"] - 0.02, at_k   # natural gradient: more progress per step
+    assert at_k["tngd"] < at_k["adam"] - 0.02, at_k  # natural gradient: more progress per step
     assert tngd["estimated_s_per_step"] > adam["estimated_s_per_step"]  # ... for more work per step
     # both curves are compared at the shorter run's total estimated time
     assert tngd["common_time_s"] == adam["common_time_s"] == min(tngd["estimated_s_mean"], adam["estimated_s_mean"])
@@ -152,7 +171,7 @@ def test_fig4a_natural_gradient_beats_sgd_and_tngd_finishes(runs):
     sgd = _summary(res, "SGD", "a")["final_test_loss_mean"]
     short = _summary(res, "TNGD t = 1 tau", "a")["final_test_loss_mean"]
     long_ = _summary(res, "TNGD t = 200 tau", "a")["final_test_loss_mean"]
-    assert ngd < sgd - 0.1                       # the natural gradient helps at all
+    assert ngd < sgd - 0.1  # the natural gradient helps at all
     # How close t = 200 tau comes to NGD (and t = tau does not) is an empirical figure, measured by
     # benchmarks/bench_fig4_analog_time.py: no margin for it follows from theory.
     assert math.isfinite(short) and math.isfinite(long_)
@@ -220,8 +239,9 @@ def test_interrupted_fig2_times_only_missing_points(tmp_path):
     again = reproduce("fig2", str(tmp_path), quick=True, progress=False, overrides=over)
     assert again.skipped == 3 and again.computed == len(lines) - 1 - 3
     rows = read_csv(again.csv_path)
-    assert [(r["sweep"], r["method"], r["N"]) for r in rows] == [tuple(l.split(",")[i] for i in (0, 1, 2))
-                                                                  for l in lines[1:]]
+    assert [(r["sweep"], r["method"], r["N"]) for r in rows] == [
+        tuple(l.split(",")[i] for i in (0, 1, 2)) for l in lines[1:]
+    ]
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -246,11 +266,17 @@ def test_unwritable_output_folder(tmp_path, capsys):
 
 
 def test_folder_with_other_settings_is_refused(tmp_path):
-    reproduce("fig2", str(tmp_path), quick=True, progress=False,
-              overrides={**TINY["fig2"], "widths": [8], "dz_values": [2]})
+    reproduce(
+        "fig2", str(tmp_path), quick=True, progress=False, overrides={**TINY["fig2"], "widths": [8], "dz_values": [2]}
+    )
     with pytest.raises(ReproduceMismatchError, match="other settings"):
-        reproduce("fig2", str(tmp_path), quick=True, progress=False,
-                  overrides={**TINY["fig2"], "widths": [16], "dz_values": [2]})
+        reproduce(
+            "fig2",
+            str(tmp_path),
+            quick=True,
+            progress=False,
+            overrides={**TINY["fig2"], "widths": [16], "dz_values": [2]},
+        )
 
 
 def test_bad_sizes_and_threads(tmp_path):
@@ -267,8 +293,19 @@ def test_help_documents_figures_and_columns(capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "--help"])
     out = capsys.readouterr().out
-    for word in ("fig2", "fig3", "fig4", "fig5", "fig7", "--quick", "heldout_f1_mean", "seconds_per_iter", "test_error_mean",
-                 "final_test_loss_mean", "resume"):
+    for word in (
+        "fig2",
+        "fig3",
+        "fig4",
+        "fig5",
+        "fig7",
+        "--quick",
+        "heldout_f1_mean",
+        "seconds_per_iter",
+        "test_error_mean",
+        "final_test_loss_mean",
+        "resume",
+    ):
         assert word in out
 
 

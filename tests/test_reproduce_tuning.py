@@ -1,6 +1,7 @@
 """`thermospice reproduce tuning` on a tiny grid: the files it promises, the choice of the best
 configuration, the damping stage at the best learning rate, and resume (a finished folder is
 reused, a crash loses only the run in flight, a folder with another grid is refused)."""
+
 from __future__ import annotations
 
 import csv
@@ -14,9 +15,15 @@ from analysis.reproduce import ReproduceMismatchError
 from analysis.reproduce_tuning import CONFIG_COLUMNS, CURVE_COLUMNS, METHODS, RUN_COLUMNS, reproduce_tuning
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY = {"steps": 3, "seeds": 2, "eval_every": 3, "width": 4, "batch": 8,
-        "lr_grid": {"sgd": [0.1, 1.0], "adam": [1e-3, 1e-2], "tngd": [0.03, 0.3], "tngd-adam": [1e-3, 1e-2]},
-        "damping_grid": [0.01, 0.1]}
+TINY = {
+    "steps": 3,
+    "seeds": 2,
+    "eval_every": 3,
+    "width": 4,
+    "batch": 8,
+    "lr_grid": {"sgd": [0.1, 1.0], "adam": [1e-3, 1e-2], "tngd": [0.03, 0.3], "tngd-adam": [1e-3, 1e-2]},
+    "damping_grid": [0.01, 0.1],
+}
 # stage 1: 4 methods x 2 lr x 2 seeds; stage 2: 2 natural-gradient methods x 1 other lambda x 2 seeds
 N_RUNS = 4 * 2 * 2 + 2 * 1 * 2
 
@@ -41,8 +48,12 @@ def grid(tmp_path_factory):
 def test_files_and_columns(grid):
     out, res = grid
     assert res.computed == N_RUNS and res.skipped == 0
-    for name, cols in (("tuning_runs.csv", RUN_COLUMNS), ("tuning.csv", CONFIG_COLUMNS),
-                       ("tuning_best.csv", CONFIG_COLUMNS), ("tuning_curves.csv", CURVE_COLUMNS)):
+    for name, cols in (
+        ("tuning_runs.csv", RUN_COLUMNS),
+        ("tuning.csv", CONFIG_COLUMNS),
+        ("tuning_best.csv", CONFIG_COLUMNS),
+        ("tuning_curves.csv", CURVE_COLUMNS),
+    ):
         assert _header(os.path.join(out, name)) == [c for c, _ in cols], name
     for png in ("tuning_lr.png", "tuning_best.png"):
         with open(os.path.join(out, png), "rb") as fh:
@@ -65,8 +76,11 @@ def test_best_is_the_lowest_mean_loss_and_stage2_uses_its_lr(grid):
         mine = [c for c in configs if c["method"] == b["method"]]
         assert float(b["final_train_loss_mean"]) == min(float(c["final_train_loss_mean"]) for c in mine)
         # the mean really is over the seeds' rows in tuning_runs.csv
-        seeds = [float(r["final_train_loss"]) for r in runs if r["method"] == b["method"]
-                 and float(r["lr"]) == float(b["lr"]) and r["damping"] == b["damping"]]
+        seeds = [
+            float(r["final_train_loss"])
+            for r in runs
+            if r["method"] == b["method"] and float(r["lr"]) == float(b["lr"]) and r["damping"] == b["damping"]
+        ]
         assert len(seeds) == TINY["seeds"]
         assert float(b["final_train_loss_mean"]) == pytest.approx(sum(seeds) / len(seeds), rel=1e-9)
     for method in ("tngd", "tngd-adam"):
@@ -125,8 +139,10 @@ def test_process_pool_gives_the_same_runs(grid, tmp_path):
 
 def test_bad_grid_is_refused_clearly(tmp_path, capsys):
     from analysis.reproduce import ReproduceError
+
     with pytest.raises(ReproduceError, match="damping_grid must contain"):
-        reproduce_tuning(str(tmp_path / "x"), quick=True, progress=False, workers=1,
-                  overrides={**TINY, "damping_grid": [0.1]})
+        reproduce_tuning(
+            str(tmp_path / "x"), quick=True, progress=False, workers=1, overrides={**TINY, "damping_grid": [0.1]}
+        )
     assert main(["reproduce", "tuning", "--quick", "--workers", "0", "--out", str(tmp_path / "y")]) == 2
     assert "workers must be an integer >= 1" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The run folder (spu/run_folder.py) and `train`'s use of it: checkpoints that never run code, one
 run per folder, and resumes that check their files (a cut-off last row recovered, everything else
 damaged refused in one line naming the file), a full disk that leaves the folder resumable."""
+
 from __future__ import annotations
 
 import errno
@@ -25,8 +26,24 @@ from spu.run_folder import (
     save_checkpoint,
 )
 
-SMALL = ["train", "--model", "mlp", "--width", "8", "--batch-size", "8", "--eval-every", "2", "--json",
-         "--optimizer", "tngd", "--t", "2", "--td", "1"]
+SMALL = [
+    "train",
+    "--model",
+    "mlp",
+    "--width",
+    "8",
+    "--batch-size",
+    "8",
+    "--eval-every",
+    "2",
+    "--json",
+    "--optimizer",
+    "tngd",
+    "--t",
+    "2",
+    "--td",
+    "1",
+]
 
 
 def _train(capsys, out, steps):
@@ -128,14 +145,17 @@ def _edit_metrics(out, edit):
     (out / "metrics.csv").write_text("".join(edit(lines)))
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda lines: lines[:2] + lines[3:], "steps 2 are missing"),                   # a row removed
-    (lambda lines: lines[:2], "steps 2 are missing"),                               # rows removed at the end
-    (lambda lines: lines[:1] + ["garbage\n"] + lines[2:], "line 2 has 1 fields"),  # a garbage row
-    (lambda lines: lines[:1] + ["1" + lines[1][1:].replace("0", "x", 1)] + lines[2:], "not a number"),
-    (lambda lines: lines[:2] + [lines[2][: len(lines[2]) // 2]], "steps 2 are missing"),  # row 2 cut: lost
-    (lambda lines: ["step,loss\n"] + lines[1:], "has columns step,loss"),           # another file
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda lines: lines[:2] + lines[3:], "steps 2 are missing"),  # a row removed
+        (lambda lines: lines[:2], "steps 2 are missing"),  # rows removed at the end
+        (lambda lines: lines[:1] + ["garbage\n"] + lines[2:], "line 2 has 1 fields"),  # a garbage row
+        (lambda lines: lines[:1] + ["1" + lines[1][1:].replace("0", "x", 1)] + lines[2:], "not a number"),
+        (lambda lines: lines[:2] + [lines[2][: len(lines[2]) // 2]], "steps 2 are missing"),  # row 2 cut: lost
+        (lambda lines: ["step,loss\n"] + lines[1:], "has columns step,loss"),  # another file
+    ],
+)
 def test_damaged_metrics_are_refused(damage, words, capsys, tmp_path):
     out = tmp_path / "run"
     assert _train(capsys, out, 2)[0] == 0

@@ -1,5 +1,6 @@
 """Issue 12 (automatic scaling, ill-conditioned systems, t = "auto") and issue 10 item 1 (open cells),
 checked with real ngspice against the direct solve and the theory of the settling time."""
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,8 @@ def conditioned(topology: str, cond: float, n: int = 6, seed: int = 0):
         m = n // 2
         s = lam * (cond - 1) * np.logspace(-1, 0, m)
         U = Q[:, :m] * np.sqrt(s)
-        return _with_slow_solution(lambda: lam * np.eye(n) + U @ U.T, n, rng,
-                                   lambda b: FactoredProblem(U, lam, b))
-    H = random_softmax_hessian(rng, 2, 3)          # m = 6 < n = 8: lam is the smallest eigenvalue
+        return _with_slow_solution(lambda: lam * np.eye(n) + U @ U.T, n, rng, lambda b: FactoredProblem(U, lam, b))
+    H = random_softmax_hessian(rng, 2, 3)  # m = 6 < n = 8: lam is the smallest eigenvalue
     J = rng.normal(size=(6, n))
     J *= np.sqrt(lam * (cond - 1) / np.linalg.eigvalsh(J.T @ H @ J)[-1])
     return _with_slow_solution(lambda: J.T @ H @ J + lam * np.eye(n), n, rng, lambda b: GGNProblem(J, H, lam, b))
@@ -102,7 +102,9 @@ def test_ill_conditioned_systems_settle_as_the_report_predicts(topology, cond):
     assert times[-1] == pytest.approx(res.t, rel=1e-9)
     # 2. the settling time measured on the ngspice trajectory is the predicted one within 20 %.
     measured = measured_settling(times, X, xs)
-    assert abs(measured / t_settle - 1) <= 0.2, f"{topology} cond {cond:g}: measured {measured:.4g}, predicted {t_settle:.4g}"
+    assert abs(measured / t_settle - 1) <= 0.2, (
+        f"{topology} cond {cond:g}: measured {measured:.4g}, predicted {t_settle:.4g}"
+    )
 
 
 def test_scaled_noise_keeps_kappa0_A_inverse():
@@ -114,9 +116,10 @@ def test_scaled_noise_keeps_kappa0_A_inverse():
     b = s * np.array([0.5, -1.0])
     p = DenseProblem(A, b)
     kappa, T, burn, dt = 0.05, 1500.0 / s, 20.0 / s, 0.25 / s
-    design = Design(noise_dt=0.05 / s, dt_max=0.05)   # noise_dt in problem tau, dt_max in circuit tau
+    design = Design(noise_dt=0.05 / s, dt_max=0.05)  # noise_dt in problem tau, dt_max in circuit tau
     res = SPU("ngspice", topology="dense", design=design, kappa0=kappa, seed=11).run(
-        p, t=T, x0=np.linalg.solve(A, b), times=np.arange(burn, T, dt))
+        p, t=T, x0=np.linalg.solve(A, b), times=np.arange(burn, T, dt)
+    )
     assert res.report["timing"]["scale"] == s
     X = res.trajectory
     mean_cov, cov_sigma = sampled_mean_cov_sigma(A, kappa, dt, len(X))
@@ -140,7 +143,7 @@ def test_johnson_noise_is_reported_in_problem_units():
         noise = component_report(c, p, 1.0, x_star=p.b / a)["noise"]
         assert noise["johnson_kappa0_max"] == pytest.approx(expect.max(), rel=1e-12)
         assert noise["johnson_kappa0_min"] == pytest.approx(expect.min(), rel=1e-12)
-    assert build(p, "ideal", d).scale == 400.0   # the largest entry at R0
+    assert build(p, "ideal", d).scale == 400.0  # the largest entry at R0
 
 
 @pytest.mark.parametrize("backend", ["ngspice", "ou", "euler", "direct", "langevin"])
@@ -172,15 +175,41 @@ def test_acceptance_issue_12_cond_1e3_with_t_auto(capsys, tmp_path):
     np.save(tmp_path / "b.npy", b)
     xs = np.linalg.solve(A, b)
     for topology in ("dense", "ideal", "oscillator"):
-        rc, out, err = _cli(capsys, "solve", "--A", tmp_path / "A.npy", "--b", tmp_path / "b.npy", "--backend",
-                            "ngspice", "--topology", topology, "--t", "auto", "--kappa0", "0", "--json")
+        rc, out, err = _cli(
+            capsys,
+            "solve",
+            "--A",
+            tmp_path / "A.npy",
+            "--b",
+            tmp_path / "b.npy",
+            "--backend",
+            "ngspice",
+            "--topology",
+            topology,
+            "--t",
+            "auto",
+            "--kappa0",
+            "0",
+            "--json",
+        )
         assert rc == 0, err
         x = np.array(json.loads(out)["x"])
         # --t auto settles the slowest mode to 1e-6 of its start: a relative bound on ||x - x*||.
         assert _rel(x, xs) <= 1e-6, (topology, _rel(x, xs))
     # Without scaling the same command is the old error, still one line.
-    rc, out, err = _cli(capsys, "solve", "--A", tmp_path / "A.npy", "--b", tmp_path / "b.npy", "--topology", "dense",
-                        "--t", "auto", "--no-autoscale")
+    rc, out, err = _cli(
+        capsys,
+        "solve",
+        "--A",
+        tmp_path / "A.npy",
+        "--b",
+        tmp_path / "b.npy",
+        "--topology",
+        "dense",
+        "--t",
+        "auto",
+        "--no-autoscale",
+    )
     assert rc != 0 and "below r_min" in err and len(err.strip().splitlines()) == 1
 
 
@@ -205,19 +234,36 @@ def test_acceptance_issue_10_factored_accepts_a_softmax_ggn_factor(capsys, tmp_p
     rng = np.random.default_rng(10)
     g = random_ggn_problem(8, 2, 4, 0.1, rng)
     w, V = np.linalg.eigh(g.H)
-    U = g.J.T @ (V * np.sqrt(np.clip(w, 0, None)))    # all 8 columns, the null ones included
+    U = g.J.T @ (V * np.sqrt(np.clip(w, 0, None)))  # all 8 columns, the null ones included
     assert (np.abs(U).max(axis=0) < 1e-6).sum() >= 2
     np.save(tmp_path / "U.npy", U)
     np.save(tmp_path / "b.npy", g.b)
-    rc, out, err = _cli(capsys, "solve", "--U", tmp_path / "U.npy", "--lam", "0.1", "--b", tmp_path / "b.npy",
-                        "--topology", "factored", "--backend", "ngspice", "--t", "auto", "--json")
+    rc, out, err = _cli(
+        capsys,
+        "solve",
+        "--U",
+        tmp_path / "U.npy",
+        "--lam",
+        "0.1",
+        "--b",
+        tmp_path / "b.npy",
+        "--topology",
+        "factored",
+        "--backend",
+        "ngspice",
+        "--t",
+        "auto",
+        "--json",
+    )
     assert rc == 0, err
     res = json.loads(out)
     rep = res["report"]
     xs = np.linalg.solve(0.1 * np.eye(8) + U @ U.T, g.b)
     assert rep["open_cells"]["columns_dropped"] >= 2
-    predicted = rep["quantisation"]["steady_state_rel_error"]   # as built: the open cells only here
-    assert predicted == pytest.approx(rep["open_cells"]["steady_state_rel_error"], rel=1e-6, abs=1e-12)  # both round-off here
+    predicted = rep["quantisation"]["steady_state_rel_error"]  # as built: the open cells only here
+    assert predicted == pytest.approx(
+        rep["open_cells"]["steady_state_rel_error"], rel=1e-6, abs=1e-12
+    )  # both round-off here
     assert predicted <= rep["open_cells"]["bound"]
     # ngspice against the direct solve: within the predicted error plus the transient (<= 1e-6).
     assert _rel(np.array(res["x"]), xs) <= predicted + 1e-6

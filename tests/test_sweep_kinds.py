@@ -1,6 +1,7 @@
 """The sweep kinds' registry and the one range syntax, without ngspice: a kind added in one
 module runs end to end, the command line is built from the registry, and the training sweeps'
 lists take the hardware sweeps' range spelling."""
+
 from __future__ import annotations
 
 import argparse

@@ -2,6 +2,7 @@
 
 Each quick sweep runs once (module fixture, local worker processes) and several tests read it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -137,8 +138,12 @@ def test_sweep_killed_by_ctrl_c_resumes_to_the_same_csv(tmp_path):
     # The `thermospice` entry point, with only the sweep command loaded (the others import torch,
     # seconds of start-up that this test does not need).
     entry = "import sys, analysis.cli as c; c.COMMANDS = ('analysis.cmd_sweep',); sys.exit(c.main())"
-    proc = subprocess.Popen([sys.executable, "-c", entry, "sweep", "time", *opts, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", entry, "sweep", "time", *opts, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if (out / "time.csv").exists() and (out / "time.csv").read_text().count("\n") >= 3:
@@ -185,8 +190,9 @@ def test_dask_cluster_gives_the_same_csv_as_local_processes(quick, tmp_path):
 
 def test_unreachable_scheduler_is_a_short_clear_error(tmp_path):
     with pytest.raises(SchedulerError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:1"):
-        run_sweep("time", str(tmp_path / "o"), quick=True, scheduler="tcp://127.0.0.1:1", scheduler_timeout=1,
-                  progress=False)
+        run_sweep(
+            "time", str(tmp_path / "o"), quick=True, scheduler="tcp://127.0.0.1:1", scheduler_timeout=1, progress=False
+        )
     assert not (tmp_path / "o" / "time.manifest.json").exists()
 
 
@@ -222,13 +228,16 @@ def test_bad_options_raise_clear_errors(tmp_path):
         run_sweep("time", str(blocker), quick=True)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["sweep", "heat"], "invalid choice: 'heat'"),
-    (["sweep", "noise", "--kappa0", ""], "--kappa0: empty range"),
-    (["sweep", "opamp", "--gain", "lin:1e5:1e3:3"], "--gain: 'lin:1e5:1e3:3' is empty"),
-    (["sweep", "time", "--quick", "--out", "/dev/null/x"], "cannot write sweep results to folder /dev/null/x"),
-    (["sweep", "time", "--quick", "--workers", "0"], "--workers must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sweep", "heat"], "invalid choice: 'heat'"),
+        (["sweep", "noise", "--kappa0", ""], "--kappa0: empty range"),
+        (["sweep", "opamp", "--gain", "lin:1e5:1e3:3"], "--gain: 'lin:1e5:1e3:3' is empty"),
+        (["sweep", "time", "--quick", "--out", "/dev/null/x"], "cannot write sweep results to folder /dev/null/x"),
+        (["sweep", "time", "--quick", "--workers", "0"], "--workers must be an integer >= 1"),
+    ],
+)
 def test_cli_errors_are_one_line(argv, message, capsys, cli):
     assert cli(argv) == 2
     err = capsys.readouterr().err
@@ -293,8 +302,17 @@ def test_noise_error_scales_like_sqrt_kappa0_in_ngspice(quick):
 
 @pytest.mark.parametrize("backend, kappa0, seeds", [("ngspice", "1e-2", 12), ("ou", "1e-3,1e-2", 48)])
 def test_noise_spread_matches_the_ou_theory(tmp_path, backend, kappa0, seeds):
-    res = run_sweep("noise", str(tmp_path), quick=True, workers=2, progress=False, backend=backend,
-                    kappa0=kappa0, temperature="0", seeds=seeds)
+    res = run_sweep(
+        "noise",
+        str(tmp_path),
+        quick=True,
+        workers=2,
+        progress=False,
+        backend=backend,
+        kappa0=kappa0,
+        temperature="0",
+        seeds=seeds,
+    )
     summ = read_csv(res.summary_path)
     rms = _floats(summ, "rel_error_rms")
     theory = _floats(summ, "theory_rms_error_mean")

@@ -1,4 +1,5 @@
 """Timing model: each stage follows its formula and scales with the quantity that drives it."""
+
 import dataclasses
 
 import pytest
@@ -28,8 +29,15 @@ def test_resistor_count_formulas_and_scaling():
     assert resistor_count("ggn", 10 * N, M) / resistor_count("ggn", N, M) == pytest.approx(10, rel=0.05)
 
 
-@pytest.mark.parametrize("args,kw", [(("ggn", N, 10), dict(dz=4, b=16)), (("factored", N), {}),
-                                     (("ggn", N, M), dict(block_diag=True)), (("mesh", N, M), {})])
+@pytest.mark.parametrize(
+    "args,kw",
+    [
+        (("ggn", N, 10), dict(dz=4, b=16)),
+        (("factored", N), {}),
+        (("ggn", N, M), dict(block_diag=True)),
+        (("mesh", N, M), {}),
+    ],
+)
 def test_resistor_count_rejects(args, kw):
     with pytest.raises(DesignError):
         resistor_count(*args, **kw)
@@ -120,4 +128,5 @@ def test_resistor_count_matches_the_built_circuit():
     # Without a circuit (numeric backend) the device is timed from the problem form: full H.
     res_ou = SPU("ou").run(blocks, t=1.0)
     assert res_ou.device_time_breakdown["transfer"] == pytest.approx(
-        (2 * n + resistor_count("crossbar", n, m)) * tm.bits / tm.link_bps)
+        (2 * n + resistor_count("crossbar", n, m)) * tm.bits / tm.link_bps
+    )

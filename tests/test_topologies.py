@@ -1,4 +1,5 @@
 """The topology registry: one object per topology, found by name, asked instead of compared."""
+
 import numpy as np
 import pytest
 
@@ -73,6 +74,10 @@ def test_timing_layouts_count_what_the_form_fills():
 def test_a_named_topology_times_a_numeric_backend():
     ggn, _, _ = _problems(n=6, m=3)
     tm = TimingModel()
-    for name, count in (("dense", 36), ("factored", resistor_count("factored", 6, 3)), (None, resistor_count("crossbar", 6, 3))):
+    for name, count in (
+        ("dense", 36),
+        ("factored", resistor_count("factored", 6, 3)),
+        (None, resistor_count("crossbar", 6, 3)),
+    ):
         res = SPU("ou", topology=name, timing=tm).run(ggn, t=2.0)
         assert res.device_time_s == pytest.approx(tm.device_time(6, count, 2.0)["total"])

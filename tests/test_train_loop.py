@@ -3,6 +3,7 @@
 
 Runs in about a minute on 2 shared cores (one BLAS / torch thread, see the fixture).
 """
+
 from __future__ import annotations
 
 import csv
@@ -67,8 +68,10 @@ def test_tngd_beats_adam_on_digits(digits_flat):
     print("\nend to end, digits MLP width 32, batch 32, 80 steps (full training-set loss, test accuracy):")
     for seed, tl, al, ta, aa in rows:
         print(f"  seed {seed}: TNGD {tl:.4f} ({ta:.3f})   Adam {al:.4f} ({aa:.3f})")
-    print(f"  Adam - TNGD: mean {diff.mean():.4f}, standard error {se:.4f}, one-sided margin "
-          f"(alpha {ALPHA:g}, {n - 1} dof) {margin:.4f}")
+    print(
+        f"  Adam - TNGD: mean {diff.mean():.4f}, standard error {se:.4f}, one-sided margin "
+        f"(alpha {ALPHA:g}, {n - 1} dof) {margin:.4f}"
+    )
     assert diff.mean() > margin
 
 
@@ -85,8 +88,20 @@ def test_ngspice_crossbar_follows_ou_backend(digits_flat):
     per time point and never finished (see docs/TRAINING.md)."""
     if shutil.which("ngspice") is None:
         pytest.skip("ngspice not installed")
-    kw = dict(optimizer="tngd", model="mlp", width=4, batch_size=4, steps=10, lr=0.5, damping=0.01,
-              t=5.0, seed=0, eval_every=1000, kappa0=0.0, timeout=60.0)
+    kw = dict(
+        optimizer="tngd",
+        model="mlp",
+        width=4,
+        batch_size=4,
+        steps=10,
+        lr=0.5,
+        damping=0.01,
+        t=5.0,
+        seed=0,
+        eval_every=1000,
+        kappa0=0.0,
+        timeout=60.0,
+    )
     results = {}
     for backend in ("ou", "ngspice"):
         model = build_model("mlp", width=4, seed=0)
@@ -99,8 +114,10 @@ def test_ngspice_crossbar_follows_ou_backend(digits_flat):
     assert f_ng["n_params"] == 310
     rel_loss = abs(f_ng["final_train_loss"] - f_ou["final_train_loss"]) / f_ou["final_train_loss"]
     rel_params = float((p_ng - p_ou).norm() / (p_ou - params_to_vector(build_model("mlp", width=4, seed=0))).norm())
-    print(f"\nngspice vs ou after 10 steps: train loss {f_ng['final_train_loss']:.6f} vs "
-          f"{f_ou['final_train_loss']:.6f} (rel {rel_loss:.1e}); parameter change differs by {rel_params:.1e}")
+    print(
+        f"\nngspice vs ou after 10 steps: train loss {f_ng['final_train_loss']:.6f} vs "
+        f"{f_ou['final_train_loss']:.6f} (rel {rel_loss:.1e}); parameter change differs by {rel_params:.1e}"
+    )
     assert rel_loss < 0.02
     assert abs(f_ng["final_test_loss"] - f_ou["final_test_loss"]) / f_ou["final_test_loss"] < 0.02
     assert rel_params < 0.01  # relative to how far training moved the parameters
@@ -114,11 +131,45 @@ def test_ngspice_through_the_cli(digits_flat, tmp_path):
     (the circuit's deviation is deterministic, a property of the design, not a tolerance to pick)."""
     if shutil.which("ngspice") is None:
         pytest.skip("ngspice not installed")
-    common = ["train", "--optimizer", "tngd", "--model", "mlp", "--width", "4", "--batch-size", "4",
-              "--steps", "3", "--lr", "0.5", "--t", "2", "--eval-every", "3", "--json"]
+    common = [
+        "train",
+        "--optimizer",
+        "tngd",
+        "--model",
+        "mlp",
+        "--width",
+        "4",
+        "--batch-size",
+        "4",
+        "--steps",
+        "3",
+        "--lr",
+        "0.5",
+        "--t",
+        "2",
+        "--eval-every",
+        "3",
+        "--json",
+    ]
     assert main(common + ["--out", str(tmp_path / "ou")]) == 0
-    assert main(common + ["--backend", "ngspice", "--bits-r", "14", "--ngspice-timeout", "60",
-                          "--open-error-max", "0.001", "--out", str(tmp_path / "ng")]) == 0
+    assert (
+        main(
+            common
+            + [
+                "--backend",
+                "ngspice",
+                "--bits-r",
+                "14",
+                "--ngspice-timeout",
+                "60",
+                "--open-error-max",
+                "0.001",
+                "--out",
+                str(tmp_path / "ng"),
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((tmp_path / "ng" / "config.json").read_text())
     assert cfg["design"] == {"bits_r": 14, "dt_max": 0.05, "open_error_max": 0.001} and cfg["topology"] is None
     ou, ng = _metrics(tmp_path / "ou"), _metrics(tmp_path / "ng")
@@ -132,10 +183,21 @@ def test_ngspice_through_the_cli(digits_flat, tmp_path):
 # the command line
 
 
-JSON_KEYS = {"final_train_loss", "final_test_loss", "final_test_accuracy", "steps", "wall_time_s",
-             "estimated_time_s"}
-DOCUMENTED_COLUMNS = ["step", "epoch", "train_loss", "test_loss", "test_accuracy", "digital_s", "device_s",
-                      "simulator_s", "bookkeeping_s", "estimated_s", "cumulative_estimated_s", "wall_s"]
+JSON_KEYS = {"final_train_loss", "final_test_loss", "final_test_accuracy", "steps", "wall_time_s", "estimated_time_s"}
+DOCUMENTED_COLUMNS = [
+    "step",
+    "epoch",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "digital_s",
+    "device_s",
+    "simulator_s",
+    "bookkeeping_s",
+    "estimated_s",
+    "cumulative_estimated_s",
+    "wall_s",
+]
 SMALL = ["train", "--model", "mlp", "--width", "8", "--batch-size", "8", "--eval-every", "3", "--json"]
 
 
@@ -172,8 +234,7 @@ def test_cli_json_metrics_and_plot(optimizer, capsys, tmp_path):
     assert float(rows[-1]["cumulative_estimated_s"]) == pytest.approx(res["estimated_time_s"])
     if optimizer.startswith("tngd"):
         assert all(float(r["device_s"]) > 0 for r in rows)  # the modelled SPU time
-        assert all(float(r["estimated_s"]) == pytest.approx(float(r["digital_s"]) + float(r["device_s"]))
-                   for r in rows)
+        assert all(float(r["estimated_s"]) == pytest.approx(float(r["digital_s"]) + float(r["device_s"])) for r in rows)
     else:
         assert all(float(r["device_s"]) == 0 for r in rows)
     png = (out / "loss.png").read_bytes()
@@ -182,13 +243,16 @@ def test_cli_json_metrics_and_plot(optimizer, capsys, tmp_path):
     assert final["final_train_loss"] == res["final_train_loss"]
 
 
-@pytest.mark.parametrize("optimizer, extra", [
-    ("tngd", ["--t", "2", "--td", "3", "--damping", "0.05"]),  # delay: the stale system is restored
-    # sampled labels: step k's draws (and the stale system's) come back from the checkpoint's k
-    ("tngd", ["--t", "2", "--td", "3", "--curvature", "mc", "--mc-samples", "2"]),
-    ("adam", []),  # Adam's moments are restored
-    ("ngd-cg", ["--cg-iters", "3"]),  # CG's warm start is restored
-])
+@pytest.mark.parametrize(
+    "optimizer, extra",
+    [
+        ("tngd", ["--t", "2", "--td", "3", "--damping", "0.05"]),  # delay: the stale system is restored
+        # sampled labels: step k's draws (and the stale system's) come back from the checkpoint's k
+        ("tngd", ["--t", "2", "--td", "3", "--curvature", "mc", "--mc-samples", "2"]),
+        ("adam", []),  # Adam's moments are restored
+        ("ngd-cg", ["--cg-iters", "3"]),  # CG's warm start is restored
+    ],
+)
 def test_resume_equals_uninterrupted_run(optimizer, extra, capsys, tmp_path):
     argv = SMALL + ["--optimizer", optimizer, *extra]
     whole = _cli_json(capsys, argv + ["--steps", "9", "--out", str(tmp_path / "whole")])
@@ -223,14 +287,14 @@ def test_resume_reads_a_folder_that_names_the_timeout_spu_timeout(capsys, tmp_pa
     """Folders written before TrainConfig's timeout had its one name keep the key spu_timeout in
     config.json: a resume still continues them (the timeout may differ between runs anyway)."""
     out = tmp_path / "run"
-    _cli_json(capsys, SMALL + ["--optimizer", "tngd", "--steps", "2", "--t", "5", "--timeout", "30",
-                               "--out", str(out)])
+    _cli_json(capsys, SMALL + ["--optimizer", "tngd", "--steps", "2", "--t", "5", "--timeout", "30", "--out", str(out)])
     cfg = json.loads((out / "config.json").read_text())
     cfg["spu_timeout"] = cfg.pop("timeout")
     assert cfg["spu_timeout"] == 30
     (out / "config.json").write_text(json.dumps(cfg))
-    resumed = _cli_json(capsys, SMALL + ["--optimizer", "tngd", "--steps", "3", "--t", "5", "--timeout", "60",
-                                         "--out", str(out)])
+    resumed = _cli_json(
+        capsys, SMALL + ["--optimizer", "tngd", "--steps", "3", "--t", "5", "--timeout", "60", "--out", str(out)]
+    )
     assert resumed["steps"] == 3 and len(_metrics(out)) == 3
 
 
@@ -238,10 +302,13 @@ def test_console_script_runs(tmp_path):
     """The installed entry point, in a fresh process (2 steps)."""
     exe = shutil.which("thermospice")
     cmd = [exe] if exe else [sys.executable, "-m", "analysis.cli"]
-    proc = subprocess.run(cmd + SMALL + ["--optimizer", "tngd", "--steps", "2", "--t", "5",
-                                         "--out", str(tmp_path / "cs")],
-                          capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        cmd + SMALL + ["--optimizer", "tngd", "--steps", "2", "--t", "5", "--out", str(tmp_path / "cs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert JSON_KEYS <= set(json.loads(proc.stdout))
 

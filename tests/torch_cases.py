@@ -1,5 +1,6 @@
 """Small torch models and batches shared by the curvature, Fisher, data and language-model tests
 (float64 where a dense autograd reference is compared)."""
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,9 @@ def batch(loss, b=4, d_in=6, d_out=3, seed=1, image=False):
     return x, y
 
 
-def synthetic_regression(n: int = 32, d_in: int = 5, d_out: int = 3, *, noise: float = 0.1, seed: int = 0,
-                         dtype: torch.dtype = torch.float32) -> Dataset:
+def synthetic_regression(
+    n: int = 32, d_in: int = 5, d_out: int = 3, *, noise: float = 0.1, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> Dataset:
     """Tiny regression set: y = tanh(x W1) W2 + noise, x ~ N(0, 1). Targets are (n, d_out) floats;
     deterministic in `seed`."""
     g = torch.Generator().manual_seed(seed)
@@ -44,13 +46,21 @@ def synthetic_regression(n: int = 32, d_in: int = 5, d_out: int = 3, *, noise: f
     return Dataset(x.to(dtype), y.to(dtype))
 
 
-def tiny_encoder(vocab_size: int, hidden: int = 16, layers: int = 2, heads: int = 2, max_len: int = 64,
-                 seed: int = 0) -> nn.Module:
+def tiny_encoder(
+    vocab_size: int, hidden: int = 16, layers: int = 2, heads: int = 2, max_len: int = 64, seed: int = 0
+) -> nn.Module:
     """A small randomly initialised BERT (same code path as the packaged MiniLM-L6)."""
     from transformers import BertConfig, BertModel
-    cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                     num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=max_len,
-                     attn_implementation="eager")
+
+    cfg = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=max_len,
+        attn_implementation="eager",
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         enc = BertModel(cfg, add_pooling_layer=False)

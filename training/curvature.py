@@ -30,6 +30,7 @@ what can be checked and raises ``UnsupportedModelError`` naming the layer.
 Allocator: a fresh 43 MB U^T per step pays glibc's page faults again (``training.malloc``); pass
 ``out=`` (a reused (m, N) buffer) to avoid it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -75,8 +76,18 @@ from .ut_engines import (
     workspace_per_sample,
 )
 
-__all__ = ["Curvature", "compute_curvature", "jacobian_curvature", "gradient_curvature", "loss_and_grad",
-           "make_ggn_vp", "param_spec", "params_to_vector", "METHODS", "DEFAULT_MEMORY_BUDGET"]
+__all__ = [
+    "Curvature",
+    "compute_curvature",
+    "jacobian_curvature",
+    "gradient_curvature",
+    "loss_and_grad",
+    "make_ggn_vp",
+    "param_spec",
+    "params_to_vector",
+    "METHODS",
+    "DEFAULT_MEMORY_BUDGET",
+]
 
 METHODS = ("auto", "layers", "vjp", "jacobian")
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporary workspace per chunk
@@ -86,11 +97,22 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporary workspace per chunk
 # the requests
 
 
-def compute_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "cross_entropy", *,
-                      params=None, method: str = "auto", chunk_size: int | None = None,
-                      memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype | None = None,
-                      out: torch.Tensor | None = None, curvature: str = "ggn", mc_samples: int = 1,
-                      generator: torch.Generator | None = None) -> Curvature:
+def compute_curvature(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str = "cross_entropy",
+    *,
+    params=None,
+    method: str = "auto",
+    chunk_size: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    dtype: torch.dtype | None = None,
+    out: torch.Tensor | None = None,
+    curvature: str = "ggn",
+    mc_samples: int = 1,
+    generator: torch.Generator | None = None,
+) -> Curvature:
     """Loss, gradient, logits and U^T = F^T J_f for one minibatch (J_f is formed only by the
     "jacobian" method, as scratch).
 
@@ -107,8 +129,20 @@ def compute_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: 
         distribution with `generator`; E[U U^T] = GGN) or "empirical" (k = 1: U = per-sample
         gradients / sqrt(b)). training.losses has the factors and their scaling.
     """
-    B = _prepare(model, x, y, loss, params=params, dtype=dtype, method=method, chunk_size=chunk_size,
-                 memory_budget=memory_budget, curvature=curvature, mc_samples=mc_samples, generator=generator)
+    B = _prepare(
+        model,
+        x,
+        y,
+        loss,
+        params=params,
+        dtype=dtype,
+        method=method,
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        curvature=curvature,
+        mc_samples=mc_samples,
+        generator=generator,
+    )
     _check_out(out, B)
     Ut = torch.empty(B.b * B.k, B.N, dtype=B.dtype) if out is None else out
     g, logits = B.gradient_and_logits()
@@ -125,16 +159,35 @@ def compute_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: 
     return B.result(g, logits, method, _Ut=Ut, gram_parts=parts)
 
 
-def jacobian_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "cross_entropy", *,
-                       params=None, method: str = "auto", chunk_size: int | None = None,
-                       memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype | None = None,
-                       out: torch.Tensor | None = None) -> Curvature:
+def jacobian_curvature(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str = "cross_entropy",
+    *,
+    params=None,
+    method: str = "auto",
+    chunk_size: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    dtype: torch.dtype | None = None,
+    out: torch.Tensor | None = None,
+) -> Curvature:
     """Loss, gradient, logits and the output Jacobian J_f (m, N) for one minibatch; the result forms
     H_L, S and the exact GGN's U^T = S^T J_f when first asked (into `out`, a contiguous (m, N)
     tensor of `dtype`, when given). method: "auto" is "layers" when the model qualifies, else
     "jacobian"; the other arguments as for compute_curvature."""
-    B = _prepare(model, x, y, loss, params=params, dtype=dtype, method=method, chunk_size=chunk_size,
-                 memory_budget=memory_budget, want_jacobian=True)
+    B = _prepare(
+        model,
+        x,
+        y,
+        loss,
+        params=params,
+        dtype=dtype,
+        method=method,
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        want_jacobian=True,
+    )
     _check_out(out, B)
     J = torch.empty(B.m, B.N, dtype=B.dtype)
     g, logits = B.gradient_and_logits()
@@ -148,8 +201,15 @@ def jacobian_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss:
     return B.result(g, logits, method, J=J, _Ut_out=out)
 
 
-def gradient_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "cross_entropy", *,
-                       params=None, dtype: torch.dtype | None = None) -> Curvature:
+def gradient_curvature(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str = "cross_entropy",
+    *,
+    params=None,
+    dtype: torch.dtype | None = None,
+) -> Curvature:
     """Loss, gradient and logits by one ordinary backward pass (method "backward"), the arguments
     checked as for compute_curvature; the result forms H_L and S when first asked."""
     B = _prepare(model, x, y, loss, params=params, dtype=dtype)
@@ -209,8 +269,9 @@ class _Batch:
 
     def factors(self, zc: torch.Tensor, i0: int, i1: int):
         """(F (c, dz, k), r (c, dz)) of samples i0..i1 with logits zc."""
-        return curvature_factors(self.curvature, self.loss, zc, self.y[i0:i1], self.b,
-                                 None if self.draws is None else self.draws[i0:i1])
+        return curvature_factors(
+            self.curvature, self.loss, zc, self.y[i0:i1], self.b, None if self.draws is None else self.draws[i0:i1]
+        )
 
     def gradient_and_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The gradient (N,) the engines add into and the logits (b, dz) they fill."""
@@ -218,12 +279,34 @@ class _Batch:
 
     def result(self, g, logits, method: str, **rows) -> Curvature:
         value = loss_value(self.loss, logits, self.y).detach()
-        return Curvature(loss=value, grad=g, logits=logits, method=method, curvature=self.curvature,
-                         loss_name=self.loss, mc_draws=self.draws, **rows)
+        return Curvature(
+            loss=value,
+            grad=g,
+            logits=logits,
+            method=method,
+            curvature=self.curvature,
+            loss_name=self.loss,
+            mc_draws=self.draws,
+            **rows,
+        )
 
 
-def _prepare(model, x, y, loss, *, params, dtype, method="auto", want_jacobian=False, chunk_size=None,
-             memory_budget=DEFAULT_MEMORY_BUDGET, curvature="ggn", mc_samples=1, generator=None) -> _Batch:
+def _prepare(
+    model,
+    x,
+    y,
+    loss,
+    *,
+    params,
+    dtype,
+    method="auto",
+    want_jacobian=False,
+    chunk_size=None,
+    memory_budget=DEFAULT_MEMORY_BUDGET,
+    curvature="ggn",
+    mc_samples=1,
+    generator=None,
+) -> _Batch:
     """Check every argument, pick the engine and find dz by a one-sample forward pass."""
     check_loss(loss)
     check_curvature(curvature, mc_samples)
@@ -247,8 +330,25 @@ def _prepare(model, x, y, loss, *, params, dtype, method="auto", want_jacobian=F
         y = y[:, None]
     y = check_targets(loss, z0.expand(b, dz), y)
     draws = draw_mc(loss, b, mc_samples, dz, generator) if curvature == "mc" else None
-    return _Batch(model, spec, theta, frozen, forward, plan, seen, x, y, loss, curvature, draws, method, dz,
-                  columns_per_sample(curvature, dz, mc_samples), chunk_size, memory_budget)
+    return _Batch(
+        model,
+        spec,
+        theta,
+        frozen,
+        forward,
+        plan,
+        seen,
+        x,
+        y,
+        loss,
+        curvature,
+        draws,
+        method,
+        dz,
+        columns_per_sample(curvature, dz, mc_samples),
+        chunk_size,
+        memory_budget,
+    )
 
 
 def _checked_batch(x, y, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -296,10 +396,19 @@ def _factor_by_layers(B: _Batch, Ut, g, logits) -> tuple[str, GramParts | None]:
     # backward needs no separate gradient cotangent.
     grad_from_rows = B.curvature == "empirical"
     try:
-        fill_layers(B.forward, B.plan, B.x, B.factors, Ut.view(B.b, -1, B.N), None if grad_from_rows else g,
-                    logits, B.chunk("layers"), parts)
+        fill_layers(
+            B.forward,
+            B.plan,
+            B.x,
+            B.factors,
+            Ut.view(B.b, -1, B.N),
+            None if grad_from_rows else g,
+            logits,
+            B.chunk("layers"),
+            parts,
+        )
         if grad_from_rows:
-            torch.sum(Ut, 0, out=g).div_(B.b ** 0.5)
+            torch.sum(Ut, 0, out=g).div_(B.b**0.5)
     except LayersFallback:
         g.zero_()
         return "vjp", None
@@ -308,6 +417,7 @@ def _factor_by_layers(B: _Batch, Ut, g, logits) -> tuple[str, GramParts | None]:
 
 def _jacobian_by_layers(B: _Batch, J, g, logits) -> str:
     """J_f by the layers engine (unit cotangents); "jacobian" when the model turns out not to qualify."""
+
     def cotangents(zc, i0, i1):
         _, r = B.factors(zc, i0, i1)
         return torch.eye(B.dz, dtype=B.dtype).expand(zc.shape[0], B.dz, B.dz), r
@@ -322,6 +432,7 @@ def _jacobian_by_layers(B: _Batch, J, g, logits) -> str:
 
 def _rows_by_vjp(B: _Batch, rows, g, logits, jacobian: bool) -> None:
     """U^T (or J_f, with unit cotangents) by per-sample vjp."""
+
     def per_sample(z, yi, *di):
         Fi, r = curvature_factors(B.curvature, B.loss, z[None], yi[None], B.b, di[0][None] if di else None)
         if jacobian:
@@ -329,8 +440,9 @@ def _rows_by_vjp(B: _Batch, rows, g, logits, jacobian: bool) -> None:
         return Fi[0].T, r[0]
 
     extra = (B.y,) if B.draws is None else (B.y, B.draws)
-    fill_vjp(B.model, B.spec, B.theta, B.frozen, B.x, per_sample, extra, rows.view(B.b, -1, B.N), g, logits,
-             B.chunk("vjp"))
+    fill_vjp(
+        B.model, B.spec, B.theta, B.frozen, B.x, per_sample, extra, rows.view(B.b, -1, B.N), g, logits, B.chunk("vjp")
+    )
 
 
 def _jacobian_by_jacrev(B: _Batch, J, g, logits) -> None:

@@ -5,6 +5,7 @@ logits is formed on first use and kept: H_L and its factor S (block diagonal, fr
 GGN factor U^T = S^T J_f of a Jacobian request, the Gram U^T U, the MC Fisher's sampled targets.
 So a caller names the quantity it needs and pays only for that.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -8,6 +8,7 @@ every optimizer and every test sees the same split.
 `batches` is a deterministic minibatch iterator: a seed fixes the per-epoch shuffles, so two calls
 with the same arguments yield identical batches.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -95,7 +96,7 @@ def batches(
         order = np.random.default_rng([seed, e]).permutation(n) if shuffle else np.arange(n)
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
-            idx = torch.from_numpy(order[start:start + batch_size])
+            idx = torch.from_numpy(order[start : start + batch_size])
             yield data.x[idx], data.y[idx]
 
 

@@ -1,4 +1,5 @@
 """Matrix-free GGN-vector products v -> (J^T H J + damping I) v (NGD-CG's operator)."""
+
 from __future__ import annotations
 
 import warnings
@@ -22,9 +23,17 @@ class GGNOperator:
     v may be (N,) or (N, k) (k products at once, vmapped).
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, loss: str = "cross_entropy", *,
-                 params=None, dtype: torch.dtype | None = None, damping: float = 0.0,
-                 linearize: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        loss: str = "cross_entropy",
+        *,
+        params=None,
+        dtype: torch.dtype | None = None,
+        damping: float = 0.0,
+        linearize: bool = False,
+    ):
         check_loss(loss)
         check_functional(model)
         self.loss = loss
@@ -79,14 +88,22 @@ class GGNOperator:
         return self(torch.eye(self.N, dtype=self.dtype))
 
 
-def make_ggn_vp(model: nn.Module, x: torch.Tensor, loss: str = "cross_entropy", *, params=None,
-                dtype: torch.dtype | None = None, damping: float = 0.0,
-                linearize: bool = False) -> GGNOperator:
+def make_ggn_vp(
+    model: nn.Module,
+    x: torch.Tensor,
+    loss: str = "cross_entropy",
+    *,
+    params=None,
+    dtype: torch.dtype | None = None,
+    damping: float = 0.0,
+    linearize: bool = False,
+) -> GGNOperator:
     """Reusable closure v -> (G + damping I) v for repeated products (CG). See GGNOperator."""
     return GGNOperator(model, x, loss, params=params, dtype=dtype, damping=damping, linearize=linearize)
 
 
-def ggn_vp(model: nn.Module, params, x: torch.Tensor, loss: str, v: torch.Tensor, *,
-           dtype: torch.dtype | None = None) -> torch.Tensor:
+def ggn_vp(
+    model: nn.Module, params, x: torch.Tensor, loss: str, v: torch.Tensor, *, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """One GGN-vector product J^T H J v (v: (N,) or (N, k)); params as in compute_curvature."""
     return GGNOperator(model, x, loss, params=params, dtype=dtype)(v)

@@ -15,6 +15,7 @@ again. The train and held-out splits come from different seeds of the same gener
 Metrics (SQuAD's definitions on the lower-cased text): exact match of the predicted span's text
 with the answer, and the token-level F1 between them, over whitespace tokens.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -25,8 +26,24 @@ import torch
 
 KINDS = ("c", "r", "l", "d", "q", "k", "f", "u")
 UNITS = ("volts", "amps", "watts", "ohms", "hertz")
-MAKERS = ("cedar", "maple", "falcon", "eagle", "harbor", "summit", "orbit", "pioneer", "atlas", "river",
-          "stone", "north", "silver", "delta", "tiger", "comet")
+MAKERS = (
+    "cedar",
+    "maple",
+    "falcon",
+    "eagle",
+    "harbor",
+    "summit",
+    "orbit",
+    "pioneer",
+    "atlas",
+    "river",
+    "stone",
+    "north",
+    "silver",
+    "delta",
+    "tiger",
+    "comet",
+)
 COLOURS = ("red", "blue", "green", "black", "white", "yellow", "brown", "orange", "purple", "grey")
 RELATIONS = ("rating", "maker", "board", "colour")
 
@@ -119,8 +136,14 @@ def generate(tokenizer, n: int, seq_len: int, seed: int, facts: int = 2) -> QASe
         answers.append(a)
         contexts.append(c)
         questions.append(q)
-    return QASet(torch.tensor(ids, dtype=torch.int64), torch.tensor(starts), torch.tensor(ends),
-                 tuple(answers), tuple(contexts), tuple(questions))
+    return QASet(
+        torch.tensor(ids, dtype=torch.int64),
+        torch.tensor(starts),
+        torch.tensor(ends),
+        tuple(answers),
+        tuple(contexts),
+        tuple(questions),
+    )
 
 
 def splits(tokenizer, n_train: int, n_heldout: int, seq_len: int, seed: int = 0, facts: int = 2):
@@ -160,4 +183,6 @@ def exact_match(prediction: str, answer: str) -> float:
 
 def span_texts(tokenizer, ids: torch.Tensor, spans: torch.Tensor) -> list[str]:
     """The text of each predicted token span (decoded WordPieces)."""
-    return [tokenizer.decode(row[s:e + 1].tolist(), skip_special_tokens=True) for row, (s, e) in zip(ids, spans.tolist())]
+    return [
+        tokenizer.decode(row[s : e + 1].tolist(), skip_special_tokens=True) for row, (s, e) in zip(ids, spans.tolist())
+    ]

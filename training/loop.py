@@ -13,6 +13,7 @@ checkpoint holds only tensors and plain data, and a resume checks config.json, t
 that metrics.csv holds every step up to the checkpoint's (a row cut off by a crash after it is
 dropped and its step run again).
 """
+
 from __future__ import annotations
 
 import json
@@ -76,16 +77,32 @@ ASBUILT_DESIGN = {"bits_r": 16, "r_max": 1e9, "open_error_max": TRAINING_OPEN_ER
 # The circuit backends' training designs, by backend name.
 TRAINING_DESIGNS = {"ngspice": NGSPICE_DESIGN, "asbuilt": ASBUILT_DESIGN}
 
-METRIC_COLUMNS = ("step", "epoch", "train_loss", "test_loss", "test_accuracy", "digital_s", "device_s",
-                  "simulator_s", "bookkeeping_s", "estimated_s", "cumulative_estimated_s", "wall_s")
+METRIC_COLUMNS = (
+    "step",
+    "epoch",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "digital_s",
+    "device_s",
+    "simulator_s",
+    "bookkeeping_s",
+    "estimated_s",
+    "cumulative_estimated_s",
+    "wall_s",
+)
 
 # Where a step's wall time goes (metrics.csv columns; final.json "per_step_ms" averages them):
 # digital_s the gradient and curvature (what the host of a real SPU computes), simulator_s this
 # machine simulating the device (handing it the factors included), bookkeeping_s everything else
 # (optimizer update, checks, test evaluation, metrics and checkpoints). device_s is not wall time:
 # it is the timing model's estimate of the physical SPU call.
-TIME_SPLIT = {"digital": "digital_s", "simulator": "simulator_s", "bookkeeping": "bookkeeping_s",
-              "device_model": "device_s"}
+TIME_SPLIT = {
+    "digital": "digital_s",
+    "simulator": "simulator_s",
+    "bookkeeping": "bookkeeping_s",
+    "device_model": "device_s",
+}
 
 
 @dataclass
@@ -191,11 +208,29 @@ def build_optimizer(cfg: TrainConfig, model):
     if OPTIMIZERS[cfg.optimizer].uses_spu:
         takes_timeout = "timeout" in backends.get(cfg.backend).options
         options = {"timeout": cfg.timeout} if takes_timeout and cfg.timeout else {}
-        spu = SPU(cfg.backend, topology=cfg.topology, design=make_design(cfg.design), kappa0=cfg.kappa0,
-                  seed=cfg.seed, **options)
-    return make_optimizer(cfg.optimizer, model, spu=spu, lr=cfg.lr, loss=cfg.loss, damping=cfg.damping, t=cfg.t,
-                          td=cfg.td, betas=cfg.betas, cg_iters=cfg.cg_iters, curvature=cfg.curvature,
-                          mc_samples=cfg.mc_samples, seed=cfg.seed)
+        spu = SPU(
+            cfg.backend,
+            topology=cfg.topology,
+            design=make_design(cfg.design),
+            kappa0=cfg.kappa0,
+            seed=cfg.seed,
+            **options,
+        )
+    return make_optimizer(
+        cfg.optimizer,
+        model,
+        spu=spu,
+        lr=cfg.lr,
+        loss=cfg.loss,
+        damping=cfg.damping,
+        t=cfg.t,
+        td=cfg.td,
+        betas=cfg.betas,
+        cg_iters=cfg.cg_iters,
+        curvature=cfg.curvature,
+        mc_samples=cfg.mc_samples,
+        seed=cfg.seed,
+    )
 
 
 @torch.no_grad()
@@ -213,6 +248,7 @@ class _Progress:
         self.bar = None
         if enabled:
             from tqdm import tqdm
+
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False)
 
     def update(self, loss: float, row: dict) -> None:
@@ -222,8 +258,11 @@ class _Progress:
             ms = {k: 1e3 * float(row[c]) for k, c in TIME_SPLIT.items() if k != "device_model"}
             total = sum(ms.values())
             share = f" ({100 * ms['simulator'] / total:.0f}%)" if total > 0 else ""
-            self.bar.set_postfix_str(f"loss={loss:.4f}, ms/step: digital {ms['digital']:.0f} simulator "
-                                     f"{ms['simulator']:.0f}{share} other {ms['bookkeeping']:.0f}", refresh=False)
+            self.bar.set_postfix_str(
+                f"loss={loss:.4f}, ms/step: digital {ms['digital']:.0f} simulator "
+                f"{ms['simulator']:.0f}{share} other {ms['bookkeeping']:.0f}",
+                refresh=False,
+            )
             self.bar.update(1)
 
     def close(self) -> None:
@@ -231,8 +270,16 @@ class _Progress:
             self.bar.close()
 
 
-def train(cfg: TrainConfig, out_dir: str | None = None, *, progress: bool = False, resume: bool = True,
-          data=None, model=None, plot: bool = True) -> dict:
+def train(
+    cfg: TrainConfig,
+    out_dir: str | None = None,
+    *,
+    progress: bool = False,
+    resume: bool = True,
+    data=None,
+    model=None,
+    plot: bool = True,
+) -> dict:
     """Train the digits classifier; returns the final metrics. See the module docstring.
 
     data: (train, test) Datasets instead of the digits. model: an nn.Module to train in place
@@ -290,14 +337,23 @@ class _Run:
         metrics_path = os.path.join(out_dir, "metrics.csv")
         settings = json.loads(json.dumps(asdict(self.cfg)))
         if resume and os.path.exists(cfg_path) and os.path.exists(ckpt_path):
-            check_manifest(cfg_path, settings, ignore=RESUMABLE_CHANGES, what="run settings",
-                           refuse=lambda keys, old: self._other_settings(keys, old, settings))
+            check_manifest(
+                cfg_path,
+                settings,
+                ignore=RESUMABLE_CHANGES,
+                what="run settings",
+                refuse=lambda keys, old: self._other_settings(keys, old, settings),
+            )
             self.step, self.cumulative = _restore(ckpt_path, self.model, self.pre, self.opt)
-            self.rows = [dict(zip(METRIC_COLUMNS, r)) for r in
-                         resume_rows(metrics_path, METRIC_COLUMNS, self.step, ckpt_path, optional=("bookkeeping_s",))]
+            self.rows = [
+                dict(zip(METRIC_COLUMNS, r))
+                for r in resume_rows(metrics_path, METRIC_COLUMNS, self.step, ckpt_path, optional=("bookkeeping_s",))
+            ]
         if self.step > self.total:
-            raise ThermospiceError(f"{out_dir} holds a run already at step {self.step}, beyond the "
-                                   f"{self.total} steps asked for; ask for more steps or use another --out folder")
+            raise ThermospiceError(
+                f"{out_dir} holds a run already at step {self.step}, beyond the "
+                f"{self.total} steps asked for; ask for more steps or use another --out folder"
+            )
         write_manifest(cfg_path, settings)
         self.log = CsvLog(metrics_path, METRIC_COLUMNS, [[r[c] for c in METRIC_COLUMNS] for r in self.rows])
 
@@ -306,9 +362,16 @@ class _Run:
         return ThermospiceError(f"{self.out_dir} holds a run with other settings ({what}); use another --out folder")
 
     def checkpoint(self) -> None:
-        save_checkpoint(os.path.join(self.out_dir, "checkpoint.pt"),
-                        {"step": self.step, "cumulative": self.cumulative, "model": self.model.state_dict(),
-                         "optimizer": self.opt.state_dict(), "preconditioner": self.pre.state_dict()})
+        save_checkpoint(
+            os.path.join(self.out_dir, "checkpoint.pt"),
+            {
+                "step": self.step,
+                "cumulative": self.cumulative,
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "preconditioner": self.pre.state_dict(),
+            },
+        )
 
     # -- the steps ---------------------------------------------------------------------------------
     def steps(self, progress: bool) -> None:
@@ -351,8 +414,10 @@ class _Run:
             with torch.no_grad():
                 for p, b in zip(params, backup):
                     p.copy_(b)
-            raise TrainingError(f"the update at step {self.step + 1} made parameters NaN or inf: stopped, "
-                                "parameters restored to the last good step")
+            raise TrainingError(
+                f"the update at step {self.step + 1} made parameters NaN or inf: stopped, "
+                "parameters restored to the last good step"
+            )
         self.step += 1
         return info
 
@@ -366,12 +431,20 @@ class _Run:
         if evaluate_now:
             self.test_loss, self.test_acc = evaluate(self.model, self.test_set, self.cfg.loss)
         now = time.perf_counter()
-        row = {"step": step, "epoch": (step - 1) // self.per_epoch, "train_loss": info.loss,
-               "test_loss": self.test_loss if evaluate_now else "",
-               "test_accuracy": self.test_acc if evaluate_now else "",
-               "digital_s": info.digital_s, "device_s": info.device_s, "simulator_s": info.simulator_s,
-               "bookkeeping_s": max(0.0, now - last - info.digital_s - info.simulator_s),
-               "estimated_s": estimated, "cumulative_estimated_s": self.cumulative, "wall_s": now - wall0}
+        row = {
+            "step": step,
+            "epoch": (step - 1) // self.per_epoch,
+            "train_loss": info.loss,
+            "test_loss": self.test_loss if evaluate_now else "",
+            "test_accuracy": self.test_acc if evaluate_now else "",
+            "digital_s": info.digital_s,
+            "device_s": info.device_s,
+            "simulator_s": info.simulator_s,
+            "bookkeeping_s": max(0.0, now - last - info.digital_s - info.simulator_s),
+            "estimated_s": estimated,
+            "cumulative_estimated_s": self.cumulative,
+            "wall_s": now - wall0,
+        }
         self.rows.append(row)
         if self.log is not None:
             self.log.append([row[c] for c in METRIC_COLUMNS])
@@ -387,16 +460,25 @@ class _Run:
             done = [r for r in rows if r["test_loss"] != ""]
             if done:
                 test_loss, test_acc = float(done[-1]["test_loss"]), float(done[-1]["test_accuracy"])
-        final = {"optimizer": cfg.optimizer, "backend": cfg.backend if OPTIMIZERS[cfg.optimizer].uses_spu else None,
-                 "model": cfg.model, "n_params": count_params(self.model), "steps": self.step,
-                 "final_train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
-                 "final_test_loss": test_loss, "final_test_accuracy": test_acc,
-                 "wall_time_s": float(rows[-1]["wall_s"]) if rows else 0.0,
-                 "estimated_time_s": self.cumulative, "per_step_ms": per_step_ms(rows), "config": asdict(cfg)}
+        final = {
+            "optimizer": cfg.optimizer,
+            "backend": cfg.backend if OPTIMIZERS[cfg.optimizer].uses_spu else None,
+            "model": cfg.model,
+            "n_params": count_params(self.model),
+            "steps": self.step,
+            "final_train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
+            "final_test_loss": test_loss,
+            "final_test_accuracy": test_acc,
+            "wall_time_s": float(rows[-1]["wall_s"]) if rows else 0.0,
+            "estimated_time_s": self.cumulative,
+            "per_step_ms": per_step_ms(rows),
+            "config": asdict(cfg),
+        }
         if out_dir is not None:
             atomic_write(os.path.join(out_dir, "final.json"), json.dumps(final, indent=2))
             if plot:
                 from .plots import plot_training
+
                 plot_training(rows, os.path.join(out_dir, "loss.png"), title=f"{cfg.optimizer} on digits ({cfg.model})")
         return final
 
@@ -429,5 +511,6 @@ def _restore(path: str, model, pre, opt) -> tuple[int, float]:
         return int(state["step"]), float(state["cumulative"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         why = " ".join(str(exc).split()[:16]) or type(exc).__name__
-        raise RunFolderError(f"{path} does not fit this run ({type(exc).__name__}: {why}); remove it to start "
-                             "over") from None
+        raise RunFolderError(
+            f"{path} does not fit this run ({type(exc).__name__}: {why}); remove it to start over"
+        ) from None

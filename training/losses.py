@@ -25,6 +25,7 @@ U U^T = sum_i J_i^T F_i F_i^T J_i. With l_i(z_i, y) the loss of one sample (not 
 * ``"empirical"`` (empirical Fisher): F_i = sqrt(b) r_i = dl_i/dz (z_i, y_i) / sqrt(b), k = 1:
   U = per-sample gradients / sqrt(b), U U^T = (1/b) sum_i g_i g_i^T with the true labels.
 """
+
 from __future__ import annotations
 
 import math
@@ -145,8 +146,9 @@ def mc_targets(loss: str, z: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
     return z[:, None, :] + draws.to(z.dtype)
 
 
-def curvature_factors(curvature: str, loss: str, z: torch.Tensor, y: torch.Tensor | None, b: int,
-                      draws: torch.Tensor | None = None):
+def curvature_factors(
+    curvature: str, loss: str, z: torch.Tensor, y: torch.Tensor | None, b: int, draws: torch.Tensor | None = None
+):
     """(F (c, dz, k), r (c, dz) or None): the factor columns of U = [J_i^T F_i] and r = dL/dz for
     the logits z (c, dz) of c samples of a batch of b (module docstring; draws from draw_mc)."""
     if curvature == "ggn":
@@ -177,8 +179,15 @@ def apply_H(loss: str, p_or_none: torch.Tensor | None, u: torch.Tensor, b: int) 
     return u / b
 
 
-def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "cross_entropy", *,
-                  params=None, dtype: torch.dtype | None = None):
+def loss_and_grad(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str = "cross_entropy",
+    *,
+    params=None,
+    dtype: torch.dtype | None = None,
+):
     """(loss, grad (N,), logits) of the mean loss by one ordinary batched backward pass."""
     check_loss(loss)
     check_functional(model)

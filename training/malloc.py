@@ -6,6 +6,7 @@ pays the page faults again (U^T of the digits CNN at b=64 is 43 MB: 3-5x slower)
 per process, which has the effect of ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824`` (the
 process then keeps its peak heap instead of returning it to the OS).
 """
+
 from __future__ import annotations
 
 import ctypes

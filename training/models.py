@@ -9,6 +9,7 @@ Sized for 8x8 digits (input (n, 1, 8, 8), 10 classes). Defaults:
 Both are purely functional per sample (no BatchNorm, no Dropout), so training.curvature can take
 per-sample Jacobians of them with torch.func.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,7 @@ N_CLASSES = 10
 
 
 class DigitsCNN(nn.Module):
-    def __init__(self, width: int = 32, channels: int = 8, n_classes: int = N_CLASSES,
-                 side: int = IMAGE_SIDE):
+    def __init__(self, width: int = 32, channels: int = 8, n_classes: int = N_CLASSES, side: int = IMAGE_SIDE):
         super().__init__()
         if width < 1 or channels < 1:
             raise ValueError(f"width and channels must be >= 1, got width={width}, channels={channels}")
@@ -37,8 +37,14 @@ class DigitsCNN(nn.Module):
 class MLP(nn.Module):
     """flatten -> [Linear(., width) -> activation] * depth -> Linear(width, n_out)."""
 
-    def __init__(self, width: int = 32, depth: int = 1, n_in: int = IMAGE_SIDE * IMAGE_SIDE,
-                 n_out: int = N_CLASSES, activation: str = "relu"):
+    def __init__(
+        self,
+        width: int = 32,
+        depth: int = 1,
+        n_in: int = IMAGE_SIDE * IMAGE_SIDE,
+        n_out: int = N_CLASSES,
+        activation: str = "relu",
+    ):
         super().__init__()
         if width < 1 or depth < 0:
             raise ValueError(f"need width >= 1 and depth >= 0, got width={width}, depth={depth}")
@@ -60,8 +66,15 @@ class MLP(nn.Module):
 MODEL_NAMES = ("cnn", "mlp")
 
 
-def build_model(name: str = "cnn", width: int = 32, seed: int = 0, *, channels: int = 8,
-                depth: int = 1, dtype: torch.dtype = torch.float32) -> nn.Module:
+def build_model(
+    name: str = "cnn",
+    width: int = 32,
+    seed: int = 0,
+    *,
+    channels: int = 8,
+    depth: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Module:
     """Build a model with deterministic initial weights (torch's default init under `seed`).
 
     The global torch RNG state is left as it was.

@@ -9,6 +9,7 @@ Importing this module does not import torch (the CLI's choice list comes from OP
 
 To add an optimizer: write its preconditioner (if new) and one `Optimizer(...)` entry below.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,15 +29,16 @@ class Optimizer:
     precondition(model, settings, spu) -> Preconditioner; update(params, settings) -> torch.optim.
     paper: the paper's settings where it gives them; tuned: `thermospice reproduce tuning`'s
     (docs/TRAINING.md); defaults = paper updated by tuned."""
+
     name: str
     precondition: Callable
     update: Callable
     reads: tuple[str, ...]
     paper: dict
     tuned: dict = field(default_factory=dict)
-    uses_spu: bool = False          # its direction comes from the SPU (it needs an SPU and a backend)
-    needs_curvature: bool = False   # it preconditions with a curvature (takes curvature=, mc_samples=)
-    dense: bool = False             # it forms the N x N curvature: O(N^3), small models only
+    uses_spu: bool = False  # its direction comes from the SPU (it needs an SPU and a backend)
+    needs_curvature: bool = False  # it preconditions with a curvature (takes curvature=, mc_samples=)
+    dense: bool = False  # it forms the N x N curvature: O(N^3), small models only
     tasks: tuple[str, ...] = ("digits",)
 
     @property
@@ -61,36 +63,43 @@ def _curvature(s: dict) -> dict:
 
 def _gradient(model, s, spu):
     from .preconditioners import Gradient
+
     return Gradient(model, s["loss"])
 
 
 def _tngd(model, s, spu):
     from .preconditioners import TNGD
+
     return TNGD(model, s["loss"], damping=s["damping"], t=s["t"], td=s["td"], spu=spu, **_curvature(s))
 
 
 def _ngd(model, s, spu):
     from .preconditioners import NGD
+
     return NGD(model, s["loss"], damping=s["damping"], **_curvature(s))
 
 
 def _ngd_cg(model, s, spu):
     from .preconditioners import NGDCG
+
     return NGDCG(model, s["loss"], damping=s["damping"], iters=s["cg_iters"], **_curvature(s))
 
 
 def _ngd_woodbury(model, s, spu):
     from .preconditioners import NGDWoodbury
+
     return NGDWoodbury(model, s["loss"], damping=s["damping"], **_curvature(s))
 
 
 def _sgd(params, s):
     import torch
+
     return torch.optim.SGD(params, lr=s["lr"])
 
 
 def _adam(params, s):
     import torch
+
     return torch.optim.Adam(params, lr=s["lr"], betas=s["betas"])
 
 
@@ -104,21 +113,47 @@ _NATURAL = ("lr", "damping")
 # grid and its numbers are in docs/TRAINING.md). Everything the grid does not tune (t, betas, the
 # NGD baselines) keeps the paper's value.
 # The order is the CLI's choice list.
-OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
-    Optimizer("tngd", _tngd, _sgd, (*_NATURAL, "t", "td"), {"lr": 0.01, "damping": 0.01, "t": 50.0},
-              {"lr": 0.1, "damping": 0.003}, uses_spu=True, needs_curvature=True, tasks=TASKS),
-    Optimizer("tngd-adam", _tngd, _adam, (*_NATURAL, "t", "td", "betas"),
-              {"lr": 1e-3, "damping": 0.01, "t": 50.0, "betas": (0.0, 0.0)}, {"lr": 0.004, "damping": 0.01},
-              uses_spu=True, needs_curvature=True, tasks=TASKS),
-    Optimizer("adam", _gradient, _adam, ("lr", "betas"), {"lr": 1e-3, "betas": (0.9, 0.999)}, {"lr": 0.04},
-              tasks=TASKS),
-    Optimizer("sgd", _gradient, _sgd, ("lr",), {"lr": 0.1}, {"lr": 0.3}),
-    Optimizer("ngd", _ngd, _sgd, _NATURAL, {"lr": 0.01, "damping": 0.01}, needs_curvature=True, dense=True),
-    Optimizer("ngd-cg", _ngd_cg, _sgd, (*_NATURAL, "cg_iters"), {"lr": 0.01, "damping": 0.01, "cg_iters": 20},
-              needs_curvature=True),
-    Optimizer("ngd-woodbury", _ngd_woodbury, _sgd, _NATURAL, {"lr": 0.01, "damping": 0.01},
-              needs_curvature=True),
-)}
+OPTIMIZERS: dict[str, Optimizer] = {
+    o.name: o
+    for o in (
+        Optimizer(
+            "tngd",
+            _tngd,
+            _sgd,
+            (*_NATURAL, "t", "td"),
+            {"lr": 0.01, "damping": 0.01, "t": 50.0},
+            {"lr": 0.1, "damping": 0.003},
+            uses_spu=True,
+            needs_curvature=True,
+            tasks=TASKS,
+        ),
+        Optimizer(
+            "tngd-adam",
+            _tngd,
+            _adam,
+            (*_NATURAL, "t", "td", "betas"),
+            {"lr": 1e-3, "damping": 0.01, "t": 50.0, "betas": (0.0, 0.0)},
+            {"lr": 0.004, "damping": 0.01},
+            uses_spu=True,
+            needs_curvature=True,
+            tasks=TASKS,
+        ),
+        Optimizer(
+            "adam", _gradient, _adam, ("lr", "betas"), {"lr": 1e-3, "betas": (0.9, 0.999)}, {"lr": 0.04}, tasks=TASKS
+        ),
+        Optimizer("sgd", _gradient, _sgd, ("lr",), {"lr": 0.1}, {"lr": 0.3}),
+        Optimizer("ngd", _ngd, _sgd, _NATURAL, {"lr": 0.01, "damping": 0.01}, needs_curvature=True, dense=True),
+        Optimizer(
+            "ngd-cg",
+            _ngd_cg,
+            _sgd,
+            (*_NATURAL, "cg_iters"),
+            {"lr": 0.01, "damping": 0.01, "cg_iters": 20},
+            needs_curvature=True,
+        ),
+        Optimizer("ngd-woodbury", _ngd_woodbury, _sgd, _NATURAL, {"lr": 0.01, "damping": 0.01}, needs_curvature=True),
+    )
+}
 
 
 def optimizers_for(task: str) -> tuple[str, ...]:

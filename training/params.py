@@ -6,6 +6,7 @@ vector of length N (DESIGN.md, "The mathematics"). Every curvature function take
 None (the model's own), such a vector, or a name -> tensor mapping, and never modifies the model:
 the model is called through ``torch.func.functional_call`` with views of theta.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,8 +33,7 @@ class CurvatureError(ThermospiceError, ValueError):
 # model checks
 
 
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-            nn.FeatureAlphaDropout)
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
 def check_functional(model: nn.Module) -> None:
@@ -117,8 +117,7 @@ def vector_to_params(theta: torch.Tensor, model: nn.Module) -> None:
     spec = param_spec(model)
     theta = check_vector("theta", theta, spec.N)
     with torch.no_grad():
-        for p, part in zip((p for p in model.parameters() if p.requires_grad),
-                           torch.split(theta, spec.sizes)):
+        for p, part in zip((p for p in model.parameters() if p.requires_grad), torch.split(theta, spec.sizes)):
             p.copy_(part.view_as(p))
 
 
@@ -174,4 +173,5 @@ def batch_fn(model, spec, frozen) -> Callable[[torch.Tensor, torch.Tensor], torc
         pd = unflatten_params(theta, spec)
         pd.update(frozen)
         return functional_call(model, pd, (x,))
+
     return f

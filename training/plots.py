@@ -1,4 +1,5 @@
 """Training curves as PNG (matplotlib, Agg: no display needed)."""
+
 from __future__ import annotations
 
 import matplotlib

@@ -33,6 +33,7 @@ delay (there is no stale system); noise kappa0 acts during the delay as during t
 (state_dict) keeps what built the stale system, so a resumed run delays exactly as an uninterrupted
 one. docs/TRAINING.md has the full statement; tests/test_preconditioners.py checks it step by step.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,8 @@ class TrainingError(ThermospiceError):
 @dataclass
 class StepInfo:
     loss: float
-    digital_s: float          # wall time of the digital part (gradient, curvature, digital solves)
-    device_s: float = 0.0     # modelled time on the physical SPU (0 for digital methods)
+    digital_s: float  # wall time of the digital part (gradient, curvature, digital solves)
+    device_s: float = 0.0  # modelled time on the physical SPU (0 for digital methods)
     simulator_s: float = 0.0  # wall time spent simulating the device (ou/euler/ngspice)
 
 
@@ -93,16 +94,20 @@ class Preconditioner:
         offset = 0
         for p in self._params:
             n = p.numel()
-            p.grad = direction[offset:offset + n].view_as(p).to(p.dtype).clone()
+            p.grad = direction[offset : offset + n].view_as(p).to(p.dtype).clone()
             offset += n
 
     @staticmethod
     def _check_finite(loss: torch.Tensor, grad: torch.Tensor, k: int) -> None:
         # Steps are reported 1-based, as in the 'step' column of metrics.csv (k is 0-based).
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss is {float(loss)} at step {k + 1}: stopped, parameters kept from the last good step")
+            raise TrainingError(
+                f"loss is {float(loss)} at step {k + 1}: stopped, parameters kept from the last good step"
+            )
         if not torch.isfinite(grad).all():
-            raise TrainingError(f"gradient has NaN or inf at step {k + 1}: stopped, parameters kept from the last good step")
+            raise TrainingError(
+                f"gradient has NaN or inf at step {k + 1}: stopped, parameters kept from the last good step"
+            )
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         start = time.perf_counter()
@@ -158,9 +163,17 @@ class _Damped(Preconditioner):
         The returned Ut is overwritten by the next call: copy what must outlive the step."""
         key = (x.shape[0], self._params[0].dtype if self._params else None)
         out = self._ut_buffer if key == self._ut_key else None
-        curv = compute_curvature(self.model, x, y, self.loss, out=out, curvature=self.curvature,
-                                 mc_samples=self.mc_samples, generator=self._generator(self.k if k is None else k),
-                                 **kw)
+        curv = compute_curvature(
+            self.model,
+            x,
+            y,
+            self.loss,
+            out=out,
+            curvature=self.curvature,
+            mc_samples=self.mc_samples,
+            generator=self._generator(self.k if k is None else k),
+            **kw,
+        )
         self._ut_buffer, self._ut_key = curv.Ut, key
         return curv
 
@@ -174,8 +187,21 @@ class TNGD(_Damped):
 
     name = "tngd"
 
-    def __init__(self, model, loss="cross_entropy", *, damping=1e-2, t=50.0, td=0.0, kappa0=None,
-                 spu: SPU | None = None, init: str = "previous", curvature="ggn", mc_samples=1, seed=0):
+    def __init__(
+        self,
+        model,
+        loss="cross_entropy",
+        *,
+        damping=1e-2,
+        t=50.0,
+        td=0.0,
+        kappa0=None,
+        spu: SPU | None = None,
+        init: str = "previous",
+        curvature="ggn",
+        mc_samples=1,
+        seed=0,
+    ):
         super().__init__(model, loss, damping=damping, curvature=curvature, mc_samples=mc_samples, seed=seed)
         self.t, self.td, self.kappa0 = t, td, kappa0
         _value(t, 0, "t")
@@ -251,8 +277,13 @@ class TNGD(_Damped):
         self.estimate = r.x
         self._stale = problem
         if self.init == "previous":
-            self._stale_inputs = {"theta": params_to_vector(self.model), "x": x.detach().clone(),
-                                  "y": y.detach().clone(), "lam": lam, "k": k}
+            self._stale_inputs = {
+                "theta": params_to_vector(self.model),
+                "x": x.detach().clone(),
+                "y": y.detach().clone(),
+                "lam": lam,
+                "k": k,
+            }
         self._write_grad(torch.from_numpy(r.x))
         self.k += 1
         return StepInfo(float(curv.loss), digital, device, sim)
@@ -265,7 +296,9 @@ class TNGD(_Damped):
     def load_state_dict(self, state: dict) -> None:
         self.k = int(state["k"])
         estimate = state["estimate"]
-        self.estimate = None if estimate is None else np.asarray(estimate.numpy() if torch.is_tensor(estimate) else estimate)
+        self.estimate = (
+            None if estimate is None else np.asarray(estimate.numpy() if torch.is_tensor(estimate) else estimate)
+        )
         self.spu.runs = int(state.get("spu_runs", 0))
         # The stale system (for the delay t_d) is rebuilt from its inputs at the next step, so a
         # resumed run follows the uninterrupted one exactly.
@@ -283,8 +316,9 @@ class NGD(_Damped):
         k = self.k
         lam = _value(self.damping, k, "damping", positive=True)
         if self.spec.N > self.MAX_N:
-            raise TrainingError(f"exact NGD forms an N x N matrix; N = {self.spec.N} > {self.MAX_N}: "
-                                "use ngd-woodbury or ngd-cg")
+            raise TrainingError(
+                f"exact NGD forms an N x N matrix; N = {self.spec.N} > {self.MAX_N}: use ngd-woodbury or ngd-cg"
+            )
         start = time.perf_counter()
         curv = self._curvature_U(x, y)
         self._check_finite(curv.loss, curv.grad, k)
@@ -325,8 +359,9 @@ class NGDCG(_Damped):
 
     name = "ngd-cg"
 
-    def __init__(self, model, loss="cross_entropy", *, damping=1e-2, iters=10, tol=0.0, curvature="ggn",
-                 mc_samples=1, seed=0):
+    def __init__(
+        self, model, loss="cross_entropy", *, damping=1e-2, iters=10, tol=0.0, curvature="ggn", mc_samples=1, seed=0
+    ):
         super().__init__(model, loss, damping=damping, curvature=curvature, mc_samples=mc_samples, seed=seed)
         if not isinstance(iters, int) or iters < 1:
             raise TrainingError(f"CG iterations must be an integer >= 1, got {iters!r}")
@@ -348,6 +383,7 @@ class NGDCG(_Damped):
 
             def op(v):
                 return Ut.T @ (Ut @ v) + lam * v
+
         self.estimate = conjugate_gradient(op, g, self.estimate, self.iters, self.tol)
         self._write_grad(self.estimate)
         self.k += 1
@@ -381,4 +417,3 @@ def conjugate_gradient(matvec, b: torch.Tensor, x0: torch.Tensor | None, iters: 
         p = r + (rr_new / rr) * p
         rr = rr_new
     return x
-

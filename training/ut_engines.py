@@ -23,6 +23,7 @@ are U^T directly (J_f is never formed); with F_i = I they are J_f. k need not eq
 All engines process the batch in chunks of samples (``chunk`` samples each), sized by the caller
 so the temporary workspace stays within its memory budget (``workspace_per_sample``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -78,8 +79,9 @@ def layer_plan(model: nn.Module, spec: ParamSpec) -> tuple[_LayerPlan | None, st
         qual = [f"{name}.{n}" if name else n for n in own]
         if type(mod) not in _LAYER_TYPES:
             return None, f"trainable parameters in {type(mod).__name__} layer {name!r}"
-        if isinstance(mod, nn.Conv2d) and (mod.groups != 1 or mod.padding_mode != "zeros"
-                                           or isinstance(mod.padding, str)):
+        if isinstance(mod, nn.Conv2d) and (
+            mod.groups != 1 or mod.padding_mode != "zeros" or isinstance(mod.padding, str)
+        ):
             return None, f"Conv2d layer {name!r} uses groups/padding mode/string padding"
         if mod._forward_pre_hooks or mod._forward_hooks:
             return None, f"layer {name!r} already has forward hooks"
@@ -158,7 +160,7 @@ def _rows_layers(forward, plan, x, make_C, Ut3, g, i0, parts=None):
     with_grad = g is not None  # C[-1] is then the gradient's cotangent r
     dz1 = C.shape[0]
     dzs = dz1 - 1 if with_grad else dz1
-    rows = Ut3[i0:i0 + x.shape[0]]  # (c, dz, N)
+    rows = Ut3[i0 : i0 + x.shape[0]]  # (c, dz, N)
     for name, d in zip(names, deltas):
         mod = plan.modules[name]
         a = calls[name][0].detach()
@@ -185,6 +187,7 @@ def _hooked_forward(forward, plan, x):
                 store[name].append(None)
             else:
                 store[name].append((inp[0], inp[0]._version, out, out._version))
+
         return hook
 
     handles = [m.register_forward_hook(hook_for(n)) for n, m in plan.modules.items()]
@@ -232,8 +235,9 @@ def _linear_rows(name, mod, a, d, slices, rows, g, dzs, parts):
             g[sb].add_(d[dzs].sum((0, 1)))
     if parts is not None:
         if a.shape[1] == 1:
-            parts.add_linear(name, dS[:, :, 0].permute(1, 0, 2).reshape(c * dzs, out_f), a[:, 0],
-                             sw is not None, sb is not None)
+            parts.add_linear(
+                name, dS[:, :, 0].permute(1, 0, 2).reshape(c * dzs, out_f), a[:, 0], sw is not None, sb is not None
+            )
         else:
             for sl in (sw, sb):
                 if sl is not None:
@@ -270,6 +274,7 @@ def fill_layers(forward, plan, x, cotangents, rows3, g, logits, chunk, parts=Non
     `parts` (a GramParts) when given. g=None: no gradient (cotangents then return r=None; one
     cotangent fewer per backward)."""
     for i0, i1 in chunks(x.shape[0], chunk):
+
         def make_C(zc, i0=i0, i1=i1):
             Fc, r = cotangents(zc, i0, i1)
             Ct = Fc.permute(2, 0, 1)

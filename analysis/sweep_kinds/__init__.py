@@ -3,6 +3,7 @@
 Hardware sweeps (``SweepKind``, run by analysis/sweeps.py) and training sweeps
 (``TrainSweepKind``, run by analysis/train_sweeps.py); `thermospice sweep KIND` lists them in the
 order below. To add a kind, write its module and add it here."""
+
 from __future__ import annotations
 
 from ..sweep_errors import SweepOptionError, UnknownKindError
@@ -20,8 +21,16 @@ from .train_tolerance import TrainTolerance
 SWEEP_KINDS: dict[str, SweepKind] = {k.name: k for k in (Noise(), Tolerance(), Bits(), Opamp(), Time())}
 TRAIN_KINDS: dict[str, TrainSweepKind] = {k.name: k for k in (TrainBits(), TrainTolerance(), TrainNoise())}
 
-__all__ = ["circuit_backend", "SWEEP_KINDS", "TRAIN_KINDS", "Summary", "SweepKind", "TrainSweepKind", "sweep_kind",
-           "train_kind"]
+__all__ = [
+    "circuit_backend",
+    "SWEEP_KINDS",
+    "TRAIN_KINDS",
+    "Summary",
+    "SweepKind",
+    "TrainSweepKind",
+    "sweep_kind",
+    "train_kind",
+]
 
 
 def sweep_kind(name) -> SweepKind:

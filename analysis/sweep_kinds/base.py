@@ -3,6 +3,7 @@
 A kind is a ``SweepKind`` subclass in its own module of this package, listed once in
 ``analysis/sweep_kinds/__init__.py``. The rest of the sweep code (``sweep_spec``, ``sweep_point``,
 ``sweeps``, ``cmd_sweep``) asks the kind object and never looks at its name."""
+
 from __future__ import annotations
 
 import math
@@ -21,16 +22,23 @@ def circuit_backend(name: str) -> bool:
     from spu import backends
 
     return backends.get(name).circuit
+
+
 # Settling band of tolerance/opamp points, relative to the final state (a trajectory tolerance,
 # not spu.core.spectral.MODE_DECAY_TOL, which sets the default t).
 TRAJECTORY_SETTLE_TOL = 1e-3
 
-STATUS = ("status", "ok; unsettled (still moving in the last 10% of t) or unstable (and its error growing; "
-                    "tolerance/opamp only); diverged (non-finite voltages); failed: ErrorClass (e.g. a resistor "
-                    "out of range)")
+STATUS = (
+    "status",
+    "ok; unsettled (still moving in the last 10% of t) or unstable (and its error growing; "
+    "tolerance/opamp only); diverged (non-finite voltages); failed: ErrorClass (e.g. a resistor "
+    "out of range)",
+)
 REL = ("rel_error", "||x(t) - x*|| / ||x*||, x* = A^-1 b of the ideal problem")
-SETTLE = ("settle_tau", "time (tau) after which ||x(s) - x(t)|| <= settle_tol * ||x(t)|| for all later s; "
-                        "inf: not settled before 0.9 t")
+SETTLE = (
+    "settle_tau",
+    "time (tau) after which ||x(s) - x(t)|| <= settle_tol * ||x(t)|| for all later s; inf: not settled before 0.9 t",
+)
 POINT = ("point", "stable point id (index in the grid)")
 
 
@@ -38,6 +46,7 @@ POINT = ("point", "stable point id (index in the grid)")
 class Summary:
     """KIND_summary.csv: one row per value of `keys`, statistics over the repetitions, and the
     mean of each column in `extra`."""
+
     keys: tuple[str, ...]
     extra: tuple[str, ...]
 
@@ -46,17 +55,17 @@ class SweepKind:
     """One kind of hardware sweep: its options, its grid, how one point runs and what it writes."""
 
     name: str
-    about: str                                # one line: the subcommand's help and description
-    columns: tuple[tuple[str, str], ...]      # KIND.csv columns and their descriptions, in order
-    params: tuple[str, ...]                   # the grid's columns, in the order of the grid product
-    grid_options: frozenset[str]              # build_spec options of this kind (t and settle_tol aside)
-    defaults: dict[str, tuple]                # option -> (full, quick) default; "seeds" among them
-    summary: Summary | None = None            # statistics over the repetitions, if it has any
+    about: str  # one line: the subcommand's help and description
+    columns: tuple[tuple[str, str], ...]  # KIND.csv columns and their descriptions, in order
+    params: tuple[str, ...]  # the grid's columns, in the order of the grid product
+    grid_options: frozenset[str]  # build_spec options of this kind (t and settle_tol aside)
+    defaults: dict[str, tuple]  # option -> (full, quick) default; "seeds" among them
+    summary: Summary | None = None  # statistics over the repetitions, if it has any
     backends: tuple[str, ...] = ("ngspice",)  # the first is the default
-    random = True                             # False: no randomness, so one repetition only
-    settles = False                           # measures settling: settle_tol option, settle_tau column
-    report = False                            # reads the as-built error from the component report
-    empty_hint = ""                           # why a grid may have no points, for the error message
+    random = True  # False: no randomness, so one repetition only
+    settles = False  # measures settling: settle_tol option, settle_tau column
+    report = False  # reads the as-built error from the component report
+    empty_hint = ""  # why a grid may have no points, for the error message
 
     @property
     def options(self) -> frozenset[str]:
@@ -72,11 +81,13 @@ class SweepKind:
 
     def add_arguments(self, group) -> None:
         self.add_grid_arguments(group)
-        group.add_argument("--t", type=float,
-                           help="analog time of every solve in tau (default ln(1e6)/lambda_min: settled)")
+        group.add_argument(
+            "--t", type=float, help="analog time of every solve in tau (default ln(1e6)/lambda_min: settled)"
+        )
         if self.settles:
-            group.add_argument("--settle-tol", type=float,
-                               help="settling band, relative to the final state (default 1e-3)")
+            group.add_argument(
+                "--settle-tol", type=float, help="settling band, relative to the final state (default 1e-3)"
+            )
 
     def add_grid_arguments(self, group) -> None:
         raise NotImplementedError
@@ -84,9 +95,10 @@ class SweepKind:
     # -- specification -----------------------------------------------------------------------------
     def check_backend(self, backend: str) -> None:
         if backend not in self.backends:
-            raise SweepOptionError(f"sweep {self.name} runs on backend {' or '.join(self.backends)}, not "
-                                   f"{backend!r}" + ("" if len(self.backends) > 1 else
-                                                     " (the circuit is what it sweeps)"))
+            raise SweepOptionError(
+                f"sweep {self.name} runs on backend {' or '.join(self.backends)}, not "
+                f"{backend!r}" + ("" if len(self.backends) > 1 else " (the circuit is what it sweeps)")
+            )
 
     def check_seeds(self, seeds: int) -> None:
         if not self.random and seeds != 1:

@@ -1,4 +1,5 @@
 """sweep bits: the resolution of the resistors (r), the DAC (dac), the ADC (adc), or all three."""
+
 from __future__ import annotations
 
 import itertools
@@ -22,8 +23,11 @@ class Bits(SweepKind):
         ("target", "what is quantised: r (resistors), dac, adc, or all"),
         ("bits", "resolution in bits"),
         REL,
-        ("asbuilt_error", "steady-state error of the as-built circuit from R and DAC quantisation "
-                          "(no simulation; the ADC is not in it)"),
+        (
+            "asbuilt_error",
+            "steady-state error of the as-built circuit from R and DAC quantisation "
+            "(no simulation; the ADC is not in it)",
+        ),
         STATUS,
     )
     params = ("target", "bits")
@@ -71,7 +75,7 @@ class Bits(SweepKind):
                 ax.plot(column(pts, "bits"), positive(column(pts, "rel_error")), "o-", label=f"{_NAMES[tg]} (ngspice)")
         if bits_all:
             b = np.array(bits_all, float)
-            ax.plot(b, 2.0 ** -b, "k:", label="2^-bits")
+            ax.plot(b, 2.0**-b, "k:", label="2^-bits")
         ax.axvline(8, color="grey", ls="--", lw=0.8)
         ax.text(8, ax.get_ylim()[1], " 8 bits", va="top", fontsize=7, color="grey")
         ax.set_yscale("log")

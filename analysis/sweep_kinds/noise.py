@@ -1,4 +1,5 @@
 """sweep noise: the programmed noise level kappa0 and the resistors' temperature (Johnson noise)."""
+
 from __future__ import annotations
 
 import itertools
@@ -25,8 +26,10 @@ class Noise(SweepKind):
         ("seed", "noise seed given to the backend"),
         ("t_tau", "analog time of the solve from x0 = 0, in tau"),
         REL,
-        ("theory_rms_error", "sqrt(E||x(t) - x*||^2) / ||x*|| of the ideal OU process with this kappa0 "
-                             "(Johnson noise not included)"),
+        (
+            "theory_rms_error",
+            "sqrt(E||x(t) - x*||^2) / ||x*|| of the ideal OU process with this kappa0 (Johnson noise not included)",
+        ),
         STATUS,
     )
     params = ("kappa0", "temperature_k", "seed_index", "seed", "t_tau")
@@ -37,21 +40,31 @@ class Noise(SweepKind):
 
     def add_grid_arguments(self, group) -> None:
         group.add_argument("--kappa0", nargs="+", metavar="RANGE", help="kappa0 values (default 0,1e-4,1e-3,1e-2,1e-1)")
-        group.add_argument("--temperature", nargs="+", metavar="RANGE",
-                           help="resistor temperatures in K for Johnson noise, 0 = none (default 0,300)")
+        group.add_argument(
+            "--temperature",
+            nargs="+",
+            metavar="RANGE",
+            help="resistor temperatures in K for Johnson noise, 0 = none (default 0,300)",
+        )
 
     def grid(self, given, quick, backend):
-        grid = {"kappa0": parse_range("kappa0", self.default(given, "kappa0", quick), lo=0),
-                "temperature_k": parse_range("temperature", self.default(given, "temperature", quick), lo=0, hi=1000)}
+        grid = {
+            "kappa0": parse_range("kappa0", self.default(given, "kappa0", quick), lo=0),
+            "temperature_k": parse_range("temperature", self.default(given, "temperature", quick), lo=0, hi=1000),
+        }
         if not circuit_backend(backend) and any(T > 0 for T in grid["temperature_k"]):
-            raise SweepOptionError("Johnson noise (--temperature > 0) exists only in the circuit: use --backend "
-                                   "ngspice, or --temperature 0 with --backend ou")
+            raise SweepOptionError(
+                "Johnson noise (--temperature > 0) exists only in the circuit: use --backend "
+                "ngspice, or --temperature 0 with --backend ou"
+            )
         return grid
 
     def points(self, spec, seeds):
         g = spec["grid"]
-        return [{"kappa0": k, "temperature_k": T, "seed_index": r, "seed": seeds[r], "t_tau": spec["t_tau"]}
-                for k, T, r in itertools.product(g["kappa0"], g["temperature_k"], range(len(seeds)))]
+        return [
+            {"kappa0": k, "temperature_k": T, "seed_index": r, "seed": seeds[r], "t_tau": spec["t_tau"]}
+            for k, T, r in itertools.product(g["kappa0"], g["temperature_k"], range(len(seeds)))
+        ]
 
     def design(self, pt):
         from circuits.design import Design
@@ -74,7 +87,7 @@ class Noise(SweepKind):
                 continue
             kap = np.array([float(r["kappa0"]) for r in s])
             lab = "no Johnson noise" if T == 0 else f"T = {T:g} K"
-            line, = ax.plot(kap, positive([r["rel_error_rms"] for r in s]), "o-", label=f"rms over seeds, {lab}")
+            (line,) = ax.plot(kap, positive([r["rel_error_rms"] for r in s]), "o-", label=f"rms over seeds, {lab}")
             pts = [r for r in ok_rows(rows) if float(r["temperature_k"]) == T]
             ax.plot(column(pts, "kappa0"), positive(column(pts, "rel_error")), ".", color=line.get_color(), alpha=0.4)
             std = np.array([r["rel_error_std"] for r in s])
@@ -104,9 +117,17 @@ class Noise(SweepKind):
         if not s0:
             return
         k0 = [r for r in summ if r["temperature_k"] == s0[0]["temperature_k"] and r["n_ok"]]
-        ax.plot([float(r["kappa0"]) for r in k0], [r["theory_rms_error_mean"] for r in k0], "k--",
-                label="theory (ideal OU, kappa0 only)")
+        ax.plot(
+            [float(r["kappa0"]) for r in k0],
+            [r["theory_rms_error_mean"] for r in k0],
+            "k--",
+            label="theory (ideal OU, kappa0 only)",
+        )
         top = [r for r in k0 if kap_pos and float(r["kappa0"]) == kap_pos[-1]]
         if len(kap_pos) > 1 and top and top[0]["rel_error_std"] > 0:
-            ax2.plot(kap_pos, top[0]["rel_error_std"] * np.sqrt(np.array(kap_pos) / kap_pos[-1]), "k:",
-                     label="∝ sqrt(kappa0)")
+            ax2.plot(
+                kap_pos,
+                top[0]["rel_error_std"] * np.sqrt(np.array(kap_pos) / kap_pos[-1]),
+                "k:",
+                label="∝ sqrt(kappa0)",
+            )

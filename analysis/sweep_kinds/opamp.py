@@ -1,4 +1,5 @@
 """sweep opamp: op-amp DC gain x gain-bandwidth product (single-pole model); error and settling."""
+
 from __future__ import annotations
 
 import itertools
@@ -27,29 +28,47 @@ class Opamp(SweepKind):
     )
     params = ("gain", "gbw_hz")
     grid_options = frozenset({"gain", "gbw"})
-    defaults = {"gain": ("1e2,1e3,1e4,1e5,1e6,ideal", "1e3,1e5"), "gbw": ("1e6,1e7,1e8,none", "1e7,none"),
-                "seeds": (1, 1)}
+    defaults = {
+        "gain": ("1e2,1e3,1e4,1e5,1e6,ideal", "1e3,1e5"),
+        "gbw": ("1e6,1e7,1e8,none", "1e7,none"),
+        "seeds": (1, 1),
+    }
     random = False
     settles = True
     empty_hint = " (every gain is ideal and every GBW finite?)"
 
     def add_grid_arguments(self, group) -> None:
-        group.add_argument("--gain", nargs="+", metavar="RANGE",
-                           help="op-amp DC gains; 'ideal' = ideal op-amp (default 1e2,1e3,1e4,1e5,1e6,ideal)")
-        group.add_argument("--gbw", nargs="+", metavar="RANGE",
-                           help="gain-bandwidth products in Hz; 'none' = no pole (default 1e6,1e7,1e8,none)")
+        group.add_argument(
+            "--gain",
+            nargs="+",
+            metavar="RANGE",
+            help="op-amp DC gains; 'ideal' = ideal op-amp (default 1e2,1e3,1e4,1e5,1e6,ideal)",
+        )
+        group.add_argument(
+            "--gbw",
+            nargs="+",
+            metavar="RANGE",
+            help="gain-bandwidth products in Hz; 'none' = no pole (default 1e6,1e7,1e8,none)",
+        )
 
     def grid(self, given, quick, backend):
-        return {"gain": parse_range("gain", self.default(given, "gain", quick), lo=1,
-                                    words={"ideal": math.inf, "inf": math.inf}),
-                "gbw_hz": parse_range("gbw", self.default(given, "gbw", quick), lo=0, lo_open=True,
-                                      words={"none": math.inf, "inf": math.inf})}
+        return {
+            "gain": parse_range(
+                "gain", self.default(given, "gain", quick), lo=1, words={"ideal": math.inf, "inf": math.inf}
+            ),
+            "gbw_hz": parse_range(
+                "gbw", self.default(given, "gbw", quick), lo=0, lo_open=True, words={"none": math.inf, "inf": math.inf}
+            ),
+        }
 
     def points(self, spec, seeds):
         g = spec["grid"]
         # A pole needs a finite DC gain (circuits.design.OpAmp).
-        return [{"gain": gain, "gbw_hz": gbw} for gain, gbw in itertools.product(g["gain"], g["gbw_hz"])
-                if not (math.isinf(gain) and math.isfinite(gbw))]
+        return [
+            {"gain": gain, "gbw_hz": gbw}
+            for gain, gbw in itertools.product(g["gain"], g["gbw_hz"])
+            if not (math.isinf(gain) and math.isfinite(gbw))
+        ]
 
     def design(self, pt):
         from circuits.design import Design, OpAmp

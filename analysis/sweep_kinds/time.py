@@ -1,4 +1,5 @@
 """sweep time: the analog time t against the error, beside the exact OU mean and exp(-lambda_min t)."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,8 +22,10 @@ class Time(SweepKind):
         ("seed_index", "repetition r = 0..S-1 (matters only with kappa0 > 0)"),
         ("seed", "noise seed given to the backend"),
         REL,
-        ("theory_error", "sqrt(E||x(t) - x*||^2) / ||x*|| of the ideal OU process "
-                         "(= ||exp(-A t) x*|| / ||x*|| without noise)"),
+        (
+            "theory_error",
+            "sqrt(E||x(t) - x*||^2) / ||x*|| of the ideal OU process (= ||exp(-A t) x*|| / ||x*|| without noise)",
+        ),
         ("bound_error", "exp(-lambda_min t): the decay of the slowest mode, an upper bound without noise"),
         STATUS,
     )
@@ -34,8 +37,9 @@ class Time(SweepKind):
     backends = ("ngspice", "ou")
 
     def add_arguments(self, group) -> None:
-        group.add_argument("--t", nargs="+", metavar="RANGE",
-                           help="analog times in tau (default 0.125 ... 10 times 1/lambda_min)")
+        group.add_argument(
+            "--t", nargs="+", metavar="RANGE", help="analog times in tau (default 0.125 ... 10 times 1/lambda_min)"
+        )
         group.add_argument("--kappa0", type=float, help="noise level of every run (default 0)")
 
     def resolve(self, given, quick, lam_min, backend):
@@ -53,8 +57,10 @@ class Time(SweepKind):
         return max(spec["grid"]["t_tau"])
 
     def points(self, spec, seeds):
-        return [{"t_tau": t, "seed_index": r, "seed": seeds[r]}
-                for t, r in itertools.product(spec["grid"]["t_tau"], range(len(seeds)))]
+        return [
+            {"t_tau": t, "seed_index": r, "seed": seeds[r]}
+            for t, r in itertools.product(spec["grid"]["t_tau"], range(len(seeds)))
+        ]
 
     def results(self, row, res, ctx, spec, t, kappa0):
         row["theory_error"] = theory_rms(ctx, t, kappa0)
@@ -70,8 +76,13 @@ class Time(SweepKind):
         ax.plot(column(ok, "t_tau"), positive(column(ok, "rel_error")), "o", label=f"{spec['backend']}")
         summ = [r for r in summary_rows(self.summary, rows) if r["n_ok"]]
         t = np.array([float(r["t_tau"]) for r in summ])
-        ax.plot(t, [r["theory_error_mean"] for r in summ], "k-", lw=1,
-                label="exact OU: sqrt(||exp(-At) x*||^2 + noise) / ||x*||")
+        ax.plot(
+            t,
+            [r["theory_error_mean"] for r in summ],
+            "k-",
+            lw=1,
+            label="exact OU: sqrt(||exp(-At) x*||^2 + noise) / ||x*||",
+        )
         tt = np.linspace(0, t.max() if t.size else 1, 200)
         ax.plot(tt, np.exp(-lam * tt), "r--", label=f"exp(-lambda_min t), lambda_min = {lam:.3g}")
         ax.set_yscale("log")

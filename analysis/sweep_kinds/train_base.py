@@ -1,5 +1,6 @@
 """What every training sweep kind provides (`thermospice sweep train-*`, analysis/train_sweeps.py):
 the setting it varies, how a setting becomes a circuit design, and how the settings are drawn."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +12,10 @@ BASE_BITS = 16
 
 class TrainSweepKind:
     name: str
-    about: str                  # one line: the subcommand's help and description
-    default_settings: list      # the settings swept when the command line names none
-    default_t = 50.0            # analog time per step in tau (the paper's TNGD setting)
-    xlabel: str                 # the plot's x axis
+    about: str  # one line: the subcommand's help and description
+    default_settings: list  # the settings swept when the command line names none
+    default_t = 50.0  # analog time per step in tau (the paper's TNGD setting)
+    xlabel: str  # the plot's x axis
 
     def add_arguments(self, group) -> None:
         raise NotImplementedError

@@ -1,4 +1,5 @@
 """sweep train-bits: TNGD on the realised circuit against the resolution of R, DAC and ADC."""
+
 from __future__ import annotations
 
 from ..ranges import parse_range

@@ -1,4 +1,5 @@
 """sweep train-noise: TNGD on the realised circuit against kappa0 and the resistors' temperature."""
+
 from __future__ import annotations
 
 import numpy as np

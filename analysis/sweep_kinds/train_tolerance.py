@@ -1,4 +1,5 @@
 """sweep train-tolerance: TNGD on the realised circuit against the tolerance of every R and C."""
+
 from __future__ import annotations
 
 from ..ranges import parse_range
@@ -12,8 +13,9 @@ class TrainTolerance(TrainSweepKind):
     xlabel = "relative tolerance of every R and C"
 
     def add_arguments(self, group) -> None:
-        group.add_argument("--tol", help="comma-separated relative tolerances of every R and C "
-                                         "(default 0,0.005,0.01,0.02,0.05)")
+        group.add_argument(
+            "--tol", help="comma-separated relative tolerances of every R and C (default 0,0.005,0.01,0.02,0.05)"
+        )
 
     def settings(self, args):
         return parse_range("tol", args.tol, sort=False) if args.tol else None

@@ -13,6 +13,7 @@ package that defines TOPOLOGY, so adding a topology is adding its module (and it
 ...)`` returns a Circuit: the netlist plus the as-built (quantised, toleranced) system that the
 component report and the tests use.
 """
+
 from __future__ import annotations
 
 import pkgutil
@@ -69,10 +70,21 @@ def is_second_order(name: str | None) -> bool:
     return name is not None and get(name).second_order
 
 
-def build(problem, topology: str, design: Design | None = None, *, x0=None, kappa0: float = 0.0,
-          t: float = 50.0, title: str | None = None, seed: int | None = None,
-          points: int = 200, noise: str = "table", builder: type[Builder] = Builder,
-          **topology_options) -> Circuit:
+def build(
+    problem,
+    topology: str,
+    design: Design | None = None,
+    *,
+    x0=None,
+    kappa0: float = 0.0,
+    t: float = 50.0,
+    title: str | None = None,
+    seed: int | None = None,
+    points: int = 200,
+    noise: str = "table",
+    builder: type[Builder] = Builder,
+    **topology_options,
+) -> Circuit:
     """Build the circuit for `problem` and set up a transient of t (in tau) from x0.
 
     kappa0: programmable noise level (0 = off). design.temperature adds Johnson noise.
@@ -87,8 +99,19 @@ def build(problem, topology: str, design: Design | None = None, *, x0=None, kapp
     if noise not in NOISE_MODES:
         raise DesignError(f"noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
     design = (design or Design()).check()
-    return get(topology).build(problem, design, x0=x0, kappa0=kappa0, t=t, title=title, seed=seed,
-                               points=points, noise=noise, builder=builder, **topology_options)
+    return get(topology).build(
+        problem,
+        design,
+        x0=x0,
+        kappa0=kappa0,
+        t=t,
+        title=title,
+        seed=seed,
+        points=points,
+        noise=noise,
+        builder=builder,
+        **topology_options,
+    )
 
 
 __all__ = ["NOISE_MODES", "TOPOLOGIES", "Topology", "build", "choices", "find", "get", "is_second_order"]

@@ -6,6 +6,7 @@ how the timing model counts its programmed resistors, whether backend asbuilt ca
 whether its cells are second order, how long its dynamics take to settle, and in which command-line
 lists it appears. circuits/topologies/__init__.py is the registry that finds one by name.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ class Topology:
     """Base of every topology; a subclass sets the attributes and implements form and build."""
 
     name: str
-    rank: int                # its place in TOPOLOGIES and in --topology's choices
+    rank: int  # its place in TOPOLOGIES and in --topology's choices
     # The spu/timing.resistor_count layout the timing model counts for it ("dense", "factored",
     # "crossbar"): spu/ has no circuits to ask, so the device gets this string through the bridge.
     layout: str = "dense"
@@ -32,10 +33,10 @@ class Topology:
     # Position in the command-line choice lists it belongs to: "train" (thermospice train
     # --topology) and "asbuilt" (what backend asbuilt realises, also the training sweeps' list).
     listed: Mapping[str, int] = MappingProxyType({})
-    preferred_form = "factored"   # "ggn" or "factored": the problem form an SPU should be given
-    accepts_dense = True          # builds from a dense A (else it needs factors U or J, H)
-    second_order = False          # RLC cells (underdamped dynamics) instead of RC cells
-    takes_noise_mode = True       # honours build(noise="table" | "held")
+    preferred_form = "factored"  # "ggn" or "factored": the problem form an SPU should be given
+    accepts_dense = True  # builds from a dense A (else it needs factors U or J, H)
+    second_order = False  # RLC cells (underdamped dynamics) instead of RC cells
+    takes_noise_mode = True  # honours build(noise="table" | "held")
 
     @property
     def realisable(self) -> bool:

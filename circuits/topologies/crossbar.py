@@ -1,6 +1,7 @@
 """``crossbar``: the paper's Appendix C for A = J^T H J + lam I. Arrays J (m x N), H (m x m,
 block-diagonal so only its nonzero blocks are built) and J^T (N x m) with inverting summers
 between them; lam as a resistor R0/lam from each cell to its own summing node."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,7 @@ class Crossbar(RCTopology):
     programmed_arrays = ("J", "H", "Jt")
     chain = (("J", "H", "Jt"), ("y", "z"))
     listed = {"train": 0, "asbuilt": 1}
-    preferred_form = "ggn"   # it builds J, H and J^T
+    preferred_form = "ggn"  # it builds J, H and J^T
     accepts_dense = False
 
     def form(self, problem) -> GGNProblem:
@@ -59,8 +60,13 @@ class Crossbar(RCTopology):
         P = R0 * effective(s3.S, gz, np.ones(m))
         b_eff = B.dac_inputs(p.b, sums)
         B.noise_nodes = sums
-        internal = {"y": (ys, -M1), "yn": (yn, gy[:, None] * M1), "z": (zs, -M2),
-                    "zn": (zn, gz[:, None] * M2), "xn": ([x for x in xn if x], inverted_copies(gx))}
+        internal = {
+            "y": (ys, -M1),
+            "yn": (yn, gy[:, None] * M1),
+            "z": (zs, -M2),
+            "zn": (zn, gz[:, None] * M2),
+            "xn": ([x for x in xn if x], inverted_copies(gx)),
+        }
         return xs, AsBuilt(b=b_eff, C=C, diag=lam_eff, P=P, Q=M2, internal=internal)
 
 

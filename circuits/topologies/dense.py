@@ -1,5 +1,6 @@
 """``dense``: realisable for any SPD A. Op-amp integrator cells, one resistor R0/|A_ij| from x_j
 (or its inverted copy if A_ij < 0) into cell i's summing node; n^2 resistors."""
+
 from __future__ import annotations
 
 import numpy as np

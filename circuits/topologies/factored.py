@@ -1,5 +1,6 @@
 """``factored``: A = lam I + U U^T with two arrays, U^T into m inverting summers and U back into
 the cells; lam as a resistor R0/lam from each cell to its own summing node."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,7 @@ class Factored(RCTopology):
         P = R0 * effective(s2.S, gy, np.ones(m))
         b_eff = B.dac_inputs(p.b, sums)
         B.noise_nodes = sums
-        internal = {"y": (ys, -M1), "yn": (yn, gy[:, None] * M1),
-                    "xn": ([x for x in xn if x], inverted_copies(gx))}
+        internal = {"y": (ys, -M1), "yn": (yn, gy[:, None] * M1), "xn": ([x for x in xn if x], inverted_copies(gx))}
         return xs, AsBuilt(b=b_eff, C=C, diag=lam_eff, P=P, Q=M1, internal=internal)
 
 

@@ -1,6 +1,7 @@
 """``ideal``: the behavioural reference for any SPD A. A capacitor per cell to ground, the diagonal
 as a real resistor R0/A_ii to ground, off-diagonals as VCCS (G elements, gm = A_ij/R0), b as an
 ideal current source b_i*v_unit/R0. No op-amps, no sign tricks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,9 @@ class Ideal(RCTopology):
         for i in range(n):
             for j in range(n):
                 if i != j and A[i, j] != 0:
-                    B.nl.G(f"A_{i}_{j}", xs[i], "0", xs[j], "0", A[i, j] / d.R0,
-                           comment=f"A[{i},{j}]={float(A[i, j])!r}")
+                    B.nl.G(
+                        f"A_{i}_{j}", xs[i], "0", xs[j], "0", A[i, j] / d.R0, comment=f"A[{i},{j}]={float(A[i, j])!r}"
+                    )
         for i in range(n):
             if p.b[i] != 0:
                 B.nl.I(f"b{i}", "0", xs[i], p.b[i] * d.v_unit / d.R0, comment=f"b[{i}]={float(p.b[i])!r}")

@@ -1,5 +1,6 @@
 """``oscillator``: second-order RLC resonator cells (underdamped Langevin dynamics). The circuit
 itself lives in circuits/oscillator.py; this is what the rest of the code asks about it."""
+
 from __future__ import annotations
 
 from ..design import Design
@@ -11,7 +12,7 @@ class Oscillator(Topology):
     name = "oscillator"
     rank = 4
     second_order = True
-    takes_noise_mode = False   # its noise sources are always held (TRRANDOM)
+    takes_noise_mode = False  # its noise sources are always held (TRRANDOM)
 
     def build(self, problem, design: Design, *, noise: str = "table", builder=None, **options):
         # The coupling decides the problem form and the scale (circuits/oscillator.py); options:

@@ -1,5 +1,6 @@
 """The build shared by every first-order (RC cell) topology: scale, place, add noise, check the
 open cells, finish the transient. A subclass of RCTopology only places its elements."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,9 +32,21 @@ class RCTopology(Topology):
         """Place the elements realising `form` (already scaled); returns (state nodes, AsBuilt)."""
         raise NotImplementedError
 
-    def build(self, problem, design: Design, *, x0=None, kappa0: float = 0.0, t: float = 50.0,
-              title: str | None = None, seed: int | None = None, points: int = 200, noise: str = "table",
-              builder: type[Builder] = Builder, **options) -> Circuit:
+    def build(
+        self,
+        problem,
+        design: Design,
+        *,
+        x0=None,
+        kappa0: float = 0.0,
+        t: float = 50.0,
+        title: str | None = None,
+        seed: int | None = None,
+        points: int = 200,
+        noise: str = "table",
+        builder: type[Builder] = Builder,
+        **options,
+    ) -> Circuit:
         if options:
             raise DesignError(f"topology {self.name!r} takes no options, got {', '.join(sorted(options))}")
         if not (isinstance(kappa0, (int, float)) and np.isfinite(kappa0) and kappa0 >= 0):
@@ -49,7 +62,9 @@ class RCTopology(Topology):
             B = builder(d, label)
             B.record.scale = s
             if s != 1.0:
-                B.nl.comment(f"scaled: the circuit realises (A/{s!r}) x = b/{s!r}; one problem tau is {s!r} circuit tau")
+                B.nl.comment(
+                    f"scaled: the circuit realises (A/{s!r}) x = b/{s!r}; one problem tau is {s!r} circuit tau"
+                )
             B.nl.comment(f"topology {self.name}: tau dx/dt = -(A x - b), state V(x_i) = {d.v_unit!r} V * x_i")
             xs, as_built = self.place(B, circuit_form, x0)
             # Noise hold and kappa0 are the problem's: the hold is s times longer in circuit tau, and
@@ -65,8 +80,20 @@ class RCTopology(Topology):
             check_open(B.record, open_error(_nominal(design, assemble, B, as_built), exact_solution(form)), design)
         nl = B.nl
         finish_transient(nl, design, xs, xs, t, points, seed, B.record, fastest_rate=form.eig_extremes()[1] / s)
-        return Circuit(self.name, nl, xs, design, B.record, as_built, form.n, scale=s, realised=circuit_form,
-                       seed=check_seed(seed), builder=B, programmed_arrays=self.programmed_arrays)
+        return Circuit(
+            self.name,
+            nl,
+            xs,
+            design,
+            B.record,
+            as_built,
+            form.n,
+            scale=s,
+            realised=circuit_form,
+            seed=check_seed(seed),
+            builder=B,
+            programmed_arrays=self.programmed_arrays,
+        )
 
 
 def lam_array(B: Builder, lam: float, n: int, sums, xs) -> np.ndarray:

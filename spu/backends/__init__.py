@@ -3,6 +3,7 @@ and a ``BACKEND`` object (spu/backends/base.py). A module is imported on first u
 SPU("ou") loads neither the circuit layer nor ngspice.
 
 To add a backend, write its module and its test, and add its name to NAMES."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,6 +30,6 @@ def names_where(question: Callable[[Backend], bool]) -> tuple[str, ...]:
 
 
 def either(names) -> str:
-    """"a", "a or b", "a, b or c": backend names as a message lists the ones that would do."""
+    """ "a", "a or b", "a, b or c": backend names as a message lists the ones that would do."""
     names = list(names)
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

@@ -12,6 +12,7 @@ options (all optional):
   design    circuits.Design (default Design())
   step      largest splitting step in tau (default 0.25; unused where the transition is exact)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,10 +46,17 @@ def transition(problem, topology: str, design: Design, kappa0: float, step: floa
     w = rs.w
     chain = rs.Sn is not None
     m = rs.P.shape[1]
-    prop = SplitTransition(rs.D / w, rs.P / w[:, None], rs.Q, rs.b / w, rs.q_cell / w**2,
-                           Z=(rs.Wn[:, m:] / w[:, None]) if chain else None,
-                           S2=np.diag(rs.Sn)[m:] if chain else None,
-                           S1=rs.Sn[:m, :m] if chain else None, step=step)
+    prop = SplitTransition(
+        rs.D / w,
+        rs.P / w[:, None],
+        rs.Q,
+        rs.b / w,
+        rs.q_cell / w**2,
+        Z=(rs.Wn[:, m:] / w[:, None]) if chain else None,
+        S2=np.diag(rs.Sn)[m:] if chain else None,
+        S1=rs.Sn[:m, :m] if chain else None,
+        step=step,
+    )
     return rs, prop
 
 
@@ -56,14 +64,15 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     t, x0, kappa0, times = check_run_args(problem, t, x0, kappa0, times, allow_inf=False)
     options = dict(options or {})
     if not problem.low_rank:
-        raise ThermospiceError("backend asbuilt needs a factored (U, lam) or GGN (J, H, lam) problem: "
-                               "it models the factored and crossbar circuits (use ngspice for a dense A)")
+        raise ThermospiceError(
+            "backend asbuilt needs a factored (U, lam) or GGN (J, H, lam) problem: "
+            "it models the factored and crossbar circuits (use ngspice for a dense A)"
+        )
     design = options.get("design") or Design()
     topology = options.get("topology") or default_topology(problem)
     realised = find(topology)
     if realised is None or not realised.realisable:
-        raise ThermospiceError(f"backend asbuilt models topologies {', '.join(choices('asbuilt'))}, "
-                               f"not {topology!r}")
+        raise ThermospiceError(f"backend asbuilt models topologies {', '.join(choices('asbuilt'))}, not {topology!r}")
     step = float(options.get("step", DEFAULT_STEP))
     rs, prop = transition(problem, topology, design, kappa0, step)
     rng = np.random.default_rng(seed)
@@ -77,9 +86,17 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
         return adc(v * rs.v_unit, design) / rs.v_unit
 
     traj = read(np.array(rows[:-1]).reshape(len(times), problem.n)) if times is not None else None
-    return BackendRun(x=read(rows[-1]), times=times, trajectory=traj,
-                      extra={"topology": topology, "exact": prop.uniform, "rank": int(rs.P.shape[1]),
-                             "step_tau": None if prop.uniform else step})
+    return BackendRun(
+        x=read(rows[-1]),
+        times=times,
+        trajectory=traj,
+        extra={
+            "topology": topology,
+            "exact": prop.uniform,
+            "rank": int(rs.P.shape[1]),
+            "step_tau": None if prop.uniform else step,
+        },
+    )
 
 
 class AsbuiltBackend(CircuitBackend):

@@ -20,6 +20,7 @@ overrides the hooks below it needs (spu/backends/__init__.py finds it by name).
 A backend whose dynamics are not first order with rates eig(A) overrides ``settle_time``, the time
 (tau) its slowest mode takes to decay to tol; SPU.settling_time (and t = "auto") uses it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,9 +47,9 @@ class Backend:
     """What the device, the sampler, training and the CLI ask of a backend instead of its name."""
 
     name: str = ""
-    exact = False       # transitions without time-stepping error: t = inf is a valid run
-    circuit = False     # models a built circuit: its options carry the SPU's design and topology
-    stateful = False    # keeps something between runs: its options carry the SPU's backend_state
+    exact = False  # transitions without time-stepping error: t = inf is a valid run
+    circuit = False  # models a built circuit: its options carry the SPU's design and topology
+    stateful = False  # keeps something between runs: its options carry the SPU's backend_state
     options: frozenset[str] = frozenset()  # the option names its run() reads
 
     def run(self, problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
@@ -59,7 +60,7 @@ class Backend:
         return settling_time(problem.eig_extremes()[0], tol)
 
     def problem_form(self, topology: str | None) -> str:
-        """"ggn" or "factored": the form it prefers to be given (it works from A = lam I + U U^T)."""
+        """ "ggn" or "factored": the form it prefers to be given (it works from A = lam I + U U^T)."""
         return "factored"
 
     def oscillator(self, topology: str | None) -> bool:
@@ -78,12 +79,14 @@ class Backend:
         be one the circuit layer builds, so it is checked there (and only when one is given)."""
         if topology is not None:
             from .circuit import check_topology
+
             check_topology(topology)
 
     def timing_layout(self, topology: str) -> str:
         """The array layout the timing model counts for a named topology (only the circuit layer
         knows it; asked only when a topology is named, so a plain numeric run never loads it)."""
         from .circuit import timing_layout
+
         return timing_layout(topology)
 
 
@@ -95,6 +98,7 @@ class CircuitBackend(Backend):
     def check_design(self, design):
         """The checked circuits.Design (default Design()); its tau times the runs."""
         from .circuit import checked_design
+
         return checked_design(design)
 
     def check_topology(self, topology: str | None) -> None:
@@ -104,4 +108,5 @@ class CircuitBackend(Backend):
         """A second-order topology builds oscillator cells (a backend that cannot build it says so
         when it runs)."""
         from .circuit import second_order
+
         return second_order(topology)

@@ -1,6 +1,7 @@
 """The way from spu to circuits/ that the circuit backends share: the design, the topology names
 and the ADC read-out. Only this module and the circuit backends (ngspice.py, asbuilt.py) import
 circuits/, so that the device, the numeric backends and training run without the circuit layer."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ IGNORES t, x0, kappa0 and seed. With `times`, every trajectory row is that same 
       (lam I + U U^T)^-1 v = lam^-1 [v - U (lam I + U^T U)^-1 U^T v]
   The m x m system is solved in float64: in float32 with small lam its residual is ~1e-4.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,6 +42,7 @@ def run(problem, *, t=None, x0=None, kappa0=0.0, seed=None, times=None, options=
 
 class DirectBackend(Backend):
     """Exact: t = inf is its fixed point (which it returns for any t)."""
+
     name = "direct"
     exact = True
     run = staticmethod(run)

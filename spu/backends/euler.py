@@ -10,6 +10,7 @@ options: ``dt`` step in tau (default 0.1, the paper's delta t); ``limits`` (spu.
 the t / dt steps are checked against it before the step grid is made.
 The step grid (spu/core/steps.py) is k*dt, shortened at the end and split at recording times.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,9 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     dt = float(options.get("dt", DEFAULT_DT))
     if not np.isfinite(dt) or dt <= 0:
         raise ProblemError(f"euler option dt must be finite and > 0, got {dt}")
-    (options.get("limits") or Limits()).check_steps(f"euler to t = {t:g} tau in steps of dt = {dt:g}",
-                                                    transient_steps(t, dt))
+    (options.get("limits") or Limits()).check_steps(
+        f"euler to t = {t:g} tau in steps of dt = {dt:g}", transient_steps(t, dt)
+    )
     pts = step_points(t, dt, times)
     rng = np.random.default_rng(seed)
     b = problem.b
@@ -55,8 +57,7 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
                     f"exceeds the stability limit 2/lambda_max(A); use a smaller dt or the ou backend"
                 )
     trajectory = None if times is None else np.array(traj).reshape(len(times), problem.n)
-    return BackendRun(x=x, times=times, trajectory=trajectory,
-                      extra={"steps": int(pts.size - 1), "dt": dt})
+    return BackendRun(x=x, times=times, trajectory=trajectory, extra={"steps": int(pts.size - 1), "dt": dt})
 
 
 class EulerBackend(Backend):

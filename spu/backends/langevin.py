@@ -21,6 +21,7 @@ options:
 extra: "velocity" (final), "velocities" (at `times`), "gamma", "zeta_min"/"zeta_max" (damping
 ratios over the modes), "method", "state" ("position" | "velocity").
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,12 +56,18 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     if v0.shape != (problem.n,) or not np.isfinite(v0).all():
         raise ProblemError(f"v0 must be a finite vector of length {problem.n}")
     rng = np.random.default_rng(seed)
-    exact = ExactLangevin(problem, params, kappa0)     # also validates capacitive b = 0
+    exact = ExactLangevin(problem, params, kappa0)  # also validates capacitive b = 0
     capacitive = params.coupling == "capacitive"
     # Capacitive: the read-out x is the velocity (node voltage); x0 sets it, the fluxes start at 0.
     q0, vv0 = (np.zeros(problem.n), x0) if capacitive else (x0, v0)
-    extra = {"gamma": exact.gamma, "zeta_min": float(exact.zetas.min()), "zeta_max": float(exact.zetas.max()),
-             "method": method, "state": "velocity" if capacitive else "position", "coupling": params.coupling}
+    extra = {
+        "gamma": exact.gamma,
+        "zeta_min": float(exact.zetas.min()),
+        "zeta_max": float(exact.zetas.max()),
+        "method": method,
+        "state": "velocity" if capacitive else "position",
+        "coupling": params.coupling,
+    }
     if method == "exact":
         q, v, Q, V = exact.run(t, q0, vv0, times, rng)
     elif method == "baoab":
@@ -69,8 +76,9 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
         dt = float(options.get("dt", DEFAULT_DT))
         if not np.isfinite(dt) or dt <= 0:
             raise ProblemError(f"langevin option dt must be finite and > 0, got {dt}")
-        (options.get("limits") or Limits()).check_steps(f"baoab to t = {t:g} tau in steps of dt = {dt:g}",
-                                                        transient_steps(t, dt))
+        (options.get("limits") or Limits()).check_steps(
+            f"baoab to t = {t:g} tau in steps of dt = {dt:g}", transient_steps(t, dt)
+        )
         q, v, Q, V, steps = BAOAB(problem, params, kappa0, exact.gamma).run(t, q0, vv0, times, rng, dt)
         extra.update(steps=steps, dt=dt)
     else:
@@ -86,7 +94,7 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
 
 class LangevinBackend(Backend):
     name = "langevin"
-    exact = True              # method "exact" reaches t = inf; BAOAB refuses it in run()
+    exact = True  # method "exact" reaches t = inf; BAOAB refuses it in run()
     options = frozenset({"oscillator", *_KEYS, "method", "dt", "v0", "limits"})
     run = staticmethod(run)
     settle_time = staticmethod(settle_time)

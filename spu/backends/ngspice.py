@@ -24,6 +24,7 @@ options (all optional):
 
 The state is read as V(x_i)/v_unit, through an ADC of design.bits_adc bits when set.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,12 +72,12 @@ def _session_run(circuit, state: dict, timeout):
     # TRRANDOM draws from ngspice's generator, seeded when the netlist is parsed: re-running an
     # unchanged held-noise circuit would continue the stream instead of repeating the seed's noise.
     if state.get("text") != text or not ng.alive or circuit.noise_mode == "held":
-        state.pop("text", None)              # unknown until this load succeeded
+        state.pop("text", None)  # unknown until this load succeeded
         ng.load(text, files=circuit.files())
         state["text"] = text
         reloaded = True
     else:
-        ng.set_files(circuit.files())         # fresh noise for an unchanged circuit
+        ng.set_files(circuit.files())  # fresh noise for an unchanged circuit
         reloaded = False
     run = ng.tran(*circuit.tran_args())
     return run.raw, run.wall_time_s, reloaded
@@ -103,15 +104,24 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
         traj = None if times is None else np.tile(x0, (len(times), 1))
         return BackendRun(x=x0.copy(), times=times, trajectory=traj)
     topology_options = {"oscillator": options["oscillator"]} if options.get("oscillator") is not None else {}
-    if get(topology).takes_noise_mode:        # the oscillator's sources are always held
+    if get(topology).takes_noise_mode:  # the oscillator's sources are always held
         topology_options["noise"] = options.get("noise") or "table"
-    circuit = build(problem, topology, design, x0=x0, kappa0=kappa0, t=float(t), seed=seed,
-                    points=int(options.get("points", 200)), **topology_options)
+    circuit = build(
+        problem,
+        topology,
+        design,
+        x0=x0,
+        kappa0=kappa0,
+        t=float(t),
+        seed=seed,
+        points=int(options.get("points", 200)),
+        **topology_options,
+    )
     _check_limits(circuit, float(t), design, options.get("limits") or Limits())
     timeout = options.get("timeout", 600.0)
     netlist_path, extra = None, {}
     if engine == "session" and not options.get("keep"):
-        own = options.get("state") is None    # no SPU to keep it: a session for this run only
+        own = options.get("state") is None  # no SPU to keep it: a session for this run only
         state = {} if own else options["state"]
         try:
             raw, wall, extra["reloaded"] = _session_run(circuit, state, timeout)
@@ -120,8 +130,13 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
                 close(state)
     else:
         engine = "batch"
-        res = run_ngspice(circuit.text(), timeout=timeout, keep=bool(options.get("keep")),
-                          workdir=options.get("workdir"), files=circuit.files())
+        res = run_ngspice(
+            circuit.text(),
+            timeout=timeout,
+            keep=bool(options.get("keep")),
+            workdir=options.get("workdir"),
+            files=circuit.files(),
+        )
         raw, wall, netlist_path = res.raw, res.wall_time_s, res.netlist_path
     # The circuit realises A/scale: its time, in problem tau, is raw time / (scale * tau).
     time_tau = raw["time"] / (design.tau * circuit.scale)
@@ -134,12 +149,32 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
     traj = None
     if times is not None:
         traj = np.stack([np.interp(times, time_tau, X[:, i]) for i in range(X.shape[1])], axis=1)
-    report = (component_report(circuit, problem, t, x0, x_star=direct_solve(problem, problem.b))
-              if options.get("report", True) else None)
-    extra.update({"topology": topology, "scale": circuit.scale, "engine": engine, "noise": circuit.noise_mode,
-                  "ngspice_wall_s": wall, "raw_points": int(len(time_tau)), "raw_times_tau": time_tau, "raw_states": X})
-    return BackendRun(x=X[-1].copy(), times=times, trajectory=traj, netlist_path=netlist_path,
-                      report=report, programmed_resistors=circuit.programmed_resistors(), extra=extra)
+    report = (
+        component_report(circuit, problem, t, x0, x_star=direct_solve(problem, problem.b))
+        if options.get("report", True)
+        else None
+    )
+    extra.update(
+        {
+            "topology": topology,
+            "scale": circuit.scale,
+            "engine": engine,
+            "noise": circuit.noise_mode,
+            "ngspice_wall_s": wall,
+            "raw_points": int(len(time_tau)),
+            "raw_times_tau": time_tau,
+            "raw_states": X,
+        }
+    )
+    return BackendRun(
+        x=X[-1].copy(),
+        times=times,
+        trajectory=traj,
+        netlist_path=netlist_path,
+        report=report,
+        programmed_resistors=circuit.programmed_resistors(),
+        extra=extra,
+    )
 
 
 def _check_limits(circuit, t: float, design, limits: Limits) -> None:
@@ -147,16 +182,35 @@ def _check_limits(circuit, t: float, design, limits: Limits) -> None:
     _, t_stop, t_max = circuit.tran_args()
     steps = transient_steps(t_stop, t_max)
     cap = t_max / (design.tau * circuit.scale)
-    limits.check_steps(f"ngspice's transient of t = {t:g} tau (step cap {cap:.3g} tau of the problem, "
-                       f"circuit scale {circuit.scale:.4g})", steps)
-    limits.check_memory(f"the raw data of ngspice's {steps:.3g} time points", steps * (len(circuit.state_nodes) + 1) * 8.0)
+    limits.check_steps(
+        f"ngspice's transient of t = {t:g} tau (step cap {cap:.3g} tau of the problem, "
+        f"circuit scale {circuit.scale:.4g})",
+        steps,
+    )
+    limits.check_memory(
+        f"the raw data of ngspice's {steps:.3g} time points", steps * (len(circuit.state_nodes) + 1) * 8.0
+    )
 
 
 class NgspiceBackend(CircuitBackend):
     name = "ngspice"
-    stateful = True           # its long-lived session
-    options = frozenset({"topology", "design", "engine", "noise", "state", "timeout", "keep", "workdir",
-                         "report", "points", "oscillator", "limits"})
+    stateful = True  # its long-lived session
+    options = frozenset(
+        {
+            "topology",
+            "design",
+            "engine",
+            "noise",
+            "state",
+            "timeout",
+            "keep",
+            "workdir",
+            "report",
+            "points",
+            "oscillator",
+            "limits",
+        }
+    )
     run = staticmethod(run)
     settle_time = staticmethod(settle_time)
     problem_form = staticmethod(problem_form)

@@ -11,6 +11,7 @@ them (spu/core/spectral.py; general `eig`, as in thermox, goes singular once eig
 which lam*I + U U^T always does): O(N^2) per step for a dense A, O(N m) for A = lam I + U U^T.
 Noise: f = sqrt(var) applied to a standard normal z gives covariance f(A)^2 = the exact one.
 """
+
 from __future__ import annotations
 
 import weakref

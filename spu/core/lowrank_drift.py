@@ -25,6 +25,7 @@ its error is O(h^2 |dD| |L|) per unit time at worst, much less once stiff modes 
 exactly: the splitting acts on x - x*, x* = (D + P Q)^-1 c by Woodbury, so the steady state has
 no step error at all.
 """
+
 from __future__ import annotations
 
 import math
@@ -111,9 +112,9 @@ class UniformTransition:
             return
         fastest = 2 * abs(d) + 2 * float(np.abs(k).max(initial=0.0))
         s, wq = _quadrature(h, fastest)
-        om = wq * np.exp(-2 * d * s)                       # weights of int_0^h e^{-2dr} (.) dr
+        om = wq * np.exp(-2 * d * s)  # weights of int_0^h e^{-2dr} (.) dr
         c = float(om.sum())
-        G = _g(k, s)                                        # (nodes, m)
+        G = _g(k, s)  # (nodes, m)
         Gam_g = om @ G
         Gam_gg = (G * om[:, None]).T @ G
         m = P.shape[1]
@@ -142,7 +143,7 @@ class UniformTransition:
             YS = QZ * S2[None, :]
             J = np.zeros((2 * m, 2 * m))
             J[:m, :m] = c * np.diag(S2)
-            cross = eig.fn(Gam_g) @ YS                        # Cov(eta_z, zeta)
+            cross = eig.fn(Gam_g) @ YS  # Cov(eta_z, zeta)
             J[m:, :m] = cross
             J[:m, m:] = cross.T
             J[m:, m:] = eig.hadamard(YS @ QZ.T, Gam_gg)
@@ -159,7 +160,7 @@ class UniformTransition:
         out = self.decay * e
         if self.A is not None:
             xi = math.sqrt(self.c) * rng.standard_normal(n)
-            R = self.Q @ np.column_stack([e, xi])           # one pass over Q for both
+            R = self.Q @ np.column_stack([e, xi])  # one pass over Q for both
             out_m += coef @ R[:, 0] + self.sigma * (self.A @ R[:, 1] + self.L1 @ rng.standard_normal(m))
             out += self.sigma * xi
         else:
@@ -200,7 +201,8 @@ class SplitTransition:
             raise UnstableCircuitError(
                 f"the realised circuit is unstable: its drift has a mode with rate {slowest:.4g}/tau <= 0 "
                 "(component errors made A_eff indefinite, e.g. a quantised H lost its positive "
-                "semi-definiteness); fewer errors or the factored topology keep it stable")
+                "semi-definiteness); fewer errors or the factored topology keep it stable"
+            )
         self.mean = woodbury_solve(D, P, Q, c, K)
         noisy = self.sigma2 > 0 or S1 is not None or S2 is not None
         self.QQ = Q @ Q.T if self.sigma2 > 0 else None
@@ -214,8 +216,9 @@ class SplitTransition:
         key = round(h, 15)
         tr = self._cache.get(key)
         if tr is None:
-            tr = UniformTransition(self.d, self.P, self.Q, self.eig, h, self.sigma2, self.QQ, self.S1,
-                                   self.Z, self.QZ, self.S2)
+            tr = UniformTransition(
+                self.d, self.P, self.Q, self.eig, h, self.sigma2, self.QQ, self.S1, self.Z, self.QZ, self.S2
+            )
             self._cache[key] = tr
         return tr
 

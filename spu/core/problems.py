@@ -12,6 +12,7 @@ Validation happens at construction, so every backend can trust what it gets. All
 the questions of the ``Problem`` base (size, products, spectrum, the dense / factored / GGN views,
 scaling), so callers ask the problem instead of testing its type.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,9 +62,7 @@ def check_symmetric(name: str, M: np.ndarray) -> None:
     asym = float(np.abs(M - M.T).max())
     if asym > SYM_RTOL * scale:
         i, j = np.unravel_index(int(np.abs(M - M.T).argmax()), M.shape)
-        raise ProblemError(
-            f"{name} is not symmetric: {name}[{i},{j}]={M[i, j]:.6g} but {name}[{j},{i}]={M[j, i]:.6g}"
-        )
+        raise ProblemError(f"{name} is not symmetric: {name}[{i},{j}]={M[i, j]:.6g} but {name}[{j},{i}]={M[j, i]:.6g}")
 
 
 def check_lam(lam) -> float:
@@ -87,8 +86,10 @@ def check_gram(gram, U: np.ndarray) -> np.ndarray:
     err = float(np.linalg.norm(K @ z - U.T @ (U @ z)))
     scale = float(np.linalg.norm(K)) * float(np.linalg.norm(z))
     if err > GRAM_RTOL * max(scale, np.finfo(float).tiny):
-        raise ProblemError(f"gram is not U^T U: a random product differs by {err / max(scale, 1e-300):.2e} "
-                           f"of its scale (allowed {GRAM_RTOL:g})")
+        raise ProblemError(
+            f"gram is not U^T U: a random product differs by {err / max(scale, 1e-300):.2e} "
+            f"of its scale (allowed {GRAM_RTOL:g})"
+        )
     return K
 
 
@@ -163,9 +164,7 @@ class DenseProblem(Problem):
         b = check_rhs(self.b, A.shape[0], f"A of shape {A.shape}")
         ev = np.linalg.eigvalsh(A)
         if ev[0] <= 0:
-            raise ProblemError(
-                f"A is not positive definite: smallest eigenvalue is {ev[0]:.6g}"
-            )
+            raise ProblemError(f"A is not positive definite: smallest eigenvalue is {ev[0]:.6g}")
         object.__setattr__(self, "A", A)
         object.__setattr__(self, "b", b)
         object.__setattr__(self, "_lam_min", float(ev[0]))

@@ -5,6 +5,7 @@ For logits z with p = softmax(z), the Hessian of CE(p, y) with respect to z is d
 sample, divided by the batch size for the mean loss. It is singular (p sums to 1), so A = J^T H J +
 lam I relies on lam > 0.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ def softmax_ce_hessian(probs, *, mean: bool = False) -> np.ndarray:
     k = 0
     for blk in blocks:
         d = len(blk)
-        H[k:k + d, k:k + d] = blk / len(blocks) if mean else blk
+        H[k : k + d, k : k + d] = blk / len(blocks) if mean else blk
         k += d
     return H
 

@@ -16,6 +16,7 @@ Both spectra offer the same vocabulary: ``eigs``/``mult`` (distinct eigenvalues 
 multiplicities), ``project`` (B^T X), ``lift`` (B c), ``apply`` (f(A) v) and ``combine`` (a sum of
 f_t(A) X[:, t]), with B = Q or P. Also here: the OU transition variance and the settling time.
 """
+
 from __future__ import annotations
 
 import math

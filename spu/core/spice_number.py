@@ -1,6 +1,7 @@
 """Numbers as ngspice text, for netlists (circuits/netlist.py) and the session's control channel
 (spu/ngspice/session.py) alike: one check, so that nothing but a finite float's repr (no newline,
 no SPICE scale suffix, no word) can reach ngspice through a number."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ The grid is k*dt; the last step is shortened when t is not a multiple of dt, and
 recording time that falls between grid points splits that step so the state is recorded exactly
 there (so recording times change the discretisation slightly, never the physics).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -10,8 +10,8 @@ header followed by its data::
     No. Variables: 2
     No. Points: 511
     Variables:
-    	0	time	time
-    	1	v(x1)	voltage
+        0	time	time
+        1	v(x1)	voltage
     Binary:                     (or "Values:" for ascii files)
     <No. Points x No. Variables little-endian float64, point-major>
 
@@ -134,7 +134,7 @@ def _find_data_marker(buf: bytes | bytearray, start: int) -> tuple[int, int, boo
         else:
             i = buf.find(pat, start, limit)
             i = i + 1 if i >= 0 else -1
-        while i >= 0 and buf[i + len(marker): i + len(marker) + 1] not in (b"\n", b"\r"):
+        while i >= 0 and buf[i + len(marker) : i + len(marker) + 1] not in (b"\n", b"\r"):
             j = buf.find(pat, i, limit)
             i = j + 1 if j >= 0 else -1
         if i >= 0 and (best < 0 or i < best):
@@ -142,7 +142,7 @@ def _find_data_marker(buf: bytes | bytearray, start: int) -> tuple[int, int, boo
     if best < 0:
         return -1, -1, False
     j = best + len(best_marker)
-    j += 2 if buf[j: j + 2] == b"\r\n" else 1
+    j += 2 if buf[j : j + 2] == b"\r\n" else 1
     return best, j, best_marker == b"Binary:"
 
 
@@ -215,15 +215,21 @@ def read_raw_all(path: str | os.PathLike) -> list[RawData]:
         mstart, dstart, binary = _find_data_marker(buf, pos)
         if mstart < 0:
             if plots:
-                raise _fail(path, f"{len(buf) - pos} unexpected bytes after plot {plot_no - 1} "
-                                  "(no 'Binary:'/'Values:' line follows); file corrupt "
-                                  "(note: '.options interp' corrupts binary raw files in ngspice 39)")
+                raise _fail(
+                    path,
+                    f"{len(buf) - pos} unexpected bytes after plot {plot_no - 1} "
+                    "(no 'Binary:'/'Values:' line follows); file corrupt "
+                    "(note: '.options interp' corrupts binary raw files in ngspice 39)",
+                )
             raise _fail(path, "no 'Binary:' or 'Values:' line: not a complete ngspice raw file")
         text = bytes(buf[pos:mstart]).decode("utf-8", errors="replace")
         if plots and not text.lstrip().startswith(("Title:", "Plotname:")):
-            raise _fail(path, f"data of plot {plot_no - 1} is followed by {len(buf) - pos} bytes that do not "
-                              "start a new plot: data block longer than its header says, file corrupt "
-                              "(note: '.options interp' corrupts binary raw files in ngspice 39)")
+            raise _fail(
+                path,
+                f"data of plot {plot_no - 1} is followed by {len(buf) - pos} bytes that do not "
+                "start a new plot: data block longer than its header says, file corrupt "
+                "(note: '.options interp' corrupts binary raw files in ngspice 39)",
+            )
         header, names, types = _parse_header(path, text, plot_no)
         nvars = _int_field(path, header, "no. variables", plot_no)
         npts = _int_field(path, header, "no. points", plot_no)
@@ -232,21 +238,37 @@ def read_raw_all(path: str | os.PathLike) -> list[RawData]:
         if len(names) != nvars:
             raise _fail(path, f"plot {plot_no} ({plotname}): header says {nvars} variables but lists {len(names)}")
         if "complex" in flags.lower():
-            raise _fail(path, f"plot {plot_no} ({plotname}) has complex data (Flags: {flags}); "
-                              "only real data (.tran/.op/.dc) is supported")
+            raise _fail(
+                path,
+                f"plot {plot_no} ({plotname}) has complex data (Flags: {flags}); "
+                "only real data (.tran/.op/.dc) is supported",
+            )
         if binary:
             nbytes = npts * nvars * 8
             avail = len(buf) - dstart
             if avail < nbytes:
-                raise _fail(path, f"plot {plot_no} ({plotname}) truncated: expected {npts} points x {nvars} "
-                                  f"variables ({nbytes} bytes of float64), got {avail} bytes "
-                                  f"({avail // (8 * nvars) if nvars else 0} complete points)")
+                raise _fail(
+                    path,
+                    f"plot {plot_no} ({plotname}) truncated: expected {npts} points x {nvars} "
+                    f"variables ({nbytes} bytes of float64), got {avail} bytes "
+                    f"({avail // (8 * nvars) if nvars else 0} complete points)",
+                )
             data = np.frombuffer(buf, dtype="<f8", count=npts * nvars, offset=dstart).reshape(npts, nvars)
             pos = dstart + nbytes
         else:
             data, pos = _parse_ascii(path, buf, dstart, npts, nvars, plot_no, plotname)
-        plots.append(RawData(title=header.get("title", ""), plotname=plotname, flags=flags,
-                             variables=names, types=types, data=data, path=path, header=header))
+        plots.append(
+            RawData(
+                title=header.get("title", ""),
+                plotname=plotname,
+                flags=flags,
+                variables=names,
+                types=types,
+                data=data,
+                path=path,
+                header=header,
+            )
+        )
         if len(buf) - pos <= 64 and not bytes(buf[pos:]).strip():
             break  # tolerate trailing whitespace at the end of the file
     return plots
@@ -263,16 +285,25 @@ def _parse_ascii(path, buf, dstart, npts, nvars, plot_no, plotname):
     tokens = block.split()
     need = npts * (nvars + 1)
     if len(tokens) < need:
-        raise _fail(path, f"plot {plot_no} ({plotname}) truncated: expected {npts} points x {nvars} variables "
-                          f"({need} ascii numbers incl. point index), got {len(tokens)} "
-                          f"({len(tokens) // (nvars + 1)} complete points)")
+        raise _fail(
+            path,
+            f"plot {plot_no} ({plotname}) truncated: expected {npts} points x {nvars} variables "
+            f"({need} ascii numbers incl. point index), got {len(tokens)} "
+            f"({len(tokens) // (nvars + 1)} complete points)",
+        )
     if len(tokens) > need:
-        raise _fail(path, f"plot {plot_no} ({plotname}): {len(tokens) - need} more ascii numbers than "
-                          f"{npts} points x {nvars} variables; file corrupt")
+        raise _fail(
+            path,
+            f"plot {plot_no} ({plotname}): {len(tokens) - need} more ascii numbers than "
+            f"{npts} points x {nvars} variables; file corrupt",
+        )
     if npts and not block.endswith(b"\n"):
         # ngspice ends every value line with a newline; without it the last number may be cut short
-        raise _fail(path, f"plot {plot_no} ({plotname}) truncated: ascii data does not end with a newline "
-                          "(last value may be cut off)")
+        raise _fail(
+            path,
+            f"plot {plot_no} ({plotname}) truncated: ascii data does not end with a newline "
+            "(last value may be cut off)",
+        )
     try:
         arr = np.array(tokens, dtype=np.bytes_).astype(np.float64).reshape(npts, nvars + 1)
     except ValueError as e:

@@ -67,8 +67,17 @@ from dataclasses import dataclass, field
 from ..core.errors import NgspiceError, NgspiceNotFound, NgspiceTimeout
 from .rawfile import RawData, read_raw_all
 
-__all__ = ["NgspiceRun", "run_ngspice", "ngspice_version", "find_ngspice", "ENV_VAR", "check_file_name",
-           "error_lines", "relevant_lines", "kill_group"]
+__all__ = [
+    "NgspiceRun",
+    "run_ngspice",
+    "ngspice_version",
+    "find_ngspice",
+    "ENV_VAR",
+    "check_file_name",
+    "error_lines",
+    "relevant_lines",
+    "kill_group",
+]
 
 ENV_VAR = "THERMOSPICE_NGSPICE"
 DEFAULT_TIMEOUT_S = 600.0
@@ -91,14 +100,14 @@ _NOISE_RE = re.compile(
 
 @dataclass
 class NgspiceRun:
-    raw: RawData                      # last transient plot (else last plot) of the raw file
+    raw: RawData  # last transient plot (else last plot) of the raw file
     stdout: str
     stderr: str
-    wall_time_s: float                # of the ngspice process
-    netlist_path: str | None          # None unless keep=True or a netlist path was given
-    workdir: str | None               # the per-run directory, None unless keep=True
+    wall_time_s: float  # of the ngspice process
+    netlist_path: str | None  # None unless keep=True or a netlist path was given
+    workdir: str | None  # the per-run directory, None unless keep=True
     returncode: int = 0
-    plots: list[RawData] = field(default_factory=list, repr=False)   # every plot in the raw file
+    plots: list[RawData] = field(default_factory=list, repr=False)  # every plot in the raw file
 
 
 def find_ngspice(ngspice: str | None = None) -> str:
@@ -126,8 +135,9 @@ def ngspice_version(ngspice: str | None = None) -> str:
     if exe in _version_cache:
         return _version_cache[exe]
     try:
-        p = subprocess.run([exe, "-v"], stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
-                           env=_child_env(False))
+        p = subprocess.run(
+            [exe, "-v"], stdin=subprocess.DEVNULL, capture_output=True, timeout=30, env=_child_env(False)
+        )
     except (FileNotFoundError, PermissionError) as e:
         raise NgspiceNotFound(f"cannot run {exe}: {e}; {INSTALL_HINT}") from None
     except subprocess.TimeoutExpired:
@@ -154,18 +164,18 @@ def relevant_lines(stdout: str, stderr: str, max_lines: int = 10, width: int = 1
     line), without banner/statistics noise and repeated messages, as first 3 + last (max_lines - 3) lines."""
     lines = stderr.splitlines()
     if not any(ERROR_RE.search(ln) for ln in lines):
-        lines += stdout.splitlines()           # errors may be on stdout only
+        lines += stdout.splitlines()  # errors may be on stdout only
     seen: set[str] = set()
     kept = []
     for ln in lines:
         ln = ln.rstrip()[:width]
         if _NOISE_RE.search(ln) or (ln in seen and not ln[:1].isspace()):
-            continue                           # repeated gmin-stepping warnings etc.
+            continue  # repeated gmin-stepping warnings etc.
         seen.add(ln)
         kept.append(ln)
     if len(kept) <= max_lines:
         return kept
-    return kept[:3] + ["..."] + kept[-(max_lines - 3):]
+    return kept[:3] + ["..."] + kept[-(max_lines - 3) :]
 
 
 def error_lines(text: str) -> list[str]:
@@ -235,15 +245,21 @@ def run_ngspice(
             cir, name = _write_run_files(rundir, netlist, files)
         else:
             cir = name = given_path
-        job = _Job(exe, cir, os.path.join(rundir, "out.raw"), rundir, name,
-                   f" (kept in {rundir})" if keep else "")
+        job = _Job(exe, cir, os.path.join(rundir, "out.raw"), rundir, name, f" (kept in {rundir})" if keep else "")
         stdout, stderr, returncode, wall = job.wait(timeout, ascii)
         raw, plots = job.read_plots(stdout, stderr, returncode)
         for p in plots:
             p.path = job.raw_path if keep else None
-        return NgspiceRun(raw=raw, stdout=stdout, stderr=stderr, wall_time_s=wall,
-                          netlist_path=cir if (keep or given_path) else None,
-                          workdir=rundir if keep else None, returncode=returncode, plots=plots)
+        return NgspiceRun(
+            raw=raw,
+            stdout=stdout,
+            stderr=stderr,
+            wall_time_s=wall,
+            netlist_path=cir if (keep or given_path) else None,
+            workdir=rundir if keep else None,
+            returncode=returncode,
+            plots=plots,
+        )
     finally:
         if not keep:
             shutil.rmtree(rundir, ignore_errors=True)
@@ -255,8 +271,9 @@ def _netlist_path(netlist) -> str | None:
         return None
     path = os.path.abspath(os.fspath(netlist))
     if not os.path.isfile(path):
-        raise NgspiceError(f"netlist file {path} does not exist "
-                           "(netlist text must contain at least a title line and a newline)")
+        raise NgspiceError(
+            f"netlist file {path} does not exist (netlist text must contain at least a title line and a newline)"
+        )
     return path
 
 
@@ -277,12 +294,13 @@ def _write_run_files(rundir: str, text: str, files: dict[str, bytes]) -> tuple[s
 @dataclass
 class _Job:
     """One ``ngspice -b`` process on a netlist in its run directory, and what its output means."""
+
     exe: str
     cir: str
     raw_path: str
     rundir: str
-    name: str        # how error messages call the run
-    where: str       # " (kept in DIR)" when the run directory stays
+    name: str  # how error messages call the run
+    where: str  # " (kept in DIR)" when the run directory stays
 
     def wait(self, timeout: float | None, ascii: bool) -> tuple[str, str, int, float]:
         """Run ngspice to its end or the timeout; (stdout, stderr, return code, wall seconds)."""
@@ -290,8 +308,12 @@ class _Job:
         try:
             proc = subprocess.Popen(
                 [self.exe, "-b", "-r", self.raw_path, self.cir],
-                cwd=self.rundir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=_child_env(ascii), start_new_session=True,
+                cwd=self.rundir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_child_env(ascii),
+                start_new_session=True,
             )
         except (FileNotFoundError, PermissionError) as e:
             raise NgspiceNotFound(f"cannot start {self.exe}: {e}; {INSTALL_HINT}") from None
@@ -301,17 +323,16 @@ class _Job:
             kill_group(proc)
             out_b, err_b = proc.communicate()
             raise self._timeout(time.monotonic() - t0, timeout, out_b, err_b) from None
-        except BaseException:          # KeyboardInterrupt etc.: never leave ngspice running
+        except BaseException:  # KeyboardInterrupt etc.: never leave ngspice running
             kill_group(proc)
             proc.communicate()
             raise
         wall = time.monotonic() - t0
-        return (out_b.decode("utf-8", errors="replace"), err_b.decode("utf-8", errors="replace"),
-                proc.returncode, wall)
+        return (out_b.decode("utf-8", errors="replace"), err_b.decode("utf-8", errors="replace"), proc.returncode, wall)
 
     def _timeout(self, elapsed: float, timeout: float, out_b: bytes, err_b: bytes) -> NgspiceTimeout:
         err = err_b.decode("utf-8", "replace")
-        progress = re.findall(r"Reference value\s*:\s*(\S+)", err)   # ngspice's progress report
+        progress = re.findall(r"Reference value\s*:\s*(\S+)", err)  # ngspice's progress report
         reached = f" (simulated time reached {progress[-1]} s)" if progress else ""
         last = _tail(err + out_b.decode("utf-8", "replace"))
         return NgspiceTimeout(
@@ -322,6 +343,7 @@ class _Job:
     def read_plots(self, stdout: str, stderr: str, returncode: int) -> tuple[RawData, list[RawData]]:
         """(last transient plot, else last plot; every plot) of a finished run's raw file;
         NgspiceError when the run failed, whatever its exit code."""
+
         def fail(what: str, hint: str = "") -> NgspiceError:
             lines = relevant_lines(stdout, stderr)
             detail = (":\n  " + "\n  ".join(lines)) if lines else "; it printed nothing"

@@ -35,6 +35,7 @@ its deadline (hang) kills the child's whole process group and raises NgspiceTime
 starts a fresh child. Error lines in ngspice's output (``Error: ...``, ``timestep too small``)
 raise NgspiceError with the relevant lines quoted; the session stays usable.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,16 +72,18 @@ _HARMLESS = re.compile(r"no graphics interface|X-server is running|compiled prop
 
 @dataclass
 class SessionRun:
-    raw: RawData            # the transient plot
-    output: str             # what ngspice printed during the run
-    wall_time_s: float      # of the tran command (including writing the raw file)
+    raw: RawData  # the transient plot
+    output: str  # what ngspice printed during the run
+    wall_time_s: float  # of the tran command (including writing the raw file)
     restarted: bool = False  # the child crashed and the run was retried in a fresh one
 
 
 def alter_command(name, param, value) -> str:
     """`alter NAME [PARAM] = NUMBER` from a checked element name, a fixed parameter word and a number."""
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise DesignError(f"invalid element name for alter: {name!r} (an element letter R C L E G I V A B, then letters, digits, underscores)")
+        raise DesignError(
+            f"invalid element name for alter: {name!r} (an element letter R C L E G I V A B, then letters, digits, underscores)"
+        )
     if param not in ALTER_PARAMS:
         raise DesignError(f"alter parameter {param!r} is not one of {ALTER_PARAMS}")
     text = spice_number(value, f"value for {name}")
@@ -111,8 +114,13 @@ class _Crashed(NgspiceError):
 class NgspiceSession:
     """A restartable ngspice child driven through its pipe mode. Not thread-safe: one per worker."""
 
-    def __init__(self, *, timeout: float | None = DEFAULT_TIMEOUT_S, ngspice: str | None = None,
-                 workdir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        ngspice: str | None = None,
+        workdir: str | os.PathLike | None = None,
+    ):
         self.exe = find_ngspice(ngspice)
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise DesignError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
@@ -121,12 +129,12 @@ class NgspiceSession:
             os.makedirs(workdir, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix="ngspice-session-", dir=None if workdir is None else os.fspath(workdir))
         self._proc: subprocess.Popen | None = None
-        self._loaded = False       # the running child holds the current netlist and alterations
+        self._loaded = False  # the running child holds the current netlist and alterations
         self._marker = 0
         self._netlist: str | None = None
         self._files: dict[str, bytes] = {}
-        self._altered: dict[tuple[str, str | None], float] = {}   # replayed after a restart
-        self.restarts = 0          # children started after the first (crash or hang)
+        self._altered: dict[tuple[str, str | None], float] = {}  # replayed after a restart
+        self.restarts = 0  # children started after the first (crash or hang)
         self.starts = 0
         self._owner = os.getpid()
         self._finalizer = weakref.finalize(self, NgspiceSession._cleanup, [None], self.dir, self._owner)
@@ -134,7 +142,7 @@ class NgspiceSession:
     # -- lifecycle -----------------------------------------------------------------------------
     @staticmethod
     def _cleanup(holder, directory, owner) -> None:
-        if os.getpid() != owner:      # a forked worker never kills its parent's child
+        if os.getpid() != owner:  # a forked worker never kills its parent's child
             return
         _kill(holder[0])
         shutil.rmtree(directory, ignore_errors=True)
@@ -193,9 +201,16 @@ class NgspiceSession:
         env.pop("SPICE_ASCIIRAWFILE", None)
         try:
             # -n: no .spiceinit (nothing of the user's is run); -p: pipe mode, commands on stdin.
-            self._proc = subprocess.Popen([self.exe, "-n", "-p"], cwd=self.dir, stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
-                                          env=env, start_new_session=True)
+            self._proc = subprocess.Popen(
+                [self.exe, "-n", "-p"],
+                cwd=self.dir,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                bufsize=0,
+                env=env,
+                start_new_session=True,
+            )
         except (FileNotFoundError, PermissionError) as e:
             raise NgspiceNotFound(f"cannot start {self.exe}: {e}; {INSTALL_HINT}") from None
         self._finalizer.detach()
@@ -203,7 +218,7 @@ class NgspiceSession:
         if self.starts:
             self.restarts += 1
         self.starts += 1
-        self._loaded = False       # a fresh child holds no circuit
+        self._loaded = False  # a fresh child holds no circuit
         self._command(["set filetype=binary"], STARTUP_TIMEOUT_S, check=False)
 
     # -- the channel ---------------------------------------------------------------------------
@@ -223,7 +238,7 @@ class NgspiceSession:
             try:
                 proc.stdin.write(data)
                 proc.stdin.flush()
-            except (OSError, ValueError) as e:      # the child died (BrokenPipe) or was closed
+            except (OSError, ValueError) as e:  # the child died (BrokenPipe) or was closed
                 failed.append(e)
 
         writer = threading.Thread(target=write, daemon=True)
@@ -241,30 +256,37 @@ class NgspiceSession:
                 progress = re.findall(r"Reference value\s*:\s*(\S+)", text)
                 reached = f" (simulated time reached {progress[-1]} s)" if progress else ""
                 last = " | ".join(relevant_lines(text, ""))
-                raise NgspiceTimeout(f"ngspice session command {lines[0][:40]!r} ran past its timeout of "
-                                     f"{timeout:g} s and the child was killed{reached}"
-                                     + (f"; last output: {last}" if last else ""))
+                raise NgspiceTimeout(
+                    f"ngspice session command {lines[0][:40]!r} ran past its timeout of "
+                    f"{timeout:g} s and the child was killed{reached}" + (f"; last output: {last}" if last else "")
+                )
             ready, _, _ = select.select([fd], [], [], wait if wait is not None else 1.0)
             if not ready:
                 continue
             chunk = os.read(fd, 1 << 16)
-            if not chunk:                            # EOF: the child is gone
+            if not chunk:  # EOF: the child is gone
                 writer.join(1)
                 code = proc.wait()
                 self._proc = None
-                how = (f"killed by signal {signal.Signals(-code).name}" if code < 0 and -code in
-                       signal.valid_signals() else f"exited with code {code}")
+                how = (
+                    f"killed by signal {signal.Signals(-code).name}"
+                    if code < 0 and -code in signal.valid_signals()
+                    else f"exited with code {code}"
+                )
                 lines_out = relevant_lines(buf.decode("utf-8", "replace"), "")
-                raise _Crashed(f"ngspice session child {how} during {lines[0][:40]!r}"
-                               + (":\n  " + "\n  ".join(lines_out) if lines_out else ""))
+                raise _Crashed(
+                    f"ngspice session child {how} during {lines[0][:40]!r}"
+                    + (":\n  " + "\n  ".join(lines_out) if lines_out else "")
+                )
             buf += chunk
         writer.join()
-        text = buf[1:buf.index(end)].decode("utf-8", "replace")
+        text = buf[1 : buf.index(end)].decode("utf-8", "replace")
         if check:
             bad = [ln for ln in error_lines(text) if not _HARMLESS.search(ln)]
             if bad:
-                raise NgspiceError(f"ngspice reported errors on {lines[0][:40]!r}:\n  "
-                                   + "\n  ".join(relevant_lines(text, "")))
+                raise NgspiceError(
+                    f"ngspice reported errors on {lines[0][:40]!r}:\n  " + "\n  ".join(relevant_lines(text, ""))
+                )
         return text
 
     def _kill_child(self) -> None:
@@ -301,7 +323,7 @@ class NgspiceSession:
             raise NgspiceError("no circuit loaded in the ngspice session")
         with open(os.path.join(self.dir, NETLIST_FILE), "w", encoding="utf-8") as f:
             f.write(self._netlist)
-        for name, blob in self._files.items():      # a restart finds them as the caller left them
+        for name, blob in self._files.items():  # a restart finds them as the caller left them
             with open(os.path.join(self.dir, name), "wb") as f:
                 f.write(blob)
         # `remcirc` drops the previous circuit so its memory does not pile up over a long run.
@@ -366,8 +388,9 @@ class NgspiceSession:
         if bad:
             raise NgspiceError("ngspice transient failed:\n  " + "\n  ".join(relevant_lines(out, "")))
         if not os.path.exists(raw_path):
-            raise NgspiceError("ngspice wrote no raw file after the transient:\n  "
-                               + "\n  ".join(relevant_lines(out, "")))
+            raise NgspiceError(
+                "ngspice wrote no raw file after the transient:\n  " + "\n  ".join(relevant_lines(out, ""))
+            )
         plots = [p for p in read_raw_all(raw_path) if p.is_transient]
         if not plots or plots[-1].npoints == 0:
             raise NgspiceError("ngspice's raw file holds no transient points")

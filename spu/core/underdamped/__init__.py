@@ -56,6 +56,7 @@ One idea per module:
 
 The names below are what the rest of the project uses.
 """
+
 from .baoab import BAOAB
 from .dense import DenseLangevin, dense_system
 from .modes import expm_batch, mode_drift, mode_transition, position_acf
@@ -63,6 +64,21 @@ from .params import COUPLINGS, OscillatorParams, damping_ratios
 from .propagator import ExactLangevin
 from .sampling_errors import continuous_time_errors, integrated_autocorr_time, lag_sums, mode_autocov, sampling_theory
 
-__all__ = ["BAOAB", "COUPLINGS", "DenseLangevin", "ExactLangevin", "OscillatorParams", "continuous_time_errors",
-           "damping_ratios", "dense_system", "expm_batch", "integrated_autocorr_time", "lag_sums", "mode_autocov",
-           "mode_drift", "mode_transition", "position_acf", "sampling_theory"]
+__all__ = [
+    "BAOAB",
+    "COUPLINGS",
+    "DenseLangevin",
+    "ExactLangevin",
+    "OscillatorParams",
+    "continuous_time_errors",
+    "damping_ratios",
+    "dense_system",
+    "expm_batch",
+    "integrated_autocorr_time",
+    "lag_sums",
+    "mode_autocov",
+    "mode_drift",
+    "mode_transition",
+    "position_acf",
+    "sampling_theory",
+]

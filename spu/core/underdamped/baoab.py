@@ -1,4 +1,5 @@
 """BAOAB: the matrix-free integrator of the resistive encoding (one A v product per step)."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,10 @@ class BAOAB:
 
     def __init__(self, problem, params: OscillatorParams, kappa: float, gamma: float):
         if params.coupling != "resistive":
-            raise ProblemError("the matrix-free BAOAB integrator needs coupling='resistive' (capacitive coupling "
-                               "puts A in the mass matrix, which would need a solve with A every step); use method='exact'")
+            raise ProblemError(
+                "the matrix-free BAOAB integrator needs coupling='resistive' (capacitive coupling "
+                "puts A in the mass matrix, which would need a solve with A every step); use method='exact'"
+            )
         self.p, self.m, self.gamma, self.kappa = problem, params.mass, gamma, float(kappa)
 
     def force(self, q):
@@ -58,6 +61,8 @@ class BAOAB:
                 # Divergence: non-finite, or grown past any physical value (an unstable step grows
                 # geometrically and may not reach inf within the run).
                 if (i % 64 == 0 or i == pts.size - 1) and not (np.abs(q).max() < DIVERGED):
-                    raise ProblemError(f"BAOAB diverged after {i} steps: dt={dt} exceeds the stability limit "
-                                       f"2 sqrt(m / lambda_max(A)); use a smaller dt or method='exact'")
+                    raise ProblemError(
+                        f"BAOAB diverged after {i} steps: dt={dt} exceeds the stability limit "
+                        f"2 sqrt(m / lambda_max(A)); use a smaller dt or method='exact'"
+                    )
         return q, v, Qs, Vs, int(pts.size - 1)

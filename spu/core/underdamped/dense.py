@@ -1,6 +1,7 @@
 """DenseLangevin: the exact solution for general (also non-symmetric) M, K, Gamma and any force-noise
 covariance, from the 2N x 2N drift. O(N^3), for small N: it checks the ngspice runs and the
 per-mode solver."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,9 @@ class DenseLangevin:
         self.z_eq = np.concatenate([self.q_eq, np.zeros(n)])
         ev = np.linalg.eigvals(self.F)
         if ev.real.max() >= 0:
-            raise ProblemError(f"the second-order system is not stable: drift eigenvalue with real part {ev.real.max():.3g}")
+            raise ProblemError(
+                f"the second-order system is not stable: drift eigenvalue with real part {ev.real.max():.3g}"
+            )
         self.rate = float(np.abs(ev).max())
 
     def stationary_cov(self) -> np.ndarray:
@@ -61,7 +64,7 @@ class DenseLangevin:
         z0 = np.concatenate([q0, v0]) - self.z_eq
         ts = np.atleast_1d(np.asarray(times, float))
         out = np.array([expm_batch(self.F * t) @ z0 for t in ts]) + self.z_eq
-        return out[:, :self.n], out[:, self.n:]
+        return out[:, : self.n], out[:, self.n :]
 
     def held_noise_cov(self, hold: float) -> np.ndarray:
         """Stationary covariance of (q, v) at the hold boundaries k*hold when the force noise is held
@@ -73,9 +76,9 @@ class DenseLangevin:
         blk[:n2, :n2] = self.F
         blk[:n2, n2:] = np.eye(n2)
         E = expm_batch(blk * hold)
-        Phi, Int = E[:n2, :n2], E[:n2, n2:]   # Int = int_0^hold e^{F s} ds
+        Phi, Int = E[:n2, :n2], E[:n2, n2:]  # Int = int_0^hold e^{F s} ds
         Bm = np.zeros((n2, n))
-        Bm[n:, :] = self.Minv          # the force noise enters the velocity equation through M^-1
+        Bm[n:, :] = self.Minv  # the force noise enters the velocity equation through M^-1
         Psi = Int @ Bm
         S = linalg.solve_discrete_lyapunov(Phi, Psi @ self.D @ Psi.T / hold)
         return 0.5 * (S + S.T)

@@ -1,6 +1,7 @@
 """The algebra of one damped mode m y'' = -w y - g y' + noise, batched over the modes: its 2x2 drift,
 stationary covariance, exact transition (batched matrix exponential, Van Loan), and position
 autocorrelation in closed form."""
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,7 @@ def mode_transition(m, w, g, h: float, kappa: float) -> tuple[np.ndarray, np.nda
         blk = np.zeros((Fs.shape[0], 4, 4))
         blk[:, :2, :2] = -Fs
         blk[:, 2:, 2:] = np.swapaxes(Fs, -1, -2)
-        blk[:, 1, 3] = 2.0 * kappa * g[short] / m[short] ** 2   # Q = B B^T, noise on the velocity
+        blk[:, 1, 3] = 2.0 * kappa * g[short] / m[short] ** 2  # Q = B B^T, noise on the velocity
         E = expm_batch(blk * h)
         Phi_s = np.swapaxes(E[:, 2:, 2:], -1, -2)
         S_s = Phi_s @ E[:, :2, 2:]

@@ -2,6 +2,7 @@
 
 The two encodings (resistive: A is the stiffness; capacitive: A is the mass) are described in the
 package docstring; everything else in the package works mode by mode from ``OscillatorParams.modes``."""
+
 from __future__ import annotations
 
 import math
@@ -63,7 +64,9 @@ class OscillatorParams:
                 raise ProblemError(f"unknown oscillator option(s): {', '.join(sorted(unknown))}")
             p = cls(**value)
         else:
-            raise ProblemError(f"oscillator parameters must be an OscillatorParams or a dict, got {type(value).__name__}")
+            raise ProblemError(
+                f"oscillator parameters must be an OscillatorParams or a dict, got {type(value).__name__}"
+            )
         over = {k: v for k, v in overrides.items() if v is not None}
         if "gamma" in over:
             p = replace(p, zeta=None)

@@ -1,5 +1,6 @@
 """ExactLangevin: exact transitions of the oscillator SPU, mode by mode, from one symmetric
 decomposition of A (dense ``eigh``) or, for A = lam I + U U^T, from the m x m eigenproblem of U^T U."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,8 @@ class ExactLangevin:
                 raise ProblemError(
                     "capacitive coupling encodes A in the mass (capacitance) matrix: the force b only shifts "
                     "the fluxes and the node voltages have mean 0, so it cannot solve A x = b; pass b = 0 "
-                    "(sampling / inverse) or use coupling='resistive'")
+                    "(sampling / inverse) or use coupling='resistive'"
+                )
             self.q_eq = np.zeros(problem.n)
         else:
             X = problem.b[:, None]

@@ -1,6 +1,7 @@
 """Exact errors of sampling the stationary law: mode autocovariances, the variance of sample means
 and covariances from K samples at an interval, their continuous-time limits, and the empirical
 integrated autocorrelation time."""
+
 from __future__ import annotations
 
 import math
@@ -39,13 +40,14 @@ def lag_sums(c: np.ndarray, K: int) -> np.ndarray:
     the sample means: var_k = (1/K^2) sum_{a,b} c_k(|a-b|) = (1/K^2)[K c_k(0) + 2 sum_j (K-j) c_k(j)]."""
     wts = np.full(K, 2.0)
     wts[0] = 1.0
-    wts *= (K - np.arange(K))
+    wts *= K - np.arange(K)
     c = c[:, :K]
     return (c * wts) @ c.T / K**2
 
 
-def sampling_theory(problem, params: OscillatorParams | None, kappa: float, K: int, interval: float,
-                    gamma: float | None = None) -> dict:
+def sampling_theory(
+    problem, params: OscillatorParams | None, kappa: float, K: int, interval: float, gamma: float | None = None
+) -> dict:
     """Exact second-order statistics of K stationary samples taken `interval` (tau) apart.
 
     Returns mean_cov (N, N) / mean_sd (N,): covariance / standard deviation of the sample mean; cov_sd (N, N): standard
@@ -62,20 +64,25 @@ def sampling_theory(problem, params: OscillatorParams | None, kappa: float, K: i
     Skl = lag_sums(c, K)
     wts = np.full(K, 2.0)
     wts[0] = 1.0
-    wts *= (K - np.arange(K))
+    wts *= K - np.arange(K)
     var_mean_mode = (c * wts).sum(axis=1) / K**2
     mult = spec.mult
-    out = {"modes": eigs, "mode_var": c[:, 0], "mean_var_mode": var_mean_mode,
-           "ess_mode": c[:, 0] / var_mean_mode, "gamma": gamma,
-           "mean_err2": float(np.sum(mult * var_mean_mode)),
-           "cov_err2": float(mult @ Skl @ mult + np.sum(mult * np.diag(Skl)))}
+    out = {
+        "modes": eigs,
+        "mode_var": c[:, 0],
+        "mean_var_mode": var_mean_mode,
+        "ess_mode": c[:, 0] / var_mean_mode,
+        "gamma": gamma,
+        "mean_err2": float(np.sum(mult * var_mean_mode)),
+        "cov_err2": float(mult @ Skl @ mult + np.sum(mult * np.diag(Skl))),
+    }
     if isinstance(spec, DenseSpectrum):
         Q = spec.Q
         out["mean_cov"] = (Q * var_mean_mode) @ Q.T
         out["mean_sd"] = np.sqrt(np.maximum((Q**2) @ var_mean_mode, 0.0))
         Q2 = Q**2
-        term1 = Q2 @ Skl @ Q2.T                        # sum_kl S_kl Q_ik^2 Q_jl^2
-        V = Q[:, None, :] * Q[None, :, :]              # V[i, j, k] = Q_ik Q_jk
+        term1 = Q2 @ Skl @ Q2.T  # sum_kl S_kl Q_ik^2 Q_jl^2
+        V = Q[:, None, :] * Q[None, :, :]  # V[i, j, k] = Q_ik Q_jk
         term2 = np.einsum("ijk,kl,ijl->ij", V, Skl, V)
         out["cov_sd"] = np.sqrt(np.maximum(term1 + term2, 0.0))
         out["cov_true"] = spec.matrix_function(c[:, 0])
@@ -136,11 +143,13 @@ def continuous_time_errors(problem, params: OscillatorParams | None, kappa: floa
         Ik = s * np.array([-(e @ np.linalg.solve(Fk, e)) for Fk in F])
         k = a.size
         I2 = np.eye(2)
-        KS = np.einsum("aij,kl->aikjl", F, I2).reshape(k, 1, 4, 4) + np.einsum("ij,bkl->bikjl", I2, F).reshape(1, k, 4, 4)
+        KS = np.einsum("aij,kl->aikjl", F, I2).reshape(k, 1, 4, 4) + np.einsum("ij,bkl->bikjl", I2, F).reshape(
+            1, k, 4, 4
+        )
         ee = np.kron(e, e)
         sol = np.linalg.solve(-KS, np.broadcast_to(ee, (k, k, 4))[..., None])[..., 0]
         Ikl = s[:, None] * s[None, :] * (sol @ ee)
     mean_err2_T = float(np.sum(mult * 2 * Ik))
     cov_err2_T = float(2 * (mult @ Ikl @ mult + np.sum(mult * np.diag(Ikl))))
-    cov_norm = math.sqrt(float(np.sum(mult * (kappa / a) ** 2)))   # ||kappa A^-1||_F, the estimated covariance
+    cov_norm = math.sqrt(float(np.sum(mult * (kappa / a) ** 2)))  # ||kappa A^-1||_F, the estimated covariance
     return {"mean_err2_T": mean_err2_T, "cov_err2_T": cov_err2_T, "cov_norm": cov_norm, "gamma": gamma}
