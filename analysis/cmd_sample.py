@@ -55,10 +55,8 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_sample)
 
 
-def cmd_sample(args) -> int:
-    backend = backends.get(args.backend)
-    problem = problem_from_args(args, circuit=backend.circuit)
-    design = design_from_args(args)
+def _run_options(args, backend) -> dict:
+    """The SPU's options from the command line, each checked against what the backend takes."""
     if not (math.isfinite(args.kappa0) and args.kappa0 > 0):
         raise ThermospiceError(
             f"--kappa0 must be > 0 for sampling (the stationary spread is kappa0 A^-1), got {args.kappa0:g}"
@@ -81,6 +79,14 @@ def cmd_sample(args) -> int:
             if name not in backend.options:
                 raise ThermospiceError(f"--{name} applies to --backend {_taking(lambda b, n=name: n in b.options)}")
             options[name] = value
+    return options
+
+
+def cmd_sample(args) -> int:
+    backend = backends.get(args.backend)
+    problem = problem_from_args(args, circuit=backend.circuit)
+    design = design_from_args(args)
+    options = _run_options(args, backend)
     if args.output:
         folder = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(folder):
@@ -113,7 +119,12 @@ def cmd_sample(args) -> int:
         if th is not None:
             out["theory"] = {"mean_rel_rms": th["mean_rel"], "inverse_rel_rms": th["inverse_rel"]}
         print(json.dumps(out))
-        return 0
+    else:
+        _print_text(res, th, args.output)
+    return 0
+
+
+def _print_text(res, th, output) -> None:
     K = res.samples.shape[0]
     print(
         f"backend {res.extra['backend']}"
@@ -137,9 +148,8 @@ def cmd_sample(args) -> int:
             f"theory (exact, stationary): rms relative error of the mean {th['mean_rel']:.3g}, "
             f"of the inverse (Frobenius) {th['inverse_rel']:.3g}"
         )
-    if args.output:
-        print(f"wrote {args.output}_{{mean,cov,inverse,samples,times}}.npy")
-    return 0
+    if output:
+        print(f"wrote {output}_{{mean,cov,inverse,samples,times}}.npy")
 
 
 def _taking(question) -> str:

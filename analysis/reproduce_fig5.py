@@ -156,6 +156,18 @@ def run_fig5(size: dict, out: str, csv_path: str, png_path: str, log):
             cfg, encoder, tokenizer, train, heldout, run_dir, log=(lambda m, name=name: log(f"[fig5]   {name} {m}"))
         )
         computed += 1
+    rows, summary = _tables(size, out)
+    write_csv(csv_path, [c for c, _ in FIG5_COLUMNS], rows, **REPRODUCE_CELLS)
+    summary_path = os.path.join(out, "fig5_summary.csv")
+    write_csv(summary_path, [c for c, _ in FIG5_SUMMARY_COLUMNS], summary, **REPRODUCE_CELLS)
+    from .reproduce_fig5_plots import plot_fig5
+
+    plot_fig5(rows, summary, png_path)
+    return computed, skipped, summary, summary_path
+
+
+def _tables(size: dict, out: str) -> tuple[list[dict], list[dict]]:
+    """(per-step rows, per-curve summary) over the seeds of every curve's finished runs."""
     rows, summary = [], []
     for c in curves(size):
         per = [_load(os.path.join(out, "runs", run_name(c, s)), size["steps"]) for s in range(size["seeds"])]
@@ -193,13 +205,7 @@ def run_fig5(size: dict, out: str, csv_path: str, png_path: str, log):
                 "digital_s_per_step": float(np.nanmean([np.nanmean(p["digital_s"]) for p in per])),
             }
         )
-    write_csv(csv_path, [c for c, _ in FIG5_COLUMNS], rows, **REPRODUCE_CELLS)
-    summary_path = os.path.join(out, "fig5_summary.csv")
-    write_csv(summary_path, [c for c, _ in FIG5_SUMMARY_COLUMNS], summary, **REPRODUCE_CELLS)
-    from .reproduce_fig5_plots import plot_fig5
-
-    plot_fig5(rows, summary, png_path)
-    return computed, skipped, summary, summary_path
+    return rows, summary
 
 
 def ordering(summary: list[dict]) -> dict:

@@ -118,26 +118,7 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
         **topology_options,
     )
     _check_limits(circuit, float(t), design, options.get("limits") or Limits())
-    timeout = options.get("timeout", 600.0)
-    netlist_path, extra = None, {}
-    if engine == "session" and not options.get("keep"):
-        own = options.get("state") is None  # no SPU to keep it: a session for this run only
-        state = {} if own else options["state"]
-        try:
-            raw, wall, extra["reloaded"] = _session_run(circuit, state, timeout)
-        finally:
-            if own:
-                close(state)
-    else:
-        engine = "batch"
-        res = run_ngspice(
-            circuit.text(),
-            timeout=timeout,
-            keep=bool(options.get("keep")),
-            workdir=options.get("workdir"),
-            files=circuit.files(),
-        )
-        raw, wall, netlist_path = res.raw, res.wall_time_s, res.netlist_path
+    raw, wall, netlist_path, engine, extra = _simulate(circuit, engine, options)
     # The circuit realises A/scale: its time, in problem tau, is raw time / (scale * tau).
     time_tau = raw["time"] / (design.tau * circuit.scale)
     V = np.stack([raw[f"v({node})"] for node in circuit.state_nodes], axis=1)
@@ -175,6 +156,29 @@ def run(problem, *, t, x0, kappa0=0.0, seed=None, times=None, options=None) -> B
         programmed_resistors=circuit.programmed_resistors(),
         extra=extra,
     )
+
+
+def _simulate(circuit, engine: str, options: dict):
+    """Run the circuit's transient in the long-lived session (or, to keep the files, a batch run):
+    (raw plots, ngspice wall s, netlist path or None, the engine used, extra facts)."""
+    timeout = options.get("timeout", 600.0)
+    if engine == "session" and not options.get("keep"):
+        own = options.get("state") is None  # no SPU to keep it: a session for this run only
+        state = {} if own else options["state"]
+        try:
+            raw, wall, reloaded = _session_run(circuit, state, timeout)
+        finally:
+            if own:
+                close(state)
+        return raw, wall, None, engine, {"reloaded": reloaded}
+    res = run_ngspice(
+        circuit.text(),
+        timeout=timeout,
+        keep=bool(options.get("keep")),
+        workdir=options.get("workdir"),
+        files=circuit.files(),
+    )
+    return res.raw, res.wall_time_s, res.netlist_path, "batch", {}
 
 
 def _check_limits(circuit, t: float, design, limits: Limits) -> None:

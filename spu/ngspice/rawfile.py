@@ -191,9 +191,8 @@ def _int_field(path: str, header: dict[str, str], key: str, plot_no: int) -> int
     return n
 
 
-def read_raw_all(path: str | os.PathLike) -> list[RawData]:
-    """Every plot in the raw file at ``path``, in file order."""
-    path = os.fspath(path)
+def _read_bytes(path: str) -> bytearray:
+    """The whole file, as one writable buffer the plots' arrays view without a copy."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -207,7 +206,28 @@ def read_raw_all(path: str | os.PathLike) -> list[RawData]:
         del buf[got:]
     if not buf:
         raise _fail(path, "file is empty (ngspice wrote no data)")
+    return buf
 
+
+def _parse_binary(path, buf, dstart, npts, nvars, plot_no, plotname):
+    """(npts x nvars float64 view into buf, position after the block)."""
+    nbytes = npts * nvars * 8
+    avail = len(buf) - dstart
+    if avail < nbytes:
+        raise _fail(
+            path,
+            f"plot {plot_no} ({plotname}) truncated: expected {npts} points x {nvars} "
+            f"variables ({nbytes} bytes of float64), got {avail} bytes "
+            f"({avail // (8 * nvars) if nvars else 0} complete points)",
+        )
+    data = np.frombuffer(buf, dtype="<f8", count=npts * nvars, offset=dstart).reshape(npts, nvars)
+    return data, dstart + nbytes
+
+
+def read_raw_all(path: str | os.PathLike) -> list[RawData]:
+    """Every plot in the raw file at ``path``, in file order."""
+    path = os.fspath(path)
+    buf = _read_bytes(path)
     plots: list[RawData] = []
     pos = 0
     while pos < len(buf):
@@ -243,20 +263,8 @@ def read_raw_all(path: str | os.PathLike) -> list[RawData]:
                 f"plot {plot_no} ({plotname}) has complex data (Flags: {flags}); "
                 "only real data (.tran/.op/.dc) is supported",
             )
-        if binary:
-            nbytes = npts * nvars * 8
-            avail = len(buf) - dstart
-            if avail < nbytes:
-                raise _fail(
-                    path,
-                    f"plot {plot_no} ({plotname}) truncated: expected {npts} points x {nvars} "
-                    f"variables ({nbytes} bytes of float64), got {avail} bytes "
-                    f"({avail // (8 * nvars) if nvars else 0} complete points)",
-                )
-            data = np.frombuffer(buf, dtype="<f8", count=npts * nvars, offset=dstart).reshape(npts, nvars)
-            pos = dstart + nbytes
-        else:
-            data, pos = _parse_ascii(path, buf, dstart, npts, nvars, plot_no, plotname)
+        parse = _parse_binary if binary else _parse_ascii
+        data, pos = parse(path, buf, dstart, npts, nvars, plot_no, plotname)
         plots.append(
             RawData(
                 title=header.get("title", ""),
