@@ -41,6 +41,21 @@ def _temp_name(path: str) -> str:
     return f".{os.path.basename(path)}."
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask can only be read by setting it,
+    which races with other threads' file creation)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, data: str | bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder, fsync'd before the
     rename: after a crash `path` holds either the old or the new content, never a torn mix. A
@@ -52,6 +67,9 @@ def atomic_write(path: str, data: str | bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_name(path), suffix=".tmp")
         try:
+            # mkstemp makes the file 0600; results are shared like any file open() makes (0644
+            # under the usual umask 022), as the PNGs beside them are.
+            os.fchmod(fd, 0o666 & ~_umask())
             view = memoryview(data)
             while view:  # os.write may write less than asked
                 view = view[os.write(fd, view) :]

@@ -285,3 +285,32 @@ def test_checkpoint_round_trip_and_damage(tmp_path):
     (tmp_path / "c.pt").write_bytes(b"")
     with pytest.raises(RunFolderError, match=f"{path} is damaged or not a checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_written_files_carry_the_umask(tmp_path, mask):
+    """Results are shared files: an atomic write gives the mode open() would (0666 less the umask),
+    not mkstemp's 0600."""
+    old = os.umask(mask)
+    try:
+        path = tmp_path / "result.csv"
+        atomic_write(str(path), "a,b\n")
+        with open(tmp_path / "plain.txt", "w") as fh:  # what a plain open() makes, for comparison
+            fh.write("x")
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~mask)
+    assert path.stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777
+
+
+def test_sweep_results_are_not_private(tmp_path):
+    """A whole run: the sweep's CSV, manifest and summary get the umask's mode like its PNG."""
+    from analysis.sweeps import run_sweep
+
+    old = os.umask(0o022)
+    try:
+        res = run_sweep("time", str(tmp_path), quick=True, workers=1, progress=False, backend="ou", t="lin:1:4:2")
+    finally:
+        os.umask(old)
+    for p in (res.csv_path, res.manifest_path, res.summary_path, res.png_path):
+        assert os.stat(p).st_mode & 0o777 == 0o644, p
