@@ -1,0 +1,95 @@
+"""Messages that used to mislead (issue 21 item 6): each refusal says what is wrong, and where it
+gives advice, following the advice works."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from cases import assert_one_line_error, call
+
+from circuits.design import Design
+from circuits.topologies import build
+from spu import SPU, DenseProblem
+
+needs_ngspice = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")
+
+
+def spanning(smallest: float, n: int = 6, seed: int = 0) -> DenseProblem:
+    """Diagonally dominant SPD (condition 100) whose entries span 1e3/smallest: the diagonal from
+    10 to 1e3, off-diagonal magnitudes from `smallest` to 0.1, both signs."""
+    rng = np.random.default_rng(seed)
+    A = np.zeros((n, n))
+    iu = np.triu_indices(n, 1)
+    mags = np.logspace(np.log10(smallest), -1, len(iu[0]))
+    rng.shuffle(mags)
+    A[iu] = mags * rng.choice([-1.0, 1.0], len(mags))
+    A = A + A.T
+    A[np.diag_indices(n)] = np.logspace(1, 3, n)
+    return DenseProblem(A, rng.normal(size=n))
+
+
+def _rel(x, xs) -> float:
+    return float(np.linalg.norm(x - xs) / np.linalg.norm(xs))
+
+
+@needs_ngspice
+@pytest.mark.parametrize("topology", ["dense", "oscillator"])
+def test_entries_spanning_less_than_the_range_are_placed_by_a_smaller_scale(topology):
+    """Entries spanning 1e6 in a range of 1e7: the largest at R0 (s = 1000) would leave the smallest
+    open (R0 * 1e6 > r_max) at an error of 8e-5; s = 100 places them all, with a step cap 10x
+    smaller so that ngspice resolves the 10x faster circuit, and the run settles to the direct
+    solve within its settling tolerance."""
+    p = spanning(1e-3)
+    c = build(p, topology)
+    assert c.scale == pytest.approx(100.0) and c.record.open_count() == 0
+    assert c.record.step == pytest.approx(0.1)
+    spu = SPU("ngspice", topology=topology)
+    res = spu.run(p, t=spu.settling_time(p))
+    assert res.report["timing"]["scale"] == pytest.approx(100.0)
+    assert _rel(res.x, np.linalg.solve(p.A, p.b)) <= 1.5e-6  # settle_tol 1e-6 from the slowest mode
+    # A problem that already fit keeps its scale and step (its netlist is unchanged).
+    ok = spanning(1e-2)
+    assert build(ok, topology).scale == 1000.0 and build(ok, topology).record.step == 1.0
+
+
+@needs_ngspice
+def test_entries_spanning_more_than_the_range_get_advice_that_works(capsys, tmp_path):
+    """Entries spanning 1e8 > r_max/r_min = 1e7: the one-line error names both bounds that would
+    place them, and either one, followed, solves the system."""
+    p = spanning(1e-5)
+    np.save(tmp_path / "A.npy", p.A)
+    np.save(tmp_path / "b.npy", p.b)
+    args = ["--A", tmp_path / "A.npy", "--b", tmp_path / "b.npy", "--t", "auto", "--json"]
+    rc, out, err = call(capsys, "solve", *args)
+    advice = r"the entries span 1e\+08, r_max/r_min = 1e\+07\): widen \[r_min, r_max\] to a ratio >= 1e\+08: lower r_min to (\S+) or raise r_max to (\S+) "
+    assert_one_line_error(rc, out, err, r"left open", advice)
+    r_min, r_max = re.search(advice, err).groups()
+    xs = np.linalg.solve(p.A, p.b)
+    for bound in (["--r-min", r_min], ["--r-max", r_max]):
+        rc, out, err = call(capsys, "solve", *args, *bound)
+        assert rc == 0, err
+        assert _rel(np.array(json.loads(out)["x"]), xs) <= 1.5e-6
+    assert build(p, "dense", Design(r_min=float(r_min))).record.open_count() == 0
+
+
+@pytest.mark.parametrize("command", [["solve"], ["report"], ["solve", "--topology", "oscillator"]])
+def test_resistors_quantised_to_a_singular_system_are_refused(capsys, tmp_path, command):
+    """bits_r = 1 leaves one conductance step: A/2 = [[1, -0.25], [-0.25, 0.5]] rounds to
+    [[1, 0], [0, 0]], which has no steady state (was: "Singular matrix" after the whole run)."""
+    np.save(tmp_path / "A.npy", np.array([[2.0, -0.5], [-0.5, 1.0]]))
+    np.save(tmp_path / "b.npy", np.ones(2))
+    args = [*command, "--A", tmp_path / "A.npy", "--b", tmp_path / "b.npy"]
+    rc, out, err = call(capsys, *args, "--bits-r", "1")
+    assert_one_line_error(
+        rc,
+        out,
+        err,
+        r"bits_r = 1 quantises each array to 1 conductance step.*3 nonzero entries "
+        r"round to 0 .*singular; raise bits_r",
+    )
+    rc, out, err = call(capsys, *args, "--bits-r", "2")
+    assert rc == 0, err
