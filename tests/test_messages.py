@@ -93,3 +93,28 @@ def test_resistors_quantised_to_a_singular_system_are_refused(capsys, tmp_path, 
     )
     rc, out, err = call(capsys, *args, "--bits-r", "2")
     assert rc == 0, err
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        ("npz", r"z\.npy: it is an \.npz archive \(a zip of arrays\), not an \.npy file"),
+        (b"1 0\n0 1\n", r"t\.npy: it is a text file, not an \.npy file: name it \.txt or \.csv"),
+        (b"", r"t\.npy: it is empty"),
+        (b"\x80\x04\x95 pickle", r"t\.npy: it is pickled Python data"),
+        (bytes(range(256)), r"t\.npy: it is not an \.npy file \(no NumPy header\)"),
+    ],
+)
+def test_a_file_named_npy_that_is_not_one_is_called_what_it_is(capsys, tmp_path, content, says):
+    """np.load opens a zip as an .npz archive (was: "A holds <U1 data") and calls any other
+    non-.npy file pickled (was: a text file "contains pickled (object) data")."""
+    np.save(tmp_path / "b.npy", np.ones(2))
+    if content == "npz":
+        np.savez(tmp_path / "z.npz", A=np.eye(2))
+        path = (tmp_path / "z.npz").rename(tmp_path / "z.npy")
+    else:
+        path = tmp_path / "t.npy"
+        path.write_bytes(content)
+    rc, out, err = call(capsys, "solve", "--A", path, "--b", tmp_path / "b.npy")
+    assert_one_line_error(rc, out, err, r"--A: cannot read .*" + says)
+    assert "pickled (object)" not in err and "<U1" not in err
