@@ -17,6 +17,7 @@ from spu.core.errors import ThermospiceError
 from spu.core.spectral import MODE_DECAY_TOL
 from spu.device import SPU
 
+from .io import output_file
 from .limit_args import add_limit_args, limits_from_args
 from .osc_args import add_oscillator_args, oscillator_from_args
 from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
@@ -159,7 +160,7 @@ def cmd_netlist(args) -> int:
     folder = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(folder):
         raise ThermospiceError(f"cannot write {args.output}: folder {folder} does not exist")
-    with open(args.output, "w") as fh:
+    with output_file(args.output) as fh:
         fh.write(circuit.text())
     c = circuit.netlist.counts()
     print(

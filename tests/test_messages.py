@@ -4,6 +4,7 @@ gives advice, following the advice works."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -118,3 +119,19 @@ def test_a_file_named_npy_that_is_not_one_is_called_what_it_is(capsys, tmp_path,
     rc, out, err = call(capsys, "solve", "--A", path, "--b", tmp_path / "b.npy")
     assert_one_line_error(rc, out, err, r"--A: cannot read .*" + says)
     assert "pickled (object)" not in err and "<U1" not in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_full_output_file_is_named(capsys, tmp_path):
+    """A write error carries no file name (was: "[Errno 28] No space left on device")."""
+    np.save(tmp_path / "A.npy", np.array([[2.0, -0.5], [-0.5, 1.0]]))
+    np.save(tmp_path / "b.npy", np.ones(2))
+    problem = ["--A", tmp_path / "A.npy", "--b", tmp_path / "b.npy"]
+    rc, out, err = call(capsys, "netlist", *problem, "-o", "/dev/full")
+    assert rc == 2
+    assert_one_line_error(rc, out, err, r"cannot write /dev/full: No space left on device")
+    # sample writes PREFIX_NAME.npy: the first of them a link to /dev/full.
+    (tmp_path / "s_mean.npy").symlink_to("/dev/full")
+    rc, out, err = call(capsys, "sample", *problem, "--backend", "ou", "--samples", "10", "-o", tmp_path / "s")
+    assert rc == 2
+    assert_one_line_error(rc, out, err, r"cannot write .*s_mean\.npy: No space left on device")
