@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 
 import numpy as np
@@ -64,6 +65,17 @@ def _time(text: str):
         raise argparse.ArgumentTypeError(f"must be a number of tau or 'auto', got {text!r}") from None
 
 
+def _settle_tol(text: str) -> float:
+    """--settle-tol, checked whatever --t is: a value that only --t auto reads is still a mistake."""
+    try:
+        tol = float(text)
+    except ValueError:
+        tol = math.nan
+    if not 0 < tol < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
+    return tol
+
+
 def _common(p) -> None:
     p.add_argument(
         "--t",
@@ -74,7 +86,7 @@ def _common(p) -> None:
     )
     p.add_argument(
         "--settle-tol",
-        type=float,
+        type=_settle_tol,
         default=MODE_DECAY_TOL,
         help=f"--t auto: decay of the slowest mode to reach (default {MODE_DECAY_TOL:g})",
     )

@@ -14,7 +14,7 @@ from cases import assert_one_line_error, call
 
 from circuits.design import Design
 from circuits.topologies import build
-from spu import SPU, DenseProblem
+from spu import SPU, DenseProblem, ProblemError
 
 needs_ngspice = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")
 
@@ -135,3 +135,24 @@ def test_a_full_output_file_is_named(capsys, tmp_path):
     rc, out, err = call(capsys, "sample", *problem, "--backend", "ou", "--samples", "10", "-o", tmp_path / "s")
     assert rc == 2
     assert_one_line_error(rc, out, err, r"cannot write .*s_mean\.npy: No space left on device")
+
+
+@pytest.mark.parametrize("command", ["solve", "report", "netlist"])
+@pytest.mark.parametrize("value", ["5", "0", "1", "nan"])
+def test_settle_tol_is_checked_whatever_t_is(capsys, tmp_path, command, value):
+    """--settle-tol outside (0, 1) was ignored unless --t auto read it."""
+    np.save(tmp_path / "A.npy", np.array([[2.0, -0.5], [-0.5, 1.0]]))
+    np.save(tmp_path / "b.npy", np.ones(2))
+    args = [command, "--A", tmp_path / "A.npy", "--b", tmp_path / "b.npy", "--t", "10", "--settle-tol", value]
+    if command == "netlist":
+        args += ["-o", tmp_path / "x.cir"]
+    rc, out, err = call(capsys, *args)
+    assert rc == 2
+    assert_one_line_error(rc, out, err, r"--settle-tol: must be a fraction in \(0, 1\), got '" + re.escape(value))
+
+
+def test_settle_tol_is_checked_by_the_library_too():
+    p = DenseProblem(np.array([[2.0, -0.5], [-0.5, 1.0]]), np.ones(2))
+    with pytest.raises(ProblemError, match=r"settling tolerance must be in \(0, 1\), got 5"):
+        SPU("direct").run(p, t=10.0, settle_tol=5)
+    assert SPU("direct").run(p, t=10.0, settle_tol=0.5).x.shape == (2,)
