@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from cases import assert_one_line_error, call
 from circuits.design import Design
 from circuits.topologies import build
 from spu import SPU, DenseProblem, ProblemError
+from spu.core.errors import NgspiceTimeout
+from spu.ngspice.session import NgspiceSession
 
 needs_ngspice = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")
 
@@ -156,3 +159,28 @@ def test_settle_tol_is_checked_by_the_library_too():
     with pytest.raises(ProblemError, match=r"settling tolerance must be in \(0, 1\), got 5"):
         SPU("direct").run(p, t=10.0, settle_tol=5)
     assert SPU("direct").run(p, t=10.0, settle_tol=0.5).x.shape == (2,)
+
+
+def test_session_start_up_waits_no_longer_than_its_timeout(tmp_path):
+    """The start-up wait was 30 s whatever the session's timeout: a child that never answers is
+    now killed after the timeout when that is shorter, with a message saying it did not start."""
+    fake = tmp_path / "ngspice"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    session = NgspiceSession(timeout=0.5, ngspice=str(fake))
+    try:
+        start = time.monotonic()
+        with pytest.raises(NgspiceTimeout, match=r"did not answer within 0.5 s of starting .* was killed"):
+            session.load("* nothing\n.end\n")
+        assert time.monotonic() - start < 5.0
+        assert not session.alive
+    finally:
+        session.close()
+
+
+@needs_ngspice
+def test_real_ngspice_starts_within_a_short_timeout():
+    with NgspiceSession(timeout=5.0) as session:
+        session.load("* divider\nV1 a 0 1\nR1 a b 1k\nR2 b 0 1k\n.end\n")
+        run = session.tran(1e-6, 1e-5, 1e-6)
+        assert np.allclose(run.raw["b"], 0.5)
