@@ -432,6 +432,19 @@ def _assemble(
     return B, _Cells(xs, ab, gam, Rd, L, us, junctions, noise_rate, mass_eff)
 
 
+def _check_as_built(B: Builder, ab: AsBuilt, form, design: Design, lrange, assemble, scale: Scale) -> None:
+    """The open cells' error (on the nominal circuit: no tolerance, no quantisation) within the
+    bound, and a quantised system that still has a steady state."""
+    if B.record.open_count() or B.record.columns_dropped:
+        d = design
+        nominal = ab
+        if d.tol_r or d.tol_c or d.bits_r is not None or d.bits_dac is not None or lrange.tol_l:
+            nd = d.with_(tol_r=0.0, tol_c=0.0, bits_r=None, bits_dac=None, temperature=None)
+            nominal = assemble(nd, 0.0, "nominal")[1].ab
+        check_open(B.record, open_error(nominal, exact_solution(form)), design, scale.advice)
+    check_quantised(B.record, ab, design)
+
+
 def build_oscillator(
     problem,
     design: Design | None = None,
@@ -479,14 +492,7 @@ def build_oscillator(
         return _assemble(d, kappa, label, circuit_form, x0, v0 / s, s, params, gamma, hi, lrange)
 
     B, c = assemble(design, kappa0, title or f"thermospice oscillator SPU ({params.coupling} coupling), n={form.n}")
-    if B.record.open_count() or B.record.columns_dropped:
-        d = design
-        nominal = c.ab
-        if d.tol_r or d.tol_c or d.bits_r is not None or d.bits_dac is not None or lrange.tol_l:
-            nd = d.with_(tol_r=0.0, tol_c=0.0, bits_r=None, bits_dac=None, temperature=None)
-            nominal = assemble(nd, 0.0, "nominal")[1].ab
-        check_open(B.record, open_error(nominal, exact_solution(form)), design, scale.advice)
-    check_quantised(B.record, c.ab, design)
+    _check_as_built(B, c.ab, form, design, lrange, assemble, scale)
     nl = B.nl
     B.record.step = scale.step
     saves = list(c.xs) + (list(c.us) + list(c.junctions) if save_velocity else [])
