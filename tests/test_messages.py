@@ -108,6 +108,7 @@ def test_resistors_quantised_to_a_singular_system_are_refused(capsys, tmp_path, 
         (b"\x80\x04\x95 pickle", r"t\.npy: it is pickled Python data"),
         (bytes(range(256)), r"t\.npy: it is not an \.npy file \(no NumPy header\)"),
     ],
+    ids=["npz", "text", "empty", "pickle", "binary"],
 )
 def test_a_file_named_npy_that_is_not_one_is_called_what_it_is(capsys, tmp_path, content, says):
     """np.load opens a zip as an .npz archive (was: "A holds <U1 data") and calls any other
