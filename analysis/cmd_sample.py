@@ -21,6 +21,7 @@ from spu.core.errors import ThermospiceError
 from spu.device import SPU
 from spu.sampling import dynamics_of, sample, theory
 
+from .io import output_file
 from .limit_args import add_limit_args, limits_from_args
 from .osc_args import add_oscillator_args, oscillator_from_args
 from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
@@ -113,7 +114,8 @@ def cmd_sample(args) -> int:
             ("samples", res.samples),
             ("times", res.times),
         ):
-            np.save(f"{args.output}_{name}.npy", arr)
+            with output_file(f"{args.output}_{name}.npy", "wb") as fh:
+                np.save(fh, arr)
     if args.json:
         out = res.to_dict()
         if th is not None:

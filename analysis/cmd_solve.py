@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 
 import numpy as np
@@ -17,6 +18,7 @@ from spu.core.errors import ThermospiceError
 from spu.core.spectral import MODE_DECAY_TOL
 from spu.device import SPU
 
+from .io import output_file
 from .limit_args import add_limit_args, limits_from_args
 from .osc_args import add_oscillator_args, oscillator_from_args
 from .problem_args import add_design_args, add_problem_args, design_from_args, problem_from_args, x0_from_args
@@ -63,6 +65,17 @@ def _time(text: str):
         raise argparse.ArgumentTypeError(f"must be a number of tau or 'auto', got {text!r}") from None
 
 
+def _settle_tol(text: str) -> float:
+    """--settle-tol, checked whatever --t is: a value that only --t auto reads is still a mistake."""
+    try:
+        tol = float(text)
+    except ValueError:
+        tol = math.nan
+    if not 0 < tol < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
+    return tol
+
+
 def _common(p) -> None:
     p.add_argument(
         "--t",
@@ -73,7 +86,7 @@ def _common(p) -> None:
     )
     p.add_argument(
         "--settle-tol",
-        type=float,
+        type=_settle_tol,
         default=MODE_DECAY_TOL,
         help=f"--t auto: decay of the slowest mode to reach (default {MODE_DECAY_TOL:g})",
     )
@@ -159,7 +172,7 @@ def cmd_netlist(args) -> int:
     folder = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(folder):
         raise ThermospiceError(f"cannot write {args.output}: folder {folder} does not exist")
-    with open(args.output, "w") as fh:
+    with output_file(args.output) as fh:
         fh.write(circuit.text())
     c = circuit.netlist.counts()
     print(

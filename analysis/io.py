@@ -4,15 +4,19 @@ fmt(0.1 + 0.2)                     -> '0.3'      (12 significant digits: sweeps)
 fmt(math.nan, digits=10, missing="") -> ''       (the reproduce CSVs' style)
 atomic_write(path, text)           a reader never sees a half-written file, even after a crash
 prepare_folder(out, "sweep results") -> absolute path, or OutputFolderError
+with output_file(path) as fh: ...  a file the user named (-o): OutputFileError names it
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+from contextlib import contextmanager
 
 import numpy as np
 
+from spu.core.errors import ThermospiceError
 from spu.outdir import OutputFolderError as _FolderError
 from spu.outdir import ensure_output_folder
 
@@ -23,6 +27,24 @@ from spu.run_folder import atomic_write, csv_line  # noqa: F401
 
 class OutputFolderError(_FolderError):
     """The output folder of an analysis command (sweep, reproduce) cannot be created or written."""
+
+
+class OutputFileError(ThermospiceError):
+    """A file the user named with -o/--output cannot be written."""
+
+
+@contextmanager
+def output_file(path: str, mode: str = "w"):
+    """Open the file the user named, written in place (it may be a device or a pipe, which a
+    temporary file and a rename would not reach). A failed open or write (a full disk,
+    /dev/full) raises OutputFileError naming the file and the OS error: a write error itself
+    carries no file name."""
+    try:
+        with open(path, mode) as fh:
+            yield fh
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OutputFileError(f"cannot write {path}: {reason}") from None
 
 
 def prepare_folder(out: str, what: str) -> str:

@@ -113,10 +113,51 @@ def load_array(path: str, name: str) -> np.ndarray:
         raise ProblemError(f"--{name}: file not found: {path}")
     try:
         if path.endswith(".npy"):
+            _check_npy_magic(path, name)
+    except OSError as exc:
+        raise ProblemError(f"--{name}: cannot read {path}: {exc}") from None
+    try:
+        if path.endswith(".npy"):
             return np.load(path, allow_pickle=False)
         return np.loadtxt(path, delimiter="," if path.endswith(".csv") else None, ndmin=1)
     except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty or truncated .npy
         raise ProblemError(f"--{name}: cannot read {path}: {exc or type(exc).__name__}") from None
+
+
+# What a file named .npy may really be, by its first bytes: np.load would open a zip as an .npz
+# archive (then "holds <U1 data", its key names) and calls anything else pickled data.
+_NOT_NPY = (
+    (b"PK\x03\x04", "an .npz archive (a zip of arrays), not an .npy file: save one array with numpy.save"),
+    (b"PK\x05\x06", "an empty zip archive, not an .npy file"),
+    (b"\x80", "pickled Python data, not an .npy file (refused: unpickling can run code)"),
+)
+
+
+def _check_npy_magic(path: str, name: str) -> None:
+    """ProblemError naming the file when it does not start with the .npy magic string."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head.startswith(np.lib.format.MAGIC_PREFIX):
+        return
+    what = next((why for magic, why in _NOT_NPY if head.startswith(magic)), None)
+    if what is None:
+        if not head:
+            what = "empty"
+        elif _is_text(head):
+            what = "a text file, not an .npy file: name it .txt or .csv to read it as text"
+        else:
+            what = "not an .npy file (no NumPy header)"
+    raise ProblemError(f"--{name}: cannot read {path}: it is {what}")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the end of the peek
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 def file_entries(path: str) -> int | None:

@@ -95,11 +95,6 @@ class ArrayRecord:
         i, j = (f, f) if self.programmed.ndim == 1 else divmod(f, self.programmed.shape[1])
         return f"[{i},{j}]"
 
-    def span(self) -> float:
-        """max |c| / min nonzero |c|: the resistor ratio the array would need to place every entry."""
-        mag = np.abs(self.coef[self.coef != 0])
-        return float(mag.max() / mag.min()) if mag.size else 1.0
-
 
 @dataclass
 class BuildRecord:
@@ -110,6 +105,7 @@ class BuildRecord:
     # Terminals of every resistor, per array, for the power estimate: (node a, node b) names.
     terminals: list[tuple[list[str], list[str]]] = field(default_factory=list)
     quant_error: dict[str, float] = field(default_factory=dict)  # label -> max |a_q - a| / max |a|
+    quant_zeroed: int = 0  # nonzero coefficients that quantisation rounded to 0
     amplifiers: int = 0
     capacitors: list[float] = field(default_factory=list)
     noise_sources: int = 0
@@ -119,6 +115,7 @@ class BuildRecord:
     noise_mode: str | None = None  # "table" | "held" (None: no noise source)
     arrays: dict[str, ArrayRecord] = field(default_factory=dict)  # label -> programmed array
     scale: float = 1.0  # the circuit realises (A/scale) x = b/scale (circuits/scaling.py)
+    step: float = 1.0  # the circuit's step cap is design.dt_max * step (circuits/scaling.Scale)
     columns_dropped: int = 0  # columns of U left out whole (every entry an open cell)
     columns_dropped_entries: int = 0  # their nonzero entries (each would have been an open cell)
     open_error: float = 0.0  # relative steady-state error of the open cells alone
@@ -167,6 +164,7 @@ class Builder:
         np.round(q, out=q)
         q *= lsb
         self.record.quant_error[label] = _max_abs(np.subtract(q, coef)) / full
+        self.record.quant_zeroed += int(np.count_nonzero((q == 0) & (coef != 0)))
         return q
 
     def scale(self, coef: np.ndarray, power: int = 1, times: float = 1.0) -> float:

@@ -181,12 +181,15 @@ def finish_transient(
     # forcing trtol = 1) from cutting steps at every kink of the interpolated noise: on factored
     # N = 100, m = 16, 1.02-1.04 points per hold at 0.03-0.1, 1.7 at 0.01, 4.5 at 1e-3.
     nl.option("reltol", 0.05 if record.noise_mode == "table" else 1e-3)
-    if fastest_rate * design.dt_max > 1.0:
+    # A scale below the preferred one (circuits/scaling.Scale) runs the circuit faster: its step
+    # cap shrinks by record.step, so that ngspice takes the steps per problem tau it would there.
+    step_cap = design.dt_max * record.step
+    if fastest_rate * step_cap > 1.0:
         nl.option("method", "gear")
     nl.option("abstol", 1e-15)
     nl.option("vntol", 1e-9)
     nl.save(saves)
     nl.print_tran(prints)  # so that the netlist also runs on its own in `ngspice -b FILE.cir`
     tau = design.tau * record.scale
-    dt_max = design.dt_max if record.noise_mode != "table" else min(design.dt_max, record.noise_hold_tau)
+    dt_max = step_cap if record.noise_mode != "table" else min(step_cap, record.noise_hold_tau)
     nl.transient(t * tau / points, t * tau, dt_max * design.tau, uic=True)

@@ -65,7 +65,7 @@ from spu.core.underdamped import DenseLangevin, ExactLangevin, OscillatorParams,
 from .builder import Builder
 from .circuit import AsBuilt, Circuit, check_x0, effective, finish_transient
 from .design import Design
-from .scaling import check_open, choose_scale, exact_solution, open_error, scaled
+from .scaling import Scale, check_open, check_quantised, choose_scale, exact_solution, open_error, scaled
 
 
 @dataclass(frozen=True)
@@ -354,13 +354,13 @@ def _build_capacitive(B: Builder, p: DenseProblem, x0, params: OscillatorParams,
     return xs, ab, stiff, gam, R, L
 
 
-def oscillator_scale(form, params: OscillatorParams, design: Design) -> float:
+def oscillator_scale(form, params: OscillatorParams, design: Design) -> Scale:
     """The circuit scale s (circuits/scaling.py): the directly programmed coefficients are the
     entries of A (dense form) or lam (factored form, whose U arrays autorange); the capacitive
     cells' capacitors have no range to fit, so they stay at s = 1."""
     if params.coupling == "capacitive":
-        return 1.0
-    direct = ("A", float(np.abs(form.A).max())) if not form.low_rank else ("lam", float(form.lam))
+        return Scale()
+    direct = ("A", form.A) if not form.low_rank else ("lam", np.array([form.lam], dtype=float))
     return choose_scale(form, direct, design)
 
 
@@ -369,7 +369,7 @@ def settle_time(problem, tol: float, design: Design, oscillator=None) -> float:
     one, whose damping is resolved on the scaled circuit, so the scale enters."""
     params = OscillatorParams.make(oscillator)
     form = _form(problem, params.coupling)
-    s = oscillator_scale(form, params, design)
+    s = oscillator_scale(form, params, design).s
     return ExactLangevin(scaled(form, s), params, 0.0).settle_time(tol) / s
 
 
@@ -432,6 +432,19 @@ def _assemble(
     return B, _Cells(xs, ab, gam, Rd, L, us, junctions, noise_rate, mass_eff)
 
 
+def _check_as_built(B: Builder, ab: AsBuilt, form, design: Design, lrange, assemble, scale: Scale) -> None:
+    """The open cells' error (on the nominal circuit: no tolerance, no quantisation) within the
+    bound, and a quantised system that still has a steady state."""
+    if B.record.open_count() or B.record.columns_dropped:
+        d = design
+        nominal = ab
+        if d.tol_r or d.tol_c or d.bits_r is not None or d.bits_dac is not None or lrange.tol_l:
+            nd = d.with_(tol_r=0.0, tol_c=0.0, bits_r=None, bits_dac=None, temperature=None)
+            nominal = assemble(nd, 0.0, "nominal")[1].ab
+        check_open(B.record, open_error(nominal, exact_solution(form)), design, scale.advice)
+    check_quantised(B.record, ab, design)
+
+
 def build_oscillator(
     problem,
     design: Design | None = None,
@@ -467,7 +480,8 @@ def build_oscillator(
     v0 = check_x0(v0, form.n)
     if params.coupling == "capacitive" and np.any(v0 != 0):
         raise DesignError("v0 applies to the resistive coupling; capacitive cells start from the node voltages x0")
-    s = oscillator_scale(form, params, design)
+    scale = oscillator_scale(form, params, design)
+    s = scale.s
     circuit_form = scaled(form, s)
     # Everything below is in circuit units: eigenvalues of A/s, gamma of the circuit's cells (the
     # damping ratio zeta is the same in both), velocities dq/d(circuit tau) = v0/s.
@@ -478,14 +492,9 @@ def build_oscillator(
         return _assemble(d, kappa, label, circuit_form, x0, v0 / s, s, params, gamma, hi, lrange)
 
     B, c = assemble(design, kappa0, title or f"thermospice oscillator SPU ({params.coupling} coupling), n={form.n}")
-    if B.record.open_count() or B.record.columns_dropped:
-        d = design
-        nominal = c.ab
-        if d.tol_r or d.tol_c or d.bits_r is not None or d.bits_dac is not None or lrange.tol_l:
-            nd = d.with_(tol_r=0.0, tol_c=0.0, bits_r=None, bits_dac=None, temperature=None)
-            nominal = assemble(nd, 0.0, "nominal")[1].ab
-        check_open(B.record, open_error(nominal, exact_solution(form)), design)
+    _check_as_built(B, c.ab, form, design, lrange, assemble, scale)
     nl = B.nl
+    B.record.step = scale.step
     saves = list(c.xs) + (list(c.us) + list(c.junctions) if save_velocity else [])
     fastest = max(math.sqrt(hi / params.mass) if params.coupling == "resistive" else hi, gamma)
     finish_transient(nl, design, saves, c.xs, t, points, seed, B.record, fastest_rate=fastest)

@@ -29,6 +29,11 @@ from .timing import TimingModel, programmed_resistors
 BACKENDS = NAMES  # what `from spu import BACKENDS` gives
 
 
+def _check_settle_tol(tol) -> None:
+    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise ProblemError(f"settling tolerance must be in (0, 1), got {tol!r}")
+
+
 @dataclass
 class SPUResult:
     x: np.ndarray
@@ -126,8 +131,7 @@ class SPU:
     def settling_time(self, problem, tol: float = MODE_DECAY_TOL) -> float:
         """Time (problem tau) for the slowest mode of what this device runs to decay to tol: the
         component report's settling estimate, with the backend's own rate where it has one."""
-        if not (isinstance(tol, (int, float)) and 0 < tol < 1):
-            raise ProblemError(f"settling tolerance must be in (0, 1), got {tol!r}")
+        _check_settle_tol(tol)
         return self.backend_object.settle_time(problem, tol, self._options())
 
     def _options(self) -> dict:
@@ -163,6 +167,7 @@ class SPU:
         to settle_tol (SPU.settling_time)."""
         if not isinstance(problem, Problem):
             raise ProblemError(f"expected a DenseProblem, FactoredProblem or GGNProblem, got {type(problem).__name__}")
+        _check_settle_tol(settle_tol)  # also where t is given: a tolerance nothing reads is a mistake
         if isinstance(t, str) and t == "auto":
             t = self.settling_time(problem, settle_tol)
         try:

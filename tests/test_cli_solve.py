@@ -359,9 +359,22 @@ def test_values_outside_resistor_range(capsys, tmp_path, files):
         capsys, "solve", "--A", tmp_path / "Atiny.npy", "--b", tmp_path / "b3.npy", "--open-error-max", "1e-9"
     )
     assert_one_line_error(rc, out, err, r"left open .*A\[0,1\] = 1e-07 \(R above r_max\)")
-    # Ordinary entries with a small --r-max: too many cells open.
-    rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], "--r-max", 1500)
-    assert_one_line_error(rc, out, err, r"left open .*R above r_max")
+    # Ordinary entries (spanning 30) with a small --r-max: the scale that places them all (the
+    # largest near r_min) solves it; with r_max/r_min = 15 too many cells are open, and the advice
+    # names the bounds that place them.
+    rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], "--r-max", 1500, "--json")
+    assert rc == 0, err
+    x = np.linalg.solve(np.load(files["A"]), np.load(files["b"]))
+    assert np.allclose(json.loads(out)["x"], x, rtol=0, atol=1e-6)
+    narrow = ["--A", files["A"], "--b", files["b"], "--r-min", 100, "--r-max", 1500, "--json"]
+    rc, out, err = call(capsys, "solve", *narrow)
+    advice = r"span 30.4, r_max/r_min = 15\): widen \[r_min, r_max\] to a ratio >= 30.4: lower r_min to (\S+) or raise r_max to (\S+) "
+    assert_one_line_error(rc, out, err, r"left open .*R above r_max", advice)
+    r_min, r_max = re.search(advice, err).groups()
+    for followed in (narrow + ["--r-min", r_min], narrow + ["--r-max", r_max]):
+        rc, out, err = call(capsys, "solve", *followed)
+        assert rc == 0, err
+        assert np.allclose(json.loads(out)["x"], x, rtol=0, atol=1e-6)
     # A large --r-min: the scale fits the entries; without it, the entry is below r_min.
     rc, out, err = call(capsys, "solve", "--A", files["A"], "--b", files["b"], "--r-min", 900, "--no-autoscale")
     assert_one_line_error(rc, out, err, r"below r_min")

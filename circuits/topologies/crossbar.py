@@ -32,8 +32,8 @@ class Crossbar(RCTopology):
             "use 'factored' for (U, lam) or 'dense' for A"
         )
 
-    def direct_coefficients(self, form) -> tuple[str, float]:
-        return "lam", float(form.lam)  # J and H autorange on their own
+    def direct_coefficients(self, form) -> tuple[str, np.ndarray]:
+        return "lam", np.array([form.lam], dtype=float)  # J and H autorange on their own
 
     def place(self, B: Builder, p: GGNProblem, x0: np.ndarray):
         n, m, R0 = p.n, p.m, B.d.R0

@@ -23,8 +23,8 @@ class Dense(RCTopology):
     def form(self, problem) -> DenseProblem:
         return as_dense(problem)
 
-    def direct_coefficients(self, form: DenseProblem) -> tuple[str, float]:
-        return "A", float(np.abs(form.A).max())
+    def direct_coefficients(self, form: DenseProblem) -> tuple[str, np.ndarray]:
+        return "A", form.A
 
     def place(self, B: Builder, p: DenseProblem, x0: np.ndarray):
         n = p.n

@@ -28,8 +28,8 @@ class Factored(RCTopology):
             return f
         raise DesignError("topology 'factored' needs a factored (U, lam) or GGN (J, H, lam) problem, got a dense A")
 
-    def direct_coefficients(self, form) -> tuple[str, float]:
-        return "lam", float(form.lam)  # U autoranges on its own
+    def direct_coefficients(self, form) -> tuple[str, np.ndarray]:
+        return "lam", np.array([form.lam], dtype=float)  # U autoranges on its own
 
     def place(self, B: Builder, p: FactoredProblem, x0: np.ndarray):
         n, m, R0 = p.n, p.m, B.d.R0

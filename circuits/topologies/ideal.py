@@ -22,9 +22,9 @@ class Ideal(RCTopology):
     def form(self, problem) -> DenseProblem:
         return as_dense(problem)
 
-    def direct_coefficients(self, form: DenseProblem) -> tuple[str, float]:
+    def direct_coefficients(self, form: DenseProblem) -> tuple[str, np.ndarray]:
         # Only the diagonal is a resistor; the off-diagonals are VCCS.
-        return "diag(A)", float(np.abs(np.diag(form.A)).max())
+        return "diag(A)", np.diag(form.A)
 
     def place(self, B: Builder, p: DenseProblem, x0: np.ndarray):
         d, A, n = B.d, p.A, p.n

@@ -11,7 +11,7 @@ from ..builder import Builder
 from ..circuit import Circuit, check_seed, check_x0, finish_transient
 from ..design import Design
 from ..noise_table import MAX_VALUES, table_values
-from ..scaling import check_open, choose_scale, exact_solution, open_error, scaled
+from ..scaling import check_open, check_quantised, choose_scale, exact_solution, open_error, scaled
 from .base import Topology
 
 
@@ -22,8 +22,8 @@ class RCTopology(Topology):
         """The problem form this topology builds from; DesignError where the pairing is impossible."""
         raise NotImplementedError
 
-    def direct_coefficients(self, form) -> tuple[str, float]:
-        """(name, largest magnitude) of the coefficients programmed directly as R0*s/|c|: what
+    def direct_coefficients(self, form) -> tuple[str, np.ndarray]:
+        """(name, values) of the coefficients programmed directly as R0*s/|c|: what
         circuits/scaling.choose_scale fits into the resistor range (arrays that autorange on
         their own do not count)."""
         raise NotImplementedError
@@ -55,12 +55,13 @@ class RCTopology(Topology):
             raise DesignError(f"analog time t must be a finite number > 0 (in tau), got {t!r}")
         form = self.form(problem)
         x0 = check_x0(x0, form.n)
-        s = choose_scale(form, self.direct_coefficients(form), design)
+        scale = choose_scale(form, self.direct_coefficients(form), design)
+        s = scale.s
         circuit_form = scaled(form, s)
 
         def assemble(d: Design, kappa: float, label: str):
             B = builder(d, label)
-            B.record.scale = s
+            B.record.scale, B.record.step = s, scale.step
             if s != 1.0:
                 B.nl.comment(
                     f"scaled: the circuit realises (A/{s!r}) x = b/{s!r}; one problem tau is {s!r} circuit tau"
@@ -77,7 +78,9 @@ class RCTopology(Topology):
 
         B, xs, as_built = assemble(design, kappa0, title or f"thermospice {self.name} SPU, n={form.n}")
         if B.record.open_count() or B.record.columns_dropped:
-            check_open(B.record, open_error(_nominal(design, assemble, B, as_built), exact_solution(form)), design)
+            err = open_error(_nominal(design, assemble, B, as_built), exact_solution(form))
+            check_open(B.record, err, design, scale.advice)
+        check_quantised(B.record, as_built, design)
         nl = B.nl
         finish_transient(nl, design, xs, xs, t, points, seed, B.record, fastest_rate=form.eig_extremes()[1] / s)
         return Circuit(

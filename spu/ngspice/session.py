@@ -219,7 +219,18 @@ class NgspiceSession:
             self.restarts += 1
         self.starts += 1
         self._loaded = False  # a fresh child holds no circuit
-        self._command(["set filetype=binary"], STARTUP_TIMEOUT_S, check=False)
+        # The start-up wait follows the run's timeout: a session given 2 s must not wait 30 s for a
+        # child that never answers. It stays capped at STARTUP_TIMEOUT_S, as before: ngspice answers
+        # within a fraction of a second, so a child silent that long is broken, however long (or
+        # unlimited: timeout None) the runs it would serve may be.
+        wait = STARTUP_TIMEOUT_S if self.timeout is None else min(STARTUP_TIMEOUT_S, self.timeout)
+        try:
+            self._command(["set filetype=binary"], wait, check=False)
+        except NgspiceTimeout:
+            raise NgspiceTimeout(
+                f"ngspice ({self.exe}) did not answer within {wait:g} s of starting (the session's timeout, "
+                f"at most {STARTUP_TIMEOUT_S:g} s) and was killed"
+            ) from None
 
     # -- the channel ---------------------------------------------------------------------------
     def _command(self, lines: list[str], timeout: float | None, check: bool = True) -> str:
