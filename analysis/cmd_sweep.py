@@ -90,10 +90,14 @@ def _train_args(p, kind) -> None:
     g.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster, e.g. tcp://host:8786")
     g.add_argument("--scheduler-timeout", type=float, default=10.0)
     g.add_argument("--no-progress", action="store_true")
+    add_limit_args(p, "points")
 
 
 def cmd_train_sweep(args) -> int:
-    settings = train_kind(args.kind).settings(args)  # None: the kind's default settings
+    kind = train_kind(args.kind)
+    runs = kind.count(args) * max(args.seeds, 1)
+    limits_from_args(args).check_points(f"sweep {kind.name} (its settings x {args.seeds} seeds)", runs)
+    settings = kind.settings(args)  # None: the kind's default settings
     res = run_train_sweep(
         args.kind,
         args.out,

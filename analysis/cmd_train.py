@@ -11,6 +11,7 @@ from spu import backends
 from training.names import MODELS
 from training.optimizers import OPTIMIZERS
 
+from .limit_args import add_limit_args
 from .problem_args import add_design_flags
 
 # The design flags train takes, and its wording of those whose default differs from solve's (the
@@ -94,6 +95,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--out", help="output folder (metrics.csv, loss.png, final.json; resumes if present)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    add_limit_args(p, "steps")
     p.set_defaults(func=cmd_train)
 
 
@@ -123,6 +125,7 @@ def cmd_train(args) -> int:
         eval_every=args.eval_every,
         design=_design_args(args),
         timeout=args.timeout,
+        max_steps=args.max_steps,
         curvature=args.curvature,
         mc_samples=args.mc_samples,
     )

@@ -163,6 +163,21 @@ def test_sweep_grid_over_the_limit_is_refused_before_it_is_made(tmp_path, capsys
     assert not list(tmp_path.iterdir())
 
 
+def test_training_sweep_settings_over_the_limit_are_refused(tmp_path, capsys):
+    """The training sweeps' settings are counted too: 1e9 bit widths x 3 seeds, refused before a
+    list of them is made; --max-points governs them."""
+    rc, out, err, wall = timed(
+        capsys, "sweep", "train-bits", "--bits", "lin:1:8:1000000000", "--out", tmp_path, "--no-progress"
+    )
+    assert_one_line_error(rc, out, err, "sweep train-bits", r"3e\+09 points", r"limit 1e\+05", "--max-points")
+    assert rc == 2 and wall < FAST_S
+    # 2 temperatures x the 3 default kappa0 x 1 seed, over a limit of 5
+    args = "sweep train-noise --temperature 0,300 --seeds 1 --max-points 5 --no-progress".split()
+    rc, out, err = call(capsys, *args, "--out", tmp_path)
+    assert_one_line_error(rc, out, err, "sweep train-noise", r"6 points", r"limit 5", "--max-points")
+    assert not list(tmp_path.iterdir())
+
+
 def test_sweep_transient_over_the_step_limit_is_refused(tmp_path, capsys):
     rc, out, err, wall = timed(capsys, "sweep", "noise", "--quick", "--t", "1e12", "--out", tmp_path, "--no-progress")
     assert_one_line_error(rc, out, err, r"t = 1e\+12 tau", r"time steps", r"limit 1e\+08", "--max-steps")
@@ -218,3 +233,11 @@ def test_sizes_and_the_default_memory_limit():
     limit, how = Limits().memory_limit()
     assert 0 < limit <= free and "--max-memory" in how
     assert Limits(memory=2**20).memory_limit() == (2.0**20, "set by --max-memory; raise it to run this")
+
+
+def test_train_takes_the_step_limit_for_its_ngspice_solves(tmp_path, capsys):
+    """train --max-steps reaches the SPU: a limit below one solve's transient refuses the first
+    step in one line, before ngspice runs."""
+    args = "train --optimizer tngd --backend ngspice --model mlp --width 3 --batch-size 4 --steps 1 --json"
+    rc, out, err = call(capsys, *args.split(), "--max-steps", "10", "--out", tmp_path / "run")
+    assert_one_line_error(rc, out, err, "time steps", r"limit 10\b", "--max-steps")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from spu import backends
 from spu.core.errors import ThermospiceError
 from spu.device import SPU
+from spu.limits import Limits
 from spu.outdir import ensure_output_folder
 from spu.run_folder import (
     CsvLog,
@@ -127,6 +128,7 @@ class TrainConfig:
     loss: str = "cross_entropy"
     design: dict | None = None  # circuits.Design fields; merged over the backend's TRAINING_DESIGNS entry
     timeout: float | None = None  # seconds before one ngspice solve is killed (None: backend's 600)
+    max_steps: float | None = None  # most time steps one simulated solve may take (None: spu.limits' default)
     curvature: str | None = None  # "ggn" | "mc" | "empirical" (natural-gradient methods; default "ggn")
     mc_samples: int | None = None  # sampled labels per example for curvature "mc" (default 1)
 
@@ -182,6 +184,8 @@ class TrainConfig:
             c.design = {**TRAINING_DESIGNS[c.backend], **(c.design or {})}
         if c.timeout is not None and not (math.isfinite(c.timeout) and c.timeout > 0):
             raise TrainingError(f"the SPU timeout must be > 0 seconds, got {c.timeout!r}")
+        if c.max_steps is not None and not (math.isfinite(c.max_steps) and c.max_steps >= 1):
+            raise TrainingError(f"max_steps must be a number >= 1, got {c.max_steps!r}")
         if c.design is not None:
             c.design = dict(c.design)
             make_design(c.design)  # checked now, not at the first step
@@ -206,8 +210,10 @@ def build_optimizer(cfg: TrainConfig, model):
     settings, and the SPU of its backend for an optimizer that uses one."""
     spu = None
     if OPTIMIZERS[cfg.optimizer].uses_spu:
-        takes_timeout = "timeout" in backends.get(cfg.backend).options
-        options = {"timeout": cfg.timeout} if takes_timeout and cfg.timeout else {}
+        takes = backends.get(cfg.backend).options
+        options = {"timeout": cfg.timeout} if "timeout" in takes and cfg.timeout else {}
+        if "limits" in takes and cfg.max_steps is not None:
+            options["limits"] = Limits(steps=cfg.max_steps)
         spu = SPU(
             cfg.backend,
             topology=cfg.topology,
@@ -312,7 +318,7 @@ def train(
 RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "final.json")
 # A resume may run longer or with another timeout (spu_timeout: its name in older folders); every
 # other setting must match.
-RESUMABLE_CHANGES = ("steps", "epochs", "timeout", "spu_timeout")
+RESUMABLE_CHANGES = ("steps", "epochs", "timeout", "spu_timeout", "max_steps")
 
 
 class _Run:

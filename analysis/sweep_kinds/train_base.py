@@ -24,6 +24,11 @@ class TrainSweepKind:
         """The settings named on the command line; None: the default ones."""
         raise NotImplementedError
 
+    def count(self, args) -> int:
+        """How many settings the command line names, counted without making them (a
+        ``lin:1:8:1000000000`` is refused by its size before it allocates)."""
+        raise NotImplementedError
+
     def design_for(self, setting) -> tuple[dict, float]:
         """(circuits.Design fields, kappa0) of one setting, over training/loop.py ASBUILT_DESIGN
         (which also widens r_max for 16-bit arrays)."""

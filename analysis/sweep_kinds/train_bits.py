@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import ranges
 from ..ranges import parse_range
 from .train_base import TrainSweepKind
 
@@ -17,6 +18,9 @@ class TrainBits(TrainSweepKind):
 
     def settings(self, args):
         return parse_range("bits", args.bits, integer=True, sort=False) if args.bits else None
+
+    def count(self, args) -> int:
+        return ranges.count(args.bits) if args.bits else len(self.default_settings)
 
     def design_for(self, setting):
         b = int(setting)

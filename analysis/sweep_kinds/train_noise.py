@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ranges
 from ..ranges import parse_range
 from .train_base import BASE_BITS, TrainSweepKind
 
@@ -30,6 +31,9 @@ class TrainNoise(TrainSweepKind):
         temps = parse_range("temperature", args.temperature or TEMPERATURES, sort=False)
         kappas = parse_range("kappa0", args.kappa0 or KAPPAS, sort=False)
         return [[T, k] for T in temps for k in kappas]
+
+    def count(self, args) -> int:
+        return ranges.count(args.temperature or TEMPERATURES) * ranges.count(args.kappa0 or KAPPAS)
 
     def design_for(self, setting):
         temperature, kappa0 = (float(v) for v in setting)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import ranges
 from ..ranges import parse_range
 from .train_base import BASE_BITS, TrainSweepKind
 
@@ -19,6 +20,9 @@ class TrainTolerance(TrainSweepKind):
 
     def settings(self, args):
         return parse_range("tol", args.tol, sort=False) if args.tol else None
+
+    def count(self, args) -> int:
+        return ranges.count(args.tol) if args.tol else len(self.default_settings)
 
     def design_for(self, setting):
         tol = float(setting)
