@@ -82,7 +82,8 @@ def validate_circuit(problem: GGNProblem, design: Design, out: str) -> dict:
     t = float(np.ceil(np.log(1e7) / lam_min))
     times = np.linspace(0, t, 101)
     x0 = problem.b.copy()  # the device starts from the gradient, as in TNGD's first step
-    ng = SPU("ngspice", topology="crossbar", design=design, keep=True).run(problem, t=t, x0=x0, times=times)
+    # One batch run (a session would serve this single run only); its folder goes when it ends.
+    ng = SPU("ngspice", topology="crossbar", design=design, engine="batch").run(problem, t=t, x0=x0, times=times)
     ou = SPU("ou").run(problem, t=t, x0=x0, times=times)
     x_star = SPU("direct").run(problem, t=0).x
     rel = float(np.linalg.norm(ng.x - x_star) / np.linalg.norm(x_star))

@@ -155,3 +155,26 @@ def test_terminated_solve_removes_its_ngspice_run(tmp_path):
     assert err.strip().splitlines()[-1] == "thermospice: terminated" and "Traceback" not in err
     pids, folders = _left_behind(marker, tmp)
     assert pids == [] and folders == [], (pids, folders)
+
+
+def test_demo_circuit_check_leaves_no_ngspice_folder(tmp_path, monkeypatch):
+    """The demo's ngspice run is a batch run whose folder (netlist, raw file) goes when it ends;
+    what the demo keeps it writes to its own output folder."""
+    import tempfile
+
+    import numpy as np
+    from cases import random_ggn_problem
+
+    from analysis.demo import validate_circuit
+    from circuits.design import Design
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    problem = random_ggn_problem(6, 2, 2, 0.5, np.random.default_rng(0))
+    res = validate_circuit(problem, Design(dt_max=0.1), str(out))
+    assert res["steady_state_rel_error"] < 1e-3
+    assert os.listdir(tmp) == []
+    assert (out / "tngd_crossbar.cir").exists()
