@@ -1,8 +1,8 @@
-"""Files every analysis command writes: CSV cells and lines, atomic writes, the output folder.
+"""Files every analysis command writes: CSV cells, whole CSV files, the output folder (the atomic
+write and the CSV line are spu/run_folder.py's).
 
 fmt(0.1 + 0.2)                     -> '0.3'      (12 significant digits: sweeps)
 fmt(math.nan, digits=10, missing="") -> ''       (the reproduce CSVs' style)
-atomic_write(path, text)           a reader never sees a half-written file, even after a crash
 prepare_folder(out, "sweep results") -> absolute path, or OutputFolderError
 with output_file(path) as fh: ...  a file the user named (-o): OutputFileError names it
 """
@@ -19,10 +19,7 @@ import numpy as np
 from spu.core.errors import ThermospiceError
 from spu.outdir import OutputFolderError as _FolderError
 from spu.outdir import ensure_output_folder
-
-# The atomic write and the CSV line are the run folder's (spu/run_folder.py); every analysis
-# module writes through them.
-from spu.run_folder import atomic_write, csv_line  # noqa: F401
+from spu.run_folder import atomic_write, csv_line
 
 
 class OutputFolderError(_FolderError):

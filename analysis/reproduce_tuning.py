@@ -43,10 +43,11 @@ from functools import partial
 
 import numpy as np
 
+from spu.run_folder import atomic_write, csv_line
 from training.optimizers import OPTIMIZERS
 
 from .executors import run_points
-from .io import REPRODUCE_CELLS, atomic_write, csv_line, fmt, read_csv, write_csv
+from .io import REPRODUCE_CELLS, fmt, read_csv, write_csv
 from .reproduce import ReproduceError, log
 
 METHODS = ("sgd", "adam", "tngd", "tngd-adam")

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-from .io import csv_line, fmt
+from spu.run_folder import csv_line
+
+from .io import fmt
 
 
 def summary_columns(summary) -> list[str]:

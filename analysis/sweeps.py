@@ -60,10 +60,10 @@ from functools import partial
 import numpy as np
 
 from spu.limits import DEFAULT_STEPS, Limits
-from spu.run_folder import CsvLog, check_manifest, hold_lock, read_rows, remove_stale_temps
+from spu.run_folder import CsvLog, atomic_write, check_manifest, csv_line, hold_lock, read_rows, remove_stale_temps
 
 from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
-from .io import atomic_write, csv_line, fmt, prepare_folder
+from .io import fmt, prepare_folder
 from .sweep_errors import SweepError, SweepInterrupted, SweepMismatchError, SweepOptionError
 from .sweep_eval import evaluate_point
 from .sweep_kinds import sweep_kind

@@ -29,7 +29,6 @@ import numpy as np
 
 from .backends.direct import solve as direct_solve
 from .core.errors import ProblemError
-from .core.spectral import spectrum
 from .core.underdamped import OscillatorParams, integrated_autocorr_time, mode_drift, sampling_theory
 from .limits import Limits
 
@@ -169,7 +168,7 @@ def theory(problem, dynamics_params: OscillatorParams | None, kappa: float, samp
     """Exact sampling errors (spu.core.underdamped.sampling_theory) with relative summaries:
     mean_rel = sqrt(E||mean - mu||^2) / ||A^-1 b||, inverse_rel = sqrt(E||C_hat - C||_F^2) / ||kappa A^-1||_F."""
     th = sampling_theory(problem, dynamics_params, kappa, samples, interval)
-    mult = spectrum(problem).mult
+    mult = problem.spectrum().mult
     cov_norm = math.sqrt(float(np.sum(mult * th["mode_var"] ** 2)))
     th["inverse_rel"] = math.sqrt(th["cov_err2"]) / cov_norm
     x = direct_solve(problem, problem.b)

@@ -105,9 +105,3 @@ class LowRankSpectrum:
         bulk = X @ F[:, 0]
         diff = np.einsum("kt,tk->k", P, F[:, 1:] - F[:, :1])
         return bulk + self.U @ (self.W @ diff)
-
-
-def spectrum(problem):
-    """The decomposition of a problem's A: DenseSpectrum for a dense A, otherwise the low-rank one
-    of its factored view (a GGNProblem's U = J^T S). See Problem.spectrum."""
-    return problem.spectrum()

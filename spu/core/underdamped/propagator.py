@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ProblemError
-from ..spectral import MODE_DECAY_TOL, settling_time, spectrum
+from ..spectral import MODE_DECAY_TOL, settling_time
 from .modes import chol2, expm_batch, mode_drift, mode_transition
 from .params import OscillatorParams, damping_ratios
 
@@ -20,7 +20,7 @@ class ExactLangevin:
     def __init__(self, problem, params: OscillatorParams, kappa: float):
         self.params = params.check()
         self.kappa = float(kappa)
-        self.spec = spectrum(problem)
+        self.spec = problem.spectrum()
         eigs = self.spec.eigs
         self.gamma = params.resolve_gamma(float(eigs.min()), float(eigs.max()))
         self.m, self.w, self.g = params.modes(eigs, self.gamma)

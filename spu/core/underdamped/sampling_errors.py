@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..spectral import DenseSpectrum, spectrum
+from ..spectral import DenseSpectrum
 from .modes import mode_drift, mode_transition, position_acf
 from .params import OscillatorParams
 
@@ -56,7 +56,7 @@ def sampling_theory(
     the sample mean instead adds a bias of order mean_err2, small when K_eff >> 1); ess: K times the
     ratio of the independent-sample to the actual variance of the mean, per mode (K / (1 + 2 sum rho)).
     Works for the RC cells (params None) and both oscillator couplings."""
-    spec = spectrum(problem)
+    spec = problem.spectrum()
     eigs = spec.eigs
     if params is not None and gamma is None:
         gamma = params.resolve_gamma(float(eigs.min()), float(eigs.max()))
@@ -125,7 +125,7 @@ def continuous_time_errors(problem, params: OscillatorParams | None, kappa: floa
     (e = position or velocity read-out), so I_k = -s_k e^T F_k^-1 e and I_kl = s_k s_l (e x e)^T
     [-(F_k (+) F_l)]^-1 (e x e) with the Kronecker sum F_k (+) F_l = F_k x I + I x F_l.
     For the mean, 2 I_k = 2 kappa g_k / w_k^2 (resistive): it grows with the damping."""
-    spec = spectrum(problem)
+    spec = problem.spectrum()
     a = spec.eigs
     mult = spec.mult
     if params is None:
