@@ -15,13 +15,41 @@ from spu.core.errors import DesignError
 BOLTZMANN = 1.380649e-23  # J/K
 
 
+def _number(name: str, v, *, low: float = 0.0, strict: bool = False, high: float | None = None) -> None:
+    """DesignError naming `name` unless v is a finite real number >= low (> low if strict), <= high."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v > low if strict else v >= low) and (high is None or v <= high)
+    if not ok:
+        rel = ">" if strict else ">="
+        rng = f"{rel} {low:g}" + ("" if high is None else f" and <= {high:g}")
+        raise DesignError(f"{name} must be a finite number {rng}, got {v!r}")
+
+
 @dataclass(frozen=True)
 class OpAmp:
     """Op-amp model. gain=None: ideal (a VCVS with IDEAL_GAIN). gbw: gain-bandwidth product in Hz
-    (a single-pole model: open-loop gain `gain` rolling off from GBW/gain); requires a finite gain."""
+    (a single-pole model: open-loop gain `gain` rolling off from GBW/gain); requires a finite gain.
+
+    The errors a real part adds (all 0/None: the ideal amplifier of before, netlists unchanged):
+    offset          sigma of the input offset voltage, V: each op-amp draws its own N(0, offset^2)
+                    from the design's component_seed (a fixed value per chip, like a tolerance)
+    bias            input bias current, A, drawn by every op-amp's inverting input out of its
+                    summing node (the same for every part: datasheets give one typical value)
+    swing           the output clips at +-swing V (None: no clipping); at most the rails
+    slew            largest |dV/dt| of every op-amp output, V/s (None: unlimited)
+    noise_density   white input voltage-noise density e_n, V/sqrt(Hz), that sets the 1/f level
+    flicker_corner  1/f corner f_c, Hz: input voltage noise of PSD e_n^2 * f_c / f below it
+                    (needs noise_density; None: no 1/f noise)
+    """
 
     gain: float | None = None
     gbw: float | None = None
+    offset: float = 0.0
+    bias: float = 0.0
+    swing: float | None = None
+    slew: float | None = None
+    noise_density: float = 0.0
+    flicker_corner: float | None = None
 
     # An E source stands in for the ideal op-amp. Its finite gain leaves a residual of about
     # (sum of conductances at the summing node / G0) / gain, which the solve amplifies by up to
@@ -33,7 +61,18 @@ class OpAmp:
     def ideal(self) -> bool:
         return self.gain is None
 
-    def check(self) -> None:
+    @property
+    def clean(self) -> bool:
+        """No offset, bias, clipping, slew limit or 1/f noise: the amplifier of before issue 17."""
+        return (
+            self.offset == 0
+            and self.bias == 0
+            and self.swing is None
+            and self.slew is None
+            and self.flicker_corner is None
+        )
+
+    def check(self, rails: float | None = None) -> None:
         if self.gain is not None and not (math.isfinite(self.gain) and self.gain >= 1):
             raise DesignError(f"op-amp DC gain must be a finite number >= 1, got {self.gain}")
         if self.gbw is not None:
@@ -41,6 +80,52 @@ class OpAmp:
                 raise DesignError("op-amp gain-bandwidth needs a finite DC gain (set gain too)")
             if not (math.isfinite(self.gbw) and self.gbw > 0):
                 raise DesignError(f"op-amp gain-bandwidth must be > 0 Hz, got {self.gbw}")
+        _number("opamp offset (V, sigma)", self.offset)
+        _number("opamp bias (A)", self.bias, low=-1.0, high=1.0)
+        _number("opamp noise_density (V/sqrt(Hz))", self.noise_density)
+        if self.swing is not None:
+            _number("opamp swing (V)", self.swing, strict=True)
+        if self.slew is not None:
+            _number("opamp slew (V/s)", self.slew, strict=True)
+        if self.flicker_corner is not None:
+            _number("opamp flicker_corner (Hz)", self.flicker_corner, strict=True)
+            if self.noise_density <= 0:
+                raise DesignError("opamp flicker_corner needs noise_density > 0 (the white level it scales)")
+        if rails is not None:
+            if self.swing is not None and self.swing > rails:
+                raise DesignError(f"opamp swing ({self.swing:g} V) exceeds the rails (+-{rails:g} V)")
+            limit = self.swing if self.swing is not None else rails
+            if self.offset >= limit:
+                raise DesignError(f"opamp offset ({self.offset:g} V) is not below the output range (+-{limit:g} V)")
+
+
+@dataclass(frozen=True)
+class Converter:
+    """Errors of the DACs (b) or the ADCs (read-out) beside their resolution (Design.bits_dac,
+    bits_adc). Each converter draws its own errors from the design's component_seed.
+
+    offset      sigma of each converter's offset, V
+    gain_error  relative sigma of each converter's gain (0.001: 0.1 %)
+    inl         peak integral nonlinearity, in LSB of the converter's resolution (needs bits): a
+                seeded smooth bow per converter, 0 at both ends of full scale
+    """
+
+    offset: float = 0.0
+    gain_error: float = 0.0
+    inl: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        return self.offset == 0 and self.gain_error == 0 and self.inl == 0
+
+    def check(self, which: str, bits: int | None, fullscale: float) -> None:
+        _number(f"{which} offset (V, sigma)", self.offset)
+        if self.offset >= fullscale:
+            raise DesignError(f"{which} offset ({self.offset:g} V) is not below the full scale ({fullscale:g} V)")
+        _number(f"{which} gain_error (relative sigma)", self.gain_error, high=0.5)
+        _number(f"{which} inl (LSB)", self.inl)
+        if self.inl > 0 and bits is None:
+            raise DesignError(f"{which} inl is in LSB: set bits_{which} too")
 
 
 @dataclass(frozen=True)
@@ -55,11 +140,12 @@ class Design:
     bits_adc     ADC resolution for reading the state over [-v_fullscale, v_fullscale] (None = exact).
     tol_r, tol_c relative standard deviation of each R and C (fabrication tolerance), drawn from
                  `component_seed`.
-    opamp        op-amp model (ideal by default).
+    opamp        op-amp model (ideal by default), with its offset, bias, swing, slew and 1/f noise.
+    dac, adc     converter errors (offset, gain error, INL) beside bits_dac, bits_adc.
     temperature  Kelvin for Johnson-Nyquist noise of every resistor; None = no thermal noise.
     v_unit       volts per unit of x (the state voltage is v_unit * x).
     v_fullscale  DAC/ADC full scale, volts.
-    rails        supply rails +-rails volts (reported against; ideal op-amps do not clip).
+    rails        supply rails +-rails volts (reported against; op-amps clip only at opamp.swing).
     noise_dt     hold time of each noise sample, in units of tau; None (default) picks
                  min(0.05, 0.02/lambda_max) per problem. Held noise is white only well below
                  1/hold: between hold boundaries the variance dips by about lambda*hold/2, so the
@@ -89,6 +175,8 @@ class Design:
     tol_c: float = 0.0
     component_seed: int = 0
     opamp: OpAmp = field(default_factory=OpAmp)
+    dac: Converter = field(default_factory=Converter)
+    adc: Converter = field(default_factory=Converter)
     temperature: float | None = None
     v_unit: float = 1.0
     v_fullscale: float = 10.0
@@ -141,7 +229,9 @@ class Design:
                 raise DesignError(f"temperature must be in [0, 1000] K, got {t!r}")
         if not isinstance(self.component_seed, int) or self.component_seed < 0:
             raise DesignError(f"component_seed must be a non-negative integer, got {self.component_seed!r}")
-        self.opamp.check()
+        self.opamp.check(self.rails)
+        self.dac.check("dac", self.bits_dac, self.v_fullscale)
+        self.adc.check("adc", self.bits_adc, self.v_fullscale)
         return self
 
     def hold_for(self, lam_max: float) -> float:

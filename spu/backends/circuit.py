@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from circuits import topologies
-from circuits.design import Design, OpAmp
+from circuits.design import Converter, Design, OpAmp
 
 
 def checked_design(design) -> Design:
@@ -21,8 +21,13 @@ def design_from_fields(fields: dict | None) -> Design:
     if fields is None:
         return Design()
     fields = dict(fields)
-    if isinstance(fields.get("opamp"), dict):
-        fields["opamp"] = OpAmp(**fields["opamp"])
+    for key, part in (("opamp", OpAmp), ("dac", Converter), ("adc", Converter)):
+        if isinstance(fields.get(key), dict):
+            try:
+                fields[key] = part(**fields[key])
+            except TypeError as exc:
+                known = ", ".join(part.__dataclass_fields__)
+                raise TypeError(f"bad circuit design {key} {fields[key]}: {exc}; fields are {known}") from None
     try:
         return Design(**fields).check()
     except TypeError as exc:
