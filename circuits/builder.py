@@ -22,6 +22,7 @@ import numpy as np
 
 from spu.core.errors import DesignError
 
+from . import opamp_model
 from .design import Design
 from .netlist import Netlist
 from .noise_table import SCALE, chunks, file_name
@@ -234,20 +235,7 @@ class Builder:
     # -- op-amps --------------------------------------------------------------------------
     def opamp(self, name: str, inn: str, out: str, comment: str | None = None) -> None:
         if not self._opamp_defined:
-            amp = self.d.opamp
-
-            def build(sub: Netlist):
-                if amp.gbw is None:
-                    gain = amp.IDEAL_GAIN if amp.ideal else amp.gain
-                    sub.E("1", "out", "0", "0", "inn", gain)
-                else:
-                    # Single pole: V(p) = -gain*V(inn) rolling off at gbw/gain, then a buffer.
-                    sub.G("1", "p", "0", "inn", "0", 1.0)
-                    sub.R("p", "p", "0", amp.gain)
-                    sub.C("p", "p", "0", 1.0 / (2 * math.pi * amp.gbw))
-                    sub.E("1", "out", "0", "p", "0", 1.0)
-
-            self.nl.subckt("opamp", ("inn", "out"), build)
+            self.nl.subckt("opamp", opamp_model.PORTS, opamp_model.subckt_body(self.d.opamp))
             self._opamp_defined = True
         self.nl.X(name, (inn, out), "opamp", comment)
         self.record.amplifiers += 1
