@@ -22,10 +22,11 @@ import numpy as np
 
 from spu.core.errors import DesignError
 
-from . import opamp_model
+from .amp_input import OFFSET_STREAM, AmpGroup
 from .design import Design
 from .netlist import Netlist
 from .noise_table import SCALE, chunks, file_name
+from .opamp_model import PORTS, subckt_body
 from .scaling import negligible_columns
 
 
@@ -123,6 +124,13 @@ class BuildRecord:
     # Johnson noise per cell as a kappa in circuit units (0 without temperature); times scale
     # gives problem units.
     johnson_kappa: np.ndarray | None = None
+    # Input offset (V) drawn for each op-amp, per group in creation order: "cells", "summers <label>",
+    # "inverters <label>" (circuits/amp_input.py); zeros where the design has no offset.
+    opamp_offsets: dict[str, np.ndarray] = field(default_factory=dict)
+    # Additive errors at the cells' inputs: source name -> its shift of b, in the units of AsBuilt.b
+    # (the circuit's b/scale, before circuits/realised.py's problem-time scaling). They are not in
+    # AsBuilt.b: realise adds them all to the realised b, the component report lists each one.
+    input_errors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def open_count(self) -> int:
         return sum(a.opened for a in self.arrays.values())
@@ -150,6 +158,12 @@ class Builder:
         # node -> intensity (A^2 s) of the noise current into it, set by noise_sources.
         self.noise_intensity: dict[str, float] = {}
         self._opamp_defined = False
+        # Op-amp offsets come from their own stream, so turning them on leaves the tolerance draws
+        # (self.rng) as they were, and both builders draw the same offset for the same amp.
+        self.offset_rng = np.random.default_rng([design.component_seed, OFFSET_STREAM])
+        self.amp_groups: dict[str, AmpGroup] = {}
+        self.stages: dict[str, Stage] = {}  # label -> as-built array, for chain compositions
+        self.amp_map = None  # circuits/amp_input.AmpInput, set by a topology with a chain
 
     # -- programmed values ----------------------------------------------------------------
     def quantise(self, label: str, coef: np.ndarray) -> np.ndarray:
@@ -233,12 +247,37 @@ class Builder:
             total[node] = total.get(node, 0.0) + v
 
     # -- op-amps --------------------------------------------------------------------------
-    def opamp(self, name: str, inn: str, out: str, comment: str | None = None) -> None:
+    def opamp(self, name: str, inn: str, out: str, comment: str | None = None, offset: float = 0.0) -> None:
+        amp = self.d.opamp
         if not self._opamp_defined:
-            self.nl.subckt("opamp", opamp_model.PORTS, opamp_model.subckt_body(self.d.opamp))
+            self.nl.subckt("opamp", PORTS, subckt_body(amp))
             self._opamp_defined = True
-        self.nl.X(name, (inn, out), "opamp", comment)
+        sensed = inn if amp.clean else self.opamp_input(name, inn, offset)
+        self.nl.X(name, (sensed, out), "opamp", comment)
         self.record.amplifiers += 1
+
+    def opamp_input(self, name: str, inn: str, offset: float) -> str:
+        """The node op-amp `name` senses: its summing node `inn` through a DC source of its drawn
+        offset (V(inn) - V(m) = offset), so the amp drives V(inn) to its offset, as a real part's
+        input offset voltage does.
+
+        In series with the inverting input rather than as a source at the + input (the same
+        circuit): the VCVS then senses a voltage near 0 V, not the difference of two ~offset
+        voltages, which ngspice's solve resolves only to ~1e-16 V, times the gain 1e12 of an ideal
+        part (measured: 3e-4 error in the state at a 5 mV offset; 1e-12 in series)."""
+        node = f"m{name}"
+        self.nl.V(f"os{name}", inn, node, offset, comment=f"input offset of op-amp {name}")
+        return node
+
+    def amp_group(self, group: str, nodes: list[str], rf=None, gain=None, index=None) -> np.ndarray:
+        """Record a group of op-amps (summing nodes, feedback resistors, inverter gains and the
+        columns they invert, for circuits/amp_input.py) and draw their offsets: N(0, offset^2)
+        each, from the offset stream, in creation order."""
+        sigma = self.d.opamp.offset
+        v = sigma * self.offset_rng.standard_normal(len(nodes)) if sigma > 0 else np.zeros(len(nodes))
+        self.amp_groups[group] = AmpGroup(nodes, rf, gain, index)
+        self.record.opamp_offsets[group] = v
+        return v
 
     # -- resistor arrays ------------------------------------------------------------------
     def array(self, label: str, coef: np.ndarray, targets: list[str], pos: list[str], neg: list[str | None]) -> Stage:
@@ -294,7 +333,8 @@ class Builder:
         self.record.resistors.append(R)
         self.record.resistor_roles.append(label)
         self.record.arrays[label] = rec
-        return Stage(label, S)
+        self.stages[label] = st = Stage(label, S)
+        return st
 
     def place(
         self, rec: ArrayRecord, targets: list[str], pos: list[str], neg: list[str | None]
@@ -327,10 +367,11 @@ class Builder:
                 f"{side} (allowed [{self.d.r_min:g}, {self.d.r_max:g}] ohm)"
             )
         Rf = self.with_tolerance(np.full(n, rf), self.d.tol_r)
+        v_os = self.amp_group(f"summers {label}", sums, rf=Rf)
         if self.emits_text:
             for k in range(n):
                 self.nl.R(f"f{label}_{k}", sums[k], outs[k], Rf[k], comment=f"feedback of summer {label}{k}")
-                self.opamp(f"{label}_{k}", sums[k], outs[k])
+                self.opamp(f"{label}_{k}", sums[k], outs[k], offset=v_os[k])
         else:
             self.record.amplifiers += n
         self.add_conductance(sums, 1.0 / Rf)
@@ -350,12 +391,13 @@ class Builder:
         ins = [nodes[j] for j in idx.tolist()]
         sums = [f"si{label}{j}" for j in idx.tolist()]
         outs = [f"n{node}" for node in ins]
+        v_os = self.amp_group(f"inverters {label}", sums, rf=R[:, 1], gain=R[:, 1] / R[:, 0], index=idx)
         if self.emits_text:
             for k, j in enumerate(idx.tolist()):
                 s, out = sums[k], outs[k]
                 self.nl.R(f"i{label}_{j}", ins[k], s, R[k, 0], comment=f"inverter of {ins[k]}: input")
                 self.nl.R(f"fi{label}_{j}", s, out, R[k, 1], comment=f"inverter of {ins[k]}: feedback")
-                self.opamp(f"inv{label}_{j}", s, out)
+                self.opamp(f"inv{label}_{j}", s, out, offset=v_os[k])
         else:
             self.record.amplifiers += idx.size
         self.node_conductance.update(zip(sums, (1.0 / R[:, 0] + 1.0 / R[:, 1]).tolist()))
@@ -376,11 +418,17 @@ class Builder:
         sums = [f"s{i}" for i in range(n)]
         xs = [f"x{i}" for i in range(n)]
         C = self.with_tolerance(np.full(n, self.d.C), self.d.tol_c)
+        v_os = self.amp_group("cells", sums)
+        clean = self.d.opamp.clean
         if self.emits_text:
             for i in range(n):
-                # ic is V(s_i) - V(x_i) = 0 - v_unit*x0_i across the capacitor.
-                self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=-self.d.v_unit * x0[i], comment=f"cell {i} integrator")
-                self.opamp(f"cell{i}", sums[i], xs[i], comment=f"cell {i}: V(x{i}) = v_unit * x[{i}]")
+                # ic is V(s_i) - V(x_i) = 0 - v_unit*x0_i across the capacitor. With an offset the
+                # summing node sits at v_os: the capacitor holds v_os - v_unit*x0_i, so the state
+                # still starts at x0 (a reset that sets the output, as the read-out sees it).
+                ic = -self.d.v_unit * x0[i] if clean else v_os[i] - self.d.v_unit * x0[i]
+                self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=ic, comment=f"cell {i} integrator")
+                comment = f"cell {i}: V(x{i}) = v_unit * x[{i}]"
+                self.opamp(f"cell{i}", sums[i], xs[i], comment=comment, offset=v_os[i])
         else:
             self.record.amplifiers += n
         for node in sums:

@@ -16,6 +16,11 @@ change of the coefficient -> component mapping flows in. It returns a `RealisedS
   capacitor voltage -v_unit x0 = V(s) - V(x), so the state starts at x0 * g/(g + 1).
 * P (N x m), Q (m x N) chain the arrays with every as-built conductance, inverter gain and
   feedback resistor: independent tolerances of U and U^T make P Q non-symmetric.
+* op-amp input offset and bias current (circuits/amp_input.py): exact additive terms of b, which
+  carries the sum of BuildRecord.input_errors; `RealisedSystem.amp_input` is the linear map from
+  each op-amp's input-referred voltage to b (problem units), for sources that vary in time. With
+  an offset the netlist's capacitor holds v_os - v_unit x0 (the summing node sits at v_os), so the
+  state starts at x0 * g/(g + 1) as without.
 * noise: every noise current source of the circuit (kappa0 on the cells, the lumped Johnson current
   2kT*G of each summing node), with the intensity the netlist gives it. A source at a cell's own
   node enters only that cell (`q_cell`); sources inside the chain (summers, inverters) reach the
@@ -33,7 +38,8 @@ import numpy as np
 
 from spu.core.errors import DesignError
 
-from .builder import Builder, Stage
+from .amp_input import AmpInput
+from .builder import Builder
 from .circuit import effective
 from .design import Design
 from .netlist import Netlist
@@ -80,7 +86,6 @@ class ValueBuilder(Builder):
     def __init__(self, design: Design, title: str):
         super().__init__(design, title)
         self.nl = ValueNetlist(title)
-        self.stages: dict[str, Stage] = {}
         self.summer_rf: dict[str, tuple[list[str], np.ndarray]] = {}
         self.inverter_gain: dict[str, np.ndarray] = {}
 
@@ -102,11 +107,6 @@ class ValueBuilder(Builder):
         # White noise of the intensities in noise_intensity: no table file is written here.
         self.noise_mode = "held"
         super().noise_sources(kappa_nodes, kappa0, johnson)
-
-    def array(self, label, coef, targets, pos, neg) -> Stage:
-        st = super().array(label, coef, targets, pos, neg)
-        self.stages[label] = st
-        return st
 
     def summers(self, label, n, gain=1.0):
         sums, outs, Rf = super().summers(label, n, gain)
@@ -136,6 +136,8 @@ class RealisedSystem:
     bits_adc: int | None
     v_fullscale: float
     v_unit: float
+    # The input-referred voltage of each op-amp -> b (None with clean op-amps): circuits/amp_input.py.
+    amp: AmpInput | None = None
 
     @property
     def n(self) -> int:
@@ -144,6 +146,14 @@ class RealisedSystem:
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """A_eff x = D x + P (Q x): O(N m)."""
         return self.D * x + self.P @ (self.Q @ x)
+
+    def amp_input(self, volts: dict[str, np.ndarray]) -> np.ndarray:
+        """The shift of b (problem units) that input-referred voltages volts[group] (V, one per
+        op-amp of the group, BuildRecord.opamp_offsets' groups and order) at the op-amps cause:
+        a linear map, O(N m) per call, exact for the linear circuit (circuits/amp_input.py)."""
+        if self.amp is None:
+            raise DesignError("the op-amps are clean (no offset, bias, swing, slew or 1/f noise): no input map")
+        return self.amp(volts)
 
 
 def _stage_factor(g: float, rf_times_g_node: np.ndarray) -> np.ndarray:
@@ -253,7 +263,7 @@ def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
         D=D,
         P=P,
         Q=L,
-        b=ab.b,
+        b=sum(B.record.input_errors.values(), ab.b),  # offsets, bias: circuits/amp_input.py
         q_cell=q_cell,
         Wn=Wn,
         Sn=Sn,
@@ -262,6 +272,7 @@ def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
         bits_adc=d.bits_adc,
         v_fullscale=d.v_fullscale,
         v_unit=vu,
+        amp=B.amp_map,
     )
 
 

@@ -31,6 +31,7 @@ def component_report(circuit: Circuit, problem, t: float, x0=None, *, x_star) ->
         "counts": _counts(circuit),
         "ranges": _ranges(d, rec),
         "quantisation": _quantisation(d, rec, x_built, x_star),
+        "input_errors": _input_errors(circuit, x_star),
         "open_cells": _open_cells(d, rec),
         "noise": _noise(d, rec, circuit.scale),
         "timing": _timing(circuit, problem, t),
@@ -93,6 +94,28 @@ def _quantisation(d, rec, x_built: np.ndarray, x_star) -> dict:
         "max_entry_error_rel_full_scale": rec.quant_error,
         "steady_state_rel_error": float(np.linalg.norm(x_built - x_exact) / denom),
         "adc_lsb_v": (2 * d.v_fullscale / (2**d.bits_adc - 1)) if d.bits_adc else None,
+    }
+
+
+def _input_errors(circuit: Circuit, x_star) -> dict:
+    """Steady-state error of each additive error at the cells' inputs (BuildRecord.input_errors:
+    op-amp offsets per group, bias current, ...): delta_x = A_eff^-1 delta_b, as ||delta_x|| / ||x*||,
+    largest first. Exact for the as-built A_eff (the errors add to b), up to its ideal-op-amp
+    approximation: O(1/gain) relative with a finite gain."""
+    errors = circuit.record.input_errors
+    denom = max(float(np.linalg.norm(np.asarray(x_star, dtype=float))), np.finfo(float).tiny)
+
+    def rel(delta_b):
+        return float(np.linalg.norm(circuit.as_built.solve(delta_b)) / denom)
+
+    sources = sorted(((name, rel(db)) for name, db in errors.items()), key=lambda kv: -kv[1])
+    # A topology without a chain (dense, oscillator) carries offsets and bias in its netlist only.
+    amps = circuit.record.amplifiers and not circuit.design.opamp.clean
+    unmodelled = bool(amps) and getattr(circuit.builder, "amp_map", None) is None
+    return {
+        "sources": dict(sources),
+        "total_steady_state_rel_error": rel(sum(errors.values())) if errors else 0.0,
+        "opamp_errors_unmodelled": unmodelled,
     }
 
 
@@ -205,6 +228,15 @@ def _node_voltages(circuit: Circuit, x: np.ndarray, x0: np.ndarray | None) -> di
     return out
 
 
+def _format_input_errors(e: dict) -> str:
+    if e["opamp_errors_unmodelled"]:
+        return "  input errors: op-amp offset and bias are in the netlist; no first-order model for this topology"
+    if not e["sources"]:
+        return "  input errors: none"
+    listed = ", ".join(f"{name} {v:.3g}" for name, v in e["sources"].items())
+    return f"  input errors (steady-state shift / |x*|, largest first): {listed}; together {e['total_steady_state_rel_error']:.3g}"
+
+
 def format_report(rep: dict) -> str:
     """Human-readable text of a report."""
     c, r, q, t, v, p = (rep[k] for k in ("counts", "ranges", "quantisation", "timing", "voltages", "power"))
@@ -220,6 +252,7 @@ def format_report(rep: dict) -> str:
         f"steady-state relative error from quantisation and tolerance {q['steady_state_rel_error']:.3g}",
         f"  scale s = {t['scale']:.6g}: the circuit realises (A/s) x = b/s; one problem tau = "
         f"{t['problem_tau_s']:.4g} s; t = {t['t_tau']:g} tau = {t['analog_time_s']:.4g} s analog",
+        _format_input_errors(rep["input_errors"]),
         f"  open cells (below {rep['open_cells']['min_conductance_s']:.3g} S): {rep['open_cells']['count']}"
         f" ({rep['open_cells']['columns_dropped']} column(s) of U dropped), steady-state error "
         f"{rep['open_cells']['steady_state_rel_error']:.3g} (bound {rep['open_cells']['bound']:g})",

@@ -58,6 +58,28 @@ def trapezoid_bound(A: np.ndarray, x0: np.ndarray, b: np.ndarray, t: float, h: f
     return 2 * h**2 * (t * lam**3 / 12 + lam**2 / 8) * dist
 
 
+def asbuilt_against_ngspice(p, topology: str, design, x0: np.ndarray, times: np.ndarray, t: float):
+    """Trajectories of asbuilt and ngspice for the same circuit, and the bound their difference
+    must keep at each time: (asbuilt, ngspice, bound, ideal ou trajectory).
+
+    The bound is 2 ngspice errors (its ideal circuit against the exact OU: the realised system
+    differs by a few percent, so 2x covers it) plus 2 splitting errors (asbuilt at step 0.25
+    against 0.125: ~4/3 of the change for a second-order scheme in its asymptotic range, 2x leaves
+    room for h = 0.25 being just outside it) plus one ADC LSB (both read through the same ADC: a
+    value near a code boundary may round apart)."""
+    from spu import SPU
+
+    ng = SPU("ngspice", topology=topology, design=design).run(p, t=t, x0=x0, times=times)
+    ab = SPU("asbuilt", topology=topology, design=design).run(p, t=t, x0=x0, times=times)
+    half = SPU("asbuilt", topology=topology, design=design, step=0.125).run(p, t=t, x0=x0, times=times)
+    split = np.abs(ab.trajectory - half.trajectory).max(axis=1)
+    ideal = SPU("ou").run(p, t=t, x0=x0, times=times)
+    ng_ideal = SPU("ngspice", topology=topology).run(p, t=t, x0=x0, times=times)
+    ng_err = np.abs(ng_ideal.trajectory - ideal.trajectory).max(axis=1)
+    lsb = 2 * design.v_fullscale / (2**design.bits_adc - 1) if design.bits_adc else 0.0
+    return ab.trajectory, ng.trajectory, 2 * ng_err + 2 * split + lsb, ideal.trajectory
+
+
 def sampled_mean_cov_sigma(A: np.ndarray, kappa: float, dt: float, K: int):
     """Standard errors of the sample mean and sample covariance of K samples spaced dt of the
     stationary OU process dx = -(Ax-b)ds + sqrt(2 kappa) dW.

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from physics import problem, sampled_mean_cov_sigma
+from physics import asbuilt_against_ngspice, problem, sampled_mean_cov_sigma
 from scipy import stats
 from scipy.linalg import solve_continuous_lyapunov
 
@@ -89,25 +89,12 @@ def test_trajectory_matches_ngspice(topology, name):
     p = problem(KIND[topology], 8, seed=4)
     x0 = np.random.default_rng(2).normal(size=p.n)
     times = np.array([0.25, 0.5, 1.0, 2.0, 4.0])
-    ng = SPU("ngspice", topology=topology, design=design).run(p, t=4.0, x0=x0, times=times)
-    ab = SPU("asbuilt", topology=topology, design=design).run(p, t=4.0, x0=x0, times=times)
-    # The splitting's own step error, by step halving: ~4/3 of the change for a second-order
-    # scheme in its asymptotic range; 2x leaves room for h = 0.25 being just outside it.
-    half = SPU("asbuilt", topology=topology, design=design, step=0.125).run(p, t=4.0, x0=x0, times=times)
-    split = np.abs(ab.trajectory - half.trajectory).max(axis=1)
-    # ngspice's own transient error on this problem: its ideal circuit against the exact OU
-    # (the realised system differs by a few percent, so 2x covers it).
-    ideal = SPU("ou").run(p, t=4.0, x0=x0, times=times)
-    ng_ideal = SPU("ngspice", topology=topology).run(p, t=4.0, x0=x0, times=times)
-    ng_err = np.abs(ng_ideal.trajectory - ideal.trajectory).max(axis=1)
-    # Both read the state through the same ADC: a value near a code boundary may round apart.
-    lsb = 2 * design.v_fullscale / (2**design.bits_adc - 1) if design.bits_adc else 0.0
-    bound = 2 * ng_err + 2 * split + lsb
-    err = np.abs(ab.trajectory - ng.trajectory).max(axis=1)
+    ab, ng, bound, ideal = asbuilt_against_ngspice(p, topology, design, x0, times, 4.0)
+    err = np.abs(ab - ng).max(axis=1)
     assert (err <= bound).all(), f"{name} {topology}: |asbuilt - ngspice| {err} > bound {bound}"
     # Power: the design's errors are far larger than the tolerance, so a backend that ignored
     # them (the ideal ou) fails the same comparison once the start has decayed.
-    assert np.abs(ideal.trajectory[-1] - ng.trajectory[-1]).max() > 10 * bound[-1]
+    assert np.abs(ideal[-1] - ng[-1]).max() > 10 * bound[-1]
 
 
 def _independent_samples(prop, K, gap, rng, x_start):

@@ -7,6 +7,7 @@ import numpy as np
 
 from spu.core.errors import DesignError
 
+from ..amp_input import AmpInput
 from ..builder import Builder
 from ..circuit import Circuit, check_seed, check_x0, finish_transient
 from ..design import Design
@@ -68,6 +69,9 @@ class RCTopology(Topology):
                 )
             B.nl.comment(f"topology {self.name}: tau dx/dt = -(A x - b), state V(x_i) = {d.v_unit!r} V * x_i")
             xs, as_built = self.place(B, circuit_form, x0)
+            if self.chain is not None and not d.opamp.clean:
+                B.amp_map = AmpInput(B, self.chain, circuit_form.n)
+                B.record.input_errors.update(B.amp_map.errors(B.record.opamp_offsets, d.opamp.bias))
             # Noise hold and kappa0 are the problem's: the hold is s times longer in circuit tau, and
             # kappa0/s keeps the stationary covariance kappa0 A^-1 (the circuit's matrix is A/s).
             B.noise_hold_tau = s * d.hold_for(form.eig_extremes()[1]) if kappa > 0 or d.temperature else None
