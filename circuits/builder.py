@@ -128,6 +128,17 @@ class BuildRecord:
         return sum(a.opened for a in self.arrays.values())
 
 
+def initial_outputs(xs: list[str], x0: np.ndarray, internal: dict, limit: float):
+    """(nodes, values in units of v_unit) of every op-amp output at t = 0: the cells at x0 (their
+    output, x0_gain * x0 with a finite gain), the other stages at their linear image of it
+    (AsBuilt.internal), each clipped at +-limit (the swing in units of v_unit)."""
+    lim = limit
+    out = [(xs, np.clip(x0, -lim, lim))]
+    for names, M in (internal or {}).values():
+        out.append((names, np.clip(M @ x0, -lim, lim)))
+    return out
+
+
 class Builder:
     """Accumulates one netlist. Topology functions call these methods in order."""
 
@@ -150,6 +161,7 @@ class Builder:
         # node -> intensity (A^2 s) of the noise current into it, set by noise_sources.
         self.noise_intensity: dict[str, float] = {}
         self._opamp_defined = False
+        self.amp_outputs: dict[str, str] = {}  # output node -> op-amp instance name
 
     # -- programmed values ----------------------------------------------------------------
     def quantise(self, label: str, coef: np.ndarray) -> np.ndarray:
@@ -235,10 +247,27 @@ class Builder:
     # -- op-amps --------------------------------------------------------------------------
     def opamp(self, name: str, inn: str, out: str, comment: str | None = None) -> None:
         if not self._opamp_defined:
-            self.nl.subckt("opamp", opamp_model.PORTS, opamp_model.subckt_body(self.d.opamp))
+            # The slew stage's lag is the circuit's step cap (opamp_model.output_stage says why).
+            lag = self.d.dt_max * self.record.step * self.d.tau
+            self.nl.subckt("opamp", opamp_model.PORTS, opamp_model.subckt_body(self.d.opamp, lag))
             self._opamp_defined = True
         self.nl.X(name, (inn, out), "opamp", comment)
+        self.amp_outputs[out] = name
         self.record.amplifiers += 1
+
+    def hold_outputs(self, xs: list[str], x0: np.ndarray, internal: dict) -> None:
+        """With a slew rate, every op-amp's slew stage is a capacitor that `uic` would start at 0 V:
+        start it where the amplifier sits at t = 0 instead (cells at v_unit * x0, every other stage
+        at its linear image of x0 through `internal`, each clipped at the swing), so that a run from
+        x0 slews only where the dynamics ask for it. circuits/realised.py starts the same way."""
+        amp = self.d.opamp
+        if amp.slew is None or not self.emits_text:
+            return
+        limit = np.inf if amp.swing is None else amp.swing / self.d.v_unit
+        x_out = x0 if amp.ideal else x0 * (amp.gain / (amp.gain + 1.0))
+        for names, volts in initial_outputs(xs, x_out, internal, limit):
+            for node, v in zip(names, np.asarray(volts * self.d.v_unit).tolist()):
+                self.nl.initial(self.amp_outputs[node], opamp_model.SLEW_NODE, v)
 
     # -- resistor arrays ------------------------------------------------------------------
     def array(self, label: str, coef: np.ndarray, targets: list[str], pos: list[str], neg: list[str | None]) -> Stage:
