@@ -16,16 +16,16 @@ Sign conventions (all positive components; signs come from inverted copies of si
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from spu.core.errors import DesignError
 
-from . import opamp_model
 from .design import Design
 from .netlist import Netlist
 from .noise_table import SCALE, chunks, file_name
+from .opamp_model import PORTS, SLEW_NODE, subckt_body
 from .scaling import negligible_columns
 
 
@@ -128,17 +128,6 @@ class BuildRecord:
         return sum(a.opened for a in self.arrays.values())
 
 
-def initial_outputs(xs: list[str], x0: np.ndarray, internal: dict, limit: float):
-    """(nodes, values in units of v_unit) of every op-amp output at t = 0: the cells at x0 (their
-    output, x0_gain * x0 with a finite gain), the other stages at their linear image of it
-    (AsBuilt.internal), each clipped at +-limit (the swing in units of v_unit)."""
-    lim = limit
-    out = [(xs, np.clip(x0, -lim, lim))]
-    for names, M in (internal or {}).values():
-        out.append((names, np.clip(M @ x0, -lim, lim)))
-    return out
-
-
 class Builder:
     """Accumulates one netlist. Topology functions call these methods in order."""
 
@@ -160,8 +149,6 @@ class Builder:
         self.noise_mode = "held"
         # node -> intensity (A^2 s) of the noise current into it, set by noise_sources.
         self.noise_intensity: dict[str, float] = {}
-        self._opamp_defined = False
-        self.amp_outputs: dict[str, str] = {}  # output node -> op-amp instance name
 
     # -- programmed values ----------------------------------------------------------------
     def quantise(self, label: str, coef: np.ndarray) -> np.ndarray:
@@ -245,29 +232,32 @@ class Builder:
             total[node] = total.get(node, 0.0) + v
 
     # -- op-amps --------------------------------------------------------------------------
-    def opamp(self, name: str, inn: str, out: str, comment: str | None = None) -> None:
-        if not self._opamp_defined:
+    def opamp(self, name: str, inn: str, out: str, comment: str | None = None, integrator: bool = False) -> None:
+        """One amplifier. With a slew rate, the integrators get a slew-limited subcircuit and the
+        resistive stages a clamp-only one (opamp_model.output_stage says why)."""
+        amp = self.d.opamp
+        sub = "opamp_slew" if integrator and amp.slew is not None else "opamp"
+        if sub not in self.nl.subckts:
             # The slew stage's lag is the circuit's step cap (opamp_model.output_stage says why).
             lag = self.d.dt_max * self.record.step * self.d.tau
-            self.nl.subckt("opamp", opamp_model.PORTS, opamp_model.subckt_body(self.d.opamp, lag))
-            self._opamp_defined = True
-        self.nl.X(name, (inn, out), "opamp", comment)
-        self.amp_outputs[out] = name
+            part = amp if sub == "opamp_slew" else replace(amp, slew=None)
+            self.nl.subckt(sub, PORTS, subckt_body(part, lag))
+        self.nl.X(name, (inn, out), sub, comment)
         self.record.amplifiers += 1
 
-    def hold_outputs(self, xs: list[str], x0: np.ndarray, internal: dict) -> None:
-        """With a slew rate, every op-amp's slew stage is a capacitor that `uic` would start at 0 V:
-        start it where the amplifier sits at t = 0 instead (cells at v_unit * x0, every other stage
-        at its linear image of x0 through `internal`, each clipped at the swing), so that a run from
-        x0 slews only where the dynamics ask for it. circuits/realised.py starts the same way."""
+    def hold_outputs(self, x0: np.ndarray) -> None:
+        """With a slew rate, every integrator's slew stage is a capacitor that `uic` would start at
+        0 V: start it where the cell's output sits at t = 0 instead (v_unit * x0, x0_gain * x0 with
+        a finite gain, clipped at the swing), so that a run from x0 slews only where the dynamics
+        ask for it. spu/core/limited_drift.py (OutputLimits.initial) starts the same way."""
         amp = self.d.opamp
         if amp.slew is None or not self.emits_text:
             return
-        limit = np.inf if amp.swing is None else amp.swing / self.d.v_unit
-        x_out = x0 if amp.ideal else x0 * (amp.gain / (amp.gain + 1.0))
-        for names, volts in initial_outputs(xs, x_out, internal, limit):
-            for node, v in zip(names, np.asarray(volts * self.d.v_unit).tolist()):
-                self.nl.initial(self.amp_outputs[node], opamp_model.SLEW_NODE, v)
+        x = x0 if amp.ideal else x0 * (amp.gain / (amp.gain + 1.0))
+        if amp.swing is not None:
+            x = np.clip(x, -amp.swing / self.d.v_unit, amp.swing / self.d.v_unit)
+        for i, v in enumerate((x * self.d.v_unit).tolist()):
+            self.nl.initial(f"cell{i}", SLEW_NODE, v)
 
     # -- resistor arrays ------------------------------------------------------------------
     def array(self, label: str, coef: np.ndarray, targets: list[str], pos: list[str], neg: list[str | None]) -> Stage:
@@ -409,7 +399,7 @@ class Builder:
             for i in range(n):
                 # ic is V(s_i) - V(x_i) = 0 - v_unit*x0_i across the capacitor.
                 self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=-self.d.v_unit * x0[i], comment=f"cell {i} integrator")
-                self.opamp(f"cell{i}", sums[i], xs[i], comment=f"cell {i}: V(x{i}) = v_unit * x[{i}]")
+                self.opamp(f"cell{i}", sums[i], xs[i], f"cell {i}: V(x{i}) = v_unit * x[{i}]", integrator=True)
         else:
             self.record.amplifiers += n
         for node in sums:

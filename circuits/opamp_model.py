@@ -12,8 +12,8 @@ from .design import OpAmp
 from .netlist import Netlist
 
 PORTS = ("inn", "out")
-# The slew stage's state node, inside every instance: Builder.hold_outputs gives it an initial
-# condition per instance, so that an output starts where its amplifier holds it, not at 0 V.
+# The slew stage's state node, inside every integrator: Builder.hold_outputs gives it an initial
+# condition per instance, so that an output starts where its cell holds it, not at 0 V.
 SLEW_NODE = "o"
 
 
@@ -53,7 +53,13 @@ def output_stage(sub: Netlist, amp: OpAmp, src: str, lag: float) -> None:
     arrays reading it expect). Its pole 1/lag sits inside the amplifier's loop, where the gain
     divides it away: it shifts a closed-loop output by lag/gain of its rate (1e-20 s at gain 1e12).
     lag is the circuit's step cap: XSPICE's own `slew` model and lags below ~1/10 of the step stalled
-    ngspice ("timestep too small") where a slewing integrator hands back to its loop."""
+    ngspice ("timestep too small") where a slewing integrator hands back to its loop.
+
+    Only the integrators get the slew stage (Builder.opamp): a resistive stage reading a slewing
+    cell through a gain of 1 (an inverter) must follow it at exactly its own slew rate, and ngspice
+    stalled there with this stage, with a smooth (tanh) transconductance and with a 5-point table
+    alike (factored and crossbar, N = 8). The cells' slew is what bounds the state's rate; a summer
+    of gain > 1 reading them could slew too, which neither backend models."""
     target = src
     if amp.swing is not None:
         target = "out" if amp.slew is None else "c"

@@ -68,7 +68,7 @@ class RCTopology(Topology):
                 )
             B.nl.comment(f"topology {self.name}: tau dx/dt = -(A x - b), state V(x_i) = {d.v_unit!r} V * x_i")
             xs, as_built = self.place(B, circuit_form, x0)
-            B.hold_outputs(xs, x0, as_built.internal)
+            B.hold_outputs(x0)
             # Noise hold and kappa0 are the problem's: the hold is s times longer in circuit tau, and
             # kappa0/s keeps the stationary covariance kappa0 A^-1 (the circuit's matrix is A/s).
             B.noise_hold_tau = s * d.hold_for(form.eig_extremes()[1]) if kappa > 0 or d.temperature else None
