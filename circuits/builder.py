@@ -16,7 +16,7 @@ Sign conventions (all positive components; signs come from inverted copies of si
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from .amp_input import OFFSET_STREAM, AmpGroup
 from .design import Design
 from .netlist import Netlist
 from .noise_table import SCALE, chunks, file_name
-from .opamp_model import PORTS, subckt_body
+from .opamp_model import PORTS, SLEW_NODE, subckt_body
 from .scaling import negligible_columns
 
 
@@ -157,7 +157,6 @@ class Builder:
         self.noise_mode = "held"
         # node -> intensity (A^2 s) of the noise current into it, set by noise_sources.
         self.noise_intensity: dict[str, float] = {}
-        self._opamp_defined = False
         # Op-amp offsets come from their own stream, so turning them on leaves the tolerance draws
         # (self.rng) as they were, and both builders draw the same offset for the same amp.
         self.offset_rng = np.random.default_rng([design.component_seed, OFFSET_STREAM])
@@ -247,14 +246,35 @@ class Builder:
             total[node] = total.get(node, 0.0) + v
 
     # -- op-amps --------------------------------------------------------------------------
-    def opamp(self, name: str, inn: str, out: str, comment: str | None = None, offset: float = 0.0) -> None:
+    def opamp(
+        self, name: str, inn: str, out: str, comment: str | None = None, offset: float = 0.0, integrator: bool = False
+    ) -> None:
+        """One amplifier. With a slew rate, the integrators get a slew-limited subcircuit and the
+        resistive stages a clamp-only one (opamp_model.output_stage says why)."""
         amp = self.d.opamp
-        if not self._opamp_defined:
-            self.nl.subckt("opamp", PORTS, subckt_body(amp))
-            self._opamp_defined = True
+        sub = "opamp_slew" if integrator and amp.slew is not None else "opamp"
+        if sub not in self.nl.subckts:
+            # The slew stage's lag is the circuit's step cap (opamp_model.output_stage says why).
+            lag = self.d.dt_max * self.record.step * self.d.tau
+            part = amp if sub == "opamp_slew" else replace(amp, slew=None)
+            self.nl.subckt(sub, PORTS, subckt_body(part, lag))
         sensed = inn if amp.clean else self.opamp_input(name, inn, offset)
-        self.nl.X(name, (sensed, out), "opamp", comment)
+        self.nl.X(name, (sensed, out), sub, comment)
         self.record.amplifiers += 1
+
+    def hold_outputs(self, x0: np.ndarray) -> None:
+        """With a slew rate, every integrator's slew stage is a capacitor that `uic` would start at
+        0 V: start it where the cell's output sits at t = 0 instead (v_unit * x0, x0_gain * x0 with
+        a finite gain, clipped at the swing), so that a run from x0 slews only where the dynamics
+        ask for it. spu/core/limited_drift.py (OutputLimits.initial) starts the same way."""
+        amp = self.d.opamp
+        if amp.slew is None or not self.emits_text:
+            return
+        x = x0 if amp.ideal else x0 * (amp.gain / (amp.gain + 1.0))
+        if amp.swing is not None:
+            x = np.clip(x, -amp.swing / self.d.v_unit, amp.swing / self.d.v_unit)
+        for i, v in enumerate((x * self.d.v_unit).tolist()):
+            self.nl.initial(f"cell{i}", SLEW_NODE, v)
 
     def opamp_input(self, name: str, inn: str, offset: float) -> str:
         """The node op-amp `name` senses: its summing node `inn` through a DC source of its drawn
@@ -428,7 +448,7 @@ class Builder:
                 ic = -self.d.v_unit * x0[i] if clean else v_os[i] - self.d.v_unit * x0[i]
                 self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=ic, comment=f"cell {i} integrator")
                 comment = f"cell {i}: V(x{i}) = v_unit * x[{i}]"
-                self.opamp(f"cell{i}", sums[i], xs[i], comment=comment, offset=v_os[i])
+                self.opamp(f"cell{i}", sums[i], xs[i], comment=comment, offset=v_os[i], integrator=True)
         else:
             self.record.amplifiers += n
         for node in sums:

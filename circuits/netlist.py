@@ -79,6 +79,7 @@ class Netlist:
         self.uic = False
         self.saves: list[str] = []
         self.prints: list[str] = []
+        self.ics: list[str] = []  # checked `v(node)=value` items of the .ic lines
         self._names: set[str] = set()
 
     # -- elements -------------------------------------------------------------------------
@@ -124,6 +125,23 @@ class Netlist:
     def G(self, name, out_p, out_n, in_p, in_n, gm, comment=None):
         """Current gm*V(in_p, in_n) flowing out of out_p, through the source, into out_n."""
         return self._add("G", name, (out_p, out_n, in_p, in_n), num(gm), comment)
+
+    def E_limit(self, name, out_p, out_n, in_p, in_n, knee, level, comment=None):
+        """Saturating VCVS: V(out) = level * clip(V(in_p, in_n) / knee, -1, 1) (a two-point TABLE)."""
+        return self._add("E", name, (out_p, out_n), self._limit(in_p, in_n, knee, level), comment)
+
+    def G_limit(self, name, out_p, out_n, in_p, in_n, knee, level, comment=None):
+        """Saturating VCCS: level * clip(V(in_p, in_n) / knee, -1, 1) amperes from out_p through the
+        source into out_n."""
+        return self._add("G", name, (out_p, out_n), self._limit(in_p, in_n, knee, level), comment)
+
+    @staticmethod
+    def _limit(in_p, in_n, knee, level) -> str:
+        k, v = num(knee), num(level)
+        if not (float(k) > 0 and float(v) > 0):
+            raise DesignError(f"a limiter needs knee and level > 0, got {knee!r}, {level!r}")
+        a, b = check_name(in_p), check_name(in_n)
+        return f"TABLE {{V({a},{b})}} = (-{k},-{v}) ({k},{v})"
 
     def V(self, name, p, n, dc, comment=None):
         return self._add("V", name, (p, n), f"DC {num(dc)}", comment)
@@ -188,6 +206,11 @@ class Netlist:
         self.tran = (float(num(tstep)), float(num(tstop)), float(num(tmax)))
         self.uic = uic
 
+    def initial(self, instance: str, node: str, volts: float) -> None:
+        """`.ic v(X<instance>.<node>)=volts`: the initial voltage of a node inside a subcircuit
+        instance (with `uic`, ngspice starts there instead of at 0 V)."""
+        self.ics.append(f"v(X{check_name(instance)}.{check_name(node)})={num(volts)}")
+
     def save(self, nodes) -> None:
         self.saves = [check_name(n) for n in nodes]
 
@@ -235,6 +258,8 @@ class Netlist:
                 out.append(".save " + " ".join(f"v({n})" for n in self.saves[i : i + 16]))
         for i in range(0, len(self.prints), 16):
             out.append(".print tran " + " ".join(f"v({n})" for n in self.prints[i : i + 16]))
+        for i in range(0, len(self.ics), 8):
+            out.append(".ic " + " ".join(self.ics[i : i + 8]))
         if self.tran is not None:
             tstep, tstop, tmax = self.tran
             out.append(f".tran {num(tstep)} {num(tstop)} 0 {num(tmax)}" + (" uic" if self.uic else ""))

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spu.core.errors import DesignError
+from spu.core.limited_drift import OutputLimits
 
 from .amp_input import AmpInput
 from .builder import Builder
@@ -138,6 +139,7 @@ class RealisedSystem:
     v_unit: float
     # The input-referred voltage of each op-amp -> b (None with clean op-amps): circuits/amp_input.py.
     amp: AmpInput | None = None
+    limits: OutputLimits | None = None  # op-amp swing / slew set: what the limited stepper needs
 
     @property
     def n(self) -> int:
@@ -179,7 +181,39 @@ def realise(problem, topology: str, design: Design | None = None, *, kappa0: flo
             "(gbw adds a pole per amplifier): unset gbw or use backend ngspice"
         )
     circuit = build(problem, topology, design, kappa0=kappa0, builder=ValueBuilder)
-    return _to_problem_time(_compose(circuit.builder, circuit.as_built, topo, circuit.n), circuit.scale)
+    rs = _to_problem_time(_compose(circuit.builder, circuit.as_built, topo, circuit.n), circuit.scale)
+    if design.opamp.swing is not None or design.opamp.slew is not None:
+        rs.limits = _output_limits(circuit.builder, circuit.as_built, topo, rs, circuit.scale)
+    return rs
+
+
+def _output_limits(B: ValueBuilder, ab, topology, rs: RealisedSystem, s: float) -> OutputLimits:
+    """The chain stage by stage (spu/core/limited_drift.py): V(first summers) = -M_0 x, then
+    V(next) = M_k V(previous), with every as-built gain and finite-gain factor of _compose; the
+    cells' own conductances; all in problem time (rates times the scale s)."""
+    d, amp = B.d, B.d.opamp
+    g = float("inf") if amp.ideal else float(amp.gain)
+    arrays, summers = topology.chain
+    maps = [rs.Q] if len(arrays) == 2 else []  # one summer stage: M_0 is Q itself
+    for k, label in enumerate(arrays[:-1] if not maps else ()):
+        S = B.stages[label].S
+        sums, Rf = B.summer_rf[summers[k]]
+        rff = Rf * _stage_factor(g, Rf * np.array([B.node_conductance[x] for x in sums]))
+        if k == 0:
+            E = effective(S, np.ones(rs.n), _inverter_with_rf(B, "x", g, {}, d.v_unit)[0])
+        else:
+            E = effective(S, _inverter_with_rf(B, summers[k - 1], g, {}, d.v_unit)[0], np.ones(S.shape[1]))
+        maps.append(rff[:, None] * E)
+    G_s = np.array([B.node_conductance[f"s{i}"] for i in range(rs.n)])
+    return OutputLimits(
+        w0=ab.C / d.C,
+        diag=s * ab.diag,
+        Gs=s * d.R0 * G_s,
+        maps=maps,
+        gain=1.0 if amp.ideal else g / (g + 1.0),
+        limit=float("inf") if amp.swing is None else amp.swing / d.v_unit,
+        rate=float("inf") if amp.slew is None else amp.slew * d.tau * s / d.v_unit,
+    )
 
 
 def _to_problem_time(rs: RealisedSystem, s: float) -> RealisedSystem:

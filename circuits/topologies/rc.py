@@ -72,6 +72,7 @@ class RCTopology(Topology):
             if self.chain is not None and not d.opamp.clean:
                 B.amp_map = AmpInput(B, self.chain, circuit_form.n)
                 B.record.input_errors.update(B.amp_map.errors(B.record.opamp_offsets, d.opamp.bias))
+            B.hold_outputs(x0)
             # Noise hold and kappa0 are the problem's: the hold is s times longer in circuit tau, and
             # kappa0/s keeps the stationary covariance kappa0 A^-1 (the circuit's matrix is A/s).
             B.noise_hold_tau = s * d.hold_for(form.eig_extremes()[1]) if kappa > 0 or d.temperature else None

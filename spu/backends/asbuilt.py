@@ -22,6 +22,7 @@ from circuits.realised import realise
 from circuits.topologies import choices, find, get
 
 from ..core.errors import ThermospiceError
+from ..core.limited_drift import LimitCheck, LimitedDrift, LimitReached
 from ..core.lowrank_drift import SplitTransition
 from .base import BackendRun, CircuitBackend
 from .circuit import adc
@@ -75,12 +76,8 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
         raise ThermospiceError(f"backend asbuilt models topologies {', '.join(choices('asbuilt'))}, not {topology!r}")
     step = float(options.get("step", DEFAULT_STEP))
     rs, prop = transition(problem, topology, design, kappa0, step)
-    rng = np.random.default_rng(seed)
-    x, now, rows = rs.x0_gain * x0, 0.0, []
-    for target in ([] if times is None else list(times)) + [t]:
-        x = prop.advance(x, target - now, rng)
-        now = target
-        rows.append(x)
+    marks = ([] if times is None else list(times)) + [t]
+    rows, limited = _trajectory(rs, prop, x0, marks, seed, step)
 
     def read(v):  # the ADC reads V(x) = v_unit x
         return adc(v * rs.v_unit, design) / rs.v_unit
@@ -92,11 +89,48 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
         trajectory=traj,
         extra={
             "topology": topology,
-            "exact": prop.uniform,
+            "exact": prop.uniform and not limited,
+            "limited": limited,
             "rank": int(rs.P.shape[1]),
-            "step_tau": None if prop.uniform else step,
+            "step_tau": None if prop.uniform and not limited else step,
         },
     )
+
+
+def _linear(prop, x, marks, rng, visit=None) -> list:
+    now, rows = 0.0, []
+    for target in marks:
+        x = prop.advance(x, target - now, rng, visit=visit)
+        now = target
+        rows.append(x)
+    return rows
+
+
+def _trajectory(rs, prop, x0, marks, seed, step) -> tuple[list, bool]:
+    """The states at `marks`, and whether an op-amp limit was reached. With a swing or slew rate
+    set, the linear path runs first on its step grid under a LimitCheck: while no output or rate
+    comes near a limit it IS the answer (the same draws as without limits where the diagonal is
+    non-uniform); at the first grid point near one, the run restarts from t = 0 with the limited
+    stepper (spu/core/limited_drift.py) on the same seed."""
+    x = rs.x0_gain * x0
+    if rs.limits is None:
+        return _linear(prop, x, marks, np.random.default_rng(seed)), False
+    check = LimitCheck(rs.limits, lambda v: (rs.b - rs.matvec(v)) / rs.w, np.sqrt(rs.q_cell) / rs.w)
+    try:
+        check(x, step)
+        return _linear(prop, x, marks, np.random.default_rng(seed), check), False
+    except LimitReached:
+        pass
+    rho = prop.d + float(np.abs(prop.eig.k).max(initial=0.0)) + float(np.abs(prop.dD).max(initial=0.0))
+    stepper = LimitedDrift(rs.limits, rs.P, rs.b, rs.q_cell, rs.Wn, rs.Sn, rho=rho, step=step)
+    z = np.asarray(x0, dtype=np.float64)  # the capacitor holds -v_unit x0 (Builder.integrator_cells)
+    outs, now, rows = stepper.start(z), 0.0, []
+    rng = np.random.default_rng(seed)
+    for target in marks:
+        z, outs = stepper.advance(z, outs, target - now, rng)
+        now = target
+        rows.append(outs[0])
+    return rows, True
 
 
 class AsbuiltBackend(CircuitBackend):

@@ -245,18 +245,24 @@ class SplitTransition:
             e += std * rng.standard_normal(e.shape[0])
         return e
 
-    def advance(self, x: np.ndarray, dt: float, rng, step: float | None = None) -> np.ndarray:
-        """State after time dt (tau): one exact step if uniform, else Strang steps <= `step`."""
+    def advance(self, x: np.ndarray, dt: float, rng, step: float | None = None, visit=None) -> np.ndarray:
+        """State after time dt (tau): one exact step if uniform, else Strang steps <= `step`.
+        visit(x, h), if given, sees the state after every step of length h (a uniform process is
+        then stepped on that grid too, each step still exact)."""
         if dt == 0:
             return x.copy()
         e = x - self.mean
-        if self.uniform:
+        if self.uniform and visit is None:
             return self.mean + self._uniform(dt).apply(e, rng)
         k = max(1, math.ceil(dt / (step or self.step_max) - 1e-9))
         h = dt / k
         tr = self._uniform(h)
-        e = self._diag_half(e, h / 2, rng)
+        if not self.uniform:
+            e = self._diag_half(e, h / 2, rng)
         for i in range(k):
             e = tr.apply(e, rng)
-            e = self._diag_half(e, h if i < k - 1 else h / 2, rng)
+            if not self.uniform:
+                e = self._diag_half(e, h if i < k - 1 else h / 2, rng)
+            if visit is not None:
+                visit(self.mean + e, h)
         return self.mean + e

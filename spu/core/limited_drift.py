@@ -1,0 +1,165 @@
+"""The realised dynamics with op-amps whose outputs clip at +-swing and slew at most at a rate:
+what a built circuit does once a limit is reached (circuits/realised.py fills `OutputLimits`).
+
+An integrator cell i (capacitor C_i from its summing node s_i to its output x_i, all its resistors
+of total conductance G_s into s_i) keeps the capacitor voltage z_i = (V(x_i) - V(s_i))/v_unit as its
+state. KCL at s_i holds whatever the amplifier does; in problem time s and units of v_unit:
+
+    w0_i dz_i/ds = -(diag_i x_i + I_i - b_i) + Gs_i (x_i - z_i),        Gs_i = R0 G_s,i (times the scale)
+
+with I = P Q x the current the chain drives into the cells. While the amplifier's loop is closed
+its summing node sits at -V(x)/g, i.e. x = c z with c = g/(g+1) (1 for an ideal part), and the
+last term is -Gs x/g: the linear realised system, exactly. Out of the clamp, x = +-swing and the
+summing node leaves virtual ground: z keeps integrating ("windup") and decays towards the clamp at
+rate Gs/w0 only, so a cell leaves the rail late, when z has come back. So x = clip(c z, +-limit).
+
+The chain's stages have no capacitor: each output is its linear image of the previous one, clipped
+(exact for a resistive-feedback stage: out of the clamp its summing node floats and drives nothing
+else). The chain is v_1 = clip(-M_0 x), v_k+1 = clip(M_k v_k), and the cells read I = -P v_last.
+Inverters are folded into the maps (their gain Rf/Rin is 1 + O(tol_r)): an inverter whose input
+sits within |gain - 1| of the swing would clip a little beyond what the maps give (not modelled).
+
+Slew: every cell output moves towards its target clip(c z) at most at `rate` per tau:
+x <- x + clip(target - x, +-rate h); the chain's resistive stages follow at once, as in the netlist
+(circuits/opamp_model.py: only the integrators carry the slew stage). The noise is white here, so
+it has no rate to limit; only the drift is slew limited (ngspice's held noise has a finite rate,
+sqrt(2 kappa0 / hold) per tau, which its slew stage does limit).
+
+Stepping: stochastic Heun (predictor-corrector with one noise increment per step), the outputs
+recomputed at the predictor and at the end of the step. Where the right-hand side is smooth
+(between clamp and slew switchings) the drift is second order, O((rho h)^2) per unit time with rho
+the fastest rate; each switching costs O(h) once in the slew case and O(h^2) for a clamp; additive
+noise makes it strong order 1 with a stationary-variance bias O((rho h)^2). The step is
+h = min(step, accuracy / rho) (accuracy 0.05 by default). The error is measured by step halving in
+tests/test_opamp_limits.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .lowrank_drift import psd_sqrt
+
+
+@dataclass
+class OutputLimits:
+    """What the clamp and the slew stage need beside the linear realised system (problem time)."""
+
+    w0: np.ndarray  # C_i / C (no finite-gain factor)
+    diag: np.ndarray  # lam_i as built
+    Gs: np.ndarray  # R0 * total conductance at each cell's summing node
+    maps: list  # M_0 (m x N), then M_1, ... (m x m): the chain, see the module docstring
+    gain: float  # c = g/(g+1), 1 for an ideal op-amp
+    limit: float  # swing / v_unit (inf: no clamp)
+    rate: float  # slew * problem tau / v_unit, per problem tau (inf: no slew limit)
+
+    def chain(self, x: np.ndarray) -> list:
+        """The stage outputs of x through the chain, linear (no clamp): for the checks."""
+        out = [-(self.maps[0] @ x)]
+        for M in self.maps[1:]:
+            out.append(M @ out[-1])
+        return out
+
+
+def _move(prev, target, rate: float, h: float):
+    """prev moved towards target by at most rate*h (the whole way with no slew limit)."""
+    if prev is None or math.isinf(rate):
+        return target
+    return prev + np.clip(target - prev, -rate * h, rate * h)
+
+
+class LimitedDrift:
+    """Steps z (the cells' capacitor voltages) with the outputs they drive (see the docstring)."""
+
+    def __init__(self, lim: OutputLimits, P, b, q_cell, Wn=None, Sn=None, *, rho: float, step: float, accuracy=0.05):
+        self.lim, self.P, self.b = lim, P, b
+        self.h_max = min(step, accuracy / max(rho, float((lim.Gs / lim.w0).max()), 1e-300))
+        self.q_std = np.sqrt(q_cell) / lim.w0
+        self.chain_noise = None if Sn is None else (Wn, psd_sqrt(Sn))
+
+    def outputs(self, z, prev, h):
+        """[x, v_1, ...] for state z, x moved from prev[0] by at most rate*h (prev None: at once)."""
+        lim, top = self.lim, self.lim.limit
+        x = _move(prev[0] if prev else None, np.clip(lim.gain * z, -top, top), lim.rate, h)
+        outs = [x, np.clip(-(lim.maps[0] @ x), -top, top)]
+        for M in lim.maps[1:]:
+            outs.append(np.clip(M @ outs[-1], -top, top))
+        return outs
+
+    def start(self, z0):
+        """The outputs at t = 0, as the netlist's .ic lines start them (Builder.hold_outputs): the
+        cells at clip(c z0), the chain from them."""
+        return self.outputs(z0, None, 0.0)
+
+    def drift(self, z, outs):
+        lim, x = self.lim, outs[0]
+        return (self.b - lim.diag * x + self.P @ outs[-1] + lim.Gs * (x - z)) / lim.w0
+
+    def _noise(self, h, rng):
+        dw = self.q_std * (math.sqrt(h) * rng.standard_normal(self.q_std.shape[0]))
+        if self.chain_noise is not None:
+            Wn, L = self.chain_noise
+            dw += (Wn @ (L @ (math.sqrt(h) * rng.standard_normal(L.shape[1])))) / self.lim.w0
+        return dw
+
+    def advance(self, z, outs, dt: float, rng):
+        """(z, outputs) after time dt (tau), in Heun steps of at most h_max."""
+        if dt == 0:
+            return z, outs
+        k = max(1, math.ceil(dt / self.h_max - 1e-9))
+        h = dt / k
+        noisy = self.q_std.any() or self.chain_noise is not None
+        for _ in range(k):
+            f0 = self.drift(z, outs)
+            dw = self._noise(h, rng) if noisy else 0.0
+            zp = z + h * f0 + dw
+            fp = self.drift(zp, self.outputs(zp, outs, h))
+            z = z + 0.5 * h * (f0 + fp) + dw
+            outs = self.outputs(z, outs, h)
+        return z, outs
+
+
+class LimitCheck:
+    """Watches the linear path on its step grid (SplitTransition.advance's visit): `reached` turns
+    True once a cell or chain output may come within reach of the swing, or a cell's drift rate
+    within reach of the slew rate.
+
+    Between grid points a smooth path leaves the chord by at most h^2 max|f''|/8; f'' is taken from
+    the second differences of the grid values, with a factor 2 of safety (|d2 f|/4). A noisy cell
+    also wanders by its own noise: 3 sqrt(q h)/w more (a Brownian bridge passes that with
+    probability e^-18). The rates are the drift's, -(A x - b)/w (white noise has no rate)."""
+
+    def __init__(self, lim: OutputLimits, drift_rate, q_std: np.ndarray):
+        self.lim, self.rate_of, self.q_std = lim, drift_rate, q_std
+        self.history: list = []
+        self.reached = False
+
+    def _values(self, x):
+        """(values, bound) pairs: outputs against the swing, drift rates against the slew rate."""
+        lim, pairs = self.lim, []
+        if math.isfinite(lim.limit):
+            pairs += [(v, lim.limit) for v in [x, *lim.chain(x)]]
+        if math.isfinite(lim.rate):
+            pairs.append((self.rate_of(x), lim.rate))
+        return pairs
+
+    def __call__(self, x, h):
+        pairs = self._values(x)
+        self.history = (self.history + [[v for v, _ in pairs]])[-3:]
+        for j, (v, top) in enumerate(pairs):
+            reach = np.abs(v)
+            if len(self.history) == 3:
+                a, b, c = (past[j] for past in self.history)
+                reach = reach + np.abs(a - 2 * b + c) / 4
+            if j == 0 and math.isfinite(self.lim.limit):
+                reach = reach + 3 * self.q_std * math.sqrt(h)
+            if (reach >= top).any():
+                self.reached = True
+                raise LimitReached
+
+
+class LimitReached(Exception):
+    """Raised by LimitCheck to stop the linear path at the first grid point near a limit."""

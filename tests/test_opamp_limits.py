@@ -1,0 +1,123 @@
+"""Op-amp output swing and slew rate (issue 17): asbuilt's limited stepper against real ngspice
+with the limits reached, within a tolerance made of both integrators' own step errors (each
+measured by halving its step); clipped steady states at the swing; the slew ramp; and the linear
+path, unchanged, where the limits are set but never reached."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from physics import problem
+
+from circuits.design import Design, OpAmp
+from circuits.realised import realise
+from circuits.topologies import build
+from spu import SPU
+from spu.core.problems import FactoredProblem, GGNProblem
+
+KIND = {"factored": "factored", "crossbar": "ggn"}
+T = 6.0
+TIMES = np.linspace(0.0, T, 25)[1:]
+
+
+def driven(topology: str, n: int = 8, gain: float = 3.0):
+    """A test problem whose b is `gain` times larger: its steady state lies beyond +-1."""
+    p = problem(KIND[topology], n, seed=2)
+    if topology == "factored":
+        return FactoredProblem(p.U, p.lam, gain * p.b)
+    return GGNProblem(p.J, p.H, p.lam, gain * p.b)
+
+
+def both(p, topology, design, x0, step=0.01):
+    """(asbuilt, ngspice, bound): bound = 2 * (asbuilt's and ngspice's step-halving differences),
+    the error of a first-order method at the finer step, doubled (both schemes are second order
+    where the path is smooth; a slew hand-over makes one step first order)."""
+    a1, a2 = (
+        SPU("asbuilt", topology=topology, design=design, step=h).run(p, t=T, x0=x0, times=TIMES)
+        for h in (step, step / 2)
+    )
+    ng = SPU("ngspice", topology=topology, design=design).run(p, t=T, x0=x0, times=TIMES)
+    fine = design.with_(dt_max=design.dt_max / 2)
+    ng2 = SPU("ngspice", topology=topology, design=fine).run(p, t=T, x0=x0, times=TIMES)
+    assert a1.extra["limited"] and a2.extra["limited"]
+    bound = 2 * (np.abs(a1.trajectory - a2.trajectory) + np.abs(ng.trajectory - ng2.trajectory))
+    return a2, ng2, bound + 1e-9
+
+
+@pytest.mark.parametrize("topology", ["factored", "crossbar"])
+def test_clipped_trajectory_matches_ngspice(topology):
+    """b three times too large for a 1 V swing: cells and summers clip, the clipped cells wind up
+    and come back late; asbuilt follows ngspice within both step errors."""
+    p = driven(topology)
+    a, ng, bound = both(p, topology, Design(opamp=OpAmp(swing=1.0)), np.linspace(-0.5, 0.5, p.n))
+    err = np.abs(a.trajectory - ng.trajectory)
+    assert (err <= bound).all(), f"|asbuilt - ngspice| {err.max():.3g} above {bound[err > bound].min():.3g}"
+
+
+@pytest.mark.parametrize("topology", ["factored", "crossbar"])
+def test_clipped_steady_state_is_the_clamped_circuits_fixed_point(topology):
+    """After 60 tau both backends rest at the same state: cells at exactly +-swing, and every other
+    cell where its summing node's current vanishes, b_i - lam_i x_i + (P v)_i = 0, v being the
+    chain's outputs clipped at the swing (the summers clip here too)."""
+    p = driven(topology, gain=2.0)
+    design = Design(opamp=OpAmp(swing=1.0))
+    x0 = np.linspace(-0.5, 0.5, p.n)
+    a = SPU("asbuilt", topology=topology, design=design).run(p, t=60.0, x0=x0).x
+    ng = SPU("ngspice", topology=topology, design=design).run(p, t=60.0, x0=x0).x
+    lim = realise(p, topology, design)
+    railed = np.abs(a) == 1.0
+    assert 2 <= railed.sum() < p.n and np.abs(np.abs(ng[railed]) - 1.0).max() < 1e-9
+    assert max(np.abs(v).max() for v in lim.limits.chain(a)) > 1.0  # a summer is clipped too
+    for x in (a, ng):
+        v = x
+        for k, M in enumerate(lim.limits.maps):
+            v = np.clip(-(M @ v) if k == 0 else M @ v, -1.0, 1.0)
+        residual = lim.b - lim.limits.diag * x + lim.P @ v
+        assert np.abs(residual[~railed]).max() < 1e-6 * np.abs(lim.b).max()
+
+
+@pytest.mark.parametrize("topology", ["factored", "crossbar"])
+def test_slew_ramp_matches_ngspice(topology):
+    """From x0 = 0 with b three times too large, a 0.3 V/us slew rate (tau = 1 us times the
+    circuit's scale) makes the fastest cells ramp at exactly that rate in both backends, and the
+    whole trajectory (clamp at 1.5 V as well) agrees within both step errors."""
+    p = driven(topology)
+    design = Design(opamp=OpAmp(swing=1.5, slew=3e5))
+    a, ng, bound = both(p, topology, design, np.zeros(p.n))
+    err = np.abs(a.trajectory - ng.trajectory)
+    assert (err <= bound).all(), f"|asbuilt - ngspice| {err.max():.3g} above {bound[err > bound].min():.3g}"
+    scale = build(p, topology, design).scale
+    rate = 3e5 * design.tau * scale / design.v_unit  # per problem tau
+    t1 = TIMES[0]
+    for x in (a.trajectory[0], ng.trajectory[0]):
+        fastest = np.abs(x).max()
+        assert abs(fastest - rate * t1) < 1e-6 * rate * t1, (fastest, rate * t1)
+
+
+@pytest.mark.parametrize("design", [Design(tol_c=0.02, component_seed=4), Design()], ids=["strang", "uniform"])
+def test_limits_never_reached_keep_the_linear_path(design):
+    """A swing and slew far beyond what the run reaches: asbuilt takes its linear path. With a
+    non-uniform diagonal (Strang steps) that path is today's, draw for draw, noise included; with a
+    uniform one it is stepped on the grid (each step exact), equal within round-off."""
+    p = problem("factored", 12, seed=3)
+    x0 = np.random.default_rng(1).normal(size=p.n) * 0.3
+    limited = design.with_(opamp=OpAmp(swing=14.0, slew=1e9))
+    kappa = 1e-3 if design.tol_c else 0.0
+    runs = [
+        SPU("asbuilt", topology="factored", design=d, kappa0=kappa, seed=5).run(p, t=T, x0=x0, times=TIMES)
+        for d in (design, limited)
+    ]
+    assert runs[1].extra["limited"] is False
+    diff = np.abs(runs[0].trajectory - runs[1].trajectory).max()
+    assert diff == 0.0 if design.tol_c else diff < 1e-12 * np.abs(runs[0].trajectory).max()
+
+
+def test_netlist_carries_clamp_and_slew():
+    """The elements the truth runs: a saturating E per op-amp, the slew stage on the integrators
+    only, and each integrator's slew state starting at its x0."""
+    p = driven("factored")
+    x0 = np.linspace(-0.5, 0.5, p.n)
+    text = build(p, "factored", Design(opamp=OpAmp(swing=1.5, slew=3e5)), x0=x0).text()
+    assert "Eclip c 0 TABLE {V(a,0)} = (-1.5,-1.5) (1.5,1.5)" in text
+    assert text.count(".subckt") == 2 and "Gslew 0 o TABLE" in text
+    assert "v(Xcell0.o)=-0.5" in text and text.count("opamp_slew") == 1 + p.n
