@@ -123,6 +123,8 @@ class BuildRecord:
     # Johnson noise per cell as a kappa in circuit units (0 without temperature); times scale
     # gives problem units.
     johnson_kappa: np.ndarray | None = None
+    # The op-amps' 1/f noise sources (circuits/flicker_sources.FlickerSources; None: no 1/f noise).
+    flicker: object | None = None
 
     def open_count(self) -> int:
         return sum(a.opened for a in self.arrays.values())
@@ -150,6 +152,9 @@ class Builder:
         # node -> intensity (A^2 s) of the noise current into it, set by noise_sources.
         self.noise_intensity: dict[str, float] = {}
         self._opamp_defined = False
+        # 1/f noise of the op-amps: the topology sets it (circuits/flicker_sources.flicker_sources)
+        # before placing the cells; None: none.
+        self.flicker = None
 
     # -- programmed values ----------------------------------------------------------------
     def quantise(self, label: str, coef: np.ndarray) -> np.ndarray:
@@ -380,7 +385,8 @@ class Builder:
             for i in range(n):
                 # ic is V(s_i) - V(x_i) = 0 - v_unit*x0_i across the capacitor.
                 self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=-self.d.v_unit * x0[i], comment=f"cell {i} integrator")
-                self.opamp(f"cell{i}", sums[i], xs[i], comment=f"cell {i}: V(x{i}) = v_unit * x[{i}]")
+                pin = sums[i] if self.flicker is None else self.flicker.series(f"cell{i}", sums[i])
+                self.opamp(f"cell{i}", pin, xs[i], comment=f"cell {i}: V(x{i}) = v_unit * x[{i}]")
         else:
             self.record.amplifiers += n
         for node in sums:
