@@ -136,6 +136,11 @@ class RealisedSystem:
     bits_adc: int | None
     v_fullscale: float
     v_unit: float
+    # Input of each cell per volt at its own op-amp's input (an input-referred voltage e, e.g. 1/f
+    # noise, moves the summing node: R0 G_s e / v_unit, G_s the node's total conductance), and the
+    # seconds of one problem tau (the circuit's s * tau), which time-varying inputs are given in.
+    amp_cells: np.ndarray | None = None
+    tau_s: float = 1.0
 
     @property
     def n(self) -> int:
@@ -169,7 +174,9 @@ def realise(problem, topology: str, design: Design | None = None, *, kappa0: flo
             "(gbw adds a pole per amplifier): unset gbw or use backend ngspice"
         )
     circuit = build(problem, topology, design, kappa0=kappa0, builder=ValueBuilder)
-    return _to_problem_time(_compose(circuit.builder, circuit.as_built, topo, circuit.n), circuit.scale)
+    rs = _to_problem_time(_compose(circuit.builder, circuit.as_built, topo, circuit.n), circuit.scale)
+    rs.tau_s = circuit.scale * design.tau
+    return rs
 
 
 def _to_problem_time(rs: RealisedSystem, s: float) -> RealisedSystem:
@@ -177,7 +184,7 @@ def _to_problem_time(rs: RealisedSystem, s: float) -> RealisedSystem:
     per problem tau every rate, the input and every noise intensity are s times the circuit's."""
     if s == 1.0:
         return rs
-    rs.D, rs.P, rs.b, rs.q_cell = s * rs.D, s * rs.P, s * rs.b, s * rs.q_cell
+    rs.D, rs.P, rs.b, rs.q_cell, rs.amp_cells = s * rs.D, s * rs.P, s * rs.b, s * rs.q_cell, s * rs.amp_cells
     if rs.Sn is not None:
         m = rs.P.shape[1]
         rs.Wn[:, :m] = rs.P  # the P-block now reads the scaled P: its covariance / s
@@ -262,6 +269,7 @@ def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
         bits_adc=d.bits_adc,
         v_fullscale=d.v_fullscale,
         v_unit=vu,
+        amp_cells=R0 * G_s / vu,
     )
 
 

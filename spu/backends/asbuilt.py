@@ -5,7 +5,8 @@ and capacitance of each cell, kappa0 plus the Johnson current of every resistor)
 A circuit backend, like ngspice.py, but it never loads ngspice: circuits/realised.py turns the built
 elements into  w dx/ds = -(D x + P Q x - b) + noise,  and spu/core/lowrank_drift.py steps it,
 O(N m) per step, exactly where the diagonal is uniform, else by Strang splitting (step error
-O(h^2), see there). Noise is white (the limit of ngspice's held noise sources).
+O(h^2), see there). Noise is white (the limit of ngspice's held noise sources), plus the op-amps'
+1/f noise where the design sets a flicker corner (spu/backends/flicker_drive.py).
 
 options (all optional):
   topology  "factored" (default) | "crossbar"
@@ -18,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from circuits.design import Design
+from circuits.flicker import FlickerProcess, band_for
 from circuits.realised import realise
 from circuits.topologies import choices, find, get
 
@@ -25,6 +27,7 @@ from ..core.errors import ThermospiceError
 from ..core.lowrank_drift import SplitTransition
 from .base import BackendRun, CircuitBackend
 from .circuit import adc
+from .flicker_drive import FlickerDrive
 from .ou import check_run_args
 
 DEFAULT_STEP = 0.25
@@ -76,9 +79,11 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     step = float(options.get("step", DEFAULT_STEP))
     rs, prop = transition(problem, topology, design, kappa0, step)
     rng = np.random.default_rng(seed)
+    drive = flicker_drive(rs, prop, design, t, seed)
     x, now, rows = rs.x0_gain * x0, 0.0, []
+    x = x if drive is None else drive.start(x)
     for target in ([] if times is None else list(times)) + [t]:
-        x = prop.advance(x, target - now, rng)
+        x = prop.advance(x, target - now, rng) if drive is None else drive.advance(x, now, target, rng)
         now = target
         rows.append(x)
 
@@ -86,17 +91,27 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
         return adc(v * rs.v_unit, design) / rs.v_unit
 
     traj = read(np.array(rows[:-1]).reshape(len(times), problem.n)) if times is not None else None
+    extra = {
+        "topology": topology,
+        "exact": prop.uniform,
+        "rank": int(rs.P.shape[1]),
+        "step_tau": None if prop.uniform else step,
+    }
+    if drive is not None:
+        extra["flicker_hz"] = drive.band.edges_hz  # the band of the op-amps' 1/f noise
     return BackendRun(
         x=read(rows[-1]),
         times=times,
         trajectory=traj,
-        extra={
-            "topology": topology,
-            "exact": prop.uniform,
-            "rank": int(rs.P.shape[1]),
-            "step_tau": None if prop.uniform else step,
-        },
+        extra=extra,
     )
+
+
+def flicker_drive(rs, prop, design: Design, t: float, seed) -> FlickerDrive | None:
+    """The op-amps' 1/f noise over a run of t problem tau; None without it (or with its band below
+    the run: circuits/flicker.py)."""
+    band = band_for(design.opamp, t * rs.tau_s)
+    return None if band is None else FlickerDrive(rs, prop, FlickerProcess(band, rs.n, seed))
 
 
 class AsbuiltBackend(CircuitBackend):
