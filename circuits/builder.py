@@ -131,6 +131,8 @@ class BuildRecord:
     # (the circuit's b/scale, before circuits/realised.py's problem-time scaling). They are not in
     # AsBuilt.b: realise adds them all to the realised b, the component report lists each one.
     input_errors: dict[str, np.ndarray] = field(default_factory=dict)
+    # The op-amps' 1/f noise sources (circuits/flicker_sources.FlickerSources; None: no 1/f noise).
+    flicker: object | None = None
 
     def open_count(self) -> int:
         return sum(a.opened for a in self.arrays.values())
@@ -163,6 +165,9 @@ class Builder:
         self.amp_groups: dict[str, AmpGroup] = {}
         self.stages: dict[str, Stage] = {}  # label -> as-built array, for chain compositions
         self.amp_map = None  # circuits/amp_input.AmpInput, set by a topology with a chain
+        # 1/f noise of the op-amps: the topology sets it (circuits/flicker_sources.flicker_sources)
+        # before placing the cells; None: none.
+        self.flicker = None
 
     # -- programmed values ----------------------------------------------------------------
     def quantise(self, label: str, coef: np.ndarray) -> np.ndarray:
@@ -258,7 +263,8 @@ class Builder:
             lag = self.d.dt_max * self.record.step * self.d.tau
             part = amp if sub == "opamp_slew" else replace(amp, slew=None)
             self.nl.subckt(sub, PORTS, subckt_body(part, lag))
-        sensed = inn if amp.clean else self.opamp_input(name, inn, offset)
+        # Offset sources only where offsets are drawn: other errors leave the netlist's wiring as it was.
+        sensed = inn if amp.offset == 0 else self.opamp_input(name, inn, offset)
         self.nl.X(name, (sensed, out), sub, comment)
         self.record.amplifiers += 1
 
@@ -439,7 +445,7 @@ class Builder:
         xs = [f"x{i}" for i in range(n)]
         C = self.with_tolerance(np.full(n, self.d.C), self.d.tol_c)
         v_os = self.amp_group("cells", sums)
-        clean = self.d.opamp.clean
+        clean = self.d.opamp.offset == 0
         if self.emits_text:
             for i in range(n):
                 # ic is V(s_i) - V(x_i) = 0 - v_unit*x0_i across the capacitor. With an offset the
@@ -448,7 +454,9 @@ class Builder:
                 ic = -self.d.v_unit * x0[i] if clean else v_os[i] - self.d.v_unit * x0[i]
                 self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=ic, comment=f"cell {i} integrator")
                 comment = f"cell {i}: V(x{i}) = v_unit * x[{i}]"
-                self.opamp(f"cell{i}", sums[i], xs[i], comment=comment, offset=v_os[i], integrator=True)
+                # 1/f noise in series with the summing node (circuits/flicker_sources.py), then the offset.
+                pin = sums[i] if self.flicker is None else self.flicker.series(f"cell{i}", sums[i])
+                self.opamp(f"cell{i}", pin, xs[i], comment=comment, offset=v_os[i], integrator=True)
         else:
             self.record.amplifiers += n
         for node in sums:

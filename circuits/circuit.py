@@ -83,11 +83,13 @@ class Circuit:
         return self.netlist.tran
 
     def files(self) -> dict[str, bytes]:
-        """Files the netlist reads from its directory: the noise tables when noise is tabled."""
-        if self.record.noise_mode != "table":
-            return {}
-        hold = self.record.noise_hold_tau * self.design.tau
-        return noise_files(self.record.noise_sources, self.netlist.tran[1], hold, self.seed)
+        """Files the netlist reads from its directory: the noise tables when noise is tabled, and the
+        op-amps' 1/f noise tables."""
+        files = self.record.flicker.files(self.netlist.tran[1], self.seed) if self.record.flicker else {}
+        if self.record.noise_mode == "table":
+            hold = self.record.noise_hold_tau * self.design.tau
+            files.update(noise_files(self.record.noise_sources, self.netlist.tran[1], hold, self.seed))
+        return files
 
     def programmed_resistors(self) -> int | None:
         """Resistors that store A's values (the arrays the timing model programs per call), counted

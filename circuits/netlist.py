@@ -56,6 +56,9 @@ class Element:
     nodes: tuple[str, ...]
     value: str  # already-checked value text (number, model or source spec)
     comment: str | None = None
+    # XSPICE port type of an A element: "id" (a current from ground into each node) or "vd" (a
+    # voltage across each pair of nodes, nodes listed plus then minus).
+    port: str = "id"
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class Netlist:
         self._names: set[str] = set()
 
     # -- elements -------------------------------------------------------------------------
-    def _add(self, kind, name, nodes, value, comment=None) -> Element:
+    def _add(self, kind, name, nodes, value, comment=None, port="id") -> Element:
         full = kind + check_name(name)
         if full.upper() in self._names:
             raise DesignError(f"duplicate element name {full}")
@@ -91,7 +94,7 @@ class Netlist:
         if comment is not None:
             check_text("comment", comment)
         self._names.add(full.upper())  # only once every check passed: a rejected element leaves no trace
-        el = Element(kind, full, nodes, value, comment)
+        el = Element(kind, full, nodes, value, comment, port)
         self.elements.append(el)
         return el
 
@@ -161,17 +164,28 @@ class Netlist:
         nodes = tuple(nodes)
         if not nodes or len(nodes) != len(scales):
             raise DesignError(f"table source {name}: {len(nodes)} nodes but {len(scales)} scales")
+        return self._filesource(name, nodes, file, scales, comment, "id")
+
+    def table_voltages(self, name: str, pairs, file: str, scales, comment=None):
+        """XSPICE `filesource` as voltage sources: V(plus_k) - V(minus_k) = column k+1 of the table
+        times scales[k], linearly interpolated (the time column and the file as in table_currents)."""
+        pairs = tuple(pairs)
+        if not pairs or len(pairs) != len(scales) or any(len(p) != 2 for p in pairs):
+            raise DesignError(f"table source {name}: {len(pairs)} node pairs but {len(scales)} scales")
+        return self._filesource(name, [n for p in pairs for n in p], file, scales, comment, "vd")
+
+    def _filesource(self, name, nodes, file, scales, comment, port):
         stem, dot, ext = file.partition(".")
         if ext != "txt" or not NAME_RE.match(stem):
             raise DesignError(f"table file name {file!r} must be NAME.txt (letters, digits, underscores)")
         model = "tab" + check_name(name)
-        zeros = " ".join("0" for _ in nodes)
+        zeros = " ".join("0" for _ in scales)
         amps = " ".join(num(v) for v in scales)
         params = (
             f'file="{file}" amploffset=[{zeros}] amplscale=[{amps}] timeoffset=0 '
             "timescale=1 timerelative=false amplstep=false"
         )
-        el = self._add("A", name, nodes, model, comment)
+        el = self._add("A", name, nodes, model, comment, port)
         self.models[model] = params
         return el
 
@@ -225,7 +239,10 @@ class Netlist:
     def _line(el: Element) -> str:
         if el.kind == "A":
             # Long port lists are wrapped on `+` continuation lines, 16 ports each.
-            ports = [f"%id(0 {n})" for n in el.nodes]
+            if el.port == "vd":
+                ports = [f"%vd({p} {n})" for p, n in zip(el.nodes[::2], el.nodes[1::2])]
+            else:
+                ports = [f"%id(0 {n})" for n in el.nodes]
             rows = [" ".join(ports[i : i + 16]) for i in range(0, len(ports), 16)]
             body = "\n+ ".join(rows)
             return f"{el.name} [{body}] {el.value}" + (f" $ {el.comment}" if el.comment else "")

@@ -68,9 +68,9 @@ def _ascii(q: np.ndarray) -> np.ndarray:
     return out
 
 
-def file_name(j: int) -> str:
+def file_name(j: int, stem: str = "noise") -> str:
     """The fixed name of table file j (in the ngspice run directory)."""
-    return f"noise{j}.txt"
+    return f"{stem}{j}.txt"
 
 
 def chunks(n_sources: int) -> list[range]:
@@ -92,7 +92,14 @@ def noise_files(n_sources: int, t_stop_s: float, hold_s: float, seed: int | None
         )
     rng = np.random.default_rng(seed)
     z = np.clip(np.rint(rng.standard_normal((k, n_sources)) / SCALE), -(10**_DIGITS - 1), 10**_DIGITS - 1)
-    digits = _ascii(z.astype(np.int32))
+    return table_files(z.astype(np.int32), hold_s)
+
+
+def table_files(codes: np.ndarray, hold_s: float, stem: str = "noise") -> dict[str, bytes]:
+    """Table files for integer codes (knots x sources, |code| < 10**_DIGITS), knot k at k * hold_s:
+    file `file_name(j, stem)` holds the sources of chunk j."""
+    k = codes.shape[0]
+    digits = _ascii(codes)
     times = [repr(j * hold_s) for j in range(k)]
     width = max(len(x) for x in times)
     col = np.frombuffer("".join(x.ljust(width) for x in times).encode("ascii"), np.uint8).reshape(k, width)
@@ -100,6 +107,6 @@ def noise_files(n_sources: int, t_stop_s: float, hold_s: float, seed: int | None
         raise DesignError(f"noise table lines would exceed {LINE_MAX} characters (time column {width})")
     newline = np.full((k, 1), ord("\n"), np.uint8)
     return {
-        file_name(j): np.concatenate([col, digits[:, c.start : c.stop].reshape(k, -1), newline], axis=1).tobytes()
-        for j, c in enumerate(chunks(n_sources))
+        file_name(j, stem): np.concatenate([col, digits[:, c.start : c.stop].reshape(k, -1), newline], axis=1).tobytes()
+        for j, c in enumerate(chunks(codes.shape[1]))
     }

@@ -469,6 +469,9 @@ def build_oscillator(
     if unknown:
         raise DesignError(f"unknown oscillator build option(s): {', '.join(sorted(unknown))}")
     design = (design or Design()).check()
+    if design.opamp.flicker_corner is not None:
+        # Its cells are not the RC integrators whose op-amps carry the tables (circuits/flicker_sources.py).
+        raise DesignError("op-amp 1/f noise (flicker_corner) is realised for the RC topologies, not the oscillator")
     params = OscillatorParams.make(oscillator)
     lrange = (inductors or InductorRange()).check()
     if not (isinstance(kappa0, (int, float)) and np.isfinite(kappa0) and kappa0 >= 0):

@@ -140,6 +140,11 @@ class RealisedSystem:
     # The input-referred voltage of each op-amp -> b (None with clean op-amps): circuits/amp_input.py.
     amp: AmpInput | None = None
     limits: OutputLimits | None = None  # op-amp swing / slew set: what the limited stepper needs
+    # Input of each cell per volt at its own op-amp's input (an input-referred voltage e, e.g. 1/f
+    # noise, moves the summing node: R0 G_s e / v_unit, G_s the node's total conductance), and the
+    # seconds of one problem tau (the circuit's s * tau), which time-varying inputs are given in.
+    amp_cells: np.ndarray | None = None
+    tau_s: float = 1.0
 
     @property
     def n(self) -> int:
@@ -184,6 +189,7 @@ def realise(problem, topology: str, design: Design | None = None, *, kappa0: flo
     rs = _to_problem_time(_compose(circuit.builder, circuit.as_built, topo, circuit.n), circuit.scale)
     if design.opamp.swing is not None or design.opamp.slew is not None:
         rs.limits = _output_limits(circuit.builder, circuit.as_built, topo, rs, circuit.scale)
+    rs.tau_s = circuit.scale * design.tau
     return rs
 
 
@@ -221,7 +227,7 @@ def _to_problem_time(rs: RealisedSystem, s: float) -> RealisedSystem:
     per problem tau every rate, the input and every noise intensity are s times the circuit's."""
     if s == 1.0:
         return rs
-    rs.D, rs.P, rs.b, rs.q_cell = s * rs.D, s * rs.P, s * rs.b, s * rs.q_cell
+    rs.D, rs.P, rs.b, rs.q_cell, rs.amp_cells = s * rs.D, s * rs.P, s * rs.b, s * rs.q_cell, s * rs.amp_cells
     if rs.Sn is not None:
         m = rs.P.shape[1]
         rs.Wn[:, :m] = rs.P  # the P-block now reads the scaled P: its covariance / s
@@ -307,6 +313,7 @@ def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
         v_fullscale=d.v_fullscale,
         v_unit=vu,
         amp=B.amp_map,
+        amp_cells=R0 * G_s / vu,
     )
 
 

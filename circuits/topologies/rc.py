@@ -11,6 +11,7 @@ from ..amp_input import AmpInput
 from ..builder import Builder
 from ..circuit import Circuit, check_seed, check_x0, finish_transient
 from ..design import Design
+from ..flicker_sources import flicker_sources
 from ..noise_table import MAX_VALUES, table_values
 from ..scaling import check_open, check_quantised, choose_scale, exact_solution, open_error, scaled
 from .base import Topology
@@ -68,6 +69,7 @@ class RCTopology(Topology):
                     f"scaled: the circuit realises (A/{s!r}) x = b/{s!r}; one problem tau is {s!r} circuit tau"
                 )
             B.nl.comment(f"topology {self.name}: tau dx/dt = -(A x - b), state V(x_i) = {d.v_unit!r} V * x_i")
+            B.flicker = flicker_sources(d, t * (s * d.tau)) if B.emits_text else None
             xs, as_built = self.place(B, circuit_form, x0)
             if self.chain is not None and not d.opamp.clean:
                 B.amp_map = AmpInput(B, self.chain, circuit_form.n)
@@ -79,6 +81,9 @@ class RCTopology(Topology):
             B.noise_mode = _noise_mode(noise, B, d, t * s)
             B.noise_sources(B.noise_nodes, kappa / s)
             B.record.johnson_kappa = B.johnson_kappa(B.noise_nodes)
+            if B.flicker is not None:
+                B.flicker.emit(B.nl)
+                B.record.flicker = B.flicker
             return B, xs, as_built
 
         B, xs, as_built = assemble(design, kappa0, title or f"thermospice {self.name} SPU, n={form.n}")

@@ -5,7 +5,8 @@ and capacitance of each cell, kappa0 plus the Johnson current of every resistor)
 A circuit backend, like ngspice.py, but it never loads ngspice: circuits/realised.py turns the built
 elements into  w dx/ds = -(D x + P Q x - b) + noise,  and spu/core/lowrank_drift.py steps it,
 O(N m) per step, exactly where the diagonal is uniform, else by Strang splitting (step error
-O(h^2), see there). Noise is white (the limit of ngspice's held noise sources).
+O(h^2), see there). Noise is white (the limit of ngspice's held noise sources), plus the op-amps'
+1/f noise where the design sets a flicker corner (spu/backends/flicker_drive.py).
 
 options (all optional):
   topology  "factored" (default) | "crossbar"
@@ -18,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from circuits.design import Design
+from circuits.flicker import FlickerProcess, band_for
 from circuits.realised import realise
 from circuits.topologies import choices, find, get
 
@@ -26,6 +28,7 @@ from ..core.limited_drift import LimitCheck, LimitedDrift, LimitReached
 from ..core.lowrank_drift import SplitTransition
 from .base import BackendRun, CircuitBackend
 from .circuit import adc
+from .flicker_drive import FlickerDrive
 from .ou import check_run_args
 
 DEFAULT_STEP = 0.25
@@ -77,24 +80,47 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     step = float(options.get("step", DEFAULT_STEP))
     rs, prop = transition(problem, topology, design, kappa0, step)
     marks = ([] if times is None else list(times)) + [t]
-    rows, limited = _trajectory(rs, prop, x0, marks, seed, step)
+    drive = flicker_drive(rs, prop, design, t, seed)
+    if drive is None:
+        rows, limited = _trajectory(rs, prop, x0, marks, seed, step)
+    else:
+        if rs.limits is not None:
+            raise ThermospiceError(
+                "backend asbuilt carries 1/f noise or op-amp limits (swing, slew), not both in one run: "
+                "use backend ngspice for the pair"
+            )
+        rows, limited = _flicker_trajectory(rs, prop, drive, x0, marks, seed), False
 
     def read(v):  # the ADC reads V(x) = v_unit x
         return adc(v * rs.v_unit, design) / rs.v_unit
 
     traj = read(np.array(rows[:-1]).reshape(len(times), problem.n)) if times is not None else None
+    extra = {
+        "topology": topology,
+        "exact": prop.uniform and not limited and drive is None,
+        "limited": limited,
+        "rank": int(rs.P.shape[1]),
+        "step_tau": None if prop.uniform and not limited else step,
+    }
+    if drive is not None:
+        extra["flicker_hz"] = drive.band.edges_hz  # the band of the op-amps' 1/f noise
     return BackendRun(
         x=read(rows[-1]),
         times=times,
         trajectory=traj,
-        extra={
-            "topology": topology,
-            "exact": prop.uniform and not limited,
-            "limited": limited,
-            "rank": int(rs.P.shape[1]),
-            "step_tau": None if prop.uniform and not limited else step,
-        },
+        extra=extra,
     )
+
+
+def _flicker_trajectory(rs, prop, drive, x0, marks, seed) -> list:
+    """The states at `marks` with the op-amps' 1/f noise driving the cells (spu/backends/flicker_drive.py)."""
+    rng = np.random.default_rng(seed)
+    x, now, rows = drive.start(rs.x0_gain * x0), 0.0, []
+    for target in marks:
+        x = drive.advance(x, now, target, rng)
+        now = target
+        rows.append(x)
+    return rows
 
 
 def _linear(prop, x, marks, rng, visit=None) -> list:
@@ -131,6 +157,13 @@ def _trajectory(rs, prop, x0, marks, seed, step) -> tuple[list, bool]:
         now = target
         rows.append(outs[0])
     return rows, True
+
+
+def flicker_drive(rs, prop, design: Design, t: float, seed) -> FlickerDrive | None:
+    """The op-amps' 1/f noise over a run of t problem tau; None without it (or with its band below
+    the run: circuits/flicker.py)."""
+    band = band_for(design.opamp, t * rs.tau_s)
+    return None if band is None else FlickerDrive(rs, prop, FlickerProcess(band, rs.n, seed))
 
 
 class AsbuiltBackend(CircuitBackend):

@@ -211,6 +211,7 @@ class SplitTransition:
         self.noisy = noisy or self.dq.any()
         self._cache: dict[float, UniformTransition] = {}
         self._diag_cache: dict[float, tuple] = {}
+        self._small_inv: np.ndarray | None = None
 
     def _uniform(self, h: float) -> UniformTransition:
         key = round(h, 15)
@@ -245,15 +246,29 @@ class SplitTransition:
             e += std * rng.standard_normal(e.shape[0])
         return e
 
-    def advance(self, x: np.ndarray, dt: float, rng, step: float | None = None, visit=None) -> np.ndarray:
+    def solve(self, y: np.ndarray) -> np.ndarray:
+        """(D + P Q)^-1 y in O(N m): Woodbury with the m x m factor computed once."""
+        if self._small_inv is None:
+            D = self.d + self.dD
+            self._small_inv = np.linalg.inv(np.eye(self.P.shape[1]) + self.Q @ (self.P / D[:, None]))
+        D = self.d + self.dD
+        z = y / D
+        return z - (self.P @ (self._small_inv @ (self.Q @ z))) / D
+
+    def advance(self, x: np.ndarray, dt: float, rng, step: float | None = None, path=None, visit=None) -> np.ndarray:
         """State after time dt (tau): one exact step if uniform, else Strang steps <= `step`.
-        visit(x, h), if given, sees the state after every step of length h (a uniform process is
-        then stepped on that grid too, each step still exact)."""
+
+        path = (p0, p1): a particular solution of the drift with an extra input, at the start and
+        the end of the step (default: the mean, no extra input). The deviation x - p obeys the
+        homogeneous drift whatever the input, so it is stepped as without one.
+        visit(x, h), if given (only without a path), sees the state after every step of length h (a
+        uniform process is then stepped on that grid too, each step still exact)."""
         if dt == 0:
             return x.copy()
-        e = x - self.mean
+        p0, p1 = (self.mean, self.mean) if path is None else path
+        e = x - p0
         if self.uniform and visit is None:
-            return self.mean + self._uniform(dt).apply(e, rng)
+            return p1 + self._uniform(dt).apply(e, rng)
         k = max(1, math.ceil(dt / (step or self.step_max) - 1e-9))
         h = dt / k
         tr = self._uniform(h)
@@ -265,4 +280,4 @@ class SplitTransition:
                 e = self._diag_half(e, h if i < k - 1 else h / 2, rng)
             if visit is not None:
                 visit(self.mean + e, h)
-        return self.mean + e
+        return p1 + e
