@@ -22,7 +22,7 @@ import numpy as np
 
 from spu.core.errors import DesignError
 
-from . import opamp_model
+from . import converters, opamp_model
 from .design import Design
 from .netlist import Netlist
 from .noise_table import SCALE, chunks, file_name
@@ -112,6 +112,9 @@ class BuildRecord:
     noise_sources: int = 0
     dacs: int = 0
     dac_volts: np.ndarray | None = None
+    # source of an input error -> what it adds to b at each cell, in the units of AsBuilt.b
+    # (circuit units: b / scale); e.g. "DAC offset", "DAC gain", "DAC INL".
+    input_errors: dict[str, np.ndarray] = field(default_factory=dict)
     noise_hold_tau: float | None = None  # circuit tau; None when the circuit has no noise source
     noise_mode: str | None = None  # "table" | "held" (None: no noise source)
     arrays: dict[str, ArrayRecord] = field(default_factory=dict)  # label -> programmed array
@@ -391,15 +394,14 @@ class Builder:
     def dac_inputs(self, b: np.ndarray, targets: list[str]) -> np.ndarray:
         """Inject -b_i*v_unit/R0 into each integrator's summing node (the integrator inverts, so the
         DAC is loaded with -b). The DAC uses its full scale for max|b|: V = -b_i*v_fs/max|b| through
-        R_b = R0*v_fs/(max|b|*v_unit). Returns the as-built b (after DAC quantisation, tolerance)."""
+        R_b = R0*v_fs/(max|b|*v_unit). Returns the as-built b (after the DACs' quantisation and
+        errors, and the resistors' tolerance)."""
         d = self.d
         bmax = float(np.abs(b).max())
         if bmax == 0.0:
             return np.zeros_like(b)  # no current to inject: the DACs sit at 0 V and are left out
-        volts = -b * d.v_fullscale / bmax
-        if d.bits_dac is not None:
-            lsb = 2 * d.v_fullscale / (2**d.bits_dac - 1)
-            volts = np.round(volts / lsb) * lsb
+        # The DACs' codes, then their INL, gain and offset (circuits/converters.py).
+        volts, errors = converters.dac_output(-b * d.v_fullscale / bmax, d)
         Rb = d.R0 * d.v_fullscale / (bmax * d.v_unit)
         if not d.r_min <= Rb <= d.r_max:
             raise DesignError(
@@ -417,6 +419,8 @@ class Builder:
         self.record.terminals.append(([f"d{i}" for i in range(len(b))], list(targets)))
         self.record.dacs = len(b)
         self.record.dac_volts = volts
+        for name, dv in errors.items():  # b_i = -V_i / R_i * R0 / v_unit, so each error's share:
+            self.record.input_errors[name] = -dv / R * d.R0 / d.v_unit
         return -volts / R * d.R0 / d.v_unit
 
     def johnson_variance(self, nodes: list[str]) -> np.ndarray:
