@@ -22,7 +22,8 @@ import numpy as np
 
 from spu.core.errors import DesignError
 
-from . import converters, opamp_model
+from . import opamp_model
+from .converters import dac_output
 from .design import Design
 from .netlist import Netlist
 from .noise_table import SCALE, chunks, file_name
@@ -401,7 +402,7 @@ class Builder:
         if bmax == 0.0:
             return np.zeros_like(b)  # no current to inject: the DACs sit at 0 V and are left out
         # The DACs' codes, then their INL, gain and offset (circuits/converters.py).
-        volts, errors = converters.dac_output(-b * d.v_fullscale / bmax, d)
+        volts, errors = dac_output(-b * d.v_fullscale / bmax, d)
         Rb = d.R0 * d.v_fullscale / (bmax * d.v_unit)
         if not d.r_min <= Rb <= d.r_max:
             raise DesignError(

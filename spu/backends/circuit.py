@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuits import converters, topologies
+from circuits import topologies
+from circuits.converters import adc_read
 from circuits.design import Converter, Design, OpAmp
 
 
@@ -53,4 +54,4 @@ def second_order(topology: str | None) -> bool:
 def adc(volts: np.ndarray, design: Design) -> np.ndarray:
     """Read voltages through the ADCs (one per state node, the last axis): their offset, gain and
     INL, clipped to full scale and rounded to bits_adc levels when bits_adc is set."""
-    return converters.adc_read(volts, design)
+    return adc_read(volts, design)
