@@ -18,6 +18,7 @@ from spu.core.errors import ThermospiceError
 from spu.core.spectral import MODE_DECAY_TOL
 from spu.device import SPU
 
+from .design_sources import write_design
 from .io import output_file
 from .limit_args import add_limit_args, limits_from_args
 from .osc_args import add_oscillator_args, oscillator_from_args
@@ -38,7 +39,10 @@ def add_parser(sub) -> None:
     add_limit_args(p, "memory", "steps")
     p.set_defaults(func=cmd_solve)
 
-    p = sub.add_parser("netlist", help="write the SPU netlist, runnable by `ngspice -b`")
+    p = sub.add_parser(
+        "netlist",
+        help="write the SPU netlist, runnable by `ngspice -b`, and its design beside it (NAME.design.json)",
+    )
     add_problem_args(p)
     add_design_args(p)
     _common(p)
@@ -179,7 +183,18 @@ def cmd_netlist(args) -> int:
         f"wrote {args.output}: topology {circuit.topology}, n = {circuit.n}, "
         + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
     )
+    # The design beside the netlist, so that the circuit can be rebuilt (--design-file) or changed;
+    # a netlist sent to a device or a pipe has no folder beside it.
+    if os.path.isfile(args.output):
+        design_path = design_file_beside(args.output)
+        write_design(design_path, circuit.design)
+        print(f"wrote {design_path}: its design (--design-file rebuilds this circuit)")
     return 0
+
+
+def design_file_beside(netlist: str) -> str:
+    """NAME.design.json beside the netlist NAME.cir (NAME.design.json for a NAME without suffix)."""
+    return os.path.splitext(netlist)[0] + ".design.json"
 
 
 def cmd_report(args) -> int:

@@ -11,8 +11,9 @@ from spu import backends
 from training.names import MODELS
 from training.optimizers import OPTIMIZERS
 
+from .design_sources import design_fields, named_design
 from .limit_args import add_limit_args
-from .problem_args import add_design_flags
+from .problem_args import DESIGN_FLAGS, add_design_flags
 
 # The design flags train takes, and its wording of those whose default differs from solve's (the
 # training config fills in its own, so none has a default here).
@@ -27,6 +28,18 @@ _DESIGN_FLAGS = (
     "--dt-max",
     "--temperature",
     "--open-error-max",
+    "--opamp-offset",
+    "--opamp-bias",
+    "--opamp-swing",
+    "--opamp-slew",
+    "--opamp-noise",
+    "--opamp-flicker-corner",
+    "--dac-offset",
+    "--dac-gain-error",
+    "--dac-inl",
+    "--adc-offset",
+    "--adc-gain-error",
+    "--adc-inl",
 )
 _DESIGN_HELP = {
     "--bits-r": "resistor resolution in bits (drops entries below 2^-bits of each array's full scale, which "
@@ -83,7 +96,7 @@ def add_parser(sub) -> None:
         "circuit design (--backend ngspice: defaults --bits-r 16 --dt-max 0.05; asbuilt: --bits-r 16, "
         "r_max 1 GOhm; both --open-error-max 0.01)"
     )
-    add_design_flags(d, _DESIGN_FLAGS, helps=_DESIGN_HELP, defaults=False)
+    add_design_flags(d, _DESIGN_FLAGS, helps=_DESIGN_HELP)
     # --ngspice-timeout stays accepted: scripts written before train shared --timeout with solve,
     # sample and sweep still run.
     d.add_argument(
@@ -149,18 +162,9 @@ def cmd_train(args) -> int:
 
 
 def _design_args(args) -> dict | None:
-    """The circuit-design options given on the command line (TrainConfig adds the ngspice defaults)."""
-    given = {
-        "bits_r": args.bits_r,
-        "bits_dac": args.bits_dac,
-        "bits_adc": args.bits_adc,
-        "dt_max": args.dt_max,
-        "tol_r": args.tol_r,
-        "tol_c": args.tol_c,
-        "component_seed": args.component_seed,
-        "temperature": args.temperature,
-        "open_error_max": args.open_error_max,
-        "opamp": None if args.opamp_gain is None else {"gain": args.opamp_gain},
-    }
-    given = {k: v for k, v in given.items() if v is not None}
+    """The circuit-design fields the presets, the design file and the options given set (TrainConfig
+    adds the backend's training defaults under them), checked now so that an error names the option."""
+    flags = {name: DESIGN_FLAGS[name] for name in _DESIGN_FLAGS}
+    given = design_fields(args, flags)
+    named_design(given, flags)
     return given or None

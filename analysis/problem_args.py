@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from circuits.design import Design, OpAmp
+from circuits.design import Design
 from circuits.topologies import TOPOLOGIES
 from spu.core.errors import ProblemError
 from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 from spu.limits import Limits
 
+from .design_sources import add_design_sources, design_fields, named_design, write_design
 from .limit_args import limits_from_args
 
 # Copies of the problem's matrices a command holds at its peak (measured with a dense A of N = 700
@@ -37,64 +38,95 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class DesignFlag:
-    """One circuit-design option. type bool: an on/off switch (store_true). default: the value
-    when the flag is not given (Design's own default where it has one)."""
+    """One circuit-design option and the Design field it sets ('part.name' inside the op-amp or a
+    converter). type bool: a switch (store_true) that sets the field to `store` when given."""
 
     flag: str
     type: type
     help: str
-    default: object = None
+    field: str
+    store: object = None
 
 
 # Every circuit-design flag of the CLI, in the order `solve --help` lists them. A command picks the
-# ones it takes (add_design_flags); dest is argparse's (--bits-r -> bits_r).
+# ones it takes (add_design_flags); dest is argparse's (--bits-r -> bits_r). A flag not given stays
+# None: the design is Design's defaults, then the presets, the design file, then the flags given
+# (analysis/design_sources.py).
 DESIGN_FLAGS = {
     f.flag: f
     for f in (
-        DesignFlag("--temperature", float, "Kelvin: add Johnson noise of every resistor"),
-        DesignFlag("--R0", float, "unit resistance, ohm (default 1k)", Design.R0),
-        DesignFlag("--C", float, "cell capacitance, F (default 1n)", Design.C),
-        DesignFlag("--r-min", float, "smallest resistor, ohm", Design.r_min),
-        DesignFlag("--r-max", float, "largest resistor, ohm", Design.r_max),
-        DesignFlag("--bits-r", int, "resistor resolution in bits (default continuous)"),
-        DesignFlag("--bits-dac", int, "DAC resolution in bits"),
-        DesignFlag("--bits-adc", int, "ADC resolution in bits"),
-        DesignFlag("--tol-r", float, "relative sigma of each resistor", 0.0),
-        DesignFlag("--tol-c", float, "relative sigma of each capacitor", 0.0),
-        DesignFlag("--component-seed", int, "seed of the tolerance draws", 0),
-        DesignFlag("--opamp-gain", float, "op-amp DC gain (default ideal)"),
-        DesignFlag("--opamp-gbw", float, "op-amp gain-bandwidth product, Hz"),
+        DesignFlag("--temperature", float, "Kelvin: add Johnson noise of every resistor", "temperature"),
+        DesignFlag("--R0", float, "unit resistance, ohm (default 1k)", "R0"),
+        DesignFlag("--C", float, "cell capacitance, F (default 1n)", "C"),
+        DesignFlag("--r-min", float, "smallest resistor, ohm", "r_min"),
+        DesignFlag("--r-max", float, "largest resistor, ohm", "r_max"),
+        DesignFlag("--bits-r", int, "resistor resolution in bits (default continuous)", "bits_r"),
+        DesignFlag("--bits-dac", int, "DAC resolution in bits", "bits_dac"),
+        DesignFlag("--bits-adc", int, "ADC resolution in bits", "bits_adc"),
+        DesignFlag("--tol-r", float, "relative sigma of each resistor", "tol_r"),
+        DesignFlag("--tol-c", float, "relative sigma of each capacitor", "tol_c"),
+        DesignFlag("--component-seed", int, "seed of the tolerance draws", "component_seed"),
+        DesignFlag("--opamp-gain", float, "op-amp DC gain (default ideal)", "opamp.gain"),
+        DesignFlag("--opamp-gbw", float, "op-amp gain-bandwidth product, Hz", "opamp.gbw"),
         DesignFlag(
-            "--noise-dt", float, "noise hold time in tau (default: min(0.05, 0.02/lambda_max))", Design.noise_dt
+            "--opamp-offset",
+            float,
+            "sigma of each op-amp's input offset voltage, V (drawn per part from --component-seed)",
+            "opamp.offset",
         ),
-        DesignFlag("--dt-max", float, "largest ngspice step in tau", Design.dt_max),
+        DesignFlag("--opamp-bias", float, "input bias current of every op-amp, A", "opamp.bias"),
+        DesignFlag("--opamp-swing", float, "op-amp outputs clip at +-SWING V (default: no clipping)", "opamp.swing"),
+        DesignFlag("--opamp-slew", float, "largest op-amp output slope, V/s (default: unlimited)", "opamp.slew"),
+        DesignFlag(
+            "--opamp-noise",
+            float,
+            "white input voltage-noise density of the op-amps, V/sqrt(Hz): the level of the 1/f noise",
+            "opamp.noise_density",
+        ),
+        DesignFlag(
+            "--opamp-flicker-corner",
+            float,
+            "1/f noise corner of the op-amps, Hz (needs --opamp-noise; default: no 1/f noise)",
+            "opamp.flicker_corner",
+        ),
+        DesignFlag("--dac-offset", float, "sigma of each DAC's offset, V", "dac.offset"),
+        DesignFlag("--dac-gain-error", float, "relative sigma of each DAC's gain (0.001: 0.1 %%)", "dac.gain_error"),
+        DesignFlag("--dac-inl", float, "peak INL of each DAC, LSB of --bits-dac (a seeded smooth bow)", "dac.inl"),
+        DesignFlag("--adc-offset", float, "sigma of each ADC's offset, V", "adc.offset"),
+        DesignFlag("--adc-gain-error", float, "relative sigma of each ADC's gain", "adc.gain_error"),
+        DesignFlag("--adc-inl", float, "peak INL of each ADC, LSB of --bits-adc (a seeded smooth bow)", "adc.inl"),
+        DesignFlag("--noise-dt", float, "noise hold time in tau (default: min(0.05, 0.02/lambda_max))", "noise_dt"),
+        DesignFlag("--dt-max", float, "largest ngspice step in tau", "dt_max"),
         DesignFlag(
             "--no-autoscale",
             bool,
             "program A as given (no scale s: the circuit then realises A x = b exactly or fails)",
+            "autoscale",
+            store=False,
         ),
         DesignFlag(
             "--open-error-max",
             float,
             "largest relative steady-state error allowed from entries below the "
             f"smallest programmable conductance, which are left open (default {Design.open_error_max:g})",
-            Design.open_error_max,
+            "open_error_max",
         ),
     )
 }
 
 
-def add_design_flags(group, flags=tuple(DESIGN_FLAGS), *, helps: dict | None = None, defaults: bool = True) -> None:
-    """Declare the design flags `flags` (in that order) on an argument group. helps: a command's own
-    wording of some help lines (for its own defaults); defaults=False: a flag not given stays None,
-    for a command that fills in defaults of its own (train)."""
+def add_design_flags(group, flags=tuple(DESIGN_FLAGS), *, helps: dict | None = None) -> None:
+    """Declare the design flags `flags` (in that order) on an argument group, with --preset and
+    --design-file. helps: a command's own wording of some help lines (for its own defaults). A flag
+    not given stays None (False for a switch)."""
     for name in flags:
         f = DESIGN_FLAGS[name]
         text = (helps or {}).get(name, f.help)
         if f.type is bool:
             group.add_argument(name, action="store_true", help=text)
         else:
-            group.add_argument(name, type=f.type, default=f.default if defaults else None, help=text)
+            group.add_argument(name, type=f.type, help=text)
+    add_design_sources(group)
 
 
 def add_design_args(p: argparse.ArgumentParser) -> None:
@@ -106,6 +138,7 @@ def add_design_args(p: argparse.ArgumentParser) -> None:
         "oscillator: second-order RLC cells)",
     )
     add_design_flags(g)
+    g.add_argument("--save-design", metavar="FILE", help="write the design used (every field) to FILE as JSON")
 
 
 def load_array(path: str, name: str) -> np.ndarray:
@@ -227,21 +260,9 @@ def x0_from_args(args, n: int):
 
 
 def design_from_args(args) -> Design:
-    return Design(
-        R0=args.R0,
-        C=args.C,
-        r_min=args.r_min,
-        r_max=args.r_max,
-        bits_r=args.bits_r,
-        bits_dac=args.bits_dac,
-        bits_adc=args.bits_adc,
-        tol_r=args.tol_r,
-        tol_c=args.tol_c,
-        component_seed=args.component_seed,
-        opamp=OpAmp(args.opamp_gain, args.opamp_gbw),
-        temperature=args.temperature,
-        noise_dt=args.noise_dt,
-        dt_max=args.dt_max,
-        autoscale=not args.no_autoscale,
-        open_error_max=args.open_error_max,
-    ).check()
+    """The checked Design the options name (presets, design file, flags; errors name the option),
+    written to --save-design when given."""
+    design = named_design(design_fields(args, DESIGN_FLAGS), DESIGN_FLAGS)
+    if getattr(args, "save_design", None):
+        write_design(args.save_design, design)
+    return design

@@ -1,5 +1,5 @@
-"""Training sweeps with the circuit's errors: `thermospice sweep train-bits | train-tolerance |
-train-noise`.
+"""Training sweeps with the circuit's errors: `thermospice sweep train-*` (the TRAIN_KINDS of
+analysis/sweep_kinds: bits, tolerance, noise, the op-amp and converter errors, the presets).
 
 Each setting trains the digits CNN with TNGD on the `asbuilt` backend (the realised circuit) for a
 fixed number of steps, for several seeds; the ideal `ou` device and Adam train beside it as
@@ -19,7 +19,8 @@ import time
 from functools import partial
 
 from circuits import topologies
-from spu.core.errors import ThermospiceError
+from circuits.design_file import rename_fields
+from spu.core.errors import DesignError, ThermospiceError
 from spu.run_folder import CsvLog, check_manifest, hold_lock, read_rows
 
 from .executors import DaskCluster, ProcessPool, connect_scheduler, default_workers, run_points
@@ -124,7 +125,10 @@ def run_train_sweep(
         from training.loop import make_design
 
         fields, kappa0 = sweep.design_for(value)
-        make_design(fields)
+        try:
+            make_design(fields)
+        except DesignError as exc:
+            raise DesignError(rename_fields(str(exc), sweep.option_names)) from None
         if not (math.isfinite(kappa0) and kappa0 >= 0):
             raise SweepOptionError(f"kappa0 must be >= 0, got {kappa0!r}")
     os.makedirs(out, exist_ok=True)

@@ -23,6 +23,7 @@ import numpy as np
 from spu.core.errors import DesignError
 
 from .amp_input import OFFSET_STREAM, AmpGroup
+from .converters import dac_output
 from .design import Design
 from .netlist import Netlist
 from .noise_table import SCALE, chunks, file_name
@@ -128,8 +129,8 @@ class BuildRecord:
     # "inverters <label>" (circuits/amp_input.py); zeros where the design has no offset.
     opamp_offsets: dict[str, np.ndarray] = field(default_factory=dict)
     # Additive errors at the cells' inputs: source name -> its shift of b, in the units of AsBuilt.b
-    # (the circuit's b/scale, before circuits/realised.py's problem-time scaling). They are not in
-    # AsBuilt.b: realise adds them all to the realised b, the component report lists each one.
+    # (the circuit's b/scale, before circuits/realised.py's problem-time scaling). A breakdown of
+    # what AsBuilt.b already holds (the realised b), which the component report lists one by one.
     input_errors: dict[str, np.ndarray] = field(default_factory=dict)
     # The op-amps' 1/f noise sources (circuits/flicker_sources.FlickerSources; None: no 1/f noise).
     flicker: object | None = None
@@ -467,15 +468,14 @@ class Builder:
     def dac_inputs(self, b: np.ndarray, targets: list[str]) -> np.ndarray:
         """Inject -b_i*v_unit/R0 into each integrator's summing node (the integrator inverts, so the
         DAC is loaded with -b). The DAC uses its full scale for max|b|: V = -b_i*v_fs/max|b| through
-        R_b = R0*v_fs/(max|b|*v_unit). Returns the as-built b (after DAC quantisation, tolerance)."""
+        R_b = R0*v_fs/(max|b|*v_unit). Returns the as-built b (after the DACs' quantisation and
+        errors, and the resistors' tolerance)."""
         d = self.d
         bmax = float(np.abs(b).max())
         if bmax == 0.0:
             return np.zeros_like(b)  # no current to inject: the DACs sit at 0 V and are left out
-        volts = -b * d.v_fullscale / bmax
-        if d.bits_dac is not None:
-            lsb = 2 * d.v_fullscale / (2**d.bits_dac - 1)
-            volts = np.round(volts / lsb) * lsb
+        # The DACs' codes, then their INL, gain and offset (circuits/converters.py).
+        volts, errors = dac_output(-b * d.v_fullscale / bmax, d)
         Rb = d.R0 * d.v_fullscale / (bmax * d.v_unit)
         if not d.r_min <= Rb <= d.r_max:
             raise DesignError(
@@ -493,6 +493,8 @@ class Builder:
         self.record.terminals.append(([f"d{i}" for i in range(len(b))], list(targets)))
         self.record.dacs = len(b)
         self.record.dac_volts = volts
+        for name, dv in errors.items():  # b_i = -V_i / R_i * R0 / v_unit, so each error's share:
+            self.record.input_errors[name] = -dv / R * d.R0 / d.v_unit
         return -volts / R * d.R0 / d.v_unit
 
     def johnson_variance(self, nodes: list[str]) -> np.ndarray:

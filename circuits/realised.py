@@ -303,7 +303,7 @@ def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
         D=D,
         P=P,
         Q=L,
-        b=sum(B.record.input_errors.values(), ab.b),  # offsets, bias: circuits/amp_input.py
+        b=ab.b,  # with the offsets, bias and converter errors (BuildRecord.input_errors)
         q_cell=q_cell,
         Wn=Wn,
         Sn=Sn,

@@ -21,6 +21,7 @@ import pytest
 from cases import assert_one_line_error, call, needs_ngspice
 from scipy.linalg import expm
 
+from circuits.design import Design
 from spu.core.softmax import softmax, softmax_ce_hessian
 
 pytestmark = needs_ngspice
@@ -651,3 +652,45 @@ def test_report_text_and_json(files):
 def test_report_bad_input(capsys, files):
     rc, out, err = call(capsys, "report", "--A", files["A"], "--b", files["b"], "--topology", "crossbar")
     assert_one_line_error(rc, out, err, "crossbar")
+
+
+# -- the design: presets, design files, and the options over them ---------------------------------
+def test_design_file_round_trip(capsys, files, tmp_path):
+    """netlist writes NAME.design.json beside NAME.cir with every field; --design-file rebuilds the
+    same netlist byte for byte; an option given with it overrides the file; --save-design writes
+    the same file."""
+    base = ["--U", files["U"], "--lam", 0.4, "--b", files["b"]]
+    chosen = ["--bits-dac", 12, "--dac-offset", 0.01, "--dac-inl", 1, "--adc-gain-error", 1e-3, "--tol-r", 0.01]
+    rc, out, err = call(capsys, "netlist", *base, *chosen, "--component-seed", 4, "-o", tmp_path / "a.cir")
+    assert rc == 0, err
+    assert "a.design.json" in out
+    saved = json.loads((tmp_path / "a.design.json").read_text())
+    assert saved["dac"] == {"offset": 0.01, "gain_error": 0.0, "inl": 1.0} and saved["component_seed"] == 4
+    assert set(saved) == set(Design.__dataclass_fields__)
+    rc, out, err = call(capsys, "netlist", *base, "--design-file", tmp_path / "a.design.json", "-o", tmp_path / "b.cir")
+    assert rc == 0, err
+    assert (tmp_path / "b.cir").read_bytes() == (tmp_path / "a.cir").read_bytes()
+    assert (tmp_path / "b.design.json").read_bytes() == (tmp_path / "a.design.json").read_bytes()
+    over = ["--design-file", tmp_path / "a.design.json", "--dac-offset", 0.02, "--save-design", tmp_path / "s.json"]
+    rc, out, err = call(capsys, "report", *base, *over, "--json")
+    assert rc == 0, err
+    assert json.loads(out)["design"]["dac"]["offset"] == 0.02
+    assert json.loads((tmp_path / "s.json").read_text()) == {**saved, "dac": {**saved["dac"], "offset": 0.02}}
+
+
+def test_design_presets_combine_and_options_override_them(capsys, files):
+    """--preset applies its fields in order (repeated or comma-separated); an option given wins."""
+    from circuits.presets import PRESETS
+
+    base = ["--U", files["U"], "--lam", 0.4, "--b", files["b"], "--json"]
+
+    def design(*extra):
+        rc, out, err = call(capsys, "report", *base, *extra)
+        assert rc == 0, err
+        return json.loads(out)["design"]
+
+    d = design("--preset", "opamp-general,converter-16bit", "--preset", "opamp-precision", "--dac-inl", 3)
+    assert d["opamp"] == {**Design().as_dict()["opamp"], **PRESETS["opamp-precision"].fields["opamp"]}
+    assert d["bits_dac"] == d["bits_adc"] == 16 and d["dac"]["inl"] == 3.0 and d["adc"]["inl"] == 2.0
+    for preset in PRESETS.values():  # every preset is a valid design, without a bandwidth
+        assert design("--preset", preset.name)["opamp"]["gbw"] is None

@@ -185,3 +185,63 @@ def test_real_ngspice_starts_within_a_short_timeout():
         session.load("* divider\nV1 a 0 1\nR1 a b 1k\nR2 b 0 1k\n.end\n")
         run = session.tran(1e-6, 1e-5, 1e-6)
         assert np.allclose(run.raw["b"], 0.5)
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (["--opamp-slew", "-1"], r"^thermospice: error: --opamp-slew \(V/s\) must be a finite number > 0, got -1"),
+        (["--opamp-offset", "20"], r"--opamp-offset \(20 V\) is not below the output range \(\+-15 V\)"),
+        (["--opamp-swing", "1", "--opamp-offset", "2"], r"--opamp-offset \(2 V\) is not below .*\+-1 V"),
+        (["--opamp-swing", "20"], r"--opamp-swing \(20 V\) exceeds the rails"),
+        (["--opamp-bias", "-2"], r"--opamp-bias \(A\) must be"),
+        (["--opamp-flicker-corner", "10"], r"--opamp-flicker-corner needs --opamp-noise > 0"),
+        (["--opamp-noise=-1e-9"], r"--opamp-noise \(V/sqrt\(Hz\)\) must be"),
+        (["--dac-inl", "1"], r"--dac-inl is in LSB: set --bits-dac too"),
+        (["--adc-gain-error", "0.7"], r"--adc-gain-error \(relative sigma\) must be .* <= 0.5, got 0.7"),
+        (["--dac-offset", "11"], r"--dac-offset \(11 V\) is not below the full scale \(10 V\)"),
+        (["--preset", "opamp-fast", "--opamp-swing", "13"], r"--opamp-swing \(13 V\) exceeds the rails \(\+-12 V\)"),
+        (
+            ["--preset", "opamp-precision,nope"],
+            r"argument --preset: unknown preset 'nope'; choose from opamp-precision, ",
+        ),
+        (["--tol-r", "0.6"], r"--tol-r must be a relative tolerance"),
+    ],
+)
+@pytest.mark.parametrize("command", ["solve", "train"])
+def test_bad_design_options_name_the_option(capsys, tmp_path, extra, says, command):
+    """A bad value of an issue-17 option, alone or against another (the rails, the swing, the
+    bits), is one line naming the option as it is typed, not the Design field behind it."""
+    if command == "train":
+        args = ["train", "--backend", "asbuilt", "--steps", "1", "--out", tmp_path / "run"]
+    else:
+        np.save(tmp_path / "A.npy", np.array([[2.0, -0.5], [-0.5, 1.0]]))
+        np.save(tmp_path / "b.npy", np.ones(2))
+        args = ["solve", "--A", tmp_path / "A.npy", "--b", tmp_path / "b.npy"]
+    rc, out, err = call(capsys, *args, *extra)
+    line = assert_one_line_error(rc, out, err, says)
+    assert not re.search(r"opamp (slew|offset|swing|bias)|flicker_corner|gain_error|dac inl", line), line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        ('{"opamp": {"slw": 1}}', r"design file \S+d\.json: unknown key 'opamp\.slw'; the opamp keys are gain, gbw"),
+        ('{"bits": 8}', r"unknown key 'bits'; the keys are R0, C, r_min"),
+        ('{"opamp": 3}', r"opamp must be an object of its fields, got 3"),
+        ('{"autoscale": "no"}', r"autoscale must be true or false, got 'no'"),
+        ('{"opamp": {"slew": -3}}', r"design file \S+d\.json: key 'opamp\.slew' \(V/s\) must be a finite number > 0"),
+        ('{"dac": {"inl": 2}}', r"key 'dac\.inl' is in LSB: set key 'bits_dac' too"),
+        ("__import__('os')", r"design file \S+d\.json is not JSON"),
+        ("[1, 2]", r"expected an object of design fields, got list"),
+    ],
+)
+def test_bad_design_files_name_the_key(capsys, tmp_path, content, says):
+    """A design file is data: JSON only (never run), every key checked, each error naming it."""
+    (tmp_path / "d.json").write_text(content)
+    np.save(tmp_path / "A.npy", np.array([[2.0, -0.5], [-0.5, 1.0]]))
+    np.save(tmp_path / "b.npy", np.ones(2))
+    args = ["report", "--A", tmp_path / "A.npy", "--b", tmp_path / "b.npy", "--design-file", tmp_path / "d.json"]
+    rc, out, err = call(capsys, *args)
+    assert_one_line_error(rc, out, err, says)

@@ -15,11 +15,30 @@ from .time import Time
 from .tolerance import Tolerance
 from .train_base import TrainSweepKind
 from .train_bits import TrainBits
+from .train_converters import TrainConverters
+from .train_flicker import TrainFlicker
 from .train_noise import TrainNoise
+from .train_offset import TrainOffset
+from .train_presets import TrainPresets
+from .train_saturation import TrainSaturation
+from .train_slew import TrainSlew
 from .train_tolerance import TrainTolerance
 
 SWEEP_KINDS: dict[str, SweepKind] = {k.name: k for k in (Noise(), Tolerance(), Bits(), Opamp(), Time())}
-TRAIN_KINDS: dict[str, TrainSweepKind] = {k.name: k for k in (TrainBits(), TrainTolerance(), TrainNoise())}
+TRAIN_KINDS: dict[str, TrainSweepKind] = {
+    k.name: k
+    for k in (
+        TrainBits(),
+        TrainTolerance(),
+        TrainNoise(),
+        TrainOffset(),
+        TrainSaturation(),
+        TrainSlew(),
+        TrainFlicker(),
+        TrainConverters(),
+        TrainPresets(),
+    )
+}
 
 __all__ = [
     "circuit_backend",

@@ -73,7 +73,9 @@ class RCTopology(Topology):
             xs, as_built = self.place(B, circuit_form, x0)
             if self.chain is not None and not d.opamp.clean:
                 B.amp_map = AmpInput(B, self.chain, circuit_form.n)
-                B.record.input_errors.update(B.amp_map.errors(B.record.opamp_offsets, d.opamp.bias))
+                errors = B.amp_map.errors(B.record.opamp_offsets, d.opamp.bias)
+                B.record.input_errors.update(errors)
+                as_built.b = sum(errors.values(), as_built.b)  # the realised b carries them
             B.hold_outputs(x0)
             # Noise hold and kappa0 are the problem's: the hold is s times longer in circuit tau, and
             # kappa0/s keeps the stationary covariance kappa0 A^-1 (the circuit's matrix is A/s).

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from circuits import topologies
+from circuits.converters import adc_read
 from circuits.design import Converter, Design, OpAmp
 
 
@@ -51,9 +52,6 @@ def second_order(topology: str | None) -> bool:
 
 
 def adc(volts: np.ndarray, design: Design) -> np.ndarray:
-    """Read voltages through the ADC: clip to full scale, round to bits_adc levels."""
-    if design.bits_adc is None:
-        return volts
-    fs = design.v_fullscale
-    lsb = 2 * fs / (2**design.bits_adc - 1)
-    return np.round(np.clip(volts, -fs, fs) / lsb) * lsb
+    """Read voltages through the ADCs (one per state node, the last axis): their offset, gain and
+    INL, clipped to full scale and rounded to bits_adc levels when bits_adc is set."""
+    return adc_read(volts, design)
