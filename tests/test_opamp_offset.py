@@ -260,3 +260,17 @@ def test_amp_input_names_bad_requests():
         rs.amp_input({"summers q": np.zeros(2)})
     with pytest.raises(DesignError, match="8 amps"):
         rs.amp_input({"cells": np.zeros(3)})
+
+
+def test_offsets_are_not_counted_as_open_cell_error():
+    """The open-cell check compares the nominal circuit with the exact solution: offsets, bias and
+    DAC errors sit in the as-built b, so the nominal circuit must drop them, or a quantised design
+    with 1 mV offsets fails as if its open cells moved the steady state (they move nothing here)."""
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((60, 8)) * 0.01
+    U[:, -1] = 1e-12  # a column below R0/r_max: dropped, which runs the open-cell check
+    p = FactoredProblem(U, 0.01, rng.standard_normal(60) * 1e-3)
+    design = Design(bits_r=16, r_max=1e9, open_error_max=1e-2, opamp=OpAmp(offset=1e-2, bias=1e-9))
+    clean = realise(p, "factored", Design(bits_r=16, r_max=1e9, open_error_max=1e-2))
+    shifted = realise(p, "factored", design)
+    assert np.abs(shifted.b - clean.b).max() > 2 * np.abs(clean.b).max()  # the offsets dominate b

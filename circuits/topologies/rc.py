@@ -3,6 +3,8 @@ open cells, finish the transient. A subclass of RCTopology only places its eleme
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from spu.core.errors import DesignError
@@ -10,7 +12,7 @@ from spu.core.errors import DesignError
 from ..amp_input import AmpInput
 from ..builder import Builder
 from ..circuit import Circuit, check_seed, check_x0, finish_transient
-from ..design import Design
+from ..design import Converter, Design
 from ..flicker_sources import flicker_sources
 from ..noise_table import MAX_VALUES, table_values
 from ..scaling import check_open, check_quantised, choose_scale, exact_solution, open_error, scaled
@@ -118,11 +120,22 @@ def lam_array(B: Builder, lam: float, n: int, sums, xs) -> np.ndarray:
 
 
 def _nominal(design: Design, assemble, B: Builder, as_built):
-    """The as-built system with no tolerance and no quantisation: only the open cells remain."""
+    """The as-built system with no tolerance, quantisation, op-amp input error or converter error:
+    only the open cells remain (the offsets, bias and DAC errors are in the as-built b, and would
+    otherwise count as open-cell error)."""
     d = design
-    if d.tol_r == 0 and d.tol_c == 0 and d.bits_r is None and d.bits_dac is None:
+    clean_parts = d.opamp.offset == 0 and d.opamp.bias == 0 and d.dac.clean
+    if d.tol_r == 0 and d.tol_c == 0 and d.bits_r is None and d.bits_dac is None and clean_parts:
         return as_built
-    nominal = d.with_(tol_r=0.0, tol_c=0.0, bits_r=None, bits_dac=None, temperature=None)
+    nominal = d.with_(
+        tol_r=0.0,
+        tol_c=0.0,
+        bits_r=None,
+        bits_dac=None,
+        temperature=None,
+        opamp=replace(d.opamp, offset=0.0, bias=0.0),
+        dac=Converter(),
+    )
     return assemble(nominal, 0.0, "nominal")[2]
 
 
