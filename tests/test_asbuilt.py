@@ -19,7 +19,7 @@ from circuits.topologies import build
 from spu import SPU
 from spu.backends.asbuilt import transition
 from spu.core.errors import DesignError, ThermospiceError, UnstableCircuitError
-from spu.core.problems import DenseProblem, GGNProblem
+from spu.core.problems import DenseProblem, FactoredProblem, GGNProblem
 
 KIND = {"factored": "factored", "crossbar": "ggn"}
 DESIGNS = {
@@ -260,3 +260,15 @@ def csv_rows(path):
 
     with open(path) as fh:
         yield from csv.DictReader(fh)
+
+
+def test_every_column_dropped_leaves_the_diagonal_alone():
+    """A saturated softmax can make every column of U negligible: the circuit then has no chain
+    (rank 0) and asbuilt must relax to b/lam, not fail on an empty m x m eigenproblem."""
+    n = 30
+    b = np.random.default_rng(0).standard_normal(n)
+    p = FactoredProblem(np.full((n, 3), 1e-14), 1.0, b)
+    d = Design(bits_r=16, r_max=1e9, open_error_max=1e-2)
+    r = SPU("asbuilt", design=d).run(p, t=50.0, x0=np.zeros(n))
+    assert r.extra["rank"] == 0
+    np.testing.assert_allclose(r.x, b, rtol=1e-9, atol=1e-12)  # e^-50 of the start is left

@@ -83,7 +83,7 @@ class _Eig:
     """K = V diag(k) V^-1; symmetric K (the ideal circuit) gets eigh, so V^-1 = V^T exactly."""
 
     def __init__(self, K: np.ndarray):
-        if np.abs(K - K.T).max() <= 1e-13 * max(np.abs(K).max(), 1e-300):
+        if np.abs(K - K.T).max(initial=0.0) <= 1e-13 * max(np.abs(K).max(initial=0.0), 1e-300):
             k, V = np.linalg.eigh(0.5 * (K + K.T))
             self.k, self.V, self.T = k, V, V.T
         else:
@@ -196,7 +196,8 @@ class SplitTransition:
         self.eig = _Eig(K)
         # Growth rate of the fastest-growing mode of the uniform part (the diagonal's spread bounds
         # the rest): a realised drift with a negative eigenvalue runs away, as the circuit would.
-        slowest = self.d + float(self.eig.k.real.min(initial=np.inf))
+        # No chain at all (every column of U dropped, e.g. a saturated softmax): the drift is D alone.
+        slowest = self.d + (float(self.eig.k.real.min()) if self.eig.k.size else 0.0)
         if slowest + float(np.abs(self.dD).max(initial=0.0)) <= 0 or not np.isfinite(slowest):
             raise UnstableCircuitError(
                 f"the realised circuit is unstable: its drift has a mode with rate {slowest:.4g}/tau <= 0 "
