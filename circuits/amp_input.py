@@ -51,14 +51,32 @@ class _Inverters:
 
 @dataclass
 class _Step:
-    """One array of the chain: current into its targets = pos @ (shift of the nodes its positive
-    entries read) + neg @ (shift of the nodes its negative entries read)."""
+    """One array of the chain: current into its targets = max(-S, 0) @ (shift of the nodes its
+    negative entries read) + max(S, 0) @ (shift of the nodes its positive entries read)."""
 
-    neg: np.ndarray  # max(-S, 0)
-    pos: np.ndarray | None  # max(S, 0); None where the positive entries read x (no shift)
+    S: np.ndarray  # the as-built signed conductances (the builder's own array, not a copy)
+    reads_x: bool  # its positive entries read x (no shift)
     summer: str | None  # the summer group it feeds (None: the cells)
     rff: np.ndarray | None  # that summer's f Rf
     inverters: _Inverters | None  # the inverted copies of that summer's outputs
+
+
+# Rows per block of _parts: N x m masked copies would cost a pass and ~100 MB each at training scale.
+_BLOCK = 1 << 20
+
+
+def _parts(S: np.ndarray, c_neg: np.ndarray, c_pos: np.ndarray | None) -> np.ndarray:
+    """max(-S, 0) @ c_neg + max(S, 0) @ c_pos (c_pos None: 0), one pass over S in row blocks.
+    max(S, 0) = S + max(-S, 0) exactly, so each block needs one masked temporary."""
+    out = np.empty((S.shape[0], c_neg.shape[1]))
+    rows = max(1, _BLOCK // max(S.shape[1], 1))
+    both = c_neg if c_pos is None else c_neg + c_pos
+    for r in range(0, S.shape[0], rows):
+        blk = S[r : r + rows]
+        out[r : r + rows] = np.maximum(-blk, 0.0) @ both
+        if c_pos is not None:
+            out[r : r + rows] += blk @ c_pos
+    return out
 
 
 def _factor(g: float, rf_g: np.ndarray) -> np.ndarray:
@@ -78,6 +96,10 @@ class AmpInput:
             for name, grp in B.amp_groups.items()
         }
         self.sizes = {name: len(grp.nodes) for name, grp in B.amp_groups.items()}
+        # Set by errors(): the constant shift (V) of each summer stage's output, and of the inverted
+        # copies each array reads (x's, then each summer's; 0 where none was built).
+        self.shifts: list[np.ndarray] | None = None
+        self.inverted_shifts: list[np.ndarray] | None = None
 
         def out_gain(name):
             rf = B.amp_groups[name].rf
@@ -95,41 +117,43 @@ class AmpInput:
         self.x_inverters = inverters("x")
         self.steps = []
         for k, label in enumerate(arrays):
-            S = B.stages[label].S
             summer = f"summers {summers[k]}" if k < len(summers) else None
             self.steps.append(
                 _Step(
-                    neg=np.maximum(-S, 0.0),
-                    pos=np.maximum(S, 0.0) if k else None,
+                    S=B.stages[label].S,
+                    reads_x=k == 0,
                     summer=summer,
                     rff=out_gain(summer) if summer else None,
                     inverters=inverters(summers[k]) if summer else None,
                 )
             )
 
-    def _get(self, J: dict, name: str) -> np.ndarray | float:
-        return J.get(name, 0.0)
-
     def _invert(self, inv: _Inverters | None, v: np.ndarray, J: dict) -> np.ndarray:
         """Shift of the inverted copies of signals whose shift is v (0 where none was built)."""
         c = np.zeros_like(v)
         if inv is not None:
-            c[inv.index] = inv.out * self._get(J, inv.group) - inv.gain * v[inv.index]
+            c[inv.index] = inv.out[:, None] * J.get(inv.group, 0.0) - inv.gain[:, None] * v[inv.index]
         return c
+
+    def _walk(self, J: dict[str, np.ndarray], k: int) -> tuple[np.ndarray, list, list]:
+        """(shift of the cells' b, units of AsBuilt.b; shift of each summer stage's output, V; shift
+        of the inverted copies each array reads, V) from the currents J[group] (A, size x k: k sets at once, one pass per array) each amp injects."""
+        c_pos, c_neg = None, self._invert(self.x_inverters, np.zeros((self.n, k)), J)
+        shifts, inverted = [], [c_neg]
+        for st in self.steps:
+            current = _parts(st.S, c_neg, None if st.reads_x else c_pos)
+            if st.summer is None:
+                return self.unit * (J.get(CELLS, 0.0) - current), shifts, inverted
+            out = st.rff[:, None] * (J.get(st.summer, 0.0) - current)
+            shifts.append(out)
+            c_pos, c_neg = self._invert(st.inverters, out, J), out
+            inverted.append(c_pos)
+        raise DesignError("an op-amp chain must end in the cells")
 
     def to_cells(self, J: dict[str, np.ndarray]) -> np.ndarray:
         """Shift of the cells' b in the units of AsBuilt.b from the currents J[group] (A, one per
         amp) each amp injects into its stage (a group left out injects nothing)."""
-        c_pos, c_neg = None, self._invert(self.x_inverters, np.zeros(self.n), J)
-        for st in self.steps:
-            current = st.neg @ c_neg
-            if st.pos is not None:
-                current += st.pos @ c_pos
-            if st.summer is None:
-                return self.unit * (self._get(J, CELLS) - current)
-            out = st.rff * (self._get(J, st.summer) - current)
-            c_pos, c_neg = self._invert(st.inverters, out, J), out
-        raise DesignError("an op-amp chain must end in the cells")
+        return self._walk({name: np.asarray(v, dtype=float).reshape(-1, 1) for name, v in J.items()}, 1)[0][:, 0]
 
     def __call__(self, volts: dict[str, np.ndarray]) -> np.ndarray:
         """Shift of the realised b (problem units: the circuit's times its scale) from the input-
@@ -146,12 +170,19 @@ class AmpInput:
 
     def errors(self, offsets: dict[str, np.ndarray], bias: float) -> dict[str, np.ndarray]:
         """BuildRecord.input_errors entries (units of AsBuilt.b): the offsets of each group, and
-        the bias current of every amp."""
-        out = {
-            f"op-amp offset {name}": self.to_cells({name: self.conductance[name] * v})
-            for name, v in offsets.items()
-            if v.any()
+        the bias current of every amp, all in one walk down the chain. Sets `shifts` (V): the
+        constant shift they put on each summer stage's output and `inverted_shifts` that of the
+        inverted copies (the clamp's bounds move by them)."""
+        sources = {
+            f"op-amp offset {name}": {name: self.conductance[name] * v} for name, v in offsets.items() if v.any()
         }
         if bias:
-            out["op-amp bias"] = self.to_cells({name: np.full(size, float(bias)) for name, size in self.sizes.items()})
-        return out
+            sources["op-amp bias"] = {name: np.full(size, float(bias)) for name, size in self.sizes.items()}
+        J = {name: np.zeros((size, len(sources))) for name, size in self.sizes.items()}
+        for col, source in enumerate(sources.values()):
+            for name, current in source.items():
+                J[name][:, col] = current
+        cells, shifts, inverted = self._walk(J, len(sources))
+        self.shifts = [s.sum(axis=1) for s in shifts]
+        self.inverted_shifts = [s.sum(axis=1) for s in inverted]
+        return {label: cells[:, col] for col, label in enumerate(sources)}

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spu.core.errors import DesignError
-from spu.core.limited_drift import OutputLimits
+from spu.core.limited_drift import InvertedCopies, OutputLimits
 
 from .amp_input import AmpInput
 from .builder import Builder
@@ -195,21 +195,28 @@ def realise(problem, topology: str, design: Design | None = None, *, kappa0: flo
 
 def _output_limits(B: ValueBuilder, ab, topology, rs: RealisedSystem, s: float) -> OutputLimits:
     """The chain stage by stage (spu/core/limited_drift.py): V(first summers) = -M_0 x, then
-    V(next) = M_k V(previous), with every as-built gain and finite-gain factor of _compose; the
-    cells' own conductances; all in problem time (rates times the scale s)."""
+    V(next) = M_k V(previous), with every as-built gain and finite-gain factor of _compose, the
+    inverted copies each array reads and the offsets' shifts; the cells' own conductances; all in
+    problem time (rates times the scale s)."""
     d, amp = B.d, B.d.opamp
     g = float("inf") if amp.ideal else float(amp.gain)
     arrays, summers = topology.chain
-    maps = [rs.Q] if len(arrays) == 2 else []  # one summer stage: M_0 is Q itself
-    for k, label in enumerate(arrays[:-1] if not maps else ()):
+    maps, inverted = [], []
+    for k, label in enumerate(arrays):
         S = B.stages[label].S
-        sums, Rf = B.summer_rf[summers[k]]
-        rff = Rf * _stage_factor(g, Rf * np.array([B.node_conductance[x] for x in sums]))
-        if k == 0:
-            E = effective(S, np.ones(rs.n), _inverter_with_rf(B, "x", g, {}, d.v_unit)[0])
+        gain = _inverter_with_rf(B, "x" if k == 0 else summers[k - 1], g, {}, d.v_unit)[0]
+        if k + 1 < len(arrays):
+            sums, Rf = B.summer_rf[summers[k]]
+            scale = Rf * _stage_factor(g, Rf * np.array([B.node_conductance[x] for x in sums]))
+            if len(arrays) == 2:  # one summer stage: M_0 is Q itself
+                maps.append(rs.Q)
+            else:
+                E = effective(S, np.ones(rs.n), gain) if k == 0 else effective(S, gain, np.ones(S.shape[1]))
+                maps.append(scale[:, None] * E)
         else:
-            E = effective(S, _inverter_with_rf(B, summers[k - 1], g, {}, d.v_unit)[0], np.ones(S.shape[1]))
-        maps.append(rff[:, None] * E)
+            scale = s * d.R0
+        shift = 0.0 if B.amp_map.inverted_shifts is None else B.amp_map.inverted_shifts[k] / d.v_unit
+        inverted.append(InvertedCopies(S, -1 if k == 0 else 1, -scale, gain, shift))
     G_s = np.array([B.node_conductance[f"s{i}"] for i in range(rs.n)])
     return OutputLimits(
         w0=ab.C / d.C,
@@ -219,6 +226,8 @@ def _output_limits(B: ValueBuilder, ab, topology, rs: RealisedSystem, s: float) 
         gain=1.0 if amp.ideal else g / (g + 1.0),
         limit=float("inf") if amp.swing is None else amp.swing / d.v_unit,
         rate=float("inf") if amp.slew is None else amp.slew * d.tau * s / d.v_unit,
+        shifts=None if B.amp_map.shifts is None else [c / d.v_unit for c in B.amp_map.shifts],
+        inverted=inverted if amp.swing is not None else None,
     )
 
 

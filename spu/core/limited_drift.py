@@ -16,8 +16,17 @@ rate Gs/w0 only, so a cell leaves the rail late, when z has come back. So x = cl
 The chain's stages have no capacitor: each output is its linear image of the previous one, clipped
 (exact for a resistive-feedback stage: out of the clamp its summing node floats and drives nothing
 else). The chain is v_1 = clip(-M_0 x), v_k+1 = clip(M_k v_k), and the cells read I = -P v_last.
-Inverters are folded into the maps (their gain Rf/Rin is 1 + O(tol_r)): an inverter whose input
-sits within |gain - 1| of the swing would clip a little beyond what the maps give (not modelled).
+
+Op-amp offsets and bias currents (circuits/amp_input.py) put a constant shift c_k on stage k's
+output: V_k = M V_k-1 + c_k, and b already carries the linear image of every c_k. So the stepper
+keeps y_k = V_k - c_k (linear in y_k-1 while unclipped) and the real clamp clip(M y + c) - c reads
+clip(M y, -limit - c_k, limit - c_k). A cell's offset e needs nothing: z counts from the summing
+node's rest at e (z = x - V(s)/v_unit + e/v_unit), so x = clip(c z) and its term Gs (x - z) hold
+as above, b carrying Gs e/v_unit; the netlist's capacitor ic (v_os - v_unit x0) starts z at x0.
+Inverters are folded into the maps (their gain Rf/Rin is 1 + O(tol_r)), and clip too: an inverter
+whose input sits near the rail (within |gain - 1| of it, or within its offset's shift) would clip,
+so each array adds the difference its clipped inverted copies make (`InvertedCopies`), through the
+columns that clip only: O(N * clipping columns), no N x m copy.
 
 Slew: every cell output moves towards its target clip(c z) at most at `rate` per tau:
 x <- x + clip(target - x, +-rate h); the chain's resistive stages follow at once, as in the netlist
@@ -45,6 +54,29 @@ from .lowrank_drift import psd_sqrt
 
 
 @dataclass
+class InvertedCopies:
+    """The inverted copies one array reads: w = -gain * u of its input u (y, as the stages), which
+    clip at bounds shifted by `shift`; the array's output moves by scale * (sign S)+ @ (w clipped - w)."""
+
+    S: np.ndarray  # the array's as-built signed conductances
+    sign: int  # +1: its positive entries read the copies; -1: its negative ones
+    scale: np.ndarray | float  # the array's output per unit current (rows)
+    gain: np.ndarray  # effective gain of each column's inverter (0: none built)
+    shift: np.ndarray | float  # c / v_unit of each copy (offsets, bias)
+
+    def linear(self, u):
+        return -self.gain * u
+
+    def correction(self, u, limit: float):
+        w = self.linear(u)
+        d = np.clip(w, -limit - self.shift, limit - self.shift) - w
+        cols = np.flatnonzero(d * (self.gain != 0))
+        if not cols.size:
+            return 0.0
+        return self.scale * (np.maximum(self.sign * self.S[:, cols], 0.0) @ d[cols])
+
+
+@dataclass
 class OutputLimits:
     """What the clamp and the slew stage need beside the linear realised system (problem time)."""
 
@@ -55,6 +87,14 @@ class OutputLimits:
     gain: float  # c = g/(g+1), 1 for an ideal op-amp
     limit: float  # swing / v_unit (inf: no clamp)
     rate: float  # slew * problem tau / v_unit, per problem tau (inf: no slew limit)
+    shifts: list | None = None  # c_k / v_unit of each stage (offsets, bias); None: none
+    inverted: list | None = None  # InvertedCopies read by each array (maps', then the cells'); None: unclipped
+
+    def bounds(self, k: int):
+        """(low, high) of stage k's y = V - c (see the module docstring)."""
+        if self.shifts is None:
+            return -self.limit, self.limit
+        return -self.limit - self.shifts[k], self.limit - self.shifts[k]
 
     def chain(self, x: np.ndarray) -> list:
         """The stage outputs of x through the chain, linear (no clamp): for the checks."""
@@ -84,10 +124,15 @@ class LimitedDrift:
         """[x, v_1, ...] for state z, x moved from prev[0] by at most rate*h (prev None: at once)."""
         lim, top = self.lim, self.lim.limit
         x = _move(prev[0] if prev else None, np.clip(lim.gain * z, -top, top), lim.rate, h)
-        outs = [x, np.clip(-(lim.maps[0] @ x), -top, top)]
-        for M in lim.maps[1:]:
-            outs.append(np.clip(M @ outs[-1], -top, top))
+        outs = [x, np.clip(-(lim.maps[0] @ x) + self._clipped(0, x), *lim.bounds(0))]
+        for k, M in enumerate(lim.maps[1:], 1):
+            outs.append(np.clip(M @ outs[-1] + self._clipped(k, outs[-1]), *lim.bounds(k)))
         return outs
+
+    def _clipped(self, k: int, u):
+        """What array k's clipped inverted copies of its input u add to its output."""
+        inv = self.lim.inverted
+        return 0.0 if inv is None else inv[k].correction(u, self.lim.limit)
 
     def start(self, z0):
         """The outputs at t = 0, as the netlist's .ic lines start them (Builder.hold_outputs): the
@@ -96,7 +141,8 @@ class LimitedDrift:
 
     def drift(self, z, outs):
         lim, x = self.lim, outs[0]
-        return (self.b - lim.diag * x + self.P @ outs[-1] + lim.Gs * (x - z)) / lim.w0
+        current = self.P @ outs[-1] + self._clipped(len(lim.maps), outs[-1])
+        return (self.b - lim.diag * x + current + lim.Gs * (x - z)) / lim.w0
 
     def _noise(self, h, rng):
         dw = self.q_std * (math.sqrt(h) * rng.standard_normal(self.q_std.shape[0]))
@@ -141,7 +187,11 @@ class LimitCheck:
         """(values, bound) pairs: outputs against the swing, drift rates against the slew rate."""
         lim, pairs = self.lim, []
         if math.isfinite(lim.limit):
-            pairs += [(v, lim.limit) for v in [x, *lim.chain(x)]]
+            shifts = lim.shifts or [0.0] * len(lim.maps)
+            outs = [v + c for v, c in zip(lim.chain(x), shifts)]
+            pairs += [(v, lim.limit) for v in [x, *outs]]
+            for inv, u in zip(lim.inverted or (), [x, *lim.chain(x)]):
+                pairs.append((inv.linear(u) + inv.shift, lim.limit))
         if math.isfinite(lim.rate):
             pairs.append((self.rate_of(x), lim.rate))
         return pairs
