@@ -19,45 +19,75 @@ int_0^h e^{-M(h-r)} (r/h - 1/2) dr W^-1 B de ~ (h^2 / 12) M W^-1 B de per interv
 v_unit, de the change of e over the interval), summed with the circuit's decay to ~ (h / 12)
 max |W^-1 B de|: small, since de ~ sqrt(2 gamma_top h) sigma, but not zero.
 
-Today the cells' own op-amps carry the flicker (as in the netlist, circuits/builder.py). The chain
-amplifiers (summers, inverters) enter the same way once RealisedSystem maps each op-amp's
-input-referred voltage to the cells' input: `cell_input` is then that map.
+Every op-amp carries its own flicker voltage (cells, summers, inverters; one FlickerProcess column
+per amp in Builder.amp_group order, as the netlist's table columns): RealisedSystem.amp_input maps
+them to the shift of b, exact for the linear circuit (circuits/amp_input.py); the cells' own e also
+carries the output along (the de/ds term above, which the chain's resistive stages do not have:
+their shift of b already is their whole effect). The map costs O(N m) per knot, once for each new
+knot (the previous knot's input is kept), so a run costs t / h such calls beside its Woodbury
+solves, h = KNOT / gamma_top: 2 pi f_c / KNOT = 63 f_c calls per second of circuit time.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from circuits.amp_input import CELLS
+
+
+class FlickerKnots:
+    """Knot by knot, the flicker of every op-amp (a circuits.flicker FlickerProcess of one column per
+    amp, groups in RealisedSystem.amp's order): next() gives the chain amps' shift of b (problem
+    units, through RealisedSystem.amp_input) and the cells' own voltages (V)."""
+
+    def __init__(self, rs, process):
+        self.rs, self.process, self.band = rs, process, process.band
+        self.h = self.band.step / rs.tau_s  # knot spacing, problem tau
+        self.groups, start = {}, 0
+        for name, size in rs.amp.sizes.items():
+            self.groups[name] = slice(start, start + size)
+            start += size
+
+    def volts(self) -> dict[str, np.ndarray]:
+        """The next knot's voltages (V) by op-amp group."""
+        e = self.process.knots(1)[0]
+        return {name: e[part] for name, part in self.groups.items()}
+
+    def next(self) -> tuple[np.ndarray, np.ndarray]:
+        volts = self.volts()
+        cells = volts.pop(CELLS)
+        return self.rs.amp_input(volts), cells
+
+
+def amp_count(rs) -> int:
+    """Op-amps of the realised circuit (the FlickerProcess columns FlickerKnots reads)."""
+    return sum(rs.amp.sizes.values())
+
 
 class FlickerDrive:
-    """Steps a SplitTransition over [now, target] through the knots of a circuits.flicker
-    FlickerProcess (one voltage per cell op-amp; built by the asbuilt backend, the bridge to
-    circuits/)."""
+    """Steps a SplitTransition over [now, target] through the knots of FlickerKnots (built by the
+    asbuilt backend, the bridge to circuits/)."""
 
-    def __init__(self, rs, prop, process):
-        self.prop, self.band = prop, process.band
-        self.h = self.band.step / rs.tau_s  # knot spacing, problem tau
-        self.process = process
-        self.gain = rs.amp_cells / rs.w  # per volt, into dx/ds
+    def __init__(self, rs, prop, knots: FlickerKnots):
+        self.prop, self.band, self.knots, self.h = prop, knots.band, knots, knots.h
+        self.w, self.cell_gain = rs.w, rs.amp_cells / rs.w  # per volt of a cell's own amp, into dx/ds
         self.follow = rs.x0_gain / rs.v_unit
         self.k = 0  # the knot interval [k h, (k+1) h] now stepped
-        self.e = self.process.knots(2)  # e at knots k and k+1, volts per cell op-amp
+        self.e = [self._input(*knots.next()) for _ in range(2)]  # (dx/ds input, cells' e) at k, k+1
         self._coef = self._coefficients()
 
-    def cell_input(self, e: np.ndarray) -> np.ndarray:
-        """dx/ds per volt of each cell's op-amp (the chain amplifiers join through the same map)."""
-        return self.gain * e
+    def _input(self, chain: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return chain / self.w + self.cell_gain * cells, cells
 
     def start(self, x: np.ndarray) -> np.ndarray:
         """The state at t = 0 of cells started at x (before their op-amps' e(0) moved them)."""
-        return x + self.follow * self.e[0]
+        return x + self.follow * self.e[0][1]
 
     def _coefficients(self):
         """(x* + v0, v1) of x_p(r) = x* + v0 + r v1 over the current knot interval (module doc)."""
-        slope = (self.e[1] - self.e[0]) / self.h
-        c1 = self.cell_input(slope)
-        v1 = self.prop.solve(c1)
-        v0 = self.prop.solve(self.cell_input(self.e[0]) + self.follow * slope - v1)
+        (c0, e0), (c1, e1) = self.e
+        v1 = self.prop.solve((c1 - c0) / self.h)
+        v0 = self.prop.solve(c0 + self.follow * (e1 - e0) / self.h - v1)
         return self.prop.mean + v0, v1
 
     def advance(self, x: np.ndarray, now: float, target: float, rng) -> np.ndarray:
@@ -71,6 +101,36 @@ class FlickerDrive:
             now = end
             if end == t_next:
                 self.k += 1
-                self.e = np.vstack([self.e[1:], self.process.knots(1)])
+                self.e = [self.e[1], self._input(*self.knots.next())]
                 self._coef = self._coefficients()
         return x
+
+
+class KnotPath:
+    """The flicker input between knots, linear (as ngspice's filesource reads its table), for the
+    limited stepper (spu/core/limited_drift.py): pieces() splits a span at the knots, at() gives
+    its (cells' own e / v_unit, every amp's volts by group) at a time inside the current piece."""
+
+    def __init__(self, rs, knots: FlickerKnots):
+        self.v_unit, self.knots, self.h = rs.v_unit, knots, knots.h
+        self.k = 0
+        self.ends = [knots.volts() for _ in range(2)]
+
+    def at(self, t: float) -> tuple[np.ndarray, dict]:
+        r = t / self.h - self.k
+        v0, v1 = self.ends
+        volts = {name: v0[name] + r * (v1[name] - v0[name]) for name in v0}
+        return volts[CELLS] / self.v_unit, volts
+
+    def pieces(self, now: float, target: float):
+        """(start, end) spans covering [now, target], none across a knot; the path moves on to the
+        next knot interval once a span that ends on its knot has been used."""
+        eps = 1e-12 * max(1.0, abs(target))
+        while target - now > eps:
+            t_next = (self.k + 1) * self.h
+            end = t_next if t_next - target <= eps else target
+            yield now, end
+            now = end
+            if end == t_next:
+                self.k += 1
+                self.ends = [self.ends[1], self.knots.volts()]
