@@ -1,5 +1,7 @@
 """asbuilt's side of the op-amps' 1/f noise (circuits/flicker.py): the flicker voltages as extra state,
-advanced exactly knot to knot (AR(1) per OU component, O(N K)), entering the cells' input.
+advanced exactly knot to knot (AR(1) per OU component, O(amps K)), entering the cells' input.
+With the op-amps' swing or slew set, KnotPath feeds the same knots to the limited stepper
+(spu/core/limited_drift.py), where the chain's voltages act before each stage's clamp.
 
 Physics of a cell whose op-amp sees an input-referred voltage e(t) (finite gain g included): the
 summing node moves with e, so
@@ -23,9 +25,14 @@ Every op-amp carries its own flicker voltage (cells, summers, inverters; one Fli
 per amp in Builder.amp_group order, as the netlist's table columns): RealisedSystem.amp_input maps
 them to the shift of b, exact for the linear circuit (circuits/amp_input.py); the cells' own e also
 carries the output along (the de/ds term above, which the chain's resistive stages do not have:
-their shift of b already is their whole effect). The map costs O(N m) per knot, once for each new
-knot (the previous knot's input is kept), so a run costs t / h such calls beside its Woodbury
-solves, h = KNOT / gamma_top: 2 pi f_c / KNOT = 63 f_c calls per second of circuit time.
+their shift of b already is their whole effect).
+
+Cost per knot: one amp_input call, O(N m) (the previous knot's input is kept), two Woodbury solves,
+and the draws of every amp's K components, O((2N + m) K) for the factored circuit's amps; a run has
+t / h knots, h = KNOT / gamma_top: 2 pi f_c / KNOT = 63 f_c knots per second of circuit time.
+Measured (factored N = 4000, m = 32, band 2e4..2e6 Hz, 628 knots in 5 tau): amp_input 0.16 ms per
+call, the draws ~1 ms per knot, the run 2.0 s against 0.3-0.7 s without 1/f noise (the machine was
+shared); the draws dominate, the map does not.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from __future__ import annotations
 import numpy as np
 
 from circuits.amp_input import CELLS
+
+_BLOCK, _BLOCK_VALUES = 64, 1 << 20  # knots drawn at once, and at most this many values
 
 
 class FlickerKnots:
@@ -43,14 +52,20 @@ class FlickerKnots:
     def __init__(self, rs, process):
         self.rs, self.process, self.band = rs, process, process.band
         self.h = self.band.step / rs.tau_s  # knot spacing, problem tau
+        self.buffer: list = []  # knots drawn ahead, the next one last
         self.groups, start = {}, 0
         for name, size in rs.amp.sizes.items():
             self.groups[name] = slice(start, start + size)
             start += size
 
     def volts(self) -> dict[str, np.ndarray]:
-        """The next knot's voltages (V) by op-amp group."""
-        e = self.process.knots(1)[0]
+        """The next knot's voltages (V) by op-amp group. Knots come from the process in blocks
+        (the same values as one by one: FlickerProcess draws in knot order), since a call per knot
+        costs more in its per-component filter set-up than in the draws at N = 1e3..1e4."""
+        if not self.buffer:
+            block = max(1, min(_BLOCK, _BLOCK_VALUES // sum(self.rs.amp.sizes.values())))
+            self.buffer = list(self.process.knots(block)[::-1])
+        e = self.buffer.pop()
         return {name: e[part] for name, part in self.groups.items()}
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
