@@ -264,8 +264,11 @@ class Builder:
             lag = self.d.dt_max * self.record.step * self.d.tau
             part = amp if sub == "opamp_slew" else replace(amp, slew=None)
             self.nl.subckt(sub, PORTS, subckt_body(part, lag))
-        # Offset sources only where offsets are drawn: other errors leave the netlist's wiring as it was.
-        sensed = inn if amp.offset == 0 else self.opamp_input(name, inn, offset)
+        # 1/f noise in series with the summing node (circuits/flicker_sources.py: its columns follow
+        # the amps in Builder.amp_group order), then the offset source; only where drawn, so other
+        # errors leave the netlist's wiring as it was.
+        pin = inn if self.flicker is None else self.flicker.series(name, inn)
+        sensed = pin if amp.offset == 0 else self.opamp_input(name, pin, offset)
         self.nl.X(name, (sensed, out), sub, comment)
         self.record.amplifiers += 1
 
@@ -455,9 +458,7 @@ class Builder:
                 ic = -self.d.v_unit * x0[i] if clean else v_os[i] - self.d.v_unit * x0[i]
                 self.nl.C(f"{i}", sums[i], xs[i], C[i], ic=ic, comment=f"cell {i} integrator")
                 comment = f"cell {i}: V(x{i}) = v_unit * x[{i}]"
-                # 1/f noise in series with the summing node (circuits/flicker_sources.py), then the offset.
-                pin = sums[i] if self.flicker is None else self.flicker.series(f"cell{i}", sums[i])
-                self.opamp(f"cell{i}", pin, xs[i], comment=comment, offset=v_os[i], integrator=True)
+                self.opamp(f"cell{i}", sums[i], xs[i], comment=comment, offset=v_os[i], integrator=True)
         else:
             self.record.amplifiers += n
         for node in sums:

@@ -44,6 +44,7 @@ from .builder import Builder
 from .circuit import effective
 from .design import Design
 from .netlist import Netlist
+from .stage_shift import stage_shifts
 from .topologies import build, choices, find
 
 
@@ -189,6 +190,11 @@ def realise(problem, topology: str, design: Design | None = None, *, kappa0: flo
     rs = _to_problem_time(_compose(circuit.builder, circuit.as_built, topo, circuit.n), circuit.scale)
     if design.opamp.swing is not None or design.opamp.slew is not None:
         rs.limits = _output_limits(circuit.builder, circuit.as_built, topo, rs, circuit.scale)
+        if design.opamp.flicker_corner is not None:  # its chain part moves the stages before their clamps
+            g = float("inf") if design.opamp.ideal else float(design.opamp.gain)
+            rs.limits.flicker_shifts, rs.limits.flicker_tail = stage_shifts(
+                circuit.builder, topo.chain, g, circuit.scale
+            )
     rs.tau_s = circuit.scale * design.tau
     return rs
 

@@ -13,12 +13,14 @@ from physics import problem
 from scipy import stats
 from scipy.linalg import solve_continuous_lyapunov
 
+from circuits.amp_input import CELLS
 from circuits.design import Design, OpAmp
 from circuits.flicker import KNOT, FlickerProcess, band_for, ripple
 from circuits.realised import realise
 from circuits.topologies import build
 from spu import SPU
 from spu.backends.asbuilt import transition
+from spu.backends.flicker_drive import amp_count
 from spu.core.errors import DesignError
 
 AMP = OpAmp(noise_density=1e-3, flicker_corner=3e3)
@@ -95,6 +97,10 @@ def test_asbuilt_matches_ngspice_with_the_same_flicker():
     design = base.with_(opamp=OpAmp(gain=300.0, noise_density=1e-4, flicker_corner=2e4))
     x0 = np.random.default_rng(2).normal(size=p.n)
     t, seed = 200.0, 5
+    # Every op-amp carries its own source, in the asbuilt process's column order (cells first here).
+    sources = build(p, "factored", design, t=t, seed=seed).record.flicker.amps
+    sizes = realise(p, "factored", design).amp.sizes
+    assert len(sources) == sum(sizes.values()) > p.n and sources[: p.n] == [f"cell{i}" for i in range(p.n)]
     ng = SPU("ngspice", topology="factored", design=design).run(p, t=t, x0=x0, seed=seed)
     tt, X = ng.extra["raw_times_tau"], ng.extra["raw_states"]
     pick = np.unique(np.searchsorted(tt, np.linspace(1.0, t, 40)).clip(max=len(tt) - 2))
@@ -115,27 +121,40 @@ def test_asbuilt_matches_ngspice_with_the_same_flicker():
 
 def _kink_bound(p, design, t, seed):
     """Trapezoidal error from the kinks of the piecewise linear flicker input (module doc of
-    spu/backends/flicker_drive.py): in capacitor coordinates the input W^-1 (B - A_eff) e / v_unit
-    has a kink at every knot, a local error <= h^2/8 |kink| each, decaying at the slowest rate."""
+    spu/backends/flicker_drive.py): in capacitor coordinates the input (G - M F) e has a kink at
+    every knot (G every op-amp's dx/ds per volt, F the cells' own amps' output following), a local
+    error <= h^2/8 |kink| each, decaying at the slowest rate."""
     rs, prop = transition(p, "factored", design, 0.0)
     band = band_for(design.opamp, t * rs.tau_s)
     h = band.step / rs.tau_s
     h_ng = design.dt_max * design.tau / rs.tau_s  # ngspice's step cap, problem tau
-    E = FlickerProcess(band, rs.n, seed).knots(int(t / h) + 3)
+    E = FlickerProcess(band, amp_count(rs), seed).knots(int(t / h) + 3)
     kinks = np.diff(E, 2, axis=0) / h  # change of de/ds at each knot
-    A = np.diag(rs.D) + rs.P @ rs.Q
-    M = A / rs.w[:, None]
-    Bc = (np.diag(rs.amp_cells) - A * rs.x0_gain / rs.v_unit) / rs.w[:, None]
+    M = (np.diag(rs.D) + rs.P @ rs.Q) / rs.w[:, None]
+    G, Fc = _amp_matrix(rs)
+    Bc = G - M @ Fc
     lam = np.linalg.eigvals(M).real.min()
     per_knot = h_ng**2 / 8 * np.abs(kinks @ Bc.T).max()
     return per_knot / -math.expm1(-lam * h)
 
 
+def _amp_matrix(rs):
+    """(G, Fc): dx/ds per volt at each op-amp (columns in FlickerProcess order, through the public
+    map RealisedSystem.amp_input), and the output following of the cells' own amps (x0_gain /
+    v_unit in their columns, 0 for the chain's)."""
+    G, Fc = [], []
+    for name, size in rs.amp.sizes.items():
+        for k in range(size):
+            G.append(rs.amp_input({name: np.eye(size)[k]}) / rs.w)
+            Fc.append(np.eye(rs.n)[k] * rs.x0_gain / rs.v_unit if name == CELLS else np.zeros(rs.n))
+    return np.array(G).T, np.array(Fc).T
+
+
 def test_stationary_variance_of_a_cell_matches_the_filtered_lorentzians():
     """End states of independent asbuilt runs (flicker only, ideal factored circuit: exact steps)
-    against theory: per OU component, the Lyapunov solution of (x, z) with dz = -g z + noise and
-    dx = -M x + (G - g F) z + F noise (G the cell input per volt, F = x0_gain / v_unit the output
-    following its input), summed. Tolerance: chi2 of the sample variance over R runs, widened by
+    against theory: per OU component, the Lyapunov solution of (x, z) with z the component at every op-amp, dz = -g z + noise and
+    dx = -M x + (G - g F) z + F noise (G the cells' input per volt at each amp, F = x0_gain / v_unit
+    the cells' output following their own amp's input), summed. Tolerance: chi2 of the sample variance over R runs, widened by
     the variance that linear interpolation between knots misses (<= Band.interpolation_loss)."""
     p = problem("factored", 3, seed=8)
     design = Design(opamp=OpAmp(noise_density=1e-3, flicker_corner=2e4))
@@ -143,25 +162,31 @@ def test_stationary_variance_of_a_cell_matches_the_filtered_lorentzians():
     rs, prop = transition(p, "factored", design, 0.0)
     band = band_for(design.opamp, t * rs.tau_s)
     ends = np.array([_at_points(design, p, prop.mean, t, None, seed).x for seed in range(R)])
-    var = _filtered_lorentzians(rs, band, rs.x0_gain / rs.v_unit)
+    var = _filtered_lorentzians(rs, band)
     sample = ends.var(axis=0, ddof=1)
     alpha = 1e-4 / rs.n
     lo = var * (1 - 2 * band.interpolation_loss()) * stats.chi2.ppf(alpha / 2, R - 1) / (R - 1)
     hi = var * stats.chi2.ppf(1 - alpha / 2, R - 1) / (R - 1)
     assert ((lo < sample) & (sample < hi)).all(), f"variance {sample} outside [{lo}, {hi}]"
-    # Power: a flicker level 30 % higher is rejected (the output following its input, F, adds only
-    # ~3 % here, where the flicker is slow against the circuit: below this test's resolution).
-    assert not ((1.3 * lo < sample) & (sample < 1.3 * hi)).all()
+    # Power: the cells' own amps alone (the chain's left out, as before every amp carried its
+    # flicker) fall far short: the inverters and summers reach the cells with gains of up to ~6x.
+    own = _filtered_lorentzians(rs, band, own=True)
+    assert not ((own * lo / var < sample) & (sample < own * hi / var)).all()
 
 
-def _filtered_lorentzians(rs, band, F):
-    """Stationary variance of each cell: per OU component g, the Lyapunov solution of (x, z)."""
+def _filtered_lorentzians(rs, band, own=False):
+    """Stationary variance of each cell: per OU component g, the Lyapunov solution of (x, z), z the
+    component at every op-amp (own: at the cells' own amps only): dz = -g z + noise,
+    dx = -M x + (G - g Fc) z + Fc noise."""
     M = (np.diag(rs.D) + rs.P @ rs.Q) / rs.w[:, None]
-    G, n = rs.amp_cells / rs.w, rs.n
+    G, Fc = _amp_matrix(rs)
+    if own:
+        G, Fc = G[:, : rs.n], Fc[:, : rs.n]  # the cells come first (Builder.amp_group order)
+    n, k = G.shape
     var = np.zeros(n)
     for g in band.rates * rs.tau_s:  # per problem tau
-        J = np.block([[-M, np.diag(G - g * F)], [np.zeros((n, n)), -g * np.eye(n)]])
-        B = np.vstack([F * np.eye(n), np.eye(n)]) * math.sqrt(2 * g * band.variance)
+        J = np.block([[-M, G - g * Fc], [np.zeros((k, n)), -g * np.eye(k)]])
+        B = np.vstack([Fc, np.eye(k)]) * math.sqrt(2 * g * band.variance)
         var += np.diag(solve_continuous_lyapunov(J, -B @ B.T))[:n]
     return var
 

@@ -28,17 +28,17 @@ def driven(topology: str, n: int = 8, gain: float = 3.0):
     return GGNProblem(p.J, p.H, p.lam, gain * p.b)
 
 
-def both(p, topology, design, x0, step=0.01):
+def both(p, topology, design, x0, step=0.01, seed=None):
     """(asbuilt, ngspice, bound): bound = 2 * (asbuilt's and ngspice's step-halving differences),
     the error of a first-order method at the finer step, doubled (both schemes are second order
     where the path is smooth; a slew hand-over makes one step first order)."""
     a1, a2 = (
-        SPU("asbuilt", topology=topology, design=design, step=h).run(p, t=T, x0=x0, times=TIMES)
+        SPU("asbuilt", topology=topology, design=design, step=h).run(p, t=T, x0=x0, times=TIMES, seed=seed)
         for h in (step, step / 2)
     )
-    ng = SPU("ngspice", topology=topology, design=design).run(p, t=T, x0=x0, times=TIMES)
+    ng = SPU("ngspice", topology=topology, design=design).run(p, t=T, x0=x0, times=TIMES, seed=seed)
     fine = design.with_(dt_max=design.dt_max / 2)
-    ng2 = SPU("ngspice", topology=topology, design=fine).run(p, t=T, x0=x0, times=TIMES)
+    ng2 = SPU("ngspice", topology=topology, design=fine).run(p, t=T, x0=x0, times=TIMES, seed=seed)
     assert a1.extra["limited"] and a2.extra["limited"]
     bound = 2 * (np.abs(a1.trajectory - a2.trajectory) + np.abs(ng.trajectory - ng2.trajectory))
     return a2, ng2, bound + 1e-9
@@ -52,6 +52,45 @@ def test_clipped_trajectory_matches_ngspice(topology):
     a, ng, bound = both(p, topology, Design(opamp=OpAmp(swing=1.0)), np.linspace(-0.5, 0.5, p.n))
     err = np.abs(a.trajectory - ng.trajectory)
     assert (err <= bound).all(), f"|asbuilt - ngspice| {err.max():.3g} above {bound[err > bound].min():.3g}"
+
+
+def test_clipped_trajectory_with_flicker_matches_ngspice():
+    """1/f noise at every op-amp while cells and summers clip: the same sampled processes (same
+    seed) in ngspice's tables and in the limited stepper, where a summer's or inverter's voltage
+    moves its stage before the clamp. Within both step errors (step halving), as without flicker."""
+    p = driven("factored")
+    design = Design(opamp=OpAmp(swing=1.0, noise_density=1e-4, flicker_corner=2e4))
+    x0 = np.linspace(-0.5, 0.5, p.n)
+    a, ng, bound = both(p, "factored", design, x0, seed=3)
+    err = np.abs(a.trajectory - ng.trajectory)
+    assert (err <= bound).all(), f"|asbuilt - ngspice| {err.max():.3g} above {bound[err > bound].min():.3g}"
+    lim = realise(p, "factored", design).limits
+    assert max(np.abs(v).max() for x in a.trajectory for v in lim.chain(x)) > 1.0  # a summer clips
+    assert (np.abs(a.trajectory) == 1.0).any()  # and a cell
+    # Power: the flicker moves the clipped trajectory by far more than the tolerance.
+    off = SPU("asbuilt", topology="factored", design=Design(opamp=OpAmp(swing=1.0)), step=0.005)
+    assert np.abs(a.trajectory - off.run(p, t=T, x0=x0, times=TIMES).trajectory).max() > 100 * bound.max()
+
+
+@pytest.mark.parametrize("topology", ["factored", "crossbar"])
+def test_stage_shifts_without_clamps_are_the_amp_input_map(topology):
+    """The limited stepper's chain shifts (circuits/stage_shift.py), propagated through the stages
+    unclipped, give RealisedSystem.amp_input's shift of b for every chain op-amp group: the same
+    physics (finite gain, tolerances) to round-off."""
+    p = driven(topology)
+    amp = OpAmp(gain=300.0, swing=14.0, noise_density=1e-4, flicker_corner=2e4)
+    rs = realise(p, topology, Design(tol_r=0.02, opamp=amp, component_seed=3))
+    lim, rng = rs.limits, np.random.default_rng(0)
+    for name in rs.amp.sizes:
+        if name == "cells":  # the cells' own amps move x itself (LimitedDrift.outputs)
+            continue
+        volts = {k: (rng.normal(size=n) if k == name else np.zeros(n)) for k, n in rs.amp.sizes.items()}
+        v = np.zeros(rs.n)
+        for k, M in enumerate(lim.maps):
+            v = (-(M @ v) if k == 0 else M @ v) + lim.flicker_shifts[k](v, volts, np.inf)
+        got = rs.P @ v + (0.0 if lim.flicker_tail is None else lim.flicker_tail(v, volts, np.inf))
+        want = rs.amp_input({name: volts[name]})
+        assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max(), name
 
 
 @pytest.mark.parametrize("topology", ["factored", "crossbar"])

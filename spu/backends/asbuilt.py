@@ -6,7 +6,8 @@ A circuit backend, like ngspice.py, but it never loads ngspice: circuits/realise
 elements into  w dx/ds = -(D x + P Q x - b) + noise,  and spu/core/lowrank_drift.py steps it,
 O(N m) per step, exactly where the diagonal is uniform, else by Strang splitting (step error
 O(h^2), see there). Noise is white (the limit of ngspice's held noise sources), plus the op-amps'
-1/f noise where the design sets a flicker corner (spu/backends/flicker_drive.py).
+1/f noise where the design sets a flicker corner (spu/backends/flicker_drive.py), at every op-amp,
+with or without the op-amps' swing and slew limits.
 
 options (all optional):
   topology  "factored" (default) | "crossbar"
@@ -28,7 +29,7 @@ from ..core.limited_drift import LimitCheck, LimitedDrift, LimitReached
 from ..core.lowrank_drift import SplitTransition
 from .base import BackendRun, CircuitBackend
 from .circuit import adc
-from .flicker_drive import FlickerDrive
+from .flicker_drive import FlickerDrive, FlickerKnots, KnotPath, amp_count
 from .ou import check_run_args
 
 DEFAULT_STEP = 0.25
@@ -80,16 +81,13 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     step = float(options.get("step", DEFAULT_STEP))
     rs, prop = transition(problem, topology, design, kappa0, step)
     marks = ([] if times is None else list(times)) + [t]
-    drive = flicker_drive(rs, prop, design, t, seed)
-    if drive is None:
-        rows, limited = _trajectory(rs, prop, x0, marks, seed, step)
-    else:
-        if rs.limits is not None:
-            raise ThermospiceError(
-                "backend asbuilt carries 1/f noise or op-amp limits (swing, slew), not both in one run: "
-                "use backend ngspice for the pair"
-            )
+    process = flicker_process(rs, design, t, seed)
+    if process is not None and rs.limits is None:
+        drive = FlickerDrive(rs, prop, FlickerKnots(rs, process))
         rows, limited = _flicker_trajectory(rs, prop, drive, x0, marks, seed), False
+    else:
+        path = None if process is None else KnotPath(rs, FlickerKnots(rs, process))
+        rows, limited = _trajectory(rs, prop, x0, marks, seed, step, path)
 
     def read(v):  # the ADC reads V(x) = v_unit x
         return adc(v * rs.v_unit, design) / rs.v_unit
@@ -97,13 +95,13 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
     traj = read(np.array(rows[:-1]).reshape(len(times), problem.n)) if times is not None else None
     extra = {
         "topology": topology,
-        "exact": prop.uniform and not limited and drive is None,
+        "exact": prop.uniform and not limited and process is None,
         "limited": limited,
         "rank": int(rs.P.shape[1]),
         "step_tau": None if prop.uniform and not limited else step,
     }
-    if drive is not None:
-        extra["flicker_hz"] = drive.band.edges_hz  # the band of the op-amps' 1/f noise
+    if process is not None:
+        extra["flicker_hz"] = process.band.edges_hz  # the band of the op-amps' 1/f noise
     return BackendRun(
         x=read(rows[-1]),
         times=times,
@@ -132,38 +130,45 @@ def _linear(prop, x, marks, rng, visit=None) -> list:
     return rows
 
 
-def _trajectory(rs, prop, x0, marks, seed, step) -> tuple[list, bool]:
+def _trajectory(rs, prop, x0, marks, seed, step, path=None) -> tuple[list, bool]:
     """The states at `marks`, and whether an op-amp limit was reached. With a swing or slew rate
     set, the linear path runs first on its step grid under a LimitCheck: while no output or rate
     comes near a limit it IS the answer (the same draws as without limits where the diagonal is
     non-uniform); at the first grid point near one, the run restarts from t = 0 with the limited
-    stepper (spu/core/limited_drift.py) on the same seed."""
+    stepper (spu/core/limited_drift.py) on the same seed. With 1/f noise (path: a
+    flicker_drive.KnotPath) the limited stepper runs from the start: the check watches the drift
+    without the flicker's input, which it would have to bound too."""
     x = rs.x0_gain * x0
     if rs.limits is None:
         return _linear(prop, x, marks, np.random.default_rng(seed)), False
-    check = LimitCheck(rs.limits, lambda v: (rs.b - rs.matvec(v)) / rs.w, np.sqrt(rs.q_cell) / rs.w)
-    try:
-        check(x, step)
-        return _linear(prop, x, marks, np.random.default_rng(seed), check), False
-    except LimitReached:
-        pass
+    if path is None:
+        check = LimitCheck(rs.limits, lambda v: (rs.b - rs.matvec(v)) / rs.w, np.sqrt(rs.q_cell) / rs.w)
+        try:
+            check(x, step)
+            return _linear(prop, x, marks, np.random.default_rng(seed), check), False
+        except LimitReached:
+            pass
     rho = prop.d + float(np.abs(prop.eig.k).max(initial=0.0)) + float(np.abs(prop.dD).max(initial=0.0))
     stepper = LimitedDrift(rs.limits, rs.P, rs.b, rs.q_cell, rs.Wn, rs.Sn, rho=rho, step=step)
     z = np.asarray(x0, dtype=np.float64)  # the capacitor holds -v_unit x0 (Builder.integrator_cells)
-    outs, now, rows = stepper.start(z), 0.0, []
+    outs, now, rows = stepper.start(z, None if path is None else path.at(0.0)), 0.0, []
     rng = np.random.default_rng(seed)
     for target in marks:
-        z, outs = stepper.advance(z, outs, target - now, rng)
+        if path is None:
+            z, outs = stepper.advance(z, outs, target - now, rng)
+        else:
+            for a, b in path.pieces(now, target):
+                z, outs = stepper.advance(z, outs, b - a, rng, (path.at(a), path.at(b)))
         now = target
         rows.append(outs[0])
     return rows, True
 
 
-def flicker_drive(rs, prop, design: Design, t: float, seed) -> FlickerDrive | None:
-    """The op-amps' 1/f noise over a run of t problem tau; None without it (or with its band below
-    the run: circuits/flicker.py)."""
+def flicker_process(rs, design: Design, t: float, seed) -> FlickerProcess | None:
+    """The op-amps' 1/f noise over a run of t problem tau, one column per op-amp; None without it
+    (or with its band below the run: circuits/flicker.py)."""
     band = band_for(design.opamp, t * rs.tau_s)
-    return None if band is None else FlickerDrive(rs, prop, FlickerProcess(band, rs.n, seed))
+    return None if band is None else FlickerProcess(band, amp_count(rs), seed)
 
 
 class AsbuiltBackend(CircuitBackend):

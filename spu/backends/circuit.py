@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from circuits import topologies
+from circuits.amp_input import CELLS  # noqa: F401  (the cells' op-amp group, for flicker_drive.py)
 from circuits.converters import adc_read
 from circuits.design import Converter, Design, OpAmp
 

@@ -34,6 +34,15 @@ x <- x + clip(target - x, +-rate h); the chain's resistive stages follow at once
 it has no rate to limit; only the drift is slew limited (ngspice's held noise has a finite rate,
 sqrt(2 kappa0 / hold) per tau, which its slew stage does limit).
 
+Time-varying input (the op-amps' 1/f noise, spu/backends/flicker_drive.py): advance takes it
+affine over the call, as (e, volts) at both ends. e (in v_unit) is each cell's own input-referred
+voltage, which moves its summing node: V(s) = e - V(x)/g, so x = clip(c (z + e)), and the
+Gs (x - z) term carries the current it draws. volts (V, by op-amp group) move each summer stage's
+output before its clamp, and the inverted copies, each clipped at the swing too (an inverted copy
+of a railed output sits right at the swing): OutputLimits.flicker_shifts and .flicker_tail
+(circuits/stage_shift.py).
+Without clamps this is the linear realised system with RealisedSystem.amp_input's shift of b.
+
 Stepping: stochastic Heun (predictor-corrector with one noise increment per step), the outputs
 recomputed at the predictor and at the end of the step. Where the right-hand side is smooth
 (between clamp and slew switchings) the drift is second order, O((rho h)^2) per unit time with rho
@@ -46,7 +55,7 @@ tests/test_opamp_limits.py.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -77,6 +86,29 @@ class InvertedCopies:
 
 
 @dataclass
+class StageShift:
+    """What the op-amps' input-referred voltages (V, by group) do to one stage of the chain, in
+    v_unit (circuits/stage_shift.py): its summers' own (gain per amp; None for the cells' stage,
+    whose shift is one of b) and the inverted copies' of the previous signal, each clipped."""
+
+    summers: str | None  # op-amp group of the stage's summers (None: the stage into the cells)
+    gain: np.ndarray | None  # per summer amp
+    inverters: str | None = None  # op-amp group of the inverters feeding the stage's array
+    index: np.ndarray | None = None  # the columns of the previous signal they invert
+    inv_gain: np.ndarray | None = None  # their effective gain, as the maps fold it
+    inv_out: np.ndarray | None = None  # their output shift per volt at their input
+    matrix: np.ndarray | None = None  # the stage's input per unit departure of the inverted copies
+
+    def __call__(self, prev: np.ndarray, volts: dict, top: float):
+        """The stage's shift, given the previous signal prev (the linear image the maps fold)."""
+        d = 0.0 if self.summers is None else self.gain * volts[self.summers]
+        if self.inverters is None:
+            return d
+        lin = -self.inv_gain * prev[self.index]
+        return d + self.matrix @ (np.clip(lin + self.inv_out * volts[self.inverters], -top, top) - lin)
+
+
+@dataclass
 class OutputLimits:
     """What the clamp and the slew stage need beside the linear realised system (problem time)."""
 
@@ -96,6 +128,11 @@ class OutputLimits:
             return -self.limit, self.limit
         return -self.limit - self.shifts[k], self.limit - self.shifts[k]
 
+    # With 1/f noise: each summer stage's StageShift, and the one into the cells (a shift of b;
+    # None: none). Empty without 1/f noise.
+    flicker_shifts: list = field(default_factory=list)
+    flicker_tail: StageShift | None = None
+
     def chain(self, x: np.ndarray) -> list:
         """The stage outputs of x through the chain, linear (no clamp): for the checks."""
         out = [-(self.maps[0] @ x)]
@@ -111,6 +148,12 @@ def _move(prev, target, rate: float, h: float):
     return prev + np.clip(target - prev, -rate * h, rate * h)
 
 
+def _between(inp, r: float):
+    """(e, volts) at fraction r of an input given at both ends, affine in between."""
+    (e0, v0), (e1, v1) = inp
+    return e0 + r * (e1 - e0), {name: v0[name] + r * (v1[name] - v0[name]) for name in v0}
+
+
 class LimitedDrift:
     """Steps z (the cells' capacitor voltages) with the outputs they drive (see the docstring)."""
 
@@ -120,29 +163,41 @@ class LimitedDrift:
         self.q_std = np.sqrt(q_cell) / lim.w0
         self.chain_noise = None if Sn is None else (Wn, psd_sqrt(Sn))
 
-    def outputs(self, z, prev, h):
-        """[x, v_1, ...] for state z, x moved from prev[0] by at most rate*h (prev None: at once)."""
+    def outputs(self, z, prev, h, inp=None):
+        """[x, v_1, ...] for state z, x moved from prev[0] by at most rate*h (prev None: at once);
+        inp = (e, volts): the cells' own input voltages (v_unit) and every amp's (V, by group)."""
         lim, top = self.lim, self.lim.limit
-        x = _move(prev[0] if prev else None, np.clip(lim.gain * z, -top, top), lim.rate, h)
-        outs = [x, np.clip(-(lim.maps[0] @ x) + self._clipped(0, x), *lim.bounds(0))]
-        for k, M in enumerate(lim.maps[1:], 1):
-            outs.append(np.clip(M @ outs[-1] + self._clipped(k, outs[-1]), *lim.bounds(k)))
+        e, volts = (0.0, None) if inp is None else inp
+        x = _move(prev[0] if prev else None, np.clip(lim.gain * (z + e), -top, top), lim.rate, h)
+        outs = [x]
+        for k, M in enumerate(lim.maps):
+            v = (-(M @ x) if k == 0 else M @ outs[-1]) + self._clipped(k, outs[-1])
+            if volts is not None:
+                v += lim.flicker_shifts[k](outs[-1], volts, top)
+            outs.append(np.clip(v, *lim.bounds(k)))
         return outs
 
     def _clipped(self, k: int, u):
-        """What array k's clipped inverted copies of its input u add to its output."""
+        """What array k's clipped inverted copies of its input u add to its output (offsets, bias).
+        With 1/f noise as well the copies' clip is applied once for each (an approximation where
+        both act at a clamp; each alone is exact)."""
         inv = self.lim.inverted
         return 0.0 if inv is None else inv[k].correction(u, self.lim.limit)
 
-    def start(self, z0):
-        """The outputs at t = 0, as the netlist's .ic lines start them (Builder.hold_outputs): the
-        cells at clip(c z0), the chain from them."""
-        return self.outputs(z0, None, 0.0)
+    def start(self, z0, inp=None):
+        """The outputs at t = 0, as the netlist starts them: with a slew stage, the cells at its .ic,
+        clip(c z0) (Builder.hold_outputs); without one, where their inputs put them at once. The
+        chain from them."""
+        if inp is not None and math.isfinite(self.lim.rate):
+            inp = (0.0, inp[1])
+        return self.outputs(z0, None, 0.0, inp)
 
-    def drift(self, z, outs):
+    def drift(self, z, outs, inp=None):
         lim, x = self.lim, outs[0]
+        tail = lim.flicker_tail
+        b = self.b if inp is None or tail is None else self.b + tail(outs[-1], inp[1], lim.limit)
         current = self.P @ outs[-1] + self._clipped(len(lim.maps), outs[-1])
-        return (self.b - lim.diag * x + current + lim.Gs * (x - z)) / lim.w0
+        return (b - lim.diag * x + current + lim.Gs * (x - z)) / lim.w0
 
     def _noise(self, h, rng):
         dw = self.q_std * (math.sqrt(h) * rng.standard_normal(self.q_std.shape[0]))
@@ -151,20 +206,24 @@ class LimitedDrift:
             dw += (Wn @ (L @ (math.sqrt(h) * rng.standard_normal(L.shape[1])))) / self.lim.w0
         return dw
 
-    def advance(self, z, outs, dt: float, rng):
-        """(z, outputs) after time dt (tau), in Heun steps of at most h_max."""
+    def advance(self, z, outs, dt: float, rng, inp=None):
+        """(z, outputs) after time dt (tau), in Heun steps of at most h_max; inp = ((e, volts) at
+        the start, (e, volts) at the end), the input affine in between (module doc; None: none)."""
         if dt == 0:
             return z, outs
         k = max(1, math.ceil(dt / self.h_max - 1e-9))
         h = dt / k
         noisy = self.q_std.any() or self.chain_noise is not None
-        for _ in range(k):
-            f0 = self.drift(z, outs)
+        ia = None if inp is None else inp[0]
+        for j in range(k):
+            ib = None if inp is None else _between(inp, (j + 1) / k)
+            f0 = self.drift(z, outs, ia)
             dw = self._noise(h, rng) if noisy else 0.0
             zp = z + h * f0 + dw
-            fp = self.drift(zp, self.outputs(zp, outs, h))
+            fp = self.drift(zp, self.outputs(zp, outs, h, ib), ib)
             z = z + 0.5 * h * (f0 + fp) + dw
-            outs = self.outputs(z, outs, h)
+            outs = self.outputs(z, outs, h, ib)
+            ia = ib
         return z, outs
 
 
