@@ -52,6 +52,13 @@ def build_points(kind: str, settings, seeds: int, seed: int) -> list[dict]:
     return points
 
 
+# Time steps one simulated solve may take (Limits.check_steps): a clipped or slewing circuit at the
+# digits CNN's size needs asbuilt's limited stepper at steps of 0.05/rho, millions per solve (one
+# 3-step run with a 0.3 V swing ran 14 minutes without finishing a step); past this the run stops
+# with a LimitError row instead of holding a worker for hours.
+LIMITED_STEPS = 2000
+
+
 def evaluate(spec: dict, pt: dict) -> dict:
     """Train one run (resuming its own folder); failures become a row, not a crash."""
     from training.loop import TrainConfig, train
@@ -74,6 +81,7 @@ def evaluate(spec: dict, pt: dict) -> dict:
             t=spec["t"],
             kappa0=kappa0,
             design=design,
+            max_steps=LIMITED_STEPS,
             **common,
         )
     folder = os.path.join(spec["out"], f"{kind}.runs", pt["id"])

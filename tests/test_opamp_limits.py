@@ -14,6 +14,7 @@ from circuits.realised import realise
 from circuits.topologies import build
 from spu import SPU
 from spu.core.problems import FactoredProblem, GGNProblem
+from spu.limits import LimitError, Limits
 
 KIND = {"factored": "factored", "crossbar": "ggn"}
 T = 6.0
@@ -181,3 +182,12 @@ def test_netlist_carries_clamp_and_slew():
     assert "Eclip c 0 TABLE {V(a,0)} = (-1.5,-1.5) (1.5,1.5)" in text
     assert text.count(".subckt") == 2 and "Gslew 0 o TABLE" in text
     assert "v(Xcell0.o)=-0.5" in text and text.count("opamp_slew") == 1 + p.n
+
+
+def test_limited_stepper_counts_its_steps_against_the_limit():
+    """A clipped circuit needs the limited stepper at steps of 0.05/rho: its step count is checked
+    before it starts (LimitError naming --max-steps), as the other stepping backends do."""
+    p = driven("factored")
+    spu = SPU("asbuilt", topology="factored", design=Design(opamp=OpAmp(swing=1.0)), limits=Limits(steps=100))
+    with pytest.raises(LimitError, match="limited stepper.*--max-steps"):
+        spu.run(p, t=T, x0=np.zeros(p.n))

@@ -13,6 +13,7 @@ options (all optional):
   topology  "factored" (default) | "crossbar"
   design    circuits.Design (default Design())
   step      largest splitting step in tau (default 0.25; unused where the transition is exact)
+  limits    spu.limits.Limits: the limited stepper's steps are counted against limits.steps
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from circuits.topologies import choices, find, get
 from ..core.errors import ThermospiceError
 from ..core.limited_drift import LimitCheck, LimitedDrift, LimitReached
 from ..core.lowrank_drift import SplitTransition
+from ..limits import Limits, transient_steps
 from .base import BackendRun, CircuitBackend
 from .circuit import adc
 from .flicker_drive import FlickerDrive, FlickerKnots, KnotPath, amp_count
@@ -87,7 +89,7 @@ def run(problem, *, t, x0, kappa0, seed, times, options) -> BackendRun:
         rows, limited = _flicker_trajectory(rs, prop, drive, x0, marks, seed), False
     else:
         path = None if process is None else KnotPath(rs, FlickerKnots(rs, process))
-        rows, limited = _trajectory(rs, prop, x0, marks, seed, step, path)
+        rows, limited = _trajectory(rs, prop, x0, marks, seed, step, path, options.get("limits") or Limits())
 
     def read(v):  # the ADC reads V(x) = v_unit x
         return adc(v * rs.v_unit, design) / rs.v_unit
@@ -130,7 +132,7 @@ def _linear(prop, x, marks, rng, visit=None) -> list:
     return rows
 
 
-def _trajectory(rs, prop, x0, marks, seed, step, path=None) -> tuple[list, bool]:
+def _trajectory(rs, prop, x0, marks, seed, step, path=None, limits: Limits | None = None) -> tuple[list, bool]:
     """The states at `marks`, and whether an op-amp limit was reached. With a swing or slew rate
     set, the linear path runs first on its step grid under a LimitCheck: while no output or rate
     comes near a limit it IS the answer (the same draws as without limits where the diagonal is
@@ -150,6 +152,13 @@ def _trajectory(rs, prop, x0, marks, seed, step, path=None) -> tuple[list, bool]
             pass
     rho = prop.d + float(np.abs(prop.eig.k).max(initial=0.0)) + float(np.abs(prop.dD).max(initial=0.0))
     stepper = LimitedDrift(rs.limits, rs.P, rs.b, rs.q_cell, rs.Wn, rs.Sn, rho=rho, step=step)
+    # Its step resolves the fastest rate (0.05/rho): at training scale rho reaches 1e3-1e4 per tau
+    # and one solve millions of O(N m) steps, so it is counted against --max-steps before it starts.
+    (limits or Limits()).check_steps(
+        f"asbuilt's limited stepper (an op-amp limit is reached) to t = {marks[-1]:g} tau in steps of "
+        f"{stepper.h_max:.3g} tau",
+        transient_steps(marks[-1], stepper.h_max),
+    )
     z = np.asarray(x0, dtype=np.float64)  # the capacitor holds -v_unit x0 (Builder.integrator_cells)
     outs, now, rows = stepper.start(z, None if path is None else path.at(0.0)), 0.0, []
     rng = np.random.default_rng(seed)
@@ -173,7 +182,7 @@ def flicker_process(rs, design: Design, t: float, seed) -> FlickerProcess | None
 
 class AsbuiltBackend(CircuitBackend):
     name = "asbuilt"
-    options = frozenset({"topology", "design", "step"})
+    options = frozenset({"topology", "design", "step", "limits"})
     run = staticmethod(run)
     problem_form = staticmethod(problem_form)
 
