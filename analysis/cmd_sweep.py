@@ -84,6 +84,11 @@ def _train_args(p, kind) -> None:
     g.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     g.add_argument("--t", type=float, help="analog time per step in tau (default 50; train-noise 1)")
     g.add_argument("--topology", choices=topologies.choices("asbuilt"), default="factored")
+    g.add_argument(
+        "--gain-stage",
+        action="store_true",
+        help="the asbuilt runs hand the chip b/max|b| and scale its answer back (train --gain-stage)",
+    )
     g = p.add_argument_group("running")
     g.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")
     g.add_argument("--workers", type=int, help="parallel processes (default: the CPU count)")
@@ -107,6 +112,7 @@ def cmd_train_sweep(args) -> int:
         steps=args.steps,
         t=args.t,
         topology=args.topology,
+        gain_stage=args.gain_stage,
         workers=args.workers,
         scheduler=args.scheduler,
         scheduler_timeout=args.scheduler_timeout,

@@ -80,6 +80,12 @@ def add_parser(sub) -> None:
     p.add_argument("--t", type=float, help="analog time per step, in tau")
     p.add_argument("--td", type=float, default=0.0, help="delay under the stale system, in tau")
     p.add_argument("--kappa0", type=float, default=0.0, help="SPU noise level")
+    p.add_argument(
+        "--gain-stage",
+        action="store_true",
+        help="hand the SPU b/max|b| and scale its answer back, so the chip's absolute errors "
+        "(offsets, converter LSBs) stay a fixed fraction of the signal as the gradient shrinks",
+    )
     p.add_argument("--beta1", type=float, help="Adam beta1 (tngd-adam default 0)")
     p.add_argument("--beta2", type=float, help="Adam beta2 (tngd-adam default 0)")
     p.add_argument("--cg-iters", type=int, help="CG iterations for ngd-cg")
@@ -139,6 +145,7 @@ def cmd_train(args) -> int:
         design=_design_args(args),
         timeout=args.timeout,
         max_steps=args.max_steps,
+        gain_stage=args.gain_stage,
         curvature=args.curvature,
         mc_samples=args.mc_samples,
     )

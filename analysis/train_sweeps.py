@@ -82,6 +82,7 @@ def evaluate(spec: dict, pt: dict) -> dict:
             kappa0=kappa0,
             design=design,
             max_steps=LIMITED_STEPS,
+            gain_stage=spec.get("gain_stage", False),
             **common,
         )
     folder = os.path.join(spec["out"], f"{kind}.runs", pt["id"])
@@ -115,6 +116,7 @@ def run_train_sweep(
     t: float | None = None,
     batch: int = 64,
     topology: str = "factored",
+    gain_stage: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
     scheduler_timeout: float = 10.0,
@@ -150,6 +152,8 @@ def run_train_sweep(
         "batch": batch,
         "topology": topology,
     }
+    if gain_stage:  # only when on: manifests written before the option still resume
+        spec["gain_stage"] = True
     with hold_lock(out, kind, f"{kind} sweep", SweepError):
         return _run_locked(kind, out, spec, workers, scheduler, scheduler_timeout, progress)
 

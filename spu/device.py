@@ -87,7 +87,14 @@ class SPU:
 
     design: the circuit design (circuits.Design). A circuit backend defaults and checks it; the
     others keep it only for its tau. tau (seconds) comes from the design when there is one, else
-    from the timing model (whose default, 1 us, is the default design's R0 C)."""
+    from the timing model (whose default, 1 us, is the default design's R0 C).
+
+    gain_stage: the host hands the device b / beta and x0 / beta with beta = max|b|, and multiplies
+    what it reads by beta (a digital gain stage before the DACs and after the ADCs). Exact for the
+    linear device; a real chip then works at the same signal level whatever |b| is, so its absolute
+    errors (op-amp offsets and bias, converter offsets and LSBs) stay the same fraction of the
+    signal while a training gradient shrinks, instead of growing against it. The device's kappa0
+    acts on the staged problem: in units of x its noise is beta^2 kappa0."""
 
     def __init__(
         self,
@@ -98,9 +105,11 @@ class SPU:
         kappa0: float = 0.0,
         seed: int | None = None,
         timing: TimingModel | None = None,
+        gain_stage: bool = False,
         **options,
     ):
         self.backend = backend  # the name, as given
+        self.gain_stage = bool(gain_stage)
         self.backend_object = get_backend(backend)
         self.backend_object.check_topology(topology)
         self.topology = topology
@@ -194,7 +203,13 @@ class SPU:
         self.runs += 1
         options = self._options()
         start = time.perf_counter()
+        beta = float(np.abs(problem.b).max()) if self.gain_stage and problem.n else 0.0
+        if beta > 0:
+            problem, x0 = problem.with_b(problem.b / beta), x0 / beta
         out = self.backend_object.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times, options=options)
+        if beta > 0:
+            out.x = out.x * beta
+            out.trajectory = None if out.trajectory is None else out.trajectory * beta
         wall = time.perf_counter() - start
         topology = out.extra.get("topology", self.topology)
         # Count what the built circuit programs where one exists (it skips H's zero blocks).

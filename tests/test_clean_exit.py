@@ -140,8 +140,11 @@ def test_terminated_solve_removes_its_ngspice_run(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
+        # The program itself (argv[0]), not any argument: the command's own cmdline says
+        # "--backend ngspice", and matching it sent SIGTERM before a loaded machine had even
+        # installed the handler (exit -15 instead of 143).
         if any(
-            b"ngspice" in open(f"/proc/{p}/cmdline", "rb").read()
+            os.path.basename(open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[0]).startswith(b"ngspice")
             for p in _processes_with(marker)
             if os.path.exists(f"/proc/{p}/cmdline")
         ):

@@ -68,6 +68,10 @@ def test_every_form_answers_the_problem_interface():
         assert (p.factored() is None) is (not low_rank)
         half = p.scaled(2.0)
         assert type(half) is type(p) and np.allclose(half.matrix(), dense.A / 2) and np.allclose(half.b, p.b / 2)
+        other = p.with_b(-2 * p.b)
+        assert (
+            type(other) is type(p) and np.array_equal(other.matrix(), p.matrix()) and np.array_equal(other.b, -2 * p.b)
+        )
     assert dense.dense() is dense and fact.factored() is fact and ggn.ggn() is ggn
     assert dense.ggn() is None and fact.ggn() is None
     assert ggn.factored() is ggn.factored()  # computed once

@@ -131,6 +131,10 @@ class Problem(ABC):
     def scaled(self, s: float) -> Problem:
         """The same form with A/s and b/s (what a circuit at scale s realises)."""
 
+    @abstractmethod
+    def with_b(self, b: np.ndarray) -> Problem:
+        """The same A (and its cached views) with the right-hand side b."""
+
     def dense(self) -> DenseProblem:
         """This system with A formed (itself when already dense)."""
         return DenseProblem(self.matrix(), self.b)
@@ -185,6 +189,9 @@ class DenseProblem(Problem):
 
     def scaled(self, s: float) -> DenseProblem:
         return DenseProblem(self.A / s, self.b / s)
+
+    def with_b(self, b: np.ndarray) -> DenseProblem:
+        return DenseProblem(self.A, b)
 
     def dense(self) -> DenseProblem:
         return self
@@ -243,6 +250,9 @@ class FactoredProblem(Problem):
     def scaled(self, s: float) -> FactoredProblem:
         # gram is not carried over: the scaled problem recomputes U^T U/s if it needs it.
         return FactoredProblem(self.U / math.sqrt(s), self.lam / s, self.b / s)
+
+    def with_b(self, b: np.ndarray) -> FactoredProblem:
+        return FactoredProblem(self.U, self.lam, b, gram=self.gram)
 
     def gram_matrix(self) -> np.ndarray:
         """U^T U (m x m): the given gram when the caller supplied one, else the O(N m^2) product."""
@@ -329,3 +339,6 @@ class GGNProblem(Problem):
     def scaled(self, s: float) -> GGNProblem:
         # J stays: the crossbar programs J and J^T as given and takes the scale on H and lam.
         return GGNProblem(self.J, self.H / s, self.lam / s, self.b / s)
+
+    def with_b(self, b: np.ndarray) -> GGNProblem:
+        return GGNProblem(self.J, self.H, self.lam, b)
