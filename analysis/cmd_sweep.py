@@ -89,6 +89,11 @@ def _train_args(p, kind) -> None:
         action="store_true",
         help="the asbuilt runs hand the chip b/max|b| and scale its answer back (train --gain-stage)",
     )
+    g.add_argument(
+        "--chop",
+        action="store_true",
+        help="the asbuilt runs subtract a run with b = 0 from every solve (train --chop)",
+    )
     g = p.add_argument_group("running")
     g.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")
     g.add_argument("--workers", type=int, help="parallel processes (default: the CPU count)")
@@ -113,6 +118,7 @@ def cmd_train_sweep(args) -> int:
         t=args.t,
         topology=args.topology,
         gain_stage=args.gain_stage,
+        chop=args.chop,
         workers=args.workers,
         scheduler=args.scheduler,
         scheduler_timeout=args.scheduler_timeout,

@@ -86,6 +86,11 @@ def add_parser(sub) -> None:
         help="hand the SPU b/max|b| and scale its answer back, so the chip's absolute errors "
         "(offsets, converter LSBs) stay a fixed fraction of the signal as the gradient shrinks",
     )
+    p.add_argument(
+        "--chop",
+        action="store_true",
+        help="subtract a second SPU run with b = 0 from every solve: constant offsets and bias cancel",
+    )
     p.add_argument("--beta1", type=float, help="Adam beta1 (tngd-adam default 0)")
     p.add_argument("--beta2", type=float, help="Adam beta2 (tngd-adam default 0)")
     p.add_argument("--cg-iters", type=int, help="CG iterations for ngd-cg")
@@ -146,6 +151,7 @@ def cmd_train(args) -> int:
         timeout=args.timeout,
         max_steps=args.max_steps,
         gain_stage=args.gain_stage,
+        chop=args.chop,
         curvature=args.curvature,
         mc_samples=args.mc_samples,
     )

@@ -83,6 +83,7 @@ def evaluate(spec: dict, pt: dict) -> dict:
             design=design,
             max_steps=LIMITED_STEPS,
             gain_stage=spec.get("gain_stage", False),
+            chop=spec.get("chop", False),
             **common,
         )
     folder = os.path.join(spec["out"], f"{kind}.runs", pt["id"])
@@ -117,6 +118,7 @@ def run_train_sweep(
     batch: int = 64,
     topology: str = "factored",
     gain_stage: bool = False,
+    chop: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
     scheduler_timeout: float = 10.0,
@@ -152,8 +154,8 @@ def run_train_sweep(
         "batch": batch,
         "topology": topology,
     }
-    if gain_stage:  # only when on: manifests written before the option still resume
-        spec["gain_stage"] = True
+    # Only when on: manifests written before these options still resume.
+    spec.update({k: True for k, on in (("gain_stage", gain_stage), ("chop", chop)) if on})
     with hold_lock(out, kind, f"{kind} sweep", SweepError):
         return _run_locked(kind, out, spec, workers, scheduler, scheduler_timeout, progress)
 

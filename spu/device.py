@@ -94,7 +94,15 @@ class SPU:
     linear device; a real chip then works at the same signal level whatever |b| is, so its absolute
     errors (op-amp offsets and bias, converter offsets and LSBs) stay the same fraction of the
     signal while a training gradient shrinks, instead of growing against it. The device's kappa0
-    acts on the staged problem: in units of x its noise is beta^2 kappa0."""
+    acts on the staged problem: in units of x its noise is beta^2 kappa0.
+
+    chop: every solve is two runs of the same chip, one with b from x0 and one with -b from -x0 (its
+    own noise seed), and the answer is half their difference, as a chopper-stabilised amplifier
+    does: the trajectory the constant errors at the cells' inputs put in (op-amp offsets and bias,
+    DAC offsets, the even part of the DACs' INL, ADC offsets) is the same in both and cancels,
+    exactly for the linear circuit (not where a swing or slew limit is reached). Both runs use the
+    same DAC resistors (max|b| is the same). It costs a second run (counted in the device time);
+    the noise variance of the answer halves."""
 
     def __init__(
         self,
@@ -106,10 +114,12 @@ class SPU:
         seed: int | None = None,
         timing: TimingModel | None = None,
         gain_stage: bool = False,
+        chop: bool = False,
         **options,
     ):
         self.backend = backend  # the name, as given
         self.gain_stage = bool(gain_stage)
+        self.chop = bool(chop)
         self.backend_object = get_backend(backend)
         self.backend_object.check_topology(topology)
         self.topology = topology
@@ -207,6 +217,18 @@ class SPU:
         if beta > 0:
             problem, x0 = problem.with_b(problem.b / beta), x0 / beta
         out = self.backend_object.run(problem, t=t, x0=x0, kappa0=kappa, seed=seed, times=times, options=options)
+        if self.chop:
+            other = self.backend_object.run(
+                problem.with_b(-problem.b),
+                t=t,
+                x0=-x0,
+                kappa0=kappa,
+                seed=None if seed is None else (seed + 1) % (2**31 - 1),
+                times=times,
+                options=options,
+            )
+            out.x = 0.5 * (out.x - other.x)
+            out.trajectory = None if out.trajectory is None else 0.5 * (out.trajectory - other.trajectory)
         if beta > 0:
             out.x = out.x * beta
             out.trajectory = None if out.trajectory is None else out.trajectory * beta
@@ -218,6 +240,8 @@ class SPU:
             resistors = _resistors_for(problem, topology, self.backend_object)
         scale = float(out.extra.get("scale", 1.0))
         breakdown = self.timing.device_time(problem.n, resistors, t * scale if math.isfinite(t) else 0.0)
+        if self.chop:  # the second run: programmed and run like the first
+            breakdown = {k: 2 * v for k, v in breakdown.items()}
         return SPUResult(
             x=out.x,
             backend=self.backend,

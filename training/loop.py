@@ -129,6 +129,7 @@ class TrainConfig:
     design: dict | None = None  # circuits.Design fields; merged over the backend's TRAINING_DESIGNS entry
     timeout: float | None = None  # seconds before one ngspice solve is killed (None: backend's 600)
     gain_stage: bool = False  # hand the SPU b/max|b| and scale its answer back (spu.SPU gain_stage)
+    chop: bool = False  # subtract a run with b = 0 from every solve (spu.SPU chop)
     max_steps: float | None = None  # most time steps one simulated solve may take (None: spu.limits' default)
     curvature: str | None = None  # "ggn" | "mc" | "empirical" (natural-gradient methods; default "ggn")
     mc_samples: int | None = None  # sampled labels per example for curvature "mc" (default 1)
@@ -222,6 +223,7 @@ def build_optimizer(cfg: TrainConfig, model):
             kappa0=cfg.kappa0,
             seed=cfg.seed,
             gain_stage=cfg.gain_stage,
+            chop=cfg.chop,
             **options,
         )
     return make_optimizer(
