@@ -89,7 +89,7 @@ class AmpInput:
 
     def __init__(self, B, chain: tuple[tuple[str, ...], tuple[str, ...]], n: int):
         d = B.d
-        g = float("inf") if d.opamp.ideal else float(d.opamp.gain)
+        g = d.opamp.dc_gain
         self.n, self.scale, self.unit = n, float(B.record.scale), d.R0 / d.v_unit
         self.conductance = {
             name: np.array([B.node_conductance[s] for s in grp.nodes], dtype=float)

@@ -62,6 +62,12 @@ class OpAmp:
         return self.gain is None
 
     @property
+    def dc_gain(self) -> float:
+        """The DC gain the realised (as-built) system works with: inf for an ideal part (the
+        netlist's IDEAL_GAIN only stands in for it)."""
+        return float("inf") if self.gain is None else float(self.gain)
+
+    @property
     def clean(self) -> bool:
         """No offset, bias, clipping, slew limit or 1/f noise: the amplifier of before issue 17."""
         return (

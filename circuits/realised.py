@@ -191,7 +191,7 @@ def realise(problem, topology: str, design: Design | None = None, *, kappa0: flo
     if design.opamp.swing is not None or design.opamp.slew is not None:
         rs.limits = _output_limits(circuit.builder, circuit.as_built, topo, rs, circuit.scale)
         if design.opamp.flicker_corner is not None:  # its chain part moves the stages before their clamps
-            g = float("inf") if design.opamp.ideal else float(design.opamp.gain)
+            g = design.opamp.dc_gain
             rs.limits.flicker_shifts, rs.limits.flicker_tail = stage_shifts(
                 circuit.builder, topo.chain, g, circuit.scale
             )
@@ -205,7 +205,7 @@ def _output_limits(B: ValueBuilder, ab, topology, rs: RealisedSystem, s: float) 
     inverted copies each array reads and the offsets' shifts; the cells' own conductances; all in
     problem time (rates times the scale s)."""
     d, amp = B.d, B.d.opamp
-    g = float("inf") if amp.ideal else float(amp.gain)
+    g = amp.dc_gain
     arrays, summers = topology.chain
     maps, inverted = [], []
     for k, label in enumerate(arrays):
@@ -256,7 +256,7 @@ def _compose(B: ValueBuilder, ab, topology, n: int) -> RealisedSystem:
     inverting summers between them."""
     d = B.d
     R0, vu = d.R0, d.v_unit
-    g = float("inf") if d.opamp.ideal else float(d.opamp.gain)
+    g = d.opamp.dc_gain
     noise = B.noise_intensity  # node -> intensity A^2 s (real time)
 
     # Voltage noise (in units of v_unit) of a stage output = -Rf * f * i / v_unit; its intensity:
